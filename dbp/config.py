@@ -1,0 +1,334 @@
+"""Finding, reading and checking ``DB_CONFIG``.
+
+A settings file is either TOML (``[DB_CONFIG.SQL]``, ``[DB_CONFIG.MONGO]``) or
+Python (``DB_CONFIG = {"SQL": {...}, "MONGO": {...}}``); both give the same
+:class:`Config`.  Each section is checked by its engine's settings class, named
+in :data:`dbp.engines.ENGINES`, so that every mistake surfaces at load time as
+one :class:`~dbp.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional, Union
+from urllib.parse import quote, urlencode
+
+from dbp._redact import MASK, mask_url, register_secret
+from dbp.engines import ENGINES, EngineSettings, engine_for_section
+from dbp.errors import ConfigError
+
+__all__ = ["Config", "ConfigSource", "find_settings", "load_config", "resolve_config"]
+
+log = logging.getLogger("dbp.config")
+
+SETTINGS_ENV = "DBP_SETTINGS"
+DEFAULT_FILES = ("dbp.toml", "settings.py")
+#: Section keys whose values are mappings of driver parameters, kept as given.
+_VERBATIM_KEYS = frozenset({"OPTIONS", "POOL"})
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
+
+
+class Section(dict):  # type: ignore[type-arg]
+    """One engine's settings, keys upper-cased. Its repr hides secrets."""
+
+    def __repr__(self) -> str:
+        return repr(_masked(self))
+
+
+class Config(dict):  # type: ignore[type-arg]
+    """``DB_CONFIG`` as loaded: ``{"SQL": {...}, "MONGO": {...}}``.
+
+    ``source`` is the file it came from (``None`` for a dict or the environment).
+    Its repr hides passwords; the values themselves are the caller's own.
+    """
+
+    def __init__(self, data: Mapping[str, Any], source: Optional[Path] = None) -> None:
+        super().__init__(data)
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Config({_masked(self)!r}, source={str(self.source) if self.source else None!r})"
+
+    __str__ = __repr__
+
+    def settings(self, engine: str) -> EngineSettings:
+        """The checked settings of ``engine`` (``"sql"`` or ``"mongo"``)."""
+        spec = ENGINES.get(engine)
+        if spec is None:
+            raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+        section = self.get(spec.section)
+        if section is None:
+            where = f" in {self.source}" if self.source else ""
+            raise ConfigError(f"no DB_CONFIG.{spec.section} section{where}")
+        return spec.settings_class().from_section(section, where=f"DB_CONFIG.{spec.section}")
+
+
+def _masked(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {k: _masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, str):
+        upper = key.upper()
+        if "PASSWORD" in upper or "SECRET" in upper:
+            return MASK
+        return mask_url(value)
+    return value
+
+
+def find_settings(
+    path: Union[str, os.PathLike[str], None] = None,
+    *,
+    cwd: Union[str, os.PathLike[str], None] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Optional[Path]:
+    """The settings file to read: ``path``, ``$DBP_SETTINGS``, ``./dbp.toml``, ``./settings.py``.
+
+    An explicitly named file that does not exist is an error; ``None`` means
+    no file was named and none of the default names exists.
+    """
+    env = os.environ if environ is None else environ
+    base = Path.cwd() if cwd is None else Path(cwd)
+    if path is not None:
+        named, how = Path(path), "settings file"
+    elif env.get(SETTINGS_ENV):
+        named, how = Path(env[SETTINGS_ENV]), f"settings file from ${SETTINGS_ENV}"
+    else:
+        for name in DEFAULT_FILES:
+            if (base / name).is_file():
+                return base / name
+        return None
+    named = named if named.is_absolute() else base / named
+    if not named.exists():
+        raise ConfigError(f"{how} {named} does not exist")
+    if named.is_dir():
+        raise ConfigError(f"{how} {named} is a directory, not a file")
+    return named
+
+
+def load_config(
+    path: Union[str, os.PathLike[str], None] = None,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Find, read and check ``DB_CONFIG``; raise :class:`ConfigError` on any problem.
+
+    ``DBP_SQL_URL`` / ``DBP_MONGO_URL`` override the file's address keys. With
+    no file at all, those variables alone may configure dbp; with neither, the
+    error says where a file was looked for: dbp never falls back to a default
+    database.
+    """
+    env = os.environ if environ is None else environ
+    found = find_settings(path, environ=env)
+    if found is None:
+        if not any(env.get(spec.url_env) for spec in ENGINES.values()):
+            raise ConfigError(
+                "no settings found: pass --settings FILE, set $DBP_SETTINGS, create "
+                "./dbp.toml or ./settings.py, or set "
+                + " / ".join(f"${spec.url_env}" for spec in ENGINES.values())
+            )
+        return _finish({}, None, env)
+    raw = _read_toml(found, env) if found.suffix == ".toml" else _read_python(found)
+    return _finish(raw, found, env)
+
+
+def resolve_config(
+    source: ConfigSource = None,
+    *,
+    engine: Optional[str] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """A :class:`Config` from a path, a ``DB_CONFIG`` dict, or (``None``) the usual search.
+
+    A dict that holds a single engine's keys (``{"HOST": ..., ...}``, as
+    db-plugins' ``connect(config=DB_CONFIG["SQL"])`` takes) is read as the
+    section of ``engine``.
+    """
+    if isinstance(source, Config):
+        return source
+    if source is None or isinstance(source, (str, os.PathLike)):
+        return load_config(source, environ=environ)
+    if not isinstance(source, Mapping):
+        raise ConfigError(
+            f"expected a settings path or a DB_CONFIG dict, got {type(source).__name__}"
+        )
+    data: Mapping[str, Any] = source
+    upper = {str(k).upper() for k in data}
+    if "DB_CONFIG" in upper and len(upper) == 1:
+        data = next(iter(data.values()))
+    elif engine is not None and not upper & {spec.section for spec in ENGINES.values()}:
+        data = {ENGINES[engine].section: data} if engine in ENGINES else data
+    env = os.environ if environ is None else environ
+    return _finish(data, None, env)
+
+
+def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on old Pythons only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {_reason(exc)}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if "DB_CONFIG" not in doc:
+        raise ConfigError(f"{path} has no [DB_CONFIG] table (expected [DB_CONFIG.SQL] and/or [DB_CONFIG.MONGO])")
+    result: dict[str, Any] = _expand_env(doc["DB_CONFIG"], env, f"{path}: DB_CONFIG")
+    return result
+
+
+def _expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
+    """Expand ``${VAR}`` from the environment in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name not in env:
+            raise ConfigError(f"{where} uses ${{{name}}} but environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _read_python(path: Path) -> Any:
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {_reason(exc)}") from None
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:  # message and line only: the offending text may hold a secret
+        raise ConfigError(f"{path}: Python syntax error at line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: cannot compile settings file: {exc}") from None
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "dbp_settings"}
+    try:
+        exec(code, namespace)
+    except Exception as exc:
+        line = next(
+            (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(path)),
+            None,
+        )
+        # Only messages that name things (not values) are repeated.
+        detail = f": {exc}" if isinstance(exc, (NameError, ImportError, KeyError, AttributeError)) else ""
+        raise ConfigError(
+            f"{path}: settings file raised {type(exc).__name__} at line {line}{detail}"
+        ) from None
+    if "DB_CONFIG" not in namespace:
+        raise ConfigError(f"{path} does not define DB_CONFIG")
+    return namespace["DB_CONFIG"]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
+def _normalize(raw: Any, where: str) -> dict[str, Section]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: DB_CONFIG must be a table/dict, not {type(raw).__name__}")
+    out: dict[str, Section] = {}
+    for key, value in raw.items():
+        name = str(key).upper()
+        if name in out:
+            raise ConfigError(f"{where}: section {name} is given twice (keys are case-insensitive)")
+        if engine_for_section(name) is None:
+            valid = ", ".join(spec.section for spec in ENGINES.values())
+            raise ConfigError(f"{where}: unknown section DB_CONFIG.{key}; expected {valid}")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: DB_CONFIG.{name} must be a table/dict, not {type(value).__name__}")
+        section = Section()
+        for k, v in value.items():
+            upper = str(k).upper()
+            if upper in section:
+                raise ConfigError(f"{where}: DB_CONFIG.{name}.{upper} is given twice (keys are case-insensitive)")
+            if upper in _VERBATIM_KEYS and isinstance(v, Mapping):
+                v = {str(ik).lower(): iv for ik, iv in v.items()}
+            section[upper] = v
+        out[name] = section
+    return out
+
+
+def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
+    where = str(source) if source else "DB_CONFIG"
+    sections = _normalize(raw, where)
+    for spec in ENGINES.values():
+        section = sections.get(spec.section)
+        if section is not None and "AIRFLOW_CONN_ID" in section:
+            section = _from_airflow(section, spec.address_keys, env, f"DB_CONFIG.{spec.section}")
+        url = env.get(spec.url_env)
+        if url:
+            kept = {k: v for k, v in (section or {}).items() if k not in spec.address_keys}
+            section = Section(kept, URL=url)
+            log.debug("DB_CONFIG.%s address taken from $%s", spec.section, spec.url_env)
+        if section is not None:
+            sections[spec.section] = section
+    config = Config(sections, source)
+    for key in list(config):  # check every section now, so mistakes surface at load time
+        settings = config.settings(engine_for_section(key) or "")
+        for secret in settings.secrets():
+            register_secret(secret)
+    return config
+
+
+def _from_airflow(
+    section: Section, address_keys: frozenset[str], env: Mapping[str, str], where: str
+) -> Section:
+    conn_id = section["AIRFLOW_CONN_ID"]
+    if not isinstance(conn_id, str) or not conn_id:
+        raise ConfigError(f"{where}.AIRFLOW_CONN_ID must be a connection id string")
+    var = "AIRFLOW_CONN_" + re.sub(r"[^A-Za-z0-9]", "_", conn_id).upper()
+    value = env.get(var)
+    if not value:
+        raise ConfigError(f"{where}.AIRFLOW_CONN_ID is {conn_id!r} but ${var} is not set")
+    kept = {k: v for k, v in section.items() if k not in address_keys}
+    return Section(kept, URL=_airflow_uri(value.strip(), var))
+
+
+def _airflow_uri(value: str, var: str) -> str:
+    """An Airflow connection (URI or JSON form) as a URI; drivers normalise the scheme."""
+    if not value.startswith("{"):
+        return value
+    try:
+        conn = json.loads(value)
+    except ValueError:
+        raise ConfigError(f"${var} is neither a URI nor valid JSON") from None
+    if not isinstance(conn, dict) or "conn_type" not in conn:
+        raise ConfigError(f"${var}: a JSON Airflow connection needs at least conn_type")
+    password = conn.get("password")
+    if password:
+        register_secret(str(password))
+    userinfo = quote(str(conn.get("login") or ""), safe="")
+    if password:
+        userinfo += ":" + quote(str(password), safe="")
+    netloc = (userinfo + "@" if userinfo else "") + str(conn.get("host") or "")
+    if conn.get("port"):
+        netloc += f":{conn['port']}"
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            extra = {}
+    query = urlencode({"__extra__": json.dumps(extra)}) if extra else ""
+    schema = quote(str(conn.get("schema") or ""), safe="")
+    return f"{conn['conn_type']}://{netloc}/{schema}" + (f"?{query}" if query else "")

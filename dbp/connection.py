@@ -1,0 +1,111 @@
+"""The contract both engines' connections keep."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Optional, TypeVar
+
+from dbp.config import ConfigSource, resolve_config
+from dbp.engines import ENGINES, EngineSettings
+from dbp.errors import ConfigError
+
+__all__ = ["Connection", "connect"]
+
+S = TypeVar("S", bound=EngineSettings)
+C = TypeVar("C", bound="Connection[Any]")
+
+
+class Connection(ABC, Generic[S]):
+    """A short-lived connection to one database, the same contract on every engine.
+
+    Nothing happens on construction; :meth:`connect` (or ``with``) opens it and
+    :meth:`close` (or leaving the ``with`` block, also on error) closes it.
+    ``config`` is a settings path, a ``DB_CONFIG`` dict, a section dict, or
+    ``None`` for the usual search (``--settings``, ``$DBP_SETTINGS``, ...).
+    """
+
+    engine: ClassVar[str]
+
+    def __init__(self, config: ConfigSource = None, *, settings: Optional[S] = None) -> None:
+        self._config = config
+        self._settings = settings
+
+    @property
+    def settings(self) -> S:
+        if self._settings is None:
+            found = resolve_config(self._config, engine=self.engine).settings(self.engine)
+            self._settings = found  # type: ignore[assignment]
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def address(self) -> str:
+        """``host:port/database``, safe to print."""
+        return self.settings.address
+
+    def connect(self: C, config: ConfigSource = None) -> C:
+        """Open the connection (a no-op if open); ``config`` replaces the one given at construction."""
+        if config is not None:
+            if not self.closed:
+                raise ConfigError("cannot change the configuration of an open connection")
+            self._config, self._settings = config, None
+        if self.closed:
+            self._open()
+        return self
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True until :meth:`connect`, and again after :meth:`close`."""
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Open the driver connection; raise ServerUnavailable naming the address."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; closing a closed connection does nothing."""
+
+    @abstractmethod
+    def ping(self) -> float:
+        """Round-trip to the server; return the seconds it took."""
+
+    @abstractmethod
+    def server_version(self) -> str:
+        """The server's product and version, e.g. ``PostgreSQL 18.1``."""
+
+    @abstractmethod
+    def create_db(self) -> bool:
+        """Create the configured database if it does not exist; True if it was created."""
+
+    @abstractmethod
+    def drop_db(self) -> bool:
+        """Drop the configured database if it exists; True if it was dropped."""
+
+    def __enter__(self: C) -> C:
+        return self.connect()
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        try:
+            where = self.settings.masked_url()
+        except ConfigError:
+            where = "(unconfigured)"
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} {where} {state}>"
+
+
+def connect(config: ConfigSource = None, engine: str = "sql") -> Connection[Any]:
+    """Open a connection to ``engine`` (``"sql"`` or ``"mongo"``); use it in a ``with`` block."""
+    spec = ENGINES.get(engine)
+    if spec is None:
+        raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    return spec.connection_class()(config).connect()

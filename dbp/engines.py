@@ -1,0 +1,107 @@
+"""The engine registry: the one place that knows which engines exist.
+
+Everything outside ``dbp.sql`` and ``dbp.mongo`` reaches an engine through
+:data:`ENGINES`; the modules are imported only when an engine is used, so that
+``import dbp`` loads neither driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from dbp.connection import Connection
+
+__all__ = ["ENGINES", "EngineSettings", "EngineSpec", "engine_for_section"]
+
+S = TypeVar("S", bound="EngineSettings")
+
+
+class EngineSettings(ABC):
+    """One engine's checked settings. Its repr and :attr:`address` carry no secret."""
+
+    #: ``host:port/database``, for messages.
+    address: str
+    #: The database that dbp works in.
+    database: str
+
+    @classmethod
+    @abstractmethod
+    def from_section(cls: type[S], section: Mapping[str, Any], *, where: str) -> S:
+        """Check a ``DB_CONFIG`` section; raise ConfigError naming ``where`` on any problem."""
+
+    @abstractmethod
+    def secrets(self) -> Iterable[str]:
+        """The secret strings in these settings, to keep out of every message."""
+
+    @abstractmethod
+    def masked_url(self) -> str:
+        """A URL for these settings with the password replaced by ``***``."""
+
+    @abstractmethod
+    def with_database(self: S, database: str) -> S:
+        """The same server and credentials, another database."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.masked_url()!r})"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    #: The DB_CONFIG section, e.g. ``SQL``.
+    section: str
+    #: Environment variable whose URL overrides the section's address.
+    url_env: str
+    #: Keys that describe where the server is and who we are; a URL override replaces them.
+    address_keys: frozenset[str]
+    settings_path: str
+    connection_path: str
+
+    def settings_class(self) -> type[EngineSettings]:
+        cls: type[EngineSettings] = _load(self.settings_path)
+        return cls
+
+    def connection_class(self) -> type[Connection[Any]]:
+        cls: type[Connection[Any]] = _load(self.connection_path)
+        return cls
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "sql": EngineSpec(
+        name="sql",
+        section="SQL",
+        url_env="DBP_SQL_URL",
+        address_keys=frozenset(
+            {"URL", "ENGINE", "HOST", "USER", "PASSWORD", "PORT", "DB_NAME", "AIRFLOW_CONN_ID"}
+        ),
+        settings_path="dbp.sql.settings:SQLSettings",
+        connection_path="dbp.sql.connection:SQLConnection",
+    ),
+    "mongo": EngineSpec(
+        name="mongo",
+        section="MONGO",
+        url_env="DBP_MONGO_URL",
+        address_keys=frozenset(
+            {"URL", "HOST", "USERNAME", "PASSWORD", "PORT", "AUTH_SOURCE", "AIRFLOW_CONN_ID"}
+        ),
+        settings_path="dbp.mongo.settings:MongoSettings",
+        connection_path="dbp.mongo.connection:MongoConnection",
+    ),
+}
+
+
+def engine_for_section(section: str) -> Optional[str]:
+    for spec in ENGINES.values():
+        if spec.section == section.upper():
+            return spec.name
+    return None

@@ -1,0 +1,143 @@
+"""The MongoDB connection: a pymongo client with a bounded server-selection timeout."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from pymongo import MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import (
+    ConfigurationError,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from dbp._version import __version__
+from dbp.connection import Connection
+from dbp.errors import ConfigError, OperationError, ServerUnavailable
+from dbp.mongo.settings import MongoSettings
+
+__all__ = ["MongoConnection"]
+
+log = logging.getLogger("dbp.mongo")
+
+Document = dict[str, Any]
+#: Authentication failures (18) and unauthorized commands (13).
+_AUTH_CODES = frozenset({13, 18})
+#: Holds dbp's marker document; its presence is what makes the database exist.
+MARKER_COLLECTION = "_dbp"
+
+
+def reason(exc: PyMongoError) -> str:
+    """The cause in a pymongo error, without its topology description."""
+    if isinstance(exc, ServerSelectionTimeoutError):
+        text = str(exc).split(", Timeout:")[0]
+        text = text.split(" (configured timeouts")[0]
+        return text.split(": ", 1)[1] if ": " in text else text
+    if isinstance(exc, OperationFailure):
+        return str(exc.details.get("errmsg") if exc.details else exc).strip() or type(exc).__name__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class MongoConnection(Connection[MongoSettings]):
+    """A MongoDB database: :attr:`database` and :meth:`collection` are the escape hatches."""
+
+    engine = "mongo"
+
+    def __init__(self, config: Any = None, *, settings: Optional[MongoSettings] = None) -> None:
+        super().__init__(config, settings=settings)
+        self._client: Optional[MongoClient[Document]] = None
+
+    @property
+    def closed(self) -> bool:
+        return self._client is None
+
+    def _open(self) -> None:
+        settings = self.settings
+        try:
+            client: MongoClient[Document] = MongoClient(
+                settings.host, connect=False, appname="dbp", **settings.options
+            )
+        except ConfigurationError as exc:
+            raise ConfigError(f"DB_CONFIG.MONGO: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"DB_CONFIG.MONGO: {exc}") from None
+        self._client = client
+        try:
+            self.ping()
+        except BaseException:
+            self.close()
+            raise
+        log.debug("connected to MongoDB at %s", settings.address)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> MongoClient[Document]:
+        if self._client is None:
+            raise OperationError(f"the connection to {self.address} is not open; call connect() first")
+        return self._client
+
+    @property
+    def database(self) -> Database[Document]:
+        return self.client[self.settings.database]
+
+    def collection(self, name: str) -> Collection[Document]:
+        return self.database[name]
+
+    def ping(self) -> float:
+        start = time.perf_counter()
+        try:
+            self.database.command("ping")
+        except OperationFailure as exc:
+            if exc.code in _AUTH_CODES:
+                raise ServerUnavailable(
+                    f"MongoDB at {self.address} refused the credentials: {reason(exc)}"
+                ) from None
+            raise OperationError(f"MongoDB at {self.address}: {reason(exc)}") from None
+        except ConnectionFailure as exc:
+            raise ServerUnavailable(
+                f"cannot connect to MongoDB at {self.address}: {reason(exc)} "
+                f"(timeout {self.settings.timeout_seconds:g} s)"
+            ) from None
+        return time.perf_counter() - start
+
+    def server_version(self) -> str:
+        info = self.client.server_info()
+        return f"MongoDB {info.get('version', '?')}"
+
+    def create_db(self) -> bool:
+        """Create the database by writing its dbp marker (MongoDB has no empty databases)."""
+        self.connect()
+        try:
+            result = self.database[MARKER_COLLECTION].update_one(
+                {"_id": "database"},
+                {"$setOnInsert": {"created_at": datetime.now(timezone.utc), "dbp_version": __version__}},
+                upsert=True,
+            )
+        except PyMongoError as exc:
+            raise OperationError(f"cannot create database {self.address}: {reason(exc)}") from None
+        created = result.upserted_id is not None
+        if created:
+            log.info("created database %s", self.address)
+        return created
+
+    def drop_db(self) -> bool:
+        self.connect()
+        name = self.settings.database
+        try:
+            existed = name in self.client.list_database_names()
+            self.client.drop_database(name)
+        except PyMongoError as exc:
+            raise OperationError(f"cannot drop database {self.address}: {reason(exc)}") from None
+        log.info("dropped database %s", self.address)
+        return existed

@@ -1,0 +1,226 @@
+"""The PostgreSQL connection: psycopg 3, rows as dicts, optional psycopg_pool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional, Union
+
+import psycopg
+from psycopg import sql
+from psycopg.abc import Params
+from psycopg.rows import DictRow, dict_row
+
+from dbp.connection import Connection
+from dbp.errors import ConfigError, OperationError, ServerUnavailable
+from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
+
+__all__ = ["SQLConnection"]
+
+log = logging.getLogger("dbp.sql")
+
+PgConnection = psycopg.Connection[DictRow]
+#: A statement: a literal string, or one composed with :mod:`psycopg.sql`.
+SQLQuery = Union[str, bytes, sql.SQL, sql.Composed]
+#: Databases to connect to when creating or dropping the configured one.
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+def reason(exc: BaseException) -> str:
+    """The cause in a psycopg error, without libpq's "connection to server at ..." preamble."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for marker in ("failed: ", "connection failed: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.replace("FATAL:  ", "").strip()
+
+
+def open_connection(settings: SQLSettings, database: Optional[str] = None) -> PgConnection:
+    """A plain autocommit psycopg connection, dict rows; failures name the address."""
+    target = settings if database is None else settings.with_database(database)
+    try:
+        return psycopg.connect(settings.conninfo(database), row_factory=dict_row, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise ServerUnavailable(
+            f"cannot connect to PostgreSQL at {target.address}: {reason(exc)}"
+        ) from None
+
+
+class SQLConnection(Connection[SQLSettings]):
+    """A PostgreSQL database. ``execute`` and ``transaction`` share one session per thread.
+
+    Outside :meth:`transaction`, each statement commits on its own (autocommit).
+    With ``POOL`` configured, every call borrows a pooled connection, and a
+    transaction keeps its connection until it ends.
+    """
+
+    engine = "sql"
+
+    def __init__(self, config: Any = None, *, settings: Optional[SQLSettings] = None) -> None:
+        super().__init__(config, settings=settings)
+        self._conn: Optional[PgConnection] = None
+        self._pool: Any = None
+        self._close_pool: Optional[weakref.finalize[Any, Any]] = None
+        self._local = threading.local()
+
+    @property
+    def closed(self) -> bool:
+        if self._pool is not None:
+            return bool(self._pool.closed)
+        return self._conn is None or self._conn.closed
+
+    def _open(self) -> None:
+        settings = self.settings
+        if settings.pool is None:
+            self._conn = open_connection(settings)
+            log.debug("connected to PostgreSQL at %s", settings.address)
+            return
+        try:
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError:
+            raise ConfigError(
+                "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'dbp[pool]'"
+            ) from None
+        options = dict(settings.pool)
+        pool = ConnectionPool(
+            settings.conninfo(),
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            name=f"dbp {settings.address}",
+            **options,
+        )
+        timeout = float(settings.params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except PoolTimeout:
+            pool.close()
+            # The pool hides the cause; one direct attempt names it.
+            open_connection(settings).close()
+            raise ServerUnavailable(
+                f"cannot connect to PostgreSQL at {settings.address}: pool did not fill in {timeout:g} s"
+            ) from None
+        self._pool = pool
+        # Closed at close(), at garbage collection, or at interpreter exit: never left
+        # for psycopg_pool's own threads to trip over at shutdown.
+        self._close_pool = weakref.finalize(self, pool.close)
+        log.debug("opened a pool to PostgreSQL at %s", settings.address)
+
+    def close(self) -> None:
+        if self._close_pool is not None:
+            self._close_pool()
+            self._close_pool = None
+            self._pool = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def connection(self) -> Iterator[PgConnection]:
+        """The psycopg connection to use now: the current transaction's, the single one, or a pooled one."""
+        current: Optional[PgConnection] = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+        elif self._pool is not None:
+            with self._pool.connection() as conn:
+                yield conn
+        elif self._conn is not None and not self._conn.closed:
+            yield self._conn
+        else:
+            raise OperationError(f"the connection to {self.address} is not open; call connect() first")
+
+    @contextmanager
+    def transaction(self) -> Iterator[PgConnection]:
+        """A transaction: commit on success, roll back on error; nested ones are savepoints."""
+        with self.connection() as conn:
+            outer = getattr(self._local, "conn", None)
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield conn
+            finally:
+                self._local.conn = outer
+
+    def execute(
+        self, query: SQLQuery, params: Optional[Params] = None
+    ) -> psycopg.Cursor[DictRow]:
+        """Run one statement with server-side parameters; the cursor yields dicts.
+
+        With a pool, fetch the results inside :meth:`transaction` or
+        :meth:`connection`, where the connection is still yours.
+        """
+        with self.connection() as conn:
+            return conn.execute(query, params)
+
+    def ping(self) -> float:
+        start = time.perf_counter()
+        try:
+            self.execute("SELECT 1").fetchone()
+        except psycopg.OperationalError as exc:
+            raise ServerUnavailable(f"PostgreSQL at {self.address} did not answer: {reason(exc)}") from None
+        return time.perf_counter() - start
+
+    def server_version(self) -> str:
+        with self.connection() as conn:
+            number = conn.info.server_version
+        major, minor = divmod(number, 10000)
+        return f"PostgreSQL {major}.{minor}"
+
+    @contextmanager
+    def _maintenance(self) -> Iterator[PgConnection]:
+        """A connection to a database other than ours, to create or drop ours."""
+        last: Optional[ServerUnavailable] = None
+        for name in MAINTENANCE_DATABASES:
+            if name == self.settings.database:
+                continue
+            try:
+                conn = open_connection(self.settings, name)
+            except ServerUnavailable as exc:
+                last = exc
+                continue
+            with conn:
+                yield conn
+            return
+        assert last is not None
+        raise last
+
+    def _database_exists(self, conn: PgConnection) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.database,)
+        ).fetchone()
+        return row is not None
+
+    def create_db(self) -> bool:
+        name = self.settings.database
+        with self._maintenance() as conn:
+            if self._database_exists(conn):
+                return False
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                return False  # created meanwhile by someone else
+            except psycopg.Error as exc:
+                raise OperationError(
+                    f"cannot create database {name} on {self.address}: {reason(exc)}"
+                ) from None
+        log.info("created database %s", self.address)
+        return True
+
+    def drop_db(self) -> bool:
+        name = self.settings.database
+        self.close()
+        with self._maintenance() as conn:
+            if not self._database_exists(conn):
+                return False
+            drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+            if conn.info.server_version >= 130000:
+                drop = sql.SQL("{} WITH (FORCE)").format(drop)
+            try:
+                conn.execute(drop)
+            except psycopg.Error as exc:
+                raise OperationError(f"cannot drop database {self.address}: {reason(exc)}") from None
+        log.info("dropped database %s", self.address)
+        return True

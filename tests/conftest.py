@@ -1,0 +1,118 @@
+"""Real servers for the suite.
+
+One PostgreSQL and one MongoDB-compatible server per test session, from
+:mod:`dbp.local` under a temporary folder, unless ``DBP_TEST_SQL_URL`` /
+``DBP_TEST_MONGO_URL`` name servers to use instead (a real mongod, say). Each
+test gets a fresh database on them, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbp.config import resolve_config
+from dbp.local import LocalServers
+from dbp.mongo.connection import MongoConnection
+from dbp.mongo.settings import MongoSettings
+from dbp.sql.connection import SQLConnection
+from dbp.sql.settings import SQLSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServers]:
+    servers = LocalServers(tmp_path_factory.mktemp("servers"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def sql_server_url(request: pytest.FixtureRequest) -> str:
+    url = os.environ.get("DBP_TEST_SQL_URL")
+    if url:
+        return url
+    servers: LocalServers = request.getfixturevalue("local_servers")
+    return servers.start_postgres()
+
+
+@pytest.fixture(scope="session")
+def mongo_server_url(request: pytest.FixtureRequest) -> str:
+    url = os.environ.get("DBP_TEST_MONGO_URL")
+    if url:
+        return url
+    servers: LocalServers = request.getfixturevalue("local_servers")
+    return servers.start_mongo()
+
+
+def unique_name(prefix: str = "dbp_t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def sql_settings(sql_server_url: str) -> Iterator[SQLSettings]:
+    """Settings for a fresh, empty database, dropped after the test."""
+    base = resolve_config({"SQL": {"URL": sql_server_url}}, environ={}).settings("sql")
+    assert isinstance(base, SQLSettings)
+    settings = base.with_database(unique_name())
+    SQLConnection(settings=settings).create_db()
+    yield settings
+    SQLConnection(settings=settings).drop_db()
+
+
+@pytest.fixture
+def sql_db(sql_settings: SQLSettings) -> Iterator[SQLConnection]:
+    with SQLConnection(settings=sql_settings) as db:
+        yield db
+
+
+@pytest.fixture
+def mongo_settings(mongo_server_url: str) -> Iterator[MongoSettings]:
+    base = resolve_config(
+        {"MONGO": {"URL": mongo_server_url, "DATABASE": "unused"}}, environ={}
+    ).settings("mongo")
+    assert isinstance(base, MongoSettings)
+    settings = base.with_database(unique_name())
+    yield settings
+    MongoConnection(settings=settings).drop_db()
+
+
+@pytest.fixture
+def mongo_db(mongo_settings: MongoSettings) -> Iterator[MongoConnection]:
+    with MongoConnection(settings=mongo_settings) as db:
+        yield db
+
+
+def sql_section(settings: SQLSettings) -> dict[str, Any]:
+    """A DB_CONFIG.SQL section (URL form) for ``settings``, e.g. to write into a settings file."""
+    params = dict(settings.params)
+    host, port = params.get("host", ""), params.get("port", 5432)
+    user, dbname = params.get("user", "postgres"), params["dbname"]
+    if str(host).startswith("/"):
+        return {"URL": f"postgresql://{user}@/{dbname}?host={host}&port={port}"}
+    return {"URL": f"postgresql://{user}@{host}:{port}/{dbname}"}
+
+
+@pytest.fixture
+def run_dbp(tmp_path: Path) -> Any:
+    """Run ``python -m dbp`` in a subprocess, in ``tmp_path``, with a clean dbp environment."""
+    import subprocess
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: Any) -> Any:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DBP_", "AIRFLOW_CONN_"))}
+        full_env["PYTHONPATH"] = str(ROOT)
+        full_env.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "dbp", *args],
+            cwd=kw.pop("cwd", tmp_path), env=full_env, capture_output=True, text=True,
+            timeout=timeout, **kw,
+        )
+
+    return run
