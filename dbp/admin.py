@@ -51,3 +51,54 @@ def check(config: Config, engines: Sequence[str]) -> list[EngineCheck]:
             continue
         results.append(EngineCheck(engine, settings.masked_url(), True, detail))
     return results
+
+
+_SINGULAR = {"tables": "table", "indexes": "index", "collections": "collection"}
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What ``initdb`` did on one engine."""
+
+    engine: str
+    #: ``host:port/database``
+    address: str
+    #: ``created``, ``adopted`` or ``already initialized``
+    outcome: str
+    #: What exists now, e.g. ``{"tables": 17, "indexes": 27}``.
+    counts: dict[str, int]
+    #: Migrations recorded as applied by this run (the baseline).
+    baseline: list[str]
+    #: The last applied migration, or a note that there is none.
+    version: str
+    seconds: float
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{n} {_SINGULAR.get(what, what) if n == 1 else what}" for what, n in self.counts.items())
+        if self.outcome == "already initialized":
+            return f"{self.engine}: {self.address} already initialized at {self.version}; nothing changed"
+        marked = f"; {len(self.baseline)} migration(s) recorded as applied" if self.baseline else ""
+        return (
+            f"{self.engine}: {self.outcome} {counts} in {self.address} "
+            f"({self.seconds:.2f} s){marked}; version {self.version}"
+        )
+
+
+def initdb(config: Config, engines: Sequence[str], *, adopt: bool = False) -> list[InitReport]:
+    """Create each engine's schema (or, with ``adopt``, take over an identical existing one)."""
+    reports = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        with spec.connection_class()(settings=config.settings(engine)) as db:
+            reports.append(spec.admin_module().initdb(db, adopt=adopt))
+    return reports
+
+
+def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> list[str]:
+    """Drop each engine's database; refuse one dbp did not initialize unless ``force``."""
+    done = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        db = spec.connection_class()(settings=config.settings(engine))
+        done.append(spec.admin_module().dropdb(db, force=force))
+    return done

@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from dbp._redact import ScrubFormatter, scrub
@@ -75,6 +76,29 @@ def get_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_check_config)
 
+    init = commands.add_parser(
+        "initdb", parents=common, help="create the schema in an empty database",
+        description="Create the schema (SQL: in one transaction) and record every existing migration "
+        "as applied. On an initialized database it changes nothing. A database with tables but no "
+        "dbp ledger is refused unless --adopt is given.",
+    )
+    init.add_argument(
+        "--adopt", action="store_true",
+        help="take over an existing database (e.g. one db-plugins created) if it matches the schema "
+        "exactly; print every difference and refuse otherwise",
+    )
+    _schema_options(init)
+    init.set_defaults(handler=_initdb)
+
+    drop = commands.add_parser(
+        "dropdb", parents=common, help="drop the database",
+        description="Drop the configured database(s). Refuses without --yes, and refuses a database "
+        "dbp did not initialize unless --force is given.",
+    )
+    drop.add_argument("--yes", action="store_true", help="really drop it")
+    drop.add_argument("--force", action="store_true", help="drop it even if dbp did not initialize it")
+    drop.set_defaults(handler=_dropdb)
+
     local = commands.add_parser(
         "local", parents=common, help="start, stop or show the project-local servers",
         description="Manage the project-local PostgreSQL and MongoDB servers (data under "
@@ -83,6 +107,19 @@ def get_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=["start", "stop", "status"], help="what to do")
     local.set_defaults(handler=_local)
     return parser
+
+
+def _schema_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sql-dir", metavar="DIR",
+        help="the SQL folder (schema/ and migrations/); default: DB_CONFIG.SQL.SCHEMA_DIR or the bundled "
+        "ALeRCE schema",
+    )
+    parser.add_argument(
+        "--mongo-dir", metavar="DIR",
+        help="the Mongo migrations folder (collections.toml and NNNN_name.py); default: "
+        "DB_CONFIG.MONGO.SCHEMA_DIR or the bundled ALeRCE one",
+    )
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -100,8 +137,13 @@ def _config(args: argparse.Namespace) -> Any:
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
         print(f"dbp: local data in {servers.root} (database {LOCAL_DATABASE!r}; "
               "stop with: python -m dbp local stop)", file=sys.stderr)
-        return config
-    return load_config(args.settings)
+    else:
+        config = load_config(args.settings)
+    for option, section in (("sql_dir", "SQL"), ("mongo_dir", "MONGO")):
+        folder = getattr(args, option, None)
+        if folder is not None and section in config:
+            config[section]["SCHEMA_DIR"] = str(Path(folder).resolve())
+    return config
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -118,6 +160,27 @@ def _check_config(args: argparse.Namespace) -> int:
     failures = [r.error for r in results if r.error is not None]
     if failures:
         raise failures[0]
+    return EXIT_OK
+
+
+def _initdb(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, initdb
+
+    config = _config(args)
+    for report in initdb(config, configured_engines(config, args.engine), adopt=args.adopt):
+        print(report.describe())
+    return EXIT_OK
+
+
+def _dropdb(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, dropdb
+    from dbp.errors import UsageError
+
+    if not args.yes:
+        raise UsageError("dropdb deletes the database and all its data; add --yes to confirm")
+    config = _config(args)
+    for line in dropdb(config, configured_engines(config, args.engine), force=args.force):
+        print(line)
     return EXIT_OK
 
 
@@ -163,12 +226,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DbpError as exc:
         _report(exc, args.verbose)
         return exc.exit_code
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the CLI is the last line of defence
         _report(exc, args.verbose)
         return EXIT_FAILED
 
 
 def _report(exc: BaseException, verbose: int) -> None:
+    for line in getattr(exc, "details", None) or ():
+        print(f"  {line}")
     if verbose:
         sys.stderr.write(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

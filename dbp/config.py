@@ -222,7 +222,7 @@ def _read_python(path: Path) -> Any:
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "dbp_settings"}
     try:
         exec(code, namespace)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is a config error
         line = next(
             (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(path)),
             None,
@@ -281,13 +281,25 @@ def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
             section = Section(kept, URL=url)
             log.debug("DB_CONFIG.%s address taken from $%s", spec.section, spec.url_env)
         if section is not None:
-            sections[spec.section] = section
+            sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}")
     config = Config(sections, source)
     for key in list(config):  # check every section now, so mistakes surface at load time
         settings = config.settings(engine_for_section(key) or "")
         for secret in settings.secrets():
             register_secret(secret)
     return config
+
+
+def _resolve_paths(section: Section, source: Optional[Path], where: str) -> Section:
+    """Make ``SCHEMA_DIR`` absolute, relative to the settings file (or the working directory)."""
+    value = section.get("SCHEMA_DIR")
+    if value is None:
+        return section
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{where}.SCHEMA_DIR must be a path, not {type(value).__name__}")
+    base = source.parent if source is not None else Path.cwd()
+    section["SCHEMA_DIR"] = str((base / Path(value).expanduser()).resolve())
+    return section
 
 
 def _from_airflow(

@@ -61,10 +61,15 @@ class EngineSpec:
     address_keys: frozenset[str]
     settings_path: str
     connection_path: str
+    #: Module with the engine's ``initdb(db, adopt)`` and ``dropdb(db, force)``.
+    admin_path: str
 
     def settings_class(self) -> type[EngineSettings]:
         cls: type[EngineSettings] = _load(self.settings_path)
         return cls
+
+    def admin_module(self) -> Any:
+        return importlib.import_module(self.admin_path)
 
     def connection_class(self) -> type[Connection[Any]]:
         cls: type[Connection[Any]] = _load(self.connection_path)
@@ -86,6 +91,7 @@ ENGINES: dict[str, EngineSpec] = {
         ),
         settings_path="dbp.sql.settings:SQLSettings",
         connection_path="dbp.sql.connection:SQLConnection",
+        admin_path="dbp.sql.admin",
     ),
     "mongo": EngineSpec(
         name="mongo",
@@ -96,6 +102,7 @@ ENGINES: dict[str, EngineSpec] = {
         ),
         settings_path="dbp.mongo.settings:MongoSettings",
         connection_path="dbp.mongo.connection:MongoConnection",
+        admin_path="dbp.mongo.admin",
     ),
 }
 

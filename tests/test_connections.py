@@ -155,7 +155,7 @@ def test_sql_pool_serves_threads(sql_settings: SQLSettings) -> None:
                 for _ in range(10):
                     with db.transaction() as conn:
                         conn.execute("INSERT INTO hits VALUES (pg_backend_pid())")
-            except BaseException as exc:  # pragma: no cover - reported below
+            except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=work) for _ in range(4)]

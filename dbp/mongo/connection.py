@@ -21,6 +21,7 @@ from pymongo.errors import (
 from dbp._version import __version__
 from dbp.connection import Connection
 from dbp.errors import ConfigError, OperationError, ServerUnavailable
+from dbp.mongo.ledger import MARKER
 from dbp.mongo.settings import MongoSettings
 
 __all__ = ["MongoConnection"]
@@ -30,8 +31,6 @@ log = logging.getLogger("dbp.mongo")
 Document = dict[str, Any]
 #: Authentication failures (18) and unauthorized commands (13).
 _AUTH_CODES = frozenset({13, 18})
-#: Holds dbp's marker document; its presence is what makes the database exist.
-MARKER_COLLECTION = "_dbp"
 
 
 def reason(exc: PyMongoError) -> str:
@@ -119,7 +118,7 @@ class MongoConnection(Connection[MongoSettings]):
         """Create the database by writing its dbp marker (MongoDB has no empty databases)."""
         self.connect()
         try:
-            result = self.database[MARKER_COLLECTION].update_one(
+            result = self.database[MARKER].update_one(
                 {"_id": "database"},
                 {"$setOnInsert": {"created_at": datetime.now(timezone.utc), "dbp_version": __version__}},
                 upsert=True,

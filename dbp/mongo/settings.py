@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dbp._redact import MASK, mask_url, register_secret
@@ -14,7 +15,7 @@ from dbp.errors import ConfigError
 
 __all__ = ["MongoSettings"]
 
-KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL")
+KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR")
 DEFAULT_PORT = 27017
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
 URL_SCHEMES = {"mongodb": "mongodb", "mongodb+srv": "mongodb+srv", "mongo": "mongodb"}
@@ -33,6 +34,8 @@ class MongoSettings(EngineSettings):
     database: str
     #: Further MongoClient keyword arguments (port, username, password, authSource, ...).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The user's ``mongo_migrations/`` folder; None: the bundled ALeRCE one.
+    schema_dir: Optional[Path] = None
     address: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +78,8 @@ class MongoSettings(EngineSettings):
                 options[key] = check_number(options[key], f"{where}.{key}")
         if "serverselectiontimeoutms" not in lowered:
             options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
-        return cls(host=host, database=database, options=options)
+        schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
+        return cls(host=host, database=database, options=options, schema_dir=schema_dir)
 
     def secrets(self) -> Iterable[str]:
         found = [str(self.options["password"])] if self.options.get("password") else []

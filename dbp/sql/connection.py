@@ -193,6 +193,10 @@ class SQLConnection(Connection[SQLSettings]):
         ).fetchone()
         return row is not None
 
+    def database_exists(self) -> bool:
+        with self._maintenance() as conn:
+            return self._database_exists(conn)
+
     def create_db(self) -> bool:
         name = self.settings.database
         with self._maintenance() as conn:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -19,7 +20,7 @@ __all__ = ["SQLSettings"]
 
 log = logging.getLogger("dbp.sql")
 
-KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL")
+KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL", "SCHEMA_DIR")
 ENGINE_NAMES = ("postgresql", "postgres")
 URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "psql")
 DEFAULT_PORT = 5432
@@ -52,6 +53,8 @@ class SQLSettings(EngineSettings):
     params: Mapping[str, Any]
     #: psycopg_pool.ConnectionPool keyword arguments, or None for plain connections.
     pool: Optional[Mapping[str, Any]] = None
+    #: The user's ``sql/`` folder (``schema/`` and ``migrations/``); None: the bundled ALeRCE schema.
+    schema_dir: Optional[Path] = None
     address: str = field(init=False)
     database: str = field(init=False)
 
@@ -95,7 +98,8 @@ class SQLSettings(EngineSettings):
                 register_secret(params["password"])
         params.update(_options(section.get("OPTIONS", {}), f"{where}.OPTIONS"))
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"))
+        schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
+        return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"), schema_dir=schema_dir)
 
     def secrets(self) -> Iterable[str]:
         return [str(v) for k, v in self.params.items() if k in ("password", "sslpassword") and v]

@@ -1,0 +1,113 @@
+"""``initdb`` and ``dropdb`` for MongoDB.
+
+MongoDB has no transactional DDL, so ``initdb`` compensates instead: if
+creating a collection or index fails, the collections this run created are
+dropped again, and nothing is recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pymongo import IndexModel
+from pymongo.errors import CollectionInvalid, PyMongoError
+
+from dbp.admin import InitReport
+from dbp.errors import OperationError
+from dbp.mongo.connection import MongoConnection, reason
+from dbp.mongo.ledger import (
+    MigrationFile,
+    is_dbp_collection,
+    last_applied,
+    migration_files,
+    read_marker,
+    record_baseline,
+)
+from dbp.mongo.lock import Lease
+from dbp.mongo.schema import MongoSchema, index_differences
+
+__all__ = ["dropdb", "initdb"]
+
+
+def initdb(db: MongoConnection, *, adopt: bool = False, lock_timeout: float = 60.0) -> InitReport:
+    schema = MongoSchema.load(db.settings.schema_dir)
+    files = migration_files(schema.root)
+    start = time.perf_counter()
+    database = db.database
+    try:
+        with Lease(database, timeout=lock_timeout):
+            return _initdb_locked(db, schema, files, adopt, start)
+    except PyMongoError as exc:
+        raise OperationError(f"initdb failed on {db.address}: {reason(exc)}") from None
+
+
+def _initdb_locked(
+    db: MongoConnection, schema: MongoSchema, files: list[MigrationFile], adopt: bool, start: float
+) -> InitReport:
+    database = db.database
+    counts = {"collections": len(schema.collections), "indexes": schema.index_count}
+    marker = read_marker(database)
+    if marker is not None:
+        version = last_applied(database) or "baseline (no migrations)"
+        how = f"{marker.get('how', 'initialized')} by dbp {marker.get('dbp_version', '?')}"
+        return InitReport("mongo", db.address, "already initialized", counts, [],
+                          f"{version} ({how})", time.perf_counter() - start)
+    existing = sorted(n for n in database.list_collection_names() if not is_dbp_collection(n))
+    if existing and not adopt:
+        raise OperationError(
+            f"{db.address} already has {len(existing)} collection(s) ({', '.join(existing[:5])}) but no "
+            "dbp ledger; run initdb --adopt to take it over if it matches the declared indexes"
+        )
+    if existing:
+        differences = [
+            line
+            for spec in schema.collections
+            for line in index_differences(
+                spec, database[spec.name].index_information() if spec.name in existing else None
+            )
+        ]
+        if differences:
+            raise OperationError(
+                f"cannot adopt {db.address}: it differs from {schema.root / 'collections.toml'} in "
+                f"{len(differences)} way(s): " + "; ".join(differences),
+                details=differences,
+            )
+        outcome = "adopted"
+    else:
+        _create(db, schema)
+        outcome = "created"
+    record_baseline(database, files, outcome)
+    ids = [f.id for f in files]
+    return InitReport("mongo", db.address, outcome, counts, ids,
+                      ids[-1] if ids else "baseline (no migrations)", time.perf_counter() - start)
+
+
+def _create(db: MongoConnection, schema: MongoSchema) -> None:
+    database = db.database
+    created: list[str] = []
+    try:
+        for spec in schema.collections:
+            try:
+                database.create_collection(spec.name)
+                created.append(spec.name)
+            except CollectionInvalid:
+                pass  # it exists already
+            if spec.indexes:
+                database[spec.name].create_indexes([IndexModel(**i.model_args()) for i in spec.indexes])
+    except PyMongoError as exc:
+        for name in created:
+            database.drop_collection(name)
+        raise OperationError(
+            f"initdb failed on {db.address} at collection {spec.name}: {reason(exc)}; "
+            f"dropped the {len(created)} collection(s) it had created"
+        ) from None
+
+
+def dropdb(db: MongoConnection, *, force: bool = False) -> str:
+    with db:
+        if not force and read_marker(db.database) is None:
+            raise OperationError(
+                f"refusing to drop {db.address}: dbp did not initialize it (use --force to drop it anyway)"
+            )
+        existed = db.drop_db()
+    return f"mongo: dropped {db.address}" if existed else f"mongo: {db.address} does not exist; nothing dropped"

@@ -1,0 +1,134 @@
+"""MongoDB collections and indexes, declared as data in ``collections.toml``.
+
+``initdb`` creates them, ``--adopt`` and ``make_migrations`` compare them with
+a live database. The file sits in the Mongo migrations folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from dbp._bundled import bundled
+from dbp.errors import ConfigError
+
+__all__ = ["DECLARATION", "CollectionSpec", "IndexSpec", "MongoSchema", "index_differences"]
+
+DECLARATION = "collections.toml"
+Direction = Union[int, str]
+#: index_information() fields that describe the server's bookkeeping, not the index.
+_SERVER_FIELDS = frozenset({"v", "ns", "background", "2dsphereIndexVersion", "textIndexVersion"})
+_DIRECTIONS = (1, -1, "2dsphere", "2d", "text", "hashed")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    keys: tuple[tuple[str, Direction], ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def model_args(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "name": self.name, **self.options}
+
+    def matches(self, info: Mapping[str, Any]) -> bool:
+        """True if ``info`` (one entry of ``index_information()``) is this index."""
+        return _normal(info) == _normal({"key": list(self.keys), **self.options})
+
+    def describe(self) -> str:
+        keys = ", ".join(f"{k} {d}" for k, d in self.keys)
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"({keys}{opts})"
+
+
+def _normal(info: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in info.items() if k not in _SERVER_FIELDS}
+    out["key"] = [(str(k), int(d) if isinstance(d, (int, float)) else d) for k, d in out.get("key", [])]
+    return out
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    indexes: tuple[IndexSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class MongoSchema:
+    """A Mongo migrations folder: ``collections.toml`` and numbered ``NNNN_name.py`` files."""
+
+    root: Path
+    collections: tuple[CollectionSpec, ...]
+
+    @classmethod
+    def load(cls, root: Optional[Path] = None) -> MongoSchema:
+        root = root if root is not None else bundled("mongo_migrations")
+        path = root / DECLARATION
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no {DECLARATION} in the Mongo migrations folder {root}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        return cls(root, tuple(_collection(c, f"{path}: collection[{i}]")
+                               for i, c in enumerate(doc.get("collection", []))))
+
+    def collection(self, name: str) -> Optional[CollectionSpec]:
+        return next((c for c in self.collections if c.name == name), None)
+
+    @property
+    def index_count(self) -> int:
+        return sum(len(c.indexes) for c in self.collections)
+
+
+def _collection(raw: Any, where: str) -> CollectionSpec:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise ConfigError(f"{where} needs a name")
+    indexes = []
+    for j, index in enumerate(raw.get("indexes", [])):
+        iwhere = f"{where} ({raw['name']}) index[{j}]"
+        if not isinstance(index, dict) or not isinstance(index.get("name"), str):
+            raise ConfigError(f"{iwhere} needs a name")
+        keys = index.get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise ConfigError(f"{iwhere} ({index['name']}) needs keys: [[field, direction], ...]")
+        pairs: list[tuple[str, Direction]] = []
+        for pair in keys:
+            if (not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str)
+                    or pair[1] not in _DIRECTIONS):
+                raise ConfigError(
+                    f"{iwhere} ({index['name']}): key {pair!r} is not [field, 1 | -1 | \"2dsphere\" | ...]"
+                )
+            pairs.append((pair[0], pair[1]))
+        options = {k: v for k, v in index.items() if k not in ("name", "keys")}
+        indexes.append(IndexSpec(index["name"], tuple(pairs), options))
+    names = [i.name for i in indexes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where} ({raw['name']}) declares an index name twice")
+    return CollectionSpec(raw["name"], tuple(indexes))
+
+
+def index_differences(
+    spec: CollectionSpec, live: Optional[Mapping[str, Mapping[str, Any]]]
+) -> list[str]:
+    """How a collection's live ``index_information()`` differs from ``spec`` (``_id_`` aside)."""
+    if live is None:
+        return [f"collection {spec.name} is missing"]
+    out = []
+    declared = {i.name: i for i in spec.indexes}
+    for name, index in declared.items():
+        if name not in live:
+            out.append(f"index {spec.name}.{name} {index.describe()} is missing")
+        elif not index.matches(live[name]):
+            out.append(f"index {spec.name}.{name} differs: live {_normal(live[name])}, declared {index.describe()}")
+    for name in sorted(set(live) - set(declared) - {"_id_"}):
+        out.append(f"index {spec.name}.{name} is not declared")
+    return out

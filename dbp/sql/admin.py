@@ -1,0 +1,91 @@
+"""``initdb`` and ``dropdb`` for PostgreSQL.
+
+``initdb`` runs in one transaction on yoyo's own connection: the schema files,
+yoyo's ledger tables, the baseline (every migration that exists, recorded as
+applied) and dbp's marker commit together or not at all. A transaction-scoped
+advisory lock, the same one ``migrate`` takes, keeps concurrent runs apart.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dbp.admin import InitReport
+from dbp.errors import OperationError
+from dbp.sql.catalog import diff, read_catalog
+from dbp.sql.connection import SQLConnection
+from dbp.sql.ledger import (
+    advisory_key,
+    ensure_yoyo_tables,
+    format_marker,
+    mark_applied,
+    read_state,
+    write_marker,
+    yoyo_backend,
+)
+from dbp.sql.schema import SchemaFiles
+
+__all__ = ["dropdb", "initdb"]
+
+
+def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
+    from yoyo import read_migrations
+
+    files = SchemaFiles.for_settings(db.settings.schema_dir)
+    files.statements  # noqa: B018 - read and split every file before touching the database
+    migrations = read_migrations(str(files.migrations_dir)) if files.migrations_dir.is_dir() else []
+    ids = [m.id for m in migrations]
+    start = time.perf_counter()
+    with yoyo_backend(db.settings) as backend:
+        conn = backend.connection
+        with backend.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(db.settings.database),))
+            state = read_state(conn)
+            if state.initialized:
+                assert state.marker is not None
+                catalog = read_catalog(conn)
+                return InitReport(
+                    "sql", db.address, "already initialized",
+                    {"tables": len(catalog.tables), "indexes": catalog.index_count}, [],
+                    f"{state.version} ({format_marker(state.marker)})", time.perf_counter() - start,
+                )
+            if state.user_tables and not adopt:
+                shown = ", ".join(state.user_tables[:5]) + (", ..." if len(state.user_tables) > 5 else "")
+                raise OperationError(
+                    f"{db.address} already has {len(state.user_tables)} table(s) ({shown}) but no dbp "
+                    "ledger; run initdb --adopt to take it over if it matches the schema files"
+                )
+            if state.user_tables:
+                differences = diff(read_catalog(conn), files.scratch_catalog(conn))
+                if differences:
+                    raise OperationError(
+                        f"cannot adopt {db.address}: it differs from the schema files in "
+                        f"{len(differences)} way(s): " + "; ".join(differences),
+                        details=differences,
+                    )
+                outcome = "adopted"
+            else:
+                files.apply(conn)
+                outcome = "created"
+            ensure_yoyo_tables(backend)
+            mark_applied(backend, ids, migrations)
+            write_marker(conn, outcome, str(files.root), files.checksum())
+            catalog = read_catalog(conn)
+    return InitReport(
+        "sql", db.address, outcome, {"tables": len(catalog.tables), "indexes": catalog.index_count},
+        ids, ids[-1] if ids else "baseline (no migrations)", time.perf_counter() - start,
+    )
+
+
+def dropdb(db: SQLConnection, *, force: bool = False) -> str:
+    if not db.database_exists():
+        return f"sql: {db.address} does not exist; nothing dropped"
+    if not force:
+        with db, db.connection() as conn:
+            state = read_state(conn)
+        if not state.initialized:
+            raise OperationError(
+                f"refusing to drop {db.address}: dbp did not initialize it (use --force to drop it anyway)"
+            )
+    db.drop_db()
+    return f"sql: dropped {db.address}"

@@ -1,0 +1,212 @@
+"""Reading a PostgreSQL schema's catalog, and comparing two of them.
+
+A :class:`Catalog` holds what dbp promises to reproduce exactly: tables,
+columns (order, type, nullability, default), primary keys, foreign keys,
+unique and check constraints, and indexes (method, columns, predicate).
+Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
+``search_path`` set to the schema itself, so two schemas compare equal when
+their DDL was the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import psycopg
+from psycopg.rows import dict_row
+
+__all__ = ["Catalog", "Column", "Constraint", "Index", "Table", "diff", "read_catalog"]
+
+#: Tables that belong to dbp's and yoyo's bookkeeping, never to a user's schema.
+LEDGER_TABLES = frozenset({"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_dbp_schema"})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+    default: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    #: p primary key, f foreign key, u unique, c check, x exclusion
+    kind: str
+    definition: str
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    #: ``btree (ra)``, ``hash (oid)``, ``btree (ranking) WHERE (ranking = 1)``: after ``USING``.
+    definition: str
+    unique: bool
+    #: The full ``CREATE INDEX`` statement, schema qualification removed.
+    create: str
+
+    @property
+    def method(self) -> str:
+        return self.definition.split(" ", 1)[0]
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column] = field(default_factory=list)
+    constraints: dict[str, Constraint] = field(default_factory=dict)
+    #: Indexes that no constraint owns (a primary key's or unique constraint's index is the constraint's).
+    indexes: dict[str, Index] = field(default_factory=dict)
+
+    def column(self, name: str) -> Optional[Column]:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def primary_key(self) -> Optional[Constraint]:
+        return next((c for c in self.constraints.values() if c.kind == "p"), None)
+
+    def unique_keys(self) -> list[tuple[str, ...]]:
+        """Column sets that a primary key, unique constraint or unique index covers."""
+        keys = [c.columns for c in self.constraints.values() if c.kind in ("p", "u")]
+        keys += [_index_columns(i) for i in self.indexes.values() if i.unique and " WHERE " not in i.definition]
+        return [k for k in keys if k]
+
+
+def _index_columns(index: Index) -> tuple[str, ...]:
+    inside = index.definition.partition("(")[2].rpartition(")")[0]
+    return tuple(part.strip().strip('"') for part in inside.split(","))
+
+
+@dataclass
+class Catalog:
+    schema: str
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    @property
+    def index_count(self) -> int:
+        return sum(len(t.indexes) for t in self.tables.values())
+
+
+_COLUMNS = """
+SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+       a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum
+"""
+
+_CONSTRAINTS = """
+SELECT c.relname AS table, k.conname AS name, k.contype AS kind,
+       pg_get_constraintdef(k.oid) AS definition,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
+             ORDER BY u.ord)::text[] AS columns
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND k.contype IN ('p', 'f', 'u', 'c', 'x')
+ORDER BY c.relname, k.conname
+"""
+
+_INDEXES = """
+SELECT t.relname AS table, i.relname AS name, x.indisunique AS unique,
+       pg_get_indexdef(i.oid) AS create
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = %(schema)s
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
+ORDER BY t.relname, i.relname
+"""
+
+
+def read_catalog(
+    conn: psycopg.Connection[Any], schema: str = "public", *, exclude: Iterable[str] = LEDGER_TABLES
+) -> Catalog:
+    """The catalog of ``schema``, read inside a transaction (``conn`` may be any psycopg connection)."""
+    excluded = set(exclude)
+    catalog = Catalog(schema)
+    args = {"schema": schema}
+    prefix = f"ON {_quote_ident(schema)}."
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # definitions print unqualified only for the schema on the search path
+        saved = cur.execute("SELECT current_setting('search_path') AS path").fetchone()
+        cur.execute("SELECT set_config('search_path', %s, true)", (_quote_ident(schema),))
+        for row in cur.execute(_COLUMNS, args).fetchall():
+            if row["table"] in excluded:
+                continue
+            table = catalog.tables.setdefault(row["table"], Table(row["table"]))
+            table.columns.append(Column(row["name"], row["type"], row["not_null"], row["default"]))
+        for row in cur.execute(_CONSTRAINTS, args).fetchall():
+            if row["table"] in catalog.tables:
+                catalog.tables[row["table"]].constraints[row["name"]] = Constraint(
+                    row["name"], row["kind"], row["definition"], tuple(row["columns"] or ())
+                )
+        for row in cur.execute(_INDEXES, args).fetchall():
+            if row["table"] in catalog.tables:
+                create = row["create"].replace(prefix, "ON ", 1)
+                definition = create.split(" USING ", 1)[1]
+                catalog.tables[row["table"]].indexes[row["name"]] = Index(
+                    row["name"], definition, row["unique"], create
+                )
+        assert saved is not None
+        cur.execute("SELECT set_config('search_path', %s, true)", (saved["path"],))
+    return catalog
+
+
+def _quote_ident(name: str) -> str:
+    return psycopg.sql.Identifier(name).as_string(None)
+
+
+def diff(live: Catalog, wanted: Catalog) -> list[str]:
+    """Every difference between ``live`` and ``wanted``, one sentence each; column order is ignored."""
+    out: list[str] = []
+    for name in sorted(set(wanted.tables) - set(live.tables)):
+        out.append(f"table {name} is missing")
+    for name in sorted(set(live.tables) - set(wanted.tables)):
+        out.append(f"table {name} is not in the schema files")
+    for name in sorted(set(live.tables) & set(wanted.tables)):
+        out.extend(_diff_table(live.tables[name], wanted.tables[name]))
+    return out
+
+
+def _diff_table(live: Table, wanted: Table) -> list[str]:
+    out: list[str] = []
+    t = live.name
+    live_cols = {c.name: c for c in live.columns}
+    wanted_cols = {c.name: c for c in wanted.columns}
+    for name in wanted_cols.keys() - live_cols.keys():
+        out.append(f"column {t}.{name} is missing")
+    for name in live_cols.keys() - wanted_cols.keys():
+        out.append(f"column {t}.{name} is not in the schema files")
+    for name in sorted(live_cols.keys() & wanted_cols.keys()):
+        have, want = live_cols[name], wanted_cols[name]
+        if have.type != want.type:
+            out.append(f"column {t}.{name} is {have.type}, the schema files say {want.type}")
+        if have.not_null != want.not_null:
+            state = "NOT NULL" if want.not_null else "nullable"
+            out.append(f"column {t}.{name} should be {state}")
+        if have.default != want.default:
+            out.append(f"column {t}.{name} defaults to {have.default}, the schema files say {want.default}")
+    for kind, items_live, items_wanted in (
+        ("constraint", live.constraints, wanted.constraints),
+        ("index", live.indexes, wanted.indexes),
+    ):
+        for name in sorted(items_wanted.keys() - items_live.keys()):
+            out.append(f"{kind} {name} on {t} is missing")
+        for name in sorted(items_live.keys() - items_wanted.keys()):
+            out.append(f"{kind} {name} on {t} is not in the schema files")
+        for name in sorted(items_live.keys() & items_wanted.keys()):
+            have_def = items_live[name].definition
+            want_def = items_wanted[name].definition
+            if have_def != want_def:
+                out.append(f"{kind} {name} on {t} is {have_def}, the schema files say {want_def}")
+    return sorted(out)

@@ -1,0 +1,103 @@
+"""The SQL schema folder: ``schema/*.sql`` applied in name order, ``migrations/`` beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+import psycopg
+from psycopg import sql
+
+from dbp._bundled import bundled
+from dbp.errors import ConfigError, OperationError
+from dbp.sql.catalog import Catalog, read_catalog
+from dbp.sql.script import Statement, read_script
+
+__all__ = ["SchemaFiles", "StatementError"]
+
+#: yoyo's migration file names: ``0002_add_something.sql`` (rollbacks: ``.rollback.sql``).
+MIGRATION_NAME = re.compile(r"^(\d+)_[\w\-]+\.sql$")
+
+
+class StatementError(OperationError):
+    """A statement of a schema or migration file failed; the message names file, line and cause."""
+
+    def __init__(self, statement: Statement, exc: psycopg.Error) -> None:
+        cause = exc.diag.message_primary or str(exc).splitlines()[0]
+        super().__init__(f"{statement.where}: {cause} in: {statement.summary()}")
+        self.statement = statement
+        self.sqlstate = exc.sqlstate
+
+
+@dataclass(frozen=True)
+class SchemaFiles:
+    """A project's ``sql/`` folder."""
+
+    root: Path
+
+    @classmethod
+    def for_settings(cls, schema_dir: Optional[Path]) -> SchemaFiles:
+        return cls(schema_dir if schema_dir is not None else bundled("sql"))
+
+    @property
+    def schema_dir(self) -> Path:
+        return self.root / "schema"
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.root / "migrations"
+
+    def files(self) -> list[Path]:
+        if not self.schema_dir.is_dir():
+            raise ConfigError(f"schema folder {self.schema_dir} does not exist")
+        files = sorted(p for p in self.schema_dir.iterdir() if p.suffix == ".sql" and p.is_file())
+        if not files:
+            raise ConfigError(f"schema folder {self.schema_dir} has no .sql files")
+        return files
+
+    @cached_property
+    def statements(self) -> list[Statement]:
+        """Every statement of every schema file, read and split before anything runs."""
+        out: list[Statement] = []
+        for path in self.files():
+            try:
+                out.extend(read_script(path))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read schema file {path}: {exc}") from None
+        return out
+
+    def checksum(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.files():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    def migration_ids(self) -> list[str]:
+        """Ids of the migrations in ``migrations/``, in order (yoyo's ids: file names without .sql)."""
+        if not self.migrations_dir.is_dir():
+            return []
+        names = [p.name for p in self.migrations_dir.iterdir() if MIGRATION_NAME.match(p.name)]
+        return sorted(name[: -len(".sql")] for name in names if not name.endswith(".rollback.sql"))
+
+    def apply(self, conn: psycopg.Connection[Any]) -> None:
+        """Run every schema statement on ``conn``; the caller owns the transaction."""
+        for statement in self.statements:
+            try:
+                conn.execute(statement.text)
+            except psycopg.Error as exc:
+                raise StatementError(statement, exc) from None
+
+    def scratch_catalog(self, conn: psycopg.Connection[Any]) -> Catalog:
+        """The catalog these files create, built in a throw-away schema and rolled back."""
+        scratch = "dbp_scratch"
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
+            conn.execute("SELECT set_config('search_path', %s, true)", (scratch,))
+            self.apply(conn)
+            catalog = read_catalog(conn, scratch)
+        catalog.schema = "public"
+        return catalog
