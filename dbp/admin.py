@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 from dbp.config import Config
 from dbp.engines import ENGINES
-from dbp.errors import ConfigError, DbpError
+from dbp.errors import ConfigError, DbpError, OperationError
+from dbp.migrations import EngineStatus
 
-__all__ = ["EngineCheck", "check", "configured_engines"]
+__all__ = [
+    "EngineCheck",
+    "InitReport",
+    "check",
+    "configured_engines",
+    "dropdb",
+    "initdb",
+    "make_migrations",
+    "migrate",
+    "rollback",
+    "status",
+]
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def initdb(config: Config, engines: Sequence[str], *, adopt: bool = False) -> li
     for engine in engines:
         spec = ENGINES[engine]
         with spec.connection_class()(settings=config.settings(engine)) as db:
-            reports.append(spec.admin_module().initdb(db, adopt=adopt))
+            reports.append(spec.module("admin").initdb(db, adopt=adopt))
     return reports
 
 
@@ -100,5 +113,64 @@ def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> li
     for engine in engines:
         spec = ENGINES[engine]
         db = spec.connection_class()(settings=config.settings(engine))
-        done.append(spec.admin_module().dropdb(db, force=force))
+        done.append(spec.module("admin").dropdb(db, force=force))
     return done
+
+
+def status(config: Config, engines: Sequence[str]) -> list[EngineStatus]:
+    """Every migration's state (applied, pending, failed, changed, out-of-order, missing) per engine."""
+    out = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        with spec.connection_class()(settings=config.settings(engine)) as db:
+            out.append(spec.module("migrations").status(db))
+    return out
+
+
+def migrate(config: Config, engines: Sequence[str], **options: Any) -> dict[str, list[str]]:
+    """Apply pending migrations, SQL first; return the ids applied (planned, with ``dry_run``) per engine.
+
+    Options: ``to``, ``dry_run``, ``allow_changed``, ``allow_out_of_order``,
+    ``lock_timeout``, ``progress``, and ``lease_seconds`` / ``break_lock`` (MongoDB's lease;
+    PostgreSQL's advisory lock needs neither: the server frees it when a run dies).
+    """
+    to = options.pop("to", None)
+    if to is not None:
+        engines = _engines_with(config, engines, to)
+    done = {}
+    for engine in engines:
+        spec = ENGINES[engine]
+        with spec.connection_class()(settings=config.settings(engine)) as db:
+            done[engine] = spec.module("migrations").migrate(db, to=to, **options)
+    return done
+
+
+def rollback(
+    config: Config, engine: str, *, steps: Optional[int] = None, to: Optional[str] = None, **options: Any
+) -> list[str]:
+    """Roll back one engine's last ``steps`` migrations, or every one applied after ``to``."""
+    spec = ENGINES[engine]
+    with spec.connection_class()(settings=config.settings(engine)) as db:
+        result: list[str] = spec.module("migrations").rollback(db, steps=steps, to=to, **options)
+    return result
+
+
+def make_migrations(config: Config, engines: Sequence[str], name: str, *, empty: bool = False) -> list[Path]:
+    """Write the next migration of each engine from the schema's difference; [] where nothing differs."""
+    written: list[Path] = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        with spec.connection_class()(settings=config.settings(engine)) as db:
+            written += spec.module("migrations").make_migration(db, name, empty=empty)
+    return written
+
+
+def _engines_with(config: Config, engines: Sequence[str], migration_id: str) -> list[str]:
+    """The engines among ``engines`` that have a migration ``migration_id``."""
+    found = [
+        engine for engine, result in zip(engines, status(config, engines))
+        if any(m.id == migration_id for m in result.migrations)
+    ]
+    if not found:
+        raise OperationError(f"no migration {migration_id!r} in {', '.join(engines)}")
+    return found

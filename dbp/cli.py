@@ -23,6 +23,8 @@ __all__ = ["get_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: ``status --exit-code``: something is pending, failed, changed, out of order or missing.
+EXIT_ATTENTION = 3
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
@@ -62,7 +64,8 @@ def get_parser() -> argparse.ArgumentParser:
         prog="dbp",
         description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
         parents=[_common(suppress=False)],
-        epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 69 server unavailable, "
+        epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work, "
+        "69 server unavailable, 75 lock timeout, "
         "78 configuration error",
     )
     parser.add_argument("--version", action="version", version=f"dbp {__version__}")
@@ -99,6 +102,57 @@ def get_parser() -> argparse.ArgumentParser:
     drop.add_argument("--force", action="store_true", help="drop it even if dbp did not initialize it")
     drop.set_defaults(handler=_dropdb)
 
+    migrate = commands.add_parser(
+        "migrate", parents=common, help="apply pending migrations (SQL, then Mongo)",
+        description="Apply pending SQL migrations, then pending Mongo migrations, each engine under its "
+        "lock. Edited applied migrations and out-of-order ones are refused unless allowed.",
+    )
+    migrate.add_argument("--to", metavar="ID", help="stop after this migration")
+    migrate.add_argument("--dry-run", action="store_true",
+                         help="print the plan (ids, descriptions, SQL statements); change nothing")
+    migrate.add_argument("--allow-changed", action="store_true",
+                         help="accept applied migrations whose file changed (records the new checksum)")
+    migrate.add_argument("--allow-out-of-order", action="store_true",
+                         help="apply migrations numbered below the last applied one")
+    _lock_options(migrate)
+    _schema_options(migrate)
+    migrate.set_defaults(handler=_migrate)
+
+    status = commands.add_parser(
+        "status", parents=common, help="list applied, pending, failed and changed migrations",
+        description="List every migration per engine as applied, pending, failed, changed (edited after "
+        "it was applied), out-of-order or missing (applied, file gone).",
+    )
+    status.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    status.add_argument("--exit-code", action="store_true",
+                        help=f"exit {EXIT_ATTENTION} when anything is not applied")
+    _schema_options(status)
+    status.set_defaults(handler=_status)
+
+    back = commands.add_parser(
+        "rollback", parents=common, help="roll back applied migrations, newest first",
+        description="Roll back the last N migrations of one engine (default 1), or every migration "
+        "applied after ID. A migration without a rollback stops the run before anything changes.",
+    )
+    which = back.add_mutually_exclusive_group()
+    which.add_argument("--steps", type=int, metavar="N", help="how many migrations to roll back")
+    which.add_argument("--to", metavar="ID", help="roll back every migration applied after ID")
+    _lock_options(back)
+    _schema_options(back)
+    back.set_defaults(handler=_rollback)
+
+    make = commands.add_parser(
+        "make_migrations", aliases=["make-migrations"], parents=common,
+        help="write the next migration from the schema files' difference",
+        description="Compare the schema files (SQL: built in a scratch schema; Mongo: collections.toml) "
+        "with the live, up-to-date database and write the next numbered migration and its rollback. "
+        "Writes nothing when nothing differs.",
+    )
+    make.add_argument("name", help="what the migration does, e.g. 'add magstat index'")
+    make.add_argument("--empty", action="store_true", help="write a blank migration (and rollback)")
+    _schema_options(make)
+    make.set_defaults(handler=_make_migrations)
+
     local = commands.add_parser(
         "local", parents=common, help="start, stop or show the project-local servers",
         description="Manage the project-local PostgreSQL and MongoDB servers (data under "
@@ -107,6 +161,15 @@ def get_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=["start", "stop", "status"], help="what to do")
     local.set_defaults(handler=_local)
     return parser
+
+
+def _lock_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for another run's lock (default 60)")
+    parser.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
+                        help="Mongo: how long the lock outlives a run that dies (default 30)")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="Mongo: remove a dead run's lock first (never while another run is alive)")
 
 
 def _schema_options(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +244,80 @@ def _dropdb(args: argparse.Namespace) -> int:
     config = _config(args)
     for line in dropdb(config, configured_engines(config, args.engine), force=args.force):
         print(line)
+    return EXIT_OK
+
+
+def _lock_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from dbp.migrations import Progress
+
+    return {"lock_timeout": args.lock_timeout, "lease_seconds": args.lease, "break_lock": args.break_lock,
+            "progress": Progress()}
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, migrate
+
+    config = _config(args)
+    done = migrate(
+        config, configured_engines(config, args.engine), to=args.to, dry_run=args.dry_run,
+        allow_changed=args.allow_changed, allow_out_of_order=args.allow_out_of_order, **_lock_kwargs(args),
+    )
+    if not args.dry_run:
+        for engine, ids in done.items():
+            print(f"{engine}: {len(ids)} migration(s) applied" if ids else f"{engine}: up to date")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from dbp.admin import configured_engines, status
+
+    config = _config(args)
+    results = status(config, configured_engines(config, args.engine))
+    attention = any(r.needs_attention for r in results)
+    if args.format == "json":
+        document = {
+            "dbp_version": __version__,
+            "ok": not attention,
+            "engines": {r.engine: r.as_json() for r in results},
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for result in results:
+            counts = ", ".join(f"{result.count(s)} {s}" for s in ("applied", "pending", "failed", "changed",
+                                                                  "out-of-order", "missing") if result.count(s))
+            print(f"{result.engine}: {result.address}: {counts or 'no migrations'}")
+            for m in result.migrations:
+                when = m.applied_at.strftime("%Y-%m-%d %H:%M") if m.applied_at else ""
+                extra = f"  {m.error}" if m.error else ""
+                print(f"  {m.state:<12} {m.id:<40} {when:<16} {m.description}{extra}".rstrip())
+    return EXIT_ATTENTION if args.exit_code and attention else EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, rollback
+    from dbp.errors import UsageError
+
+    config = _config(args)
+    engines = configured_engines(config, args.engine)
+    if len(engines) != 1:
+        raise UsageError("rollback acts on one engine: add --engine sql or --engine mongo")
+    done = rollback(config, engines[0], steps=args.steps, to=args.to, **_lock_kwargs(args))
+    print(f"{engines[0]}: {len(done)} migration(s) rolled back" if done else f"{engines[0]}: nothing to roll back")
+    return EXIT_OK
+
+
+def _make_migrations(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, make_migrations
+
+    config = _config(args)
+    engines = configured_engines(config, args.engine)
+    written = make_migrations(config, engines, args.name, empty=args.empty)
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print("no changes: the database matches the schema files; nothing written (--empty forces a blank one)")
     return EXIT_OK
 
 

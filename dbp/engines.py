@@ -59,26 +59,22 @@ class EngineSpec:
     url_env: str
     #: Keys that describe where the server is and who we are; a URL override replaces them.
     address_keys: frozenset[str]
-    settings_path: str
-    connection_path: str
-    #: Module with the engine's ``initdb(db, adopt)`` and ``dropdb(db, force)``.
-    admin_path: str
+    #: The engine's subpackage: ``settings``, ``connection``, ``admin`` (initdb, dropdb) and
+    #: ``migrations`` (status, migrate, rollback, make_migration) modules.
+    package: str
+    settings_name: str
+    connection_name: str
+
+    def module(self, name: str) -> Any:
+        return importlib.import_module(f"{self.package}.{name}")
 
     def settings_class(self) -> type[EngineSettings]:
-        cls: type[EngineSettings] = _load(self.settings_path)
+        cls: type[EngineSettings] = getattr(self.module("settings"), self.settings_name)
         return cls
-
-    def admin_module(self) -> Any:
-        return importlib.import_module(self.admin_path)
 
     def connection_class(self) -> type[Connection[Any]]:
-        cls: type[Connection[Any]] = _load(self.connection_path)
+        cls: type[Connection[Any]] = getattr(self.module("connection"), self.connection_name)
         return cls
-
-
-def _load(path: str) -> Any:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -89,9 +85,9 @@ ENGINES: dict[str, EngineSpec] = {
         address_keys=frozenset(
             {"URL", "ENGINE", "HOST", "USER", "PASSWORD", "PORT", "DB_NAME", "AIRFLOW_CONN_ID"}
         ),
-        settings_path="dbp.sql.settings:SQLSettings",
-        connection_path="dbp.sql.connection:SQLConnection",
-        admin_path="dbp.sql.admin",
+        package="dbp.sql",
+        settings_name="SQLSettings",
+        connection_name="SQLConnection",
     ),
     "mongo": EngineSpec(
         name="mongo",
@@ -100,9 +96,9 @@ ENGINES: dict[str, EngineSpec] = {
         address_keys=frozenset(
             {"URL", "HOST", "USERNAME", "PASSWORD", "PORT", "AUTH_SOURCE", "AIRFLOW_CONN_ID"}
         ),
-        settings_path="dbp.mongo.settings:MongoSettings",
-        connection_path="dbp.mongo.connection:MongoConnection",
-        admin_path="dbp.mongo.admin",
+        package="dbp.mongo",
+        settings_name="MongoSettings",
+        connection_name="MongoConnection",
     ),
 }
 

@@ -340,8 +340,8 @@ def test_a_users_own_schema_dir(sql_settings: SQLSettings, mongo_settings: Mongo
     assert reports["sql"].baseline == ["0001_add_mass"]
     assert reports["mongo"].counts == {"collections": 1, "indexes": 1}
     assert reports["mongo"].baseline == ["0001_seed"]
-    assert public_tables(sql_settings) == ["_dbp_schema", "_yoyo_log", "_yoyo_migration", "_yoyo_version",
-                                           "star", "yoyo_lock"]
+    assert public_tables(sql_settings) == ["_dbp_migrations", "_dbp_schema", "_yoyo_log", "_yoyo_migration",
+                                           "_yoyo_version", "star", "yoyo_lock"]
     with SQLConnection(settings=sql_settings) as db:
         applied = db.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
     assert applied == [{"migration_id": "0001_add_mass"}]  # the baseline: recorded, not run
@@ -371,6 +371,7 @@ def test_installed_wheel_works_outside_the_checkout(
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True,
                    timeout=600)
+    assert (venv / "share" / "man" / "man1" / "dbp.1").read_text().startswith(".TH DBP")
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = subprocess.run([str(python), "-c", "import dbp; print(dbp.__file__)"], cwd=work, check=True,

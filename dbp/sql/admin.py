@@ -23,17 +23,16 @@ from dbp.sql.ledger import (
     write_marker,
     yoyo_backend,
 )
+from dbp.sql.migrations import load_migrations, record_baseline
 from dbp.sql.schema import SchemaFiles
 
 __all__ = ["dropdb", "initdb"]
 
 
 def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
-    from yoyo import read_migrations
-
     files = SchemaFiles.for_settings(db.settings.schema_dir)
     files.statements  # noqa: B018 - read and split every file before touching the database
-    migrations = read_migrations(str(files.migrations_dir)) if files.migrations_dir.is_dir() else []
+    migrations, infos = load_migrations(files)
     ids = [m.id for m in migrations]
     start = time.perf_counter()
     with yoyo_backend(db.settings) as backend:
@@ -69,6 +68,7 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
                 outcome = "created"
             ensure_yoyo_tables(backend)
             mark_applied(backend, ids, migrations)
+            record_baseline(conn, infos)
             write_marker(conn, outcome, str(files.root), files.checksum())
             catalog = read_catalog(conn)
     return InitReport(

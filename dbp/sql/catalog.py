@@ -20,7 +20,9 @@ from psycopg.rows import dict_row
 __all__ = ["Catalog", "Column", "Constraint", "Index", "Table", "diff", "read_catalog"]
 
 #: Tables that belong to dbp's and yoyo's bookkeeping, never to a user's schema.
-LEDGER_TABLES = frozenset({"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_dbp_schema"})
+LEDGER_TABLES = frozenset(
+    {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_dbp_schema", "_dbp_migrations"}
+)
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,13 @@ def read_catalog(
     excluded = set(exclude)
     catalog = Catalog(schema)
     args = {"schema": schema}
-    prefix = f"ON {_quote_ident(schema)}."
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        quoted = cur.execute("SELECT quote_ident(%s) AS q", (schema,)).fetchone()
+        assert quoted is not None
+        prefix = f"ON {quoted['q']}."  # as pg_get_indexdef writes it
         # definitions print unqualified only for the schema on the search path
         saved = cur.execute("SELECT current_setting('search_path') AS path").fetchone()
-        cur.execute("SELECT set_config('search_path', %s, true)", (_quote_ident(schema),))
+        cur.execute("SELECT set_config('search_path', %s, true)", (quoted["q"],))
         for row in cur.execute(_COLUMNS, args).fetchall():
             if row["table"] in excluded:
                 continue
@@ -160,10 +164,6 @@ def read_catalog(
         assert saved is not None
         cur.execute("SELECT set_config('search_path', %s, true)", (saved["path"],))
     return catalog
-
-
-def _quote_ident(name: str) -> str:
-    return psycopg.sql.Identifier(name).as_string(None)
 
 
 def diff(live: Catalog, wanted: Catalog) -> list[str]:

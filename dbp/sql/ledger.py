@@ -31,6 +31,21 @@ log = logging.getLogger("dbp.sql")
 
 MIGRATION_TABLE = "_yoyo_migration"
 MARKER_TABLE = "_dbp_schema"
+#: dbp's side of the ledger: content checksums, durations, failures.
+LEDGER_TABLE = "_dbp_migrations"
+
+LEDGER_DDL = sql.SQL(
+    """CREATE TABLE IF NOT EXISTS {} (
+    migration_id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('applied', 'baseline', 'failed')),
+    checksum text,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    duration_s double precision,
+    dbp_version text NOT NULL,
+    host text NOT NULL,
+    error text
+)"""
+).format(sql.Identifier(LEDGER_TABLE))
 
 _MARKER_DDL = sql.SQL(
     """CREATE TABLE IF NOT EXISTS {} (
@@ -97,6 +112,8 @@ class LedgerState:
     applied: tuple[str, ...]
     #: dbp's marker row, if dbp initialized or adopted this database.
     marker: Optional[dict[str, Any]]
+    has_yoyo_tables: bool = False
+    has_ledger_table: bool = False
 
     @property
     def initialized(self) -> bool:
@@ -126,7 +143,7 @@ def read_state(conn: psycopg.Connection[Any]) -> LedgerState:
         if MARKER_TABLE in names:
             marker = cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(MARKER_TABLE))).fetchone()
     user_tables = tuple(n for n in names if n not in LEDGER_TABLES)
-    return LedgerState(user_tables, tuple(applied), marker)
+    return LedgerState(user_tables, tuple(applied), marker, MIGRATION_TABLE in names, LEDGER_TABLE in names)
 
 
 def ensure_yoyo_tables(backend: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,10 +17,6 @@ from dbp.sql.catalog import Catalog, read_catalog
 from dbp.sql.script import Statement, read_script
 
 __all__ = ["SchemaFiles", "StatementError"]
-
-#: yoyo's migration file names: ``0002_add_something.sql`` (rollbacks: ``.rollback.sql``).
-MIGRATION_NAME = re.compile(r"^(\d+)_[\w\-]+\.sql$")
-
 
 class StatementError(OperationError):
     """A statement of a schema or migration file failed; the message names file, line and cause."""
@@ -75,13 +70,6 @@ class SchemaFiles:
         for path in self.files():
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
-
-    def migration_ids(self) -> list[str]:
-        """Ids of the migrations in ``migrations/``, in order (yoyo's ids: file names without .sql)."""
-        if not self.migrations_dir.is_dir():
-            return []
-        names = [p.name for p in self.migrations_dir.iterdir() if MIGRATION_NAME.match(p.name)]
-        return sorted(name[: -len(".sql")] for name in names if not name.endswith(".rollback.sql"))
 
     def apply(self, conn: psycopg.Connection[Any]) -> None:
         """Run every schema statement on ``conn``; the caller owns the transaction."""

@@ -1,0 +1,315 @@
+"""Mongo migrations: numbered Python files with ``up(db)`` and optionally ``down(db)``.
+
+The ledger (``_dbp_migrations``) records, per migration, its status
+(``applied``, ``baseline``, ``failed`` or ``running``), the content checksum,
+when and where it ran and how long it took. Runs hold the lease lock of
+:mod:`dbp.mongo.lock`. MongoDB cannot roll back ``up(db)`` half-way: a
+migration that fails or is killed may have done part of its work, and the next
+run retries it, so write migrations that can run twice.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import logging
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Optional
+
+from pymongo.database import Database
+
+from dbp._redact import scrub
+from dbp._version import __version__
+from dbp.errors import OperationError
+from dbp.migrations import (
+    EngineStatus,
+    LedgerEntry,
+    MigrationFile,
+    Progress,
+    next_number,
+    order_key,
+    plan,
+    reconcile,
+    rollback_targets,
+    slug,
+)
+from dbp.mongo.connection import MongoConnection
+from dbp.mongo.ledger import LEDGER, migration_files, read_marker
+from dbp.mongo.lock import DEFAULT_LEASE_SECONDS, Lease, break_lock
+from dbp.mongo.schema import CollectionSpec, IndexSpec, MongoSchema, index_differences
+
+__all__ = ["make_migration", "migrate", "rollback", "status"]
+
+log = logging.getLogger("dbp.mongo")
+
+
+class MigrationFailed(OperationError):
+    """A Mongo migration failed; it is recorded as failed and retried by the next run."""
+
+
+def describe(path: Path) -> tuple[str, bool]:
+    """The module docstring's first line, and whether ``down`` is defined; nothing is executed."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except SyntaxError as exc:
+        raise MigrationFailed(f"mongo: migration {path.stem} has a syntax error at line {exc.lineno}") from None
+    doc = (ast.get_docstring(tree) or "").strip().splitlines()
+    has_down = any(isinstance(n, ast.FunctionDef) and n.name == "down" for n in tree.body)
+    return (doc[0] if doc else ""), has_down
+
+
+def load_files(root: Path) -> tuple[dict[str, Path], list[MigrationFile]]:
+    paths: dict[str, Path] = {}
+    infos = []
+    for f in migration_files(root):
+        description, has_down = describe(f.path)
+        paths[f.id] = f.path
+        infos.append(MigrationFile(f.id, description, f.checksum, has_down))
+    return paths, infos
+
+
+def read_ledger(db: Database[Any]) -> dict[str, LedgerEntry]:
+    return {
+        str(d["_id"]): LedgerEntry(str(d["_id"]), d.get("status", "applied"), d.get("checksum"),
+                                   d.get("applied_at"), d.get("error"))
+        for d in db[LEDGER].find()
+    }
+
+
+def status(conn: MongoConnection) -> EngineStatus:
+    schema_root = MongoSchema.load(conn.settings.schema_dir).root
+    _, infos = load_files(schema_root)
+    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)))
+
+
+def _require_initialized(conn: MongoConnection) -> None:
+    if read_marker(conn.database) is None:
+        raise OperationError(f"mongo: {conn.address} is not initialized; run initdb first")
+
+
+@contextmanager
+def _locked(
+    conn: MongoConnection, lock_timeout: float, lease_seconds: float, breaking: bool
+) -> Iterator[Lease]:
+    if breaking and break_lock(conn.database):
+        log.warning("mongo: broke the migration lock on %s", conn.address)
+    with Lease(conn.database, timeout=lock_timeout, lease_seconds=lease_seconds) as lease:
+        yield lease
+
+
+def _module(migration_id: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"dbp_mongo_migration_{migration_id}", path)
+    if spec is None or spec.loader is None:
+        raise MigrationFailed(f"mongo: cannot load migration {migration_id} from {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any error in user code
+        raise MigrationFailed(f"mongo: migration {migration_id} cannot be loaded: {_error(exc)}") from None
+    return module
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _function(module: ModuleType, migration_id: str, name: str) -> Callable[[Database[Any]], Any]:
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise MigrationFailed(f"mongo: migration {migration_id} defines no {name}(db)")
+    return func  # type: ignore[no-any-return]
+
+
+def migrate(
+    conn: MongoConnection,
+    *,
+    to: Optional[str] = None,
+    dry_run: bool = False,
+    allow_changed: bool = False,
+    allow_out_of_order: bool = False,
+    lock_timeout: float = 60.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    break_lock: bool = False,
+    progress: Optional[Progress] = None,
+) -> list[str]:
+    progress = progress or Progress()
+    schema_root = MongoSchema.load(conn.settings.schema_dir).root
+    paths, infos = load_files(schema_root)
+    info_by_id = {i.id: i for i in infos}
+    db = conn.database
+    _require_initialized(conn)
+    if dry_run:
+        ids = plan("mongo", reconcile(infos, read_ledger(db)), to=to, allow_changed=allow_changed,
+                   allow_out_of_order=allow_out_of_order)
+        if not ids:
+            progress.note("mongo: nothing to apply")
+        for migration_id in ids:
+            description = info_by_id[migration_id].description
+            progress.note(f"mongo: would apply {migration_id}" + (f": {description}" if description else ""))
+            progress.note(f"    up(db) from {paths[migration_id]}")
+        return ids
+    with _locked(conn, lock_timeout, lease_seconds, break_lock) as lease:
+        statuses = reconcile(infos, read_ledger(db))
+        ids = plan("mongo", statuses, to=to, allow_changed=allow_changed, allow_out_of_order=allow_out_of_order)
+        if allow_changed:
+            for s in statuses:
+                if s.state == "changed":
+                    db[LEDGER].update_one({"_id": s.id}, {"$set": {"checksum": info_by_id[s.id].checksum}})
+                    log.warning("mongo: accepted the edited migration %s", s.id)
+        progress.start("mongo", len(ids))
+        for index, migration_id in enumerate(ids, 1):
+            if lease.lost.is_set():
+                raise OperationError("mongo: lost the migration lock (it expired or was broken); stopping")
+            progress.step(index, migration_id)
+            seconds = _apply_one(db, migration_id, paths[migration_id], info_by_id[migration_id])
+            progress.done(index, migration_id, seconds)
+    return ids
+
+
+def _apply_one(db: Database[Any], migration_id: str, path: Path, info: MigrationFile) -> float:
+    start = time.perf_counter()
+    up = _function(_module(migration_id, path), migration_id, "up")
+    host = socket.gethostname()
+    db[LEDGER].update_one(
+        {"_id": migration_id},
+        {"$set": {"status": "running", "started_at": datetime.now(timezone.utc), "host": host}},
+        upsert=True,
+    )
+    try:
+        up(db)
+    except Exception as exc:  # noqa: BLE001 - recorded, then reported
+        error = _error(exc)
+        db[LEDGER].update_one(
+            {"_id": migration_id},
+            {"$set": {"status": "failed", "error": error, "applied_at": datetime.now(timezone.utc)}},
+        )
+        raise MigrationFailed(f"mongo: migration {migration_id} failed: {error}") from None
+    seconds = time.perf_counter() - start
+    db[LEDGER].update_one(
+        {"_id": migration_id},
+        {"$set": {
+            "status": "applied", "checksum": info.checksum, "applied_at": datetime.now(timezone.utc),
+            "duration_s": seconds, "dbp_version": __version__, "host": host,
+        }, "$unset": {"error": "", "started_at": ""}},
+    )
+    return seconds
+
+
+def rollback(
+    conn: MongoConnection,
+    *,
+    steps: Optional[int] = None,
+    to: Optional[str] = None,
+    lock_timeout: float = 60.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    break_lock: bool = False,
+    progress: Optional[Progress] = None,
+) -> list[str]:
+    progress = progress or Progress()
+    schema_root = MongoSchema.load(conn.settings.schema_dir).root
+    paths, infos = load_files(schema_root)
+    info_by_id = {i.id: i for i in infos}
+    db = conn.database
+    with _locked(conn, lock_timeout, lease_seconds, break_lock):
+        applied = sorted(
+            (i for i, e in read_ledger(db).items() if e.status in ("applied", "baseline")), key=order_key
+        )
+        targets = rollback_targets("mongo", applied, steps, to)
+        for migration_id in targets:
+            if migration_id not in info_by_id:
+                raise OperationError(f"mongo: cannot roll back {migration_id}: the migration file is gone")
+            if not info_by_id[migration_id].has_rollback:
+                raise OperationError(
+                    f"mongo: migration {migration_id} defines no down(db); nothing was rolled back"
+                )
+        progress.start("mongo", len(targets))
+        for index, migration_id in enumerate(targets, 1):
+            progress.step(index, migration_id, "rolling back")
+            start = time.perf_counter()
+            down = _function(_module(migration_id, paths[migration_id]), migration_id, "down")
+            try:
+                down(db)
+            except Exception as exc:  # noqa: BLE001
+                raise MigrationFailed(f"mongo: rollback of {migration_id} failed: {_error(exc)}") from None
+            db[LEDGER].delete_one({"_id": migration_id})
+            progress.done(index, migration_id, time.perf_counter() - start, "rolled back")
+    return targets
+
+
+# -- make_migrations ---------------------------------------------------------------------------
+
+
+def _create_index(collection: str, index: IndexSpec) -> str:
+    options = "".join(f", {k}={v!r}" for k, v in index.options.items())
+    return f"db[{collection!r}].create_index({list(index.keys)!r}, name={index.name!r}{options})"
+
+
+def _live_spec(name: str, info: Mapping[str, Any]) -> IndexSpec:
+    skip = {"key", "v", "ns", "background", "2dsphereIndexVersion", "textIndexVersion"}
+    keys = tuple((str(k), int(d) if isinstance(d, float) else d) for k, d in info["key"])
+    return IndexSpec(name, keys, {k: v for k, v in info.items() if k not in skip})
+
+
+def _operations(spec: CollectionSpec, live: Optional[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    up: list[str] = []
+    down: list[str] = []
+    if live is None:
+        up.append(f"db.create_collection({spec.name!r})")
+        up += [_create_index(spec.name, i) for i in spec.indexes]
+        down.append(f"db.drop_collection({spec.name!r})")
+        return up, down
+    declared = {i.name: i for i in spec.indexes}
+    for name, info in sorted(live.items()):
+        if name == "_id_":
+            continue
+        want = declared.get(name)
+        if want is None or not want.matches(info):
+            up.append(f"db[{spec.name!r}].drop_index({name!r})")
+            down.append(_create_index(spec.name, _live_spec(name, info)))
+    for name, index in declared.items():
+        if name not in live or not index.matches(live[name]):
+            up.append(_create_index(spec.name, index))
+            down.insert(0, f"db[{spec.name!r}].drop_index({name!r})")
+    return up, down
+
+
+def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:
+    schema = MongoSchema.load(conn.settings.schema_dir)
+    _, infos = load_files(schema.root)
+    up: list[str] = []
+    down: list[str] = []
+    summary: list[str] = []
+    if not empty:
+        _require_initialized(conn)
+        unapplied = [s.id for s in reconcile(infos, read_ledger(conn.database)) if s.state != "applied"]
+        if unapplied:
+            raise OperationError(f"mongo: apply or resolve {', '.join(unapplied)} first (dbp migrate / status)")
+        existing = set(conn.database.list_collection_names())
+        for spec in schema.collections:
+            live = conn.collection(spec.name).index_information() if spec.name in existing else None
+            summary += index_differences(spec, live)
+            ops_up, ops_down = _operations(spec, live)
+            up += ops_up
+            down = ops_down + down
+        if not up:
+            return []
+    path = schema.root / f"{next_number([i.id for i in infos])}_{slug(name)}.py"
+    notes = "".join(f"\n- {line}" for line in summary)
+    text = (
+        f'"""{name}\n\nWritten by dbp make_migrations{":" if notes else "."}{notes}\n"""\n\n\n'
+        + _function_text("up", up) + "\n\n" + _function_text("down", down)
+    )
+    path.write_text(text)
+    return [path]
+
+
+def _function_text(name: str, lines: Sequence[str]) -> str:
+    body = "".join(f"    {line}\n" for line in lines) or "    pass\n"
+    return f"def {name}(db):\n{body}"

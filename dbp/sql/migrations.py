@@ -1,0 +1,417 @@
+"""SQL migrations: yoyo's files and ledger, applied by dbp under an advisory lock.
+
+Each transactional migration runs in one transaction together with its ledger
+rows (yoyo's ``_yoyo_migration`` / ``_yoyo_log`` and dbp's
+``_dbp_migrations``, which adds the content checksum): it is applied and
+recorded, or neither. A ``-- transactional: false`` migration runs in
+autocommit, as ``CREATE INDEX CONCURRENTLY`` needs, and is recorded right
+after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from dbp._version import __version__
+from dbp.errors import LockTimeout, OperationError
+from dbp.migrations import (
+    EngineStatus,
+    LedgerEntry,
+    MigrationFile,
+    Progress,
+    next_number,
+    order_key,
+    plan,
+    reconcile,
+    rollback_targets,
+    slug,
+)
+from dbp.sql.catalog import Catalog, diff, read_catalog
+from dbp.sql.connection import SQLConnection, open_connection
+from dbp.sql.ddl import migration_ddl
+from dbp.sql.ledger import (
+    LEDGER_DDL,
+    LEDGER_TABLE,
+    MIGRATION_TABLE,
+    advisory_key,
+    ensure_yoyo_tables,
+    read_state,
+    yoyo_backend,
+)
+from dbp.sql.schema import SchemaFiles
+
+__all__ = ["make_migration", "migrate", "rollback", "status"]
+
+log = logging.getLogger("dbp.sql")
+
+
+class MigrationFailed(OperationError):
+    """A migration failed; the message names it, the statement and the cause."""
+
+
+@contextmanager
+def migration_lock(db: SQLConnection, timeout: float) -> Iterator[None]:
+    """Hold the advisory lock of schema changes for the run; the server frees it if we die."""
+    conn = open_connection(db.settings)
+    key = advisory_key(db.settings.database)
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    try:
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()
+            if row is not None and row["ok"]:
+                break
+            if time.monotonic() >= deadline:
+                holder = conn.execute(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND ((classid::bigint << 32) | objid::bigint) = %s",
+                    (key,),
+                ).fetchone()
+                who = f" (server pid {holder['pid']})" if holder else ""
+                raise LockTimeout(
+                    f"sql: another dbp run{who} holds the migration lock on {db.address}; "
+                    f"waited {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_migrations(files: SchemaFiles) -> tuple[list[Any], list[MigrationFile]]:
+    """yoyo's migration objects and dbp's view of them, in order."""
+    from yoyo import read_migrations
+
+    if not files.migrations_dir.is_dir():
+        return [], []
+    migrations = sorted(read_migrations(str(files.migrations_dir)), key=lambda m: order_key(m.id))
+    infos = []
+    for m in migrations:
+        path = Path(m.path)
+        if m.is_raw_sql():
+            has_rollback = path.with_name(path.name[: -len(".sql")] + ".rollback.sql").exists()
+            description = _leading_comment(path)
+        else:
+            has_rollback = True  # a Python migration declares its rollbacks per step
+            description = ""
+        infos.append(MigrationFile(m.id, description, checksum(path), has_rollback))
+    return migrations, infos
+
+
+def _leading_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            return ""
+        text = stripped.lstrip("-").strip()
+        if text and ":" not in text.split()[0]:  # skip yoyo directives such as "depends:"
+            return text
+    return ""
+
+
+def read_ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerEntry]:
+    state = read_state(conn)
+    ledger: dict[str, LedgerEntry] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        extra: dict[str, dict[str, Any]] = {}
+        if state.has_ledger_table:
+            for row in cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(LEDGER_TABLE))):
+                extra[row["migration_id"]] = row
+        if state.has_yoyo_tables:
+            query = sql.SQL("SELECT migration_id, applied_at_utc FROM {}").format(sql.Identifier(MIGRATION_TABLE))
+            for row in cur.execute(query):
+                info = extra.get(row["migration_id"], {})
+                ledger[row["migration_id"]] = LedgerEntry(
+                    row["migration_id"], "applied", info.get("checksum"), row["applied_at_utc"]
+                )
+    for migration_id, row in extra.items():
+        if migration_id not in ledger and row["status"] == "failed":
+            ledger[migration_id] = LedgerEntry(migration_id, "failed", None, row["applied_at"], row["error"])
+    return ledger
+
+
+def status(db: SQLConnection) -> EngineStatus:
+    files = SchemaFiles.for_settings(db.settings.schema_dir)
+    _, infos = load_migrations(files)
+    with db.connection() as conn:
+        ledger = read_ledger(conn)
+    return EngineStatus("sql", db.address, reconcile(infos, ledger))
+
+
+def _require_initialized(conn: psycopg.Connection[Any], address: str) -> None:
+    if not read_state(conn).initialized:
+        raise OperationError(f"sql: {address} is not initialized; run initdb first")
+
+
+def migrate(
+    db: SQLConnection,
+    *,
+    to: Optional[str] = None,
+    dry_run: bool = False,
+    allow_changed: bool = False,
+    allow_out_of_order: bool = False,
+    lock_timeout: float = 60.0,
+    progress: Optional[Progress] = None,
+    **_: Any,
+) -> list[str]:
+    """Apply pending migrations in order; return the ids applied (or, with ``dry_run``, planned)."""
+    progress = progress or Progress()
+    files = SchemaFiles.for_settings(db.settings.schema_dir)
+    migrations, infos = load_migrations(files)
+    by_id = {m.id: m for m in migrations}
+    info_by_id = {i.id: i for i in infos}
+    if dry_run:
+        with db.connection() as conn:
+            _require_initialized(conn, db.address)
+            ids = plan("sql", reconcile(infos, read_ledger(conn)), to=to, allow_changed=allow_changed,
+                       allow_out_of_order=allow_out_of_order)
+        _print_plan(progress, [by_id[i] for i in ids], info_by_id)
+        return ids
+    with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:
+        conn = backend.connection
+        _require_initialized(conn, db.address)
+        statuses = reconcile(infos, read_ledger(conn))
+        ids = plan("sql", statuses, to=to, allow_changed=allow_changed, allow_out_of_order=allow_out_of_order)
+        with backend.transaction():
+            ensure_yoyo_tables(backend)
+            conn.execute(LEDGER_DDL)
+            if allow_changed:
+                for s in statuses:
+                    if s.state == "changed":
+                        _record(conn, info_by_id[s.id], "applied", 0.0)
+                        log.warning("sql: accepted the edited migration %s", s.id)
+        progress.start("sql", len(ids))
+        for index, migration_id in enumerate(ids, 1):
+            progress.step(index, migration_id)
+            seconds = _apply_one(backend, by_id[migration_id], info_by_id[migration_id])
+            progress.done(index, migration_id, seconds)
+    return ids
+
+
+def _print_plan(progress: Progress, migrations: Sequence[Any], infos: dict[str, MigrationFile]) -> None:
+    if not migrations:
+        progress.note("sql: nothing to apply")
+    for m in migrations:
+        m.load()
+        progress.note(f"sql: would apply {m.id}" + (f": {infos[m.id].description}" if infos[m.id].description
+                                                   else ""))
+        for statement in _statements(m, "apply"):
+            progress.note("    " + " ".join(statement.split()))
+
+
+def _statements(migration: Any, direction: str) -> list[str]:
+    out = []
+    for step in migration.steps or []:
+        inner = getattr(step, "step", step)
+        for part in getattr(inner, "steps", [inner]):
+            part = getattr(part, "step", part)
+            text = getattr(part, f"_{direction}", None)
+            out.append(text if isinstance(text, str) else f"(Python step {getattr(part, 'id', '?')})")
+    return out
+
+
+def _run_steps(backend: Any, migration: Any, direction: str) -> None:
+    steps = list(migration.steps or [])
+    if direction == "rollback":
+        steps.reverse()
+    texts = _statements(migration, direction)
+    if direction == "rollback":
+        texts.reverse()
+    done: list[Any] = []
+    for step, text in zip(steps, texts):
+        try:
+            getattr(step, direction)(backend)
+        except psycopg.Error as exc:
+            if not migration.use_transactions:
+                _undo(backend, migration, done, direction)
+            cause = exc.diag.message_primary or str(exc).splitlines()[0]
+            raise MigrationFailed(
+                f"sql: migration {migration.id} failed: {cause} in: {' '.join(text.split())[:200]}"
+            ) from None
+        done.append(step)
+
+
+def _undo(backend: Any, migration: Any, done: list[Any], direction: str) -> None:
+    """After a non-transactional failure, undo the steps that ran (best effort, like yoyo)."""
+    reverse = "rollback" if direction == "apply" else "apply"
+    for step in reversed(done):
+        try:
+            getattr(step, reverse)(backend)
+        except psycopg.Error as exc:  # keep the original error; this one is only logged
+            log.error("sql: could not undo a step of %s: %s", migration.id, exc.diag.message_primary)
+
+
+def _apply_one(backend: Any, migration: Any, info: MigrationFile) -> float:
+    from yoyo.exceptions import BadMigration
+
+    start = time.perf_counter()
+    conn = backend.connection
+    try:
+        migration.load()
+    except BadMigration as exc:
+        raise MigrationFailed(f"sql: migration {migration.id} cannot be loaded: {exc}") from None
+    try:
+        if migration.use_transactions:
+            with backend.transaction():
+                _run_steps(backend, migration, "apply")
+                _mark(backend, migration, info, time.perf_counter() - start)
+        else:
+            with backend.disable_transactions():
+                _run_steps(backend, migration, "apply")
+            with backend.transaction():
+                _mark(backend, migration, info, time.perf_counter() - start)
+    except MigrationFailed as exc:
+        _record_failure(conn, migration.id, str(exc))
+        raise
+    return time.perf_counter() - start
+
+
+def _mark(backend: Any, migration: Any, info: MigrationFile, seconds: float) -> None:
+    backend.log_migration(migration, "apply")
+    backend.mark_one(migration, log=False)
+    _record(backend.connection, info, "applied", seconds)
+
+
+def _record(conn: psycopg.Connection[Any], info: MigrationFile, status_: str, seconds: float) -> None:
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (migration_id, status, checksum, duration_s, dbp_version, host) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (migration_id) DO UPDATE SET "
+            "status = EXCLUDED.status, checksum = EXCLUDED.checksum, applied_at = now(), "
+            "duration_s = EXCLUDED.duration_s, dbp_version = EXCLUDED.dbp_version, host = EXCLUDED.host, "
+            "error = NULL"
+        ).format(sql.Identifier(LEDGER_TABLE)),
+        (info.id, status_, info.checksum, seconds, __version__, socket.gethostname()),
+    )
+
+
+def _record_failure(conn: psycopg.Connection[Any], migration_id: str, error: str) -> None:
+    try:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (migration_id, status, error, dbp_version, host) VALUES (%s, 'failed', %s, %s, %s) "
+                "ON CONFLICT (migration_id) DO UPDATE SET status = 'failed', error = EXCLUDED.error, "
+                "applied_at = now()"
+            ).format(sql.Identifier(LEDGER_TABLE)),
+            (migration_id, error[:2000], __version__, socket.gethostname()),
+        )
+    except psycopg.Error as exc:
+        log.error("sql: could not record the failure of %s: %s", migration_id, exc.diag.message_primary)
+
+
+def record_baseline(conn: psycopg.Connection[Any], infos: Sequence[MigrationFile]) -> None:
+    """Checksums of the migrations ``initdb`` marks as applied (in its transaction)."""
+    conn.execute(LEDGER_DDL)
+    for info in infos:
+        _record(conn, info, "baseline", 0.0)
+
+
+def applied_ids(conn: psycopg.Connection[Any]) -> list[str]:
+    ledger = read_ledger(conn)
+    return sorted((i for i, e in ledger.items() if e.status == "applied"), key=order_key)
+
+
+def rollback(
+    db: SQLConnection,
+    *,
+    steps: Optional[int] = None,
+    to: Optional[str] = None,
+    lock_timeout: float = 60.0,
+    progress: Optional[Progress] = None,
+    **_: Any,
+) -> list[str]:
+    """Roll back the last ``steps`` migrations, or every one applied after ``to``; newest first."""
+    progress = progress or Progress()
+    files = SchemaFiles.for_settings(db.settings.schema_dir)
+    migrations, infos = load_migrations(files)
+    by_id = {m.id: m for m in migrations}
+    info_by_id = {i.id: i for i in infos}
+    with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:
+        conn = backend.connection
+        applied = applied_ids(conn)
+        targets = rollback_targets("sql", applied, steps, to)
+        missing = [i for i in targets if i not in by_id]
+        if missing:
+            raise OperationError(f"sql: cannot roll back {', '.join(missing)}: the migration file is gone")
+        no_rollback = [i for i in targets if not info_by_id[i].has_rollback]
+        if no_rollback:
+            raise OperationError(
+                f"sql: migration {no_rollback[0]} has no rollback ({no_rollback[0]}.rollback.sql); "
+                "nothing was rolled back"
+            )
+        progress.start("sql", len(targets))
+        for index, migration_id in enumerate(targets, 1):
+            migration = by_id[migration_id]
+            migration.load()
+            progress.step(index, migration_id, "rolling back")
+            start = time.perf_counter()
+            if migration.use_transactions:
+                with backend.transaction():
+                    _run_steps(backend, migration, "rollback")
+                    _unmark(backend, migration)
+            else:
+                with backend.disable_transactions():
+                    _run_steps(backend, migration, "rollback")
+                with backend.transaction():
+                    _unmark(backend, migration)
+            progress.done(index, migration_id, time.perf_counter() - start, "rolled back")
+    return targets
+
+
+def _unmark(backend: Any, migration: Any) -> None:
+    backend.unmark_one(migration, log=False)
+    backend.log_migration(migration, "rollback")
+    backend.connection.execute(
+        sql.SQL("DELETE FROM {} WHERE migration_id = %s").format(sql.Identifier(LEDGER_TABLE)), (migration.id,)
+    )
+
+
+def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list[Path]:
+    """Write the next numbered migration and its rollback from the schema files' difference."""
+    files = SchemaFiles.for_settings(db.settings.schema_dir)
+    _, infos = load_migrations(files)
+    stem = f"{next_number([i.id for i in infos])}_{slug(name)}"
+    if empty:
+        up = down = ""
+        summary = ["(empty)"]
+    else:
+        with db.transaction() as conn:
+            _require_initialized(conn, db.address)
+            pending = [s.id for s in reconcile(infos, read_ledger(conn)) if s.state != "applied"]
+            if pending:
+                raise OperationError(
+                    f"sql: apply or resolve {', '.join(pending)} first (dbp migrate / status): "
+                    "make_migrations compares the schema files with an up-to-date database"
+                )
+            live: Catalog = read_catalog(conn)
+            wanted = files.scratch_catalog(conn)
+        summary = diff(live, wanted)
+        if not summary:
+            return []
+        up = migration_ddl(live, wanted)
+        down = migration_ddl(wanted, live)
+    files.migrations_dir.mkdir(parents=True, exist_ok=True)
+    header = f"-- {name}\n" + "".join(f"-- {line}\n" for line in summary if summary != ["(empty)"])
+    apply_path = files.migrations_dir / f"{stem}.sql"
+    rollback_path = files.migrations_dir / f"{stem}.rollback.sql"
+    apply_path.write_text(header + "\n" + up)
+    rollback_path.write_text(f"-- rollback of {stem}\n\n" + down)
+    return [apply_path, rollback_path]
