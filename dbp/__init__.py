@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from dbp._version import __version__
 from dbp.config import Config, load_config
-from dbp.errors import ConfigError, DbpError, OperationError, ServerUnavailable
+from dbp.errors import (
+    BulkWriteError,
+    ConfigError,
+    DbpError,
+    FilterError,
+    LockTimeout,
+    OperationError,
+    ServerUnavailable,
+)
 
 if TYPE_CHECKING:
     from dbp.connection import Connection, connect
@@ -18,10 +26,13 @@ if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
 
 __all__ = [
+    "BulkWriteError",
     "Config",
     "ConfigError",
     "Connection",
     "DbpError",
+    "FilterError",
+    "LockTimeout",
     "MongoConnection",
     "OperationError",
     "SQLConnection",

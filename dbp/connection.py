@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Optional, TypeVar
 
 from dbp.config import ConfigSource, resolve_config
 from dbp.engines import ENGINES, EngineSettings
 from dbp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dbp.query import BaseQuery
 
 __all__ = ["Connection", "connect"]
 
@@ -74,6 +77,10 @@ class Connection(ABC, Generic[S]):
     @abstractmethod
     def server_version(self) -> str:
         """The server's product and version, e.g. ``PostgreSQL 18.1``."""
+
+    @abstractmethod
+    def query(self, name: str) -> BaseQuery:
+        """Queries on table / collection ``name``: the same methods on every engine."""
 
     @abstractmethod
     def create_db(self) -> bool:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from dbp._redact import scrub
 
 __all__ = [
+    "BulkWriteError",
     "ConfigError",
     "DbpError",
+    "FilterError",
     "LockTimeout",
     "OperationError",
     "ServerUnavailable",
@@ -60,7 +62,23 @@ class LockTimeout(DbpError):
     exit_code = 75
 
 
+class FilterError(DbpError, ValueError):
+    """A filter, sort, projection, table or row that cannot be used as given; nothing was run."""
+
+    exit_code = 65
+
+
 class OperationError(DbpError):
     """An operation on a reachable server failed."""
 
     exit_code = 1
+
+
+class BulkWriteError(OperationError):
+    """A bulk write failed; ``rows`` holds the indexes of the rows (documents) that failed, if known."""
+
+    def __init__(self, message: str, rows: Sequence[int] = (), *, details: Sequence[str] = ()) -> None:
+        super().__init__(message, details=details)
+        self.rows = list(rows)
+        #: The server's SQLSTATE, where the server refused the write.
+        self.sqlstate: Optional[str] = None

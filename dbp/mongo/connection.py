@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pymongo import MongoClient
 from pymongo.collection import Collection
@@ -23,6 +23,9 @@ from dbp.connection import Connection
 from dbp.errors import ConfigError, OperationError, ServerUnavailable
 from dbp.mongo.ledger import MARKER
 from dbp.mongo.settings import MongoSettings
+
+if TYPE_CHECKING:
+    from dbp.mongo.query import MongoQuery
 
 __all__ = ["MongoConnection"]
 
@@ -92,6 +95,12 @@ class MongoConnection(Connection[MongoSettings]):
 
     def collection(self, name: str) -> Collection[Document]:
         return self.database[name]
+
+    def query(self, name: str) -> MongoQuery:
+        """Queries on collection ``name``."""
+        from dbp.mongo.query import MongoQuery
+
+        return MongoQuery(self, name)
 
     def ping(self) -> float:
         start = time.perf_counter()

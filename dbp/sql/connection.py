@@ -6,9 +6,10 @@ import logging
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 import psycopg
 from psycopg import sql
@@ -16,8 +17,12 @@ from psycopg.abc import Params
 from psycopg.rows import DictRow, dict_row
 
 from dbp.connection import Connection
-from dbp.errors import ConfigError, OperationError, ServerUnavailable
+from dbp.errors import ConfigError, FilterError, OperationError, ServerUnavailable
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
+
+if TYPE_CHECKING:
+    from dbp.sql.catalog import Catalog, Table
+    from dbp.sql.query import SQLQuery
 
 __all__ = ["SQLConnection"]
 
@@ -25,7 +30,7 @@ log = logging.getLogger("dbp.sql")
 
 PgConnection = psycopg.Connection[DictRow]
 #: A statement: a literal string, or one composed with :mod:`psycopg.sql`.
-SQLQuery = Union[str, bytes, sql.SQL, sql.Composed]
+QueryText = Union[str, bytes, sql.Composable]
 #: Databases to connect to when creating or dropping the configured one.
 MAINTENANCE_DATABASES = ("postgres", "template1")
 
@@ -50,6 +55,28 @@ def open_connection(settings: SQLSettings, database: Optional[str] = None) -> Pg
         ) from None
 
 
+STATEMENT_CACHE_SIZE = 512
+
+
+class BoundedCache(OrderedDict):  # type: ignore[type-arg]
+    """A dict that forgets its least recently used entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
 class SQLConnection(Connection[SQLSettings]):
     """A PostgreSQL database. ``execute`` and ``transaction`` share one session per thread.
 
@@ -66,6 +93,11 @@ class SQLConnection(Connection[SQLSettings]):
         self._pool: Any = None
         self._close_pool: Optional[weakref.finalize[Any, Any]] = None
         self._local = threading.local()
+        self._catalog: Optional[Catalog] = None
+        self._code_point: Optional[bool] = None
+        self._queries: dict[str, SQLQuery] = {}
+        #: Statement texts by shape, for dbp.sql.query (bounded; cleared when the catalog is re-read).
+        self.statement_cache: BoundedCache = BoundedCache(STATEMENT_CACHE_SIZE)
 
     @property
     def closed(self) -> bool:
@@ -145,15 +177,62 @@ class SQLConnection(Connection[SQLSettings]):
                 self._local.conn = outer
 
     def execute(
-        self, query: SQLQuery, params: Optional[Params] = None
+        self, query: QueryText, params: Optional[Params] = None
     ) -> psycopg.Cursor[DictRow]:
         """Run one statement with server-side parameters; the cursor yields dicts.
 
         With a pool, fetch the results inside :meth:`transaction` or
         :meth:`connection`, where the connection is still yours.
         """
+        conn = self._conn
+        if conn is not None and getattr(self._local, "conn", None) is None and not conn.closed:
+            return conn.execute(cast(Any, query), params)  # the common case, without a context manager
         with self.connection() as conn:
-            return conn.execute(query, params)
+            # psycopg takes any Composable, though its stubs list only SQL and Composed
+            return conn.execute(cast(Any, query), params)
+
+    def query(self, name: str) -> SQLQuery:
+        """Queries on table ``name`` (of the current schema); unknown tables raise FilterError."""
+        from dbp.sql.query import SQLQuery
+
+        query = self._queries.get(name)
+        if query is None:
+            query = self._queries[name] = SQLQuery(self, name)
+        return query
+
+    def catalog(self, *, refresh: bool = False) -> Catalog:
+        """The current schema's catalog, read once per connection (``refresh=True`` after DDL)."""
+        if self._catalog is None or refresh:
+            from dbp.sql.catalog import read_catalog
+
+            with self.connection() as conn:
+                row = conn.execute("SELECT current_schema() AS schema").fetchone()
+                schema = row["schema"] if row and row["schema"] else "public"
+                self._catalog = read_catalog(conn, schema)
+            self._queries.clear()
+            self.statement_cache.clear()
+        return self._catalog
+
+    def table(self, name: str) -> Table:
+        if not isinstance(name, str) or not name:
+            raise FilterError(f"a table name is a non-empty string, not {name!r}")
+        table = self.catalog().tables.get(name)
+        if table is None:
+            table = self.catalog(refresh=True).tables.get(name)  # created since we last looked?
+        if table is None:
+            known = ", ".join(sorted(self.catalog().tables)) or "none"
+            raise FilterError(f"no table {name!r} in {self.address}; its tables are {known}")
+        return table
+
+    def code_point_collation(self) -> bool:
+        """True if the database sorts text by code point (C, POSIX, C.UTF-8), as MongoDB does."""
+        if self._code_point is None:
+            row = self.execute(
+                "SELECT datcollate FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+            collate = str(row["datcollate"]) if row else ""
+            self._code_point = collate in ("C", "POSIX") or collate.lower().replace("-", "") in ("c.utf8",)
+        return self._code_point
 
     def ping(self) -> float:
         start = time.perf_counter()

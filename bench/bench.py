@@ -1,0 +1,311 @@
+"""dbp against the raw drivers, measured in the same run on the same servers.
+
+    python bench/bench.py                       # local servers under ./.dbp-bench, default sizes
+    python bench/bench.py --rows 20000 --objects 100000 --calls 500
+
+Every figure is a ratio against its baseline from this run, never an absolute
+target; SQLAlchemy (the path db-plugins takes) is measured when installed
+(``pip install -e '.[bench]'``). Targets are printed beside the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dbp  # noqa: E402
+from dbp.admin import initdb  # noqa: E402
+from dbp.local import LocalServers  # noqa: E402
+from dbp.mongo.connection import MongoConnection  # noqa: E402
+from dbp.sql.connection import SQLConnection  # noqa: E402
+
+RESULTS: list[tuple[str, str, float, str]] = []
+
+
+def report(what: str, against: str, ratio: float, target: str) -> None:
+    RESULTS.append((what, against, ratio, target))
+    print(f"  {what:<44} vs {against:<34} {ratio:6.2f}x   target {target}", flush=True)
+
+
+def best(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """The fastest of ``repeat`` timed runs (the least disturbed by the machine)."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def detections(n: int, objects: int) -> list[dict[str, Any]]:
+    rng = random.Random(42)
+    rows = []
+    for i in range(n):
+        rows.append({
+            "candid": 1_000_000_000 + i, "oid": f"ZTF{(i % objects):010d}", "mjd": 59000 + rng.random() * 1000,
+            "fid": 1 + i % 2, "pid": rng.random() * 1e9, "diffmaglim": 20 + rng.random(), "isdiffpos": 1,
+            "nid": i % 1000, "ra": rng.random() * 360, "dec": rng.random() * 180 - 90, "magpsf": 18 + rng.random(),
+            "sigmapsf": rng.random() / 10, "magap": None, "sigmagap": None, "distnr": rng.random(),
+            "rb": rng.random(), "rbversion": "t17", "drb": rng.random(), "drbversion": "d06", "magapbig": None,
+            "sigmagapbig": None, "rfid": 100 + i % 50, "magpsf_corr": None, "sigmapsf_corr": None,
+            "sigmapsf_corr_ext": None, "corrected": False, "dubious": False, "parent_candid": None,
+            "has_stamp": True, "step_id_corr": "bench",
+        })
+    return rows
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def bench_sql_bulk(db: SQLConnection, rows: list[dict[str, Any]], objects: int) -> None:
+    print(f"bulk insert of {len(rows):,} detection rows (PostgreSQL)")
+    db.query("object").bulk_insert([{"oid": f"ZTF{i:010d}"} for i in range(objects)])
+    columns = list(rows[0])
+    conn = db._conn  # the same session for every contender
+    assert conn is not None
+    q = db.query("detection")
+
+    def truncate() -> None:
+        db.execute("TRUNCATE detection CASCADE")
+
+    def raw_copy() -> None:
+        with conn.cursor() as cur, cur.copy(f"COPY detection ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row.values()))
+
+    def raw_executemany() -> None:
+        marks = ", ".join(["%s"] * len(columns))
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO detection ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+                            [tuple(r.values()) for r in rows])
+
+    def timed(fn: Callable[[], Any]) -> float:
+        def run() -> None:
+            truncate()
+            with conn.transaction():
+                fn()
+        return best(run)
+
+    copy_time = timed(raw_copy)
+    print(f"  raw COPY: {len(rows) / copy_time:,.0f} rows/s")
+    for mode in ("error", "ignore", "update"):
+        ours = timed(lambda mode=mode: q.bulk_insert(rows, on_conflict=mode))  # type: ignore[misc]
+        report(f"bulk_insert(on_conflict={mode!r}) throughput", "raw psycopg COPY", copy_time / ours,
+               ">= 0.8" if mode == "error" else "(shown)")
+    many = timed(raw_executemany)
+    report("psycopg executemany throughput", "raw psycopg COPY", copy_time / many, "(shown)")
+    try:
+        import sqlalchemy as sa
+        from sqlalchemy.dialects.postgresql import insert
+    except ImportError:
+        print("  (SQLAlchemy not installed: pip install -e '.[bench]' to compare with db-plugins' path)")
+    else:
+        from dbp.sql.ledger import yoyo_url
+
+        engine = sa.create_engine(yoyo_url(db.settings))
+        table = sa.Table("detection", sa.MetaData(), autoload_with=engine)
+
+        def alchemy() -> None:
+            with engine.begin() as sa_conn:
+                sa_conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+        def run_alchemy() -> None:
+            truncate()
+            alchemy()
+
+        report("SQLAlchemy insert().on_conflict_do_nothing()", "raw psycopg COPY",
+               copy_time / best(run_alchemy), "(shown)")
+        engine.dispose()
+    truncate()
+
+
+def per_call(raw: Callable[[int], Any], ours: Callable[[int], Any], calls: int, rounds: int = 7) -> float:
+    """Median over interleaved rounds of ours/raw time per call."""
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for i in range(calls):
+            raw(i)
+        raw_time = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(calls):
+            ours(i)
+        ratios.append((time.perf_counter() - start) / raw_time)
+    return statistics.median(ratios)
+
+
+def bench_sql_calls(db: SQLConnection, calls: int) -> None:
+    print(f"per call, {calls:,} calls x 7 rounds (PostgreSQL)")
+    conn = db._conn
+    assert conn is not None
+    oids = [f"ZTF{i:010d}" for i in range(min(calls, 1000))]
+    q = db.query("object")
+    q.bulk_insert([{"oid": o} for o in oids])
+
+    def raw_find(i: int) -> Any:
+        return conn.execute("SELECT * FROM object WHERE oid = %s LIMIT 1", (oids[i % len(oids)],)).fetchone()
+
+    report("find_one", "psycopg SELECT ... LIMIT 1", per_call(raw_find, lambda i: db.query("object").find_one(
+        {"oid": oids[i % len(oids)]}), calls), "<= 1.15")
+
+    def raw_get_or_create(i: int) -> Any:
+        oid = oids[i % len(oids)]
+        row = conn.execute("INSERT INTO object (oid, ndet) VALUES (%s, %s) ON CONFLICT (oid) DO NOTHING RETURNING *",
+                           (oid, 1)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT * FROM object WHERE oid = %s LIMIT 1", (oid,)).fetchone()
+        return row
+
+    report("get_or_create (existing row)", "psycopg INSERT ON CONFLICT + SELECT",
+           per_call(raw_get_or_create, lambda i: db.query("object").get_or_create({"oid": oids[i % len(oids)]},
+                                                                                   ndet=1), calls), "<= 1.15")
+
+
+def bench_sql_paginate(db: SQLConnection, objects: int, page: int, per_page: int) -> None:
+    print(f"paginate page {page:,} ({per_page} per page) over {objects:,} objects (PostgreSQL)")
+    db.execute("TRUNCATE object CASCADE")
+    db.execute("INSERT INTO object (oid, ndet) SELECT 'ZTF' || lpad(g::text, 10, '0'), g %% 100 "
+               "FROM generate_series(1, %s) AS g", (objects,))
+    db.execute("ANALYZE object")
+    _paginate(db.query("object"), page, per_page)
+
+
+def _paginate(q: Any, page: int, per_page: int) -> None:
+    first = best(lambda: q.paginate({}, page=1, per_page=per_page, count=False), repeat=5)
+    offset = best(lambda: q.paginate({}, page=page, per_page=per_page, count=False), repeat=5)
+    token = None
+    walked = q.paginate({}, per_page=per_page, keyset=True)
+    for _ in range(page - 2):
+        walked = q.paginate({}, per_page=per_page, after=walked.next_token)
+    token = walked.next_token
+    keyset = best(lambda: q.paginate({}, per_page=per_page, after=token), repeat=5)
+    check = q.paginate({}, per_page=per_page, after=token).items
+    assert check == q.paginate({}, page=page, per_page=per_page, count=False).items, "keyset != offset page"
+    report(f"keyset page {page:,}", "page 1", keyset / first, "<= 3")
+    report(f"offset page {page:,}", "page 1", offset / first, "(shown)")
+
+
+# -- MongoDB ---------------------------------------------------------------------------------
+
+
+def bench_mongo(db: MongoConnection, rows: list[dict[str, Any]], calls: int, objects: int, page: int,
+                per_page: int) -> None:
+    print(f"bulk insert of {len(rows):,} detections (MongoDB)")
+    coll = db.collection("detection")
+    docs = [{"_id": r["candid"], **{k: v for k, v in r.items() if k != "candid"}} for r in rows]
+    q = db.query("detection")
+
+    def raw() -> None:
+        coll.delete_many({})
+        coll.insert_many([dict(d) for d in docs], ordered=False)
+
+    def ours() -> None:
+        coll.delete_many({})
+        q.bulk_insert(docs)
+
+    raw_time, our_time = best(raw), best(ours)
+    print(f"  raw insert_many: {len(docs) / raw_time:,.0f} docs/s")
+    report("bulk_insert throughput", "raw insert_many(ordered=False)", raw_time / our_time, ">= 0.9")
+    coll.delete_many({})
+
+    print(f"per call, {calls:,} calls x 7 rounds (MongoDB)")
+    objects_coll = db.collection("object")
+    ids = [f"AL{i:010d}" for i in range(min(calls, 1000))]
+    objects_coll.insert_many([{"_id": i, "ndet": 1} for i in ids])
+    report("find_one", "pymongo find_one", per_call(
+        lambda i: objects_coll.find_one({"_id": ids[i % len(ids)]}),
+        lambda i: db.query("object").find_one({"_id": ids[i % len(ids)]}), calls), "<= 1.15")
+    from pymongo import ReturnDocument
+
+    report("get_or_create (existing document)", "pymongo find_one_and_update upsert", per_call(
+        lambda i: objects_coll.find_one_and_update({"_id": ids[i % len(ids)]}, {"$setOnInsert": {"ndet": 1}},
+                                                   upsert=True, return_document=ReturnDocument.AFTER),
+        lambda i: db.query("object").get_or_create({"_id": ids[i % len(ids)]}, ndet=1), calls), "<= 1.15")
+
+    print(f"paginate page {page:,} ({per_page} per page) over {objects:,} objects (MongoDB)")
+    objects_coll.delete_many({})
+    batch = 100_000
+    for start in range(0, objects, batch):
+        objects_coll.insert_many([{"_id": f"AL{i:010d}", "ndet": i % 100}
+                                  for i in range(start, min(objects, start + batch))], ordered=False)
+    _paginate(db.query("object"), page, per_page)
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+
+def bench_startup() -> None:
+    print("start-up (median of 7 runs, a fresh interpreter each)")
+
+    def run(*args: str) -> float:
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    bare = run("-c", "pass")
+    imported = run("-c", "import dbp")
+    helped = run("-m", "dbp", "--help")
+    print(f"  python itself: {bare * 1000:.0f} ms")
+    RESULTS.append(("import dbp", "python -c pass", imported * 1000, "<= 150 ms (absolute)"))
+    print(f"  {'import dbp':<44} {imported * 1000:6.0f} ms  ({(imported - bare) * 1000:.0f} ms over bare python)"
+          "   target <= 150 ms")
+    RESULTS.append(("python -m dbp --help", "", helped * 1000, "<= 300 ms (absolute)"))
+    print(f"  {'python -m dbp --help':<44} {helped * 1000:6.0f} ms   target <= 300 ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="detections for bulk_insert (100,000)")
+    parser.add_argument("--objects", type=int, default=1_000_000, help="objects for paginate (1,000,000)")
+    parser.add_argument("--page", type=int, default=1000, help="the deep page (1,000)")
+    parser.add_argument("--per-page", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per round for per-call ratios")
+    parser.add_argument("--engine", choices=["sql", "mongo", "all"], default="all")
+    parser.add_argument("--local-dir", default=None, help="where the local servers keep their data")
+    args = parser.parse_args()
+
+    root = Path(args.local_dir) if args.local_dir else Path(tempfile.mkdtemp(prefix="dbp-bench-"))
+    servers = LocalServers(root)
+    engines = ["sql", "mongo"] if args.engine == "all" else [args.engine]
+    config = servers.config(engines, database="bench")
+    print(f"dbp {dbp.__version__}, Python {sys.version.split()[0]}, servers under {root}\n")
+    rows = detections(args.rows, max(1, args.rows // 20))
+    try:
+        if "sql" in engines:
+            SQLConnection(config).drop_db()
+            SQLConnection(config).create_db()
+            initdb(config, ["sql"])
+            with SQLConnection(config) as db:
+                bench_sql_bulk(db, rows, max(1, args.rows // 20))
+                bench_sql_calls(db, args.calls)
+                bench_sql_paginate(db, args.objects, args.page, args.per_page)
+        if "mongo" in engines:
+            with MongoConnection(config) as mongo:
+                mongo.drop_db()
+            initdb(config, ["mongo"])
+            with MongoConnection(config) as mongo:
+                bench_mongo(mongo, rows, args.calls, args.objects, args.page, args.per_page)
+        bench_startup()
+    finally:
+        if not args.local_dir:
+            servers.stop()
+
+
+if __name__ == "__main__":
+    main()
