@@ -193,7 +193,9 @@ def _config(args: argparse.Namespace) -> Any:
         from dbp.local import LOCAL_DATABASE, LocalServers
 
         servers = LocalServers()
-        engines = ["sql", "mongo"] if args.engine == "all" else [args.engine]
+        from dbp.engines import ENGINES
+
+        engines = list(ENGINES) if args.engine == "all" else [args.engine]
         config = servers.config(engines)
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)

@@ -208,9 +208,9 @@ def fields(node: Node) -> set[str]:
     return set().union(*(fields(i) for i in node.items)) if node.items else set()
 
 
-def equalities(filter_by: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any]:
     """A filter of plain field equalities as a dict (for get_or_create, upsert); else FilterError."""
-    node = parse(filter_by)
+    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, After)) else parse(filter_by)
     items = node.items if isinstance(node, And) else (node,)
     out: dict[str, Any] = {}
     for item in items:

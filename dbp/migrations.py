@@ -19,6 +19,7 @@ from dbp.errors import OperationError
 
 __all__ = [
     "STATES",
+    "MigrationFailed",
     "EngineStatus",
     "LedgerEntry",
     "MigrationFile",
@@ -40,6 +41,10 @@ _NUMBER = re.compile(r"^(\d+)")
 def order_key(migration_id: str) -> tuple[int, str]:
     match = _NUMBER.match(migration_id)
     return (int(match.group(1)) if match else sys.maxsize, migration_id)
+
+
+class MigrationFailed(OperationError):
+    """A migration failed; the message names it, the statement (SQL) and the cause."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ import decimal
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from math import ceil
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from dbp.errors import FilterError
@@ -138,9 +139,16 @@ class KeysetPage:
 # -- tokens ---------------------------------------------------------------------------------------
 
 
-def _encode_value(value: Any) -> Any:
+#: Extra value types an engine puts in tokens: tag -> (type, to text, from text).
+TokenTypes = Mapping[str, tuple[type, Callable[[Any], str], Callable[[str], Any]]]
+
+
+def _encode_value(value: Any, extra: TokenTypes) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
+    for tag, (kind, to_text, _) in extra.items():
+        if isinstance(value, kind):
+            return {tag: to_text(value)}
     if isinstance(value, float):
         return {"$f": repr(value)}
     if isinstance(value, _dt.datetime):
@@ -153,15 +161,15 @@ def _encode_value(value: Any) -> Any:
         return {"$uuid": str(value)}
     if isinstance(value, bytes):
         return {"$b": base64.b64encode(value).decode()}
-    if type(value).__name__ == "ObjectId":  # bson's, without importing bson here
-        return {"$oid": str(value)}
     raise FilterError(f"cannot paginate by keyset on a value of type {type(value).__name__}")
 
 
-def _decode_value(value: Any) -> Any:
+def _decode_value(value: Any, extra: TokenTypes) -> Any:
     if not isinstance(value, dict):
         return value
     (tag, text), = value.items()
+    if tag in extra:
+        return extra[tag][2](text)
     if tag == "$f":
         return float(text)
     if tag == "$dt":
@@ -174,10 +182,6 @@ def _decode_value(value: Any) -> Any:
         return uuid.UUID(text)
     if tag == "$b":
         return base64.b64decode(text)
-    if tag == "$oid":
-        from bson import ObjectId
-
-        return ObjectId(text)
     raise ValueError(tag)
 
 
@@ -187,17 +191,17 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def encode_token(values: Sequence[Any], owner: str) -> str:
-    payload = json.dumps({"v": [_encode_value(v) for v in values], "o": owner}, separators=(",", ":"))
+def encode_token(values: Sequence[Any], owner: str, extra: TokenTypes = MappingProxyType({})) -> str:
+    payload = json.dumps({"v": [_encode_value(v, extra) for v in values], "o": owner}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, owner: str, width: int) -> list[Any]:
+def decode_token(token: str, owner: str, width: int, extra: TokenTypes = MappingProxyType({})) -> list[Any]:
     """The row position in ``token``; FilterError if it is malformed or from another query."""
     try:
         padded = token + "=" * (-len(token) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        values = [_decode_value(v) for v in payload["v"]]
+        values = [_decode_value(v, extra) for v in payload["v"]]
         found_owner = payload["o"]
     except Exception:  # noqa: BLE001 - any malformed token is the caller's error
         raise FilterError("the pagination token is malformed") from None

@@ -14,10 +14,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, Optional, Union
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Optional, Union
 
+from dbp.errors import FilterError
 from dbp.filters import After, And, Node, parse, parse_projection, parse_sort
-from dbp.pagination import KeysetPage, Pagination, PaginationNoCount, decode_token, encode_token, fingerprint
+from dbp.pagination import (
+    KeysetPage,
+    Pagination,
+    PaginationNoCount,
+    TokenTypes,
+    decode_token,
+    encode_token,
+    fingerprint,
+)
 
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "Row", "Sort"]
 
@@ -34,6 +44,8 @@ class BaseQuery(ABC):
 
     #: The table or collection name.
     name: str
+    #: Engine-specific value types that keyset tokens carry (see dbp.pagination.TokenTypes).
+    token_types: ClassVar[TokenTypes] = MappingProxyType({})
 
     # -- primitives each engine provides ------------------------------------------------------
 
@@ -68,11 +80,12 @@ class BaseQuery(ABC):
         filter's fields. ``filter_by`` wins over ``kwargs``.
         """
 
-    @abstractmethod
     def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
         """Set ``attrs`` on every matching row; return how many rows matched."""
+        if not attrs:
+            raise FilterError("update needs attributes to set")
+        return self._update(parse(filter_by), attrs)
 
-    @abstractmethod
     def bulk_update(
         self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]],
         filter_fields: Optional[Sequence[str]] = None,
@@ -81,14 +94,40 @@ class BaseQuery(ABC):
 
         Unequal lengths raise ValueError. One round trip per batch.
         """
+        if len(instances) != len(attrs):
+            raise ValueError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
+        empty = next((i for i, changes in enumerate(attrs) if not changes), None)
+        if empty is not None:
+            raise FilterError(f"bulk_update: attrs[{empty}] is empty")
+        keys = list(filter_fields) if filter_fields is not None else self._key()
+        if not keys:
+            raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
+        for i, instance in enumerate(instances):
+            missing = [k for k in keys if k not in instance]
+            if missing:
+                raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
+        return self._bulk_update(instances, attrs, keys) if instances else 0
 
-    @abstractmethod
     def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore") -> int:
         """Insert many rows; return how many were inserted.
 
         ``ignore`` skips rows whose key exists, ``error`` raises, ``update``
         overwrites them with the new values.
         """
+        if on_conflict not in ("ignore", "error", "update"):
+            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
+        return self._bulk_insert(rows, on_conflict) if rows else 0
+
+    @abstractmethod
+    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int: ...
+
+    @abstractmethod
+    def _bulk_update(
+        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
+    ) -> int: ...
+
+    @abstractmethod
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int: ...
 
     @abstractmethod
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
@@ -117,8 +156,6 @@ class BaseQuery(ABC):
     def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:
         """How many rows match, counting at most ``limit``."""
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            from dbp.errors import FilterError
-
             raise FilterError(f"limit must be a non-negative integer, not {limit!r}")
         return self._count(parse(filter_by), limit)
 
@@ -135,8 +172,6 @@ class BaseQuery(ABC):
             return self.paginate(filter_by, sort=sort, projection=projection, **kwargs)
         batch = int(kwargs.pop("batch_size", STREAM_BATCH))
         if kwargs:
-            from dbp.errors import FilterError
-
             raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
         return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
 
@@ -185,8 +220,6 @@ class BaseQuery(ABC):
         self, filter_by: Filter, per_page: int, sort: Sort, projection: Optional[Sequence[str]],
         after: Optional[str],
     ) -> KeysetPage:
-        from dbp.errors import FilterError
-
         node = parse(filter_by)
         order = self._full_sort(sort)
         key = self._key()
@@ -196,13 +229,13 @@ class BaseQuery(ABC):
         fields = parse_projection(projection)
         wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
         if after:
-            values = decode_token(after, owner, len(order))
+            values = decode_token(after, owner, len(order), self.token_types)
             node = And((node, After(tuple(order), tuple(values))))
         rows = self._select(node, order, wanted, limit=per_page + 1) if per_page else []
         page = rows[:per_page]
         token = None
         if len(rows) > per_page and page:
-            token = encode_token([page[-1].get(f) for f, _ in order], owner)
+            token = encode_token([page[-1].get(f) for f, _ in order], owner, self.token_types)
         if fields is not None:
             page = [{f: row.get(f) for f in fields} for row in page]
 

@@ -40,7 +40,7 @@ def sql_server_url(request: pytest.FixtureRequest) -> str:
     if url:
         return url
     servers: LocalServers = request.getfixturevalue("local_servers")
-    return servers.start_postgres()
+    return servers.start(["sql"])["sql"]
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def mongo_server_url(request: pytest.FixtureRequest) -> str:
     if url:
         return url
     servers: LocalServers = request.getfixturevalue("local_servers")
-    return servers.start_mongo()
+    return servers.start(["mongo"])["mongo"]
 
 
 def unique_name(prefix: str = "dbp_t") -> str:

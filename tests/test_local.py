@@ -44,15 +44,13 @@ def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> Non
         status = run_dbp("local", "status", env=env)
         assert status.returncode == 0
         assert status.stdout.count("running") == 2
-        servers = LocalServers(root)
-        pg_pid = servers._postgres_pid()
-        mongo = servers._mongo_process()
-        assert pg_pid is not None and mongo is not None
+        pids = {state.engine: state.pid for state in LocalServers(root).status()}
+        assert pids["sql"] is not None and pids["mongo"] is not None
     finally:
         stopped = run_dbp("local", "stop", env=env)
     assert stopped.returncode == 0
     assert "sql" in stopped.stdout and "mongo" in stopped.stdout
-    assert not _alive(pg_pid) and not _alive(mongo[0])
+    assert not _alive(pids["sql"]) and not _alive(pids["mongo"])
     assert run_dbp("local", "status", env=env).stdout.count("stopped") == 2
     # data survives a restart
     again = run_dbp("--local", "check-config", "--engine", "sql", env=env)

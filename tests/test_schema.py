@@ -362,8 +362,11 @@ def test_installed_wheel_works_outside_the_checkout(
 
     from .conftest import ROOT
 
+    source = tmp_path / "source"  # a clean copy: no stale build/ of an earlier run gets packaged
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", ".dbp", "__pycache__", ".*_cache", ".hypothesis"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheels.glob("dbp-*.whl"))
     venv = tmp_path / "venv"

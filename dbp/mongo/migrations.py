@@ -30,6 +30,7 @@ from dbp.errors import OperationError
 from dbp.migrations import (
     EngineStatus,
     LedgerEntry,
+    MigrationFailed,
     MigrationFile,
     Progress,
     next_number,
@@ -47,10 +48,6 @@ from dbp.mongo.schema import CollectionSpec, IndexSpec, MongoSchema, index_diffe
 __all__ = ["make_migration", "migrate", "rollback", "status"]
 
 log = logging.getLogger("dbp.mongo")
-
-
-class MigrationFailed(OperationError):
-    """A Mongo migration failed; it is recorded as failed and retried by the next run."""
 
 
 def describe(path: Path) -> tuple[str, bool]:
@@ -72,6 +69,11 @@ def load_files(root: Path) -> tuple[dict[str, Path], list[MigrationFile]]:
         paths[f.id] = f.path
         infos.append(MigrationFile(f.id, description, f.checksum, has_down))
     return paths, infos
+
+
+def _files(conn: MongoConnection) -> tuple[dict[str, Path], list[MigrationFile], dict[str, MigrationFile]]:
+    paths, infos = load_files(MongoSchema.load(conn.settings.schema_dir).root)
+    return paths, infos, {i.id: i for i in infos}
 
 
 def read_ledger(db: Database[Any]) -> dict[str, LedgerEntry]:
@@ -140,9 +142,7 @@ def migrate(
     progress: Optional[Progress] = None,
 ) -> list[str]:
     progress = progress or Progress()
-    schema_root = MongoSchema.load(conn.settings.schema_dir).root
-    paths, infos = load_files(schema_root)
-    info_by_id = {i.id: i for i in infos}
+    paths, infos, info_by_id = _files(conn)
     db = conn.database
     _require_initialized(conn)
     if dry_run:
@@ -213,9 +213,7 @@ def rollback(
     progress: Optional[Progress] = None,
 ) -> list[str]:
     progress = progress or Progress()
-    schema_root = MongoSchema.load(conn.settings.schema_dir).root
-    paths, infos = load_files(schema_root)
-    info_by_id = {i.id: i for i in infos}
+    paths, _, info_by_id = _files(conn)
     db = conn.database
     with _locked(conn, lock_timeout, lease_seconds, break_lock):
         applied = sorted(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from bson import ObjectId
 from pymongo import ReplaceOne, ReturnDocument, UpdateOne
@@ -19,6 +20,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
+from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Row
 
 if TYPE_CHECKING:
@@ -75,6 +77,8 @@ def _reason(exc: PyMongoError) -> str:
 
 class MongoQuery(BaseQuery):
     """Queries on one collection; :attr:`collection` is the pymongo escape hatch."""
+
+    token_types: ClassVar[TokenTypes] = MappingProxyType({"$oid": (ObjectId, str, ObjectId)})
 
     def __init__(self, db: MongoConnection, name: str) -> None:
         self.db = db
@@ -202,11 +206,9 @@ class MongoQuery(BaseQuery):
                 return found, True
         return None if found is None else (found, False)
 
-    def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
-        if not attrs:
-            raise FilterError("update needs attributes to set")
+    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
         try:
-            return self.collection.update_many(compile_filter(parse(filter_by)), {"$set": dict(attrs)}).matched_count
+            return self.collection.update_many(compile_filter(node), {"$set": dict(attrs)}).matched_count
         except PyMongoError as exc:
             raise OperationError(f"update on {self.name}: {_reason(exc)}") from None
 
@@ -229,23 +231,11 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
 
-    def bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]],
-        filter_fields: Optional[Sequence[str]] = None,
+    def _bulk_update(
+        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
     ) -> int:
-        if len(instances) != len(attrs):
-            raise ValueError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
-        if not instances:
-            return 0
-        keys = list(filter_fields) if filter_fields is not None else ["_id"]
-        operations = []
-        for i, (instance, changes) in enumerate(zip(instances, attrs)):
-            if not changes:
-                raise FilterError(f"bulk_update: attrs[{i}] is empty")
-            try:
-                operations.append(UpdateOne({k: instance[k] for k in keys}, {"$set": dict(changes)}))
-            except KeyError as exc:
-                raise FilterError(f"bulk_update: instances[{i}] lacks the filter field {exc.args[0]!r}") from None
+        operations = [UpdateOne({k: instance[k] for k in keys}, {"$set": dict(changes)})
+                      for instance, changes in zip(instances, attrs)]
         try:
             return self.collection.bulk_write(operations, ordered=False).matched_count
         except PyMongoBulkWriteError as exc:
@@ -253,11 +243,7 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
 
-    def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore") -> int:
-        if on_conflict not in ("ignore", "error", "update"):
-            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
-        if not rows:
-            return 0
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
         docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
         try:
             if on_conflict == "update":

@@ -101,10 +101,14 @@ def migration_ddl(live: Catalog, wanted: Catalog) -> str:
                 continue
             col = _ident(column.name)
             if old.type != column.type:
+                if old.default is not None:  # the old default may not cast to the new type
+                    columns.append(f"ALTER TABLE {t} ALTER COLUMN {col} DROP DEFAULT;")
                 columns.append(
                     f"ALTER TABLE {t} ALTER COLUMN {col} TYPE {column.type} USING {col}::{column.type};"
                 )
-            if old.default != column.default:
+                if column.default is not None:
+                    columns.append(f"ALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {column.default};")
+            elif old.default != column.default:
                 columns.append(
                     f"ALTER TABLE {t} ALTER COLUMN {col} DROP DEFAULT;" if column.default is None
                     else f"ALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {column.default};"

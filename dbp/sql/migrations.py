@@ -28,6 +28,7 @@ from dbp.errors import LockTimeout, OperationError
 from dbp.migrations import (
     EngineStatus,
     LedgerEntry,
+    MigrationFailed,
     MigrationFile,
     Progress,
     next_number,
@@ -54,10 +55,6 @@ from dbp.sql.schema import SchemaFiles
 __all__ = ["make_migration", "migrate", "rollback", "status"]
 
 log = logging.getLogger("dbp.sql")
-
-
-class MigrationFailed(OperationError):
-    """A migration failed; the message names it, the statement and the cause."""
 
 
 @contextmanager
@@ -174,8 +171,7 @@ def migrate(
 ) -> list[str]:
     """Apply pending migrations in order; return the ids applied (or, with ``dry_run``, planned)."""
     progress = progress or Progress()
-    files = SchemaFiles.for_settings(db.settings.schema_dir)
-    migrations, infos = load_migrations(files)
+    migrations, infos = load_migrations(SchemaFiles.for_settings(db.settings.schema_dir))
     by_id = {m.id: m for m in migrations}
     info_by_id = {i.id: i for i in infos}
     if dry_run:
@@ -340,8 +336,7 @@ def rollback(
 ) -> list[str]:
     """Roll back the last ``steps`` migrations, or every one applied after ``to``; newest first."""
     progress = progress or Progress()
-    files = SchemaFiles.for_settings(db.settings.schema_dir)
-    migrations, infos = load_migrations(files)
+    migrations, infos = load_migrations(SchemaFiles.for_settings(db.settings.schema_dir))
     by_id = {m.id: m for m in migrations}
     info_by_id = {i.id: i for i in infos}
     with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:

@@ -348,7 +348,8 @@ class SQLQuery(BaseQuery):
 
     def get_or_create(self, filter_by: Mapping[str, Any], **kwargs: Any) -> tuple[Row, bool]:
         """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING *``, then a SELECT if the row existed."""
-        eq = equalities(filter_by)
+        node = parse(filter_by)
+        eq = equalities(node)
         key = self._covering_key(list(eq), "get_or_create")
         row = {**kwargs, **eq}
         values = [self._check(self._column(n), v) for n, v in row.items()]
@@ -369,7 +370,7 @@ class SQLQuery(BaseQuery):
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
         if created is not None:
             return created, True
-        found = self._select(parse(eq), [], None, limit=1)
+        found = self._select(node, [], None, limit=1)
         if not found:
             raise OperationError(
                 f"get_or_create on {self.name}: a row with the same {', '.join(key)} exists but does not match "
@@ -377,10 +378,8 @@ class SQLQuery(BaseQuery):
             )
         return found[0], False
 
-    def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
-        if not attrs:
-            raise FilterError("update needs attributes to set")
-        condition, params = self.where(parse(filter_by))
+    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
+        condition, params = self.where(node)
         sets = [sql.SQL("{} = %s").format(self._q(k)) for k in attrs]
         values = [self._check(self.columns[k], v) for k, v in attrs.items()]
         query = sql.SQL("UPDATE {} SET {} WHERE {}").format(self._table, sql.SQL(", ").join(sets), condition)
@@ -426,20 +425,12 @@ class SQLQuery(BaseQuery):
         text, params = self._statement("delete", parse(filter_by))
         return self._write(text, params, "delete").rowcount
 
-    def bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]],
-        filter_fields: Optional[Sequence[str]] = None,
+    def _bulk_update(
+        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
     ) -> int:
-        if len(instances) != len(attrs):
-            raise ValueError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
-        keys = list(filter_fields) if filter_fields is not None else self._key()
-        if not keys:
-            raise FilterError(f"bulk_update on {self.name}: give filter_fields (the table has no primary key)")
         key_columns = [self._column(k) for k in keys]
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, changes in enumerate(attrs):
-            if not changes:
-                raise FilterError(f"bulk_update: attrs[{i}] is empty")
             groups.setdefault(tuple(changes), []).append(i)
         changed = 0
         with self.db.transaction():
@@ -456,10 +447,7 @@ class SQLQuery(BaseQuery):
     ) -> int:
         arrays: list[list[Any]] = []
         for column in keys:
-            try:
-                arrays.append([self._check(column, instances[i][column.name]) for i in batch])
-            except KeyError:
-                raise FilterError(f"bulk_update: an instance lacks the filter field {column.name!r}") from None
+            arrays.append([self._check(column, instances[i][column.name]) for i in batch])
         for column in sets:
             arrays.append([self._check(column, attrs[i][column.name]) for i in batch])
         aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))] + [
@@ -477,11 +465,7 @@ class SQLQuery(BaseQuery):
         )
         return self._write(query, arrays, "bulk_update").rowcount
 
-    def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore") -> int:
-        if on_conflict not in ("ignore", "error", "update"):
-            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
-        if not rows:
-            return 0
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
         # Rows are grouped by their keys, in the order the dicts hold them, so that each row is written
         # as tuple(row.values()) as a raw COPY would; each distinct key order is checked once.
         groups: dict[tuple[str, ...], list[int]] = {}
