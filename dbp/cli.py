@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from dbp._redact import ScrubFormatter, scrub
 from dbp._version import __version__
+from dbp.engines import ENGINES
 from dbp.errors import DbpError
 
 __all__ = ["get_parser", "main"]
@@ -44,7 +45,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
         "./dbp.toml, ./settings.py",
     )
     parser.add_argument(
-        "--engine", choices=["sql", "mongo", "all"], default=argparse.SUPPRESS if suppress else "all",
+        "--engine", choices=[*ENGINES, "all"], default=argparse.SUPPRESS if suppress else "all",
         help="act on one engine only (default: every configured one)",
     )
     parser.add_argument(
@@ -173,16 +174,11 @@ def _lock_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _schema_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sql-dir", metavar="DIR",
-        help="the SQL folder (schema/ and migrations/); default: DB_CONFIG.SQL.SCHEMA_DIR or the bundled "
-        "ALeRCE schema",
-    )
-    parser.add_argument(
-        "--mongo-dir", metavar="DIR",
-        help="the Mongo migrations folder (collections.toml and NNNN_name.py); default: "
-        "DB_CONFIG.MONGO.SCHEMA_DIR or the bundled ALeRCE one",
-    )
+    for name, spec in ENGINES.items():
+        parser.add_argument(
+            f"--{name}-dir", metavar="DIR",
+            help=f"{spec.schema_folder}; default: DB_CONFIG.{spec.section}.SCHEMA_DIR or the bundled ALeRCE one",
+        )
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -193,8 +189,6 @@ def _config(args: argparse.Namespace) -> Any:
         from dbp.local import LOCAL_DATABASE, LocalServers
 
         servers = LocalServers()
-        from dbp.engines import ENGINES
-
         engines = list(ENGINES) if args.engine == "all" else [args.engine]
         config = servers.config(engines)
         for engine in configured_engines(config, args.engine):
@@ -204,10 +198,10 @@ def _config(args: argparse.Namespace) -> Any:
               "stop with: python -m dbp local stop)", file=sys.stderr)
     else:
         config = load_config(args.settings)
-    for option, section in (("sql_dir", "SQL"), ("mongo_dir", "MONGO")):
-        folder = getattr(args, option, None)
-        if folder is not None and section in config:
-            config[section]["SCHEMA_DIR"] = str(Path(folder).resolve())
+    for name, spec in ENGINES.items():
+        folder = getattr(args, f"{name}_dir", None)
+        if folder is not None and spec.section in config:
+            config[spec.section]["SCHEMA_DIR"] = str(Path(folder).resolve())
     return config
 
 

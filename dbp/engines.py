@@ -64,6 +64,8 @@ class EngineSpec:
     package: str
     settings_name: str
     connection_name: str
+    #: What the engine's schema folder (``SCHEMA_DIR``, ``--NAME-dir``) holds.
+    schema_folder: str = ""
 
     def module(self, name: str) -> Any:
         return importlib.import_module(f"{self.package}.{name}")
@@ -88,6 +90,7 @@ ENGINES: dict[str, EngineSpec] = {
         package="dbp.sql",
         settings_name="SQLSettings",
         connection_name="SQLConnection",
+        schema_folder="the SQL folder: schema/*.sql and migrations/",
     ),
     "mongo": EngineSpec(
         name="mongo",
@@ -99,6 +102,7 @@ ENGINES: dict[str, EngineSpec] = {
         package="dbp.mongo",
         settings_name="MongoSettings",
         connection_name="MongoConnection",
+        schema_folder="the Mongo migrations folder: collections.toml and NNNN_name.py",
     ),
 }
 

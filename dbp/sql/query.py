@@ -342,9 +342,7 @@ class SQLQuery(BaseQuery):
         )
 
     def _values(self, row: Mapping[str, Any]) -> tuple[list[sql.SQL], list[Any]]:
-        names = list(row)
-        return [self._q(n) for n in names], [self._check(self.columns[n], row[n])
-                                                                        for n in names]
+        return [self._q(n) for n in row], [self._check(self.columns[n], v) for n, v in row.items()]
 
     def get_or_create(self, filter_by: Mapping[str, Any], **kwargs: Any) -> tuple[Row, bool]:
         """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING *``, then a SELECT if the row existed."""
