@@ -186,7 +186,11 @@ def _config(args: argparse.Namespace) -> Any:
 
     if args.local:
         from dbp.admin import configured_engines
+        from dbp.errors import UsageError
         from dbp.local import LOCAL_DATABASE, LocalServers
+
+        if args.settings:
+            raise UsageError("--local uses the project-local servers, not a settings file: drop one of the two")
 
         servers = LocalServers()
         engines = list(ENGINES) if args.engine == "all" else [args.engine]

@@ -124,6 +124,12 @@ def _leading_comment(path: Path) -> str:
     return ""
 
 
+def _files(db: SQLConnection) -> tuple[list[MigrationFile], dict[str, Any], dict[str, MigrationFile]]:
+    """dbp's view of the migrations, and yoyo's objects and dbp's views by id."""
+    migrations, infos = load_migrations(SchemaFiles.for_settings(db.settings.schema_dir))
+    return infos, {m.id: m for m in migrations}, {i.id: i for i in infos}
+
+
 def read_ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerEntry]:
     state = read_state(conn)
     ledger: dict[str, LedgerEntry] = {}
@@ -171,9 +177,7 @@ def migrate(
 ) -> list[str]:
     """Apply pending migrations in order; return the ids applied (or, with ``dry_run``, planned)."""
     progress = progress or Progress()
-    migrations, infos = load_migrations(SchemaFiles.for_settings(db.settings.schema_dir))
-    by_id = {m.id: m for m in migrations}
-    info_by_id = {i.id: i for i in infos}
+    infos, by_id, info_by_id = _files(db)
     if dry_run:
         with db.connection() as conn:
             _require_initialized(conn, db.address)
@@ -336,9 +340,7 @@ def rollback(
 ) -> list[str]:
     """Roll back the last ``steps`` migrations, or every one applied after ``to``; newest first."""
     progress = progress or Progress()
-    migrations, infos = load_migrations(SchemaFiles.for_settings(db.settings.schema_dir))
-    by_id = {m.id: m for m in migrations}
-    info_by_id = {i.id: i for i in infos}
+    _infos, by_id, info_by_id = _files(db)
     with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:
         conn = backend.connection
         applied = applied_ids(conn)
