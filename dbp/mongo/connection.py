@@ -55,6 +55,7 @@ class MongoConnection(Connection[MongoSettings]):
     def __init__(self, config: Any = None, *, settings: Optional[MongoSettings] = None) -> None:
         super().__init__(config, settings=settings)
         self._client: Optional[MongoClient[Document]] = None
+        self._queries: dict[str, MongoQuery] = {}
 
     @property
     def closed(self) -> bool:
@@ -82,6 +83,7 @@ class MongoConnection(Connection[MongoSettings]):
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._queries.clear()
 
     @property
     def client(self) -> MongoClient[Document]:
@@ -100,7 +102,10 @@ class MongoConnection(Connection[MongoSettings]):
         """Queries on collection ``name``."""
         from dbp.mongo.query import MongoQuery
 
-        return MongoQuery(self, name)
+        query = self._queries.get(name)
+        if query is None:
+            query = self._queries[name] = MongoQuery(self, name)
+        return query
 
     def ping(self) -> float:
         start = time.perf_counter()

@@ -84,6 +84,7 @@ class MongoQuery(BaseQuery):
         self.db = db
         self.name = _valid_name(name)
         self.collection: Collection[Any] = db.collection(name)
+        self._keys: Optional[list[tuple[str, ...]]] = None
 
     def __repr__(self) -> str:
         return f"<MongoQuery {self.name} on {self.db.address}>"
@@ -144,17 +145,23 @@ class MongoQuery(BaseQuery):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def _unique_keys(self) -> list[tuple[str, ...]]:
-        keys: list[tuple[str, ...]] = [("_id",)]
-        for info in self.collection.index_information().values():
-            if info.get("unique") and "partialFilterExpression" not in info:
-                keys.append(tuple(str(k) for k, _ in info["key"]))
-        return keys
+    def _unique_keys(self, *, refresh: bool = False) -> list[tuple[str, ...]]:
+        """``_id`` and the unique, non-partial indexes' keys; read once per query object."""
+        if self._keys is None or refresh:
+            keys: list[tuple[str, ...]] = [("_id",)]
+            for info in self.collection.index_information().values():
+                if info.get("unique") and "partialFilterExpression" not in info:
+                    keys.append(tuple(str(k) for k, _ in info["key"]))
+            self._keys = keys
+        return self._keys
 
     def _require_unique(self, names: Sequence[str], what: str) -> None:
-        keys = self._unique_keys()
-        if not any(set(k) <= set(names) for k in keys):
-            shown = "; ".join(", ".join(k) for k in keys)
+        wanted = set(names)
+        covered = any(wanted.issuperset(k) for k in self._unique_keys())
+        if not covered:  # an index made since we looked?
+            covered = any(wanted.issuperset(k) for k in self._unique_keys(refresh=True))
+        if not covered:
+            shown = "; ".join(", ".join(k) for k in self._unique_keys())
             raise FilterError(
                 f"{what} on {self.name} needs _id or a unique index covering the filter's fields "
                 f"({', '.join(names)}), so that concurrent calls cannot create duplicates; unique keys: {shown}"
