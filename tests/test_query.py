@@ -296,7 +296,7 @@ def test_bulk_insert_conflict_modes(engines: Engines, engine: str) -> None:
     q = engines.q[engine]
     original = _rows(engine, range(1, 6))
     assert q.bulk_insert(original) == 5
-    assert "_id" not in original[0] or engine == "mongo"  # the caller's dicts are not touched
+    assert original == _rows(engine, range(1, 6))  # the caller's dicts are not touched
     assert q.bulk_insert(_rows(engine, range(4, 9)), on_conflict="ignore") == 3
     assert q.count() == 8
     assert q.find_one({engines.key(engine): 4})["name"] == "s4"  # type: ignore[index]
@@ -307,6 +307,14 @@ def test_bulk_insert_conflict_modes(engines: Engines, engine: str) -> None:
     assert info.value.rows == [0]
     with pytest.raises(FilterError):
         q.bulk_insert(original, on_conflict="merge")  # type: ignore[arg-type]
+
+
+def test_mongo_bulk_insert_leaves_the_callers_documents_alone(engines: Engines) -> None:
+    """pymongo adds _id to what it inserts; dbp inserts copies."""
+    docs = [{"n": 1, "name": "a"}, {"n": 2, "name": "b"}]
+    assert engines.q["mongo"].bulk_insert(docs) == 2
+    assert docs == [{"n": 1, "name": "a"}, {"n": 2, "name": "b"}]
+    assert engines.q["mongo"].count({"name": {"$in": ["a", "b"]}}) == 2
 
 
 def test_sql_bad_row_writes_nothing_and_is_named(engines: Engines) -> None:
