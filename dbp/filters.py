@@ -197,17 +197,6 @@ def _not_a_filter(key: str, item: Any) -> Node:
     raise FilterError(f"{key} takes a list of filter dicts, not {type(item).__name__}")
 
 
-def fields(node: Node) -> set[str]:
-    """Every field a filter names."""
-    if isinstance(node, Cmp):
-        return {node.field}
-    if isinstance(node, Not):
-        return fields(node.item)
-    if isinstance(node, After):
-        return {k for k, _ in node.keys}
-    return set().union(*(fields(i) for i in node.items)) if node.items else set()
-
-
 def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any]:
     """A filter of plain field equalities as a dict (for get_or_create, upsert); else FilterError."""
     node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, After)) else parse(filter_by)

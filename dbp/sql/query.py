@@ -376,12 +376,17 @@ class SQLQuery(BaseQuery):
             )
         return found[0], False
 
-    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
+    def _update_sql(self, node: Node, attrs: Mapping[str, Any], *, returning: bool = False
+                    ) -> tuple[sql.Composable, list[Any]]:
         condition, params = self.where(node)
         sets = [sql.SQL("{} = %s").format(self._q(k)) for k in attrs]
         values = [self._check(self.columns[k], v) for k, v in attrs.items()]
-        query = sql.SQL("UPDATE {} SET {} WHERE {}").format(self._table, sql.SQL(", ").join(sets), condition)
-        return self._write(query, values + params, "update").rowcount
+        query = sql.SQL("UPDATE {} SET {} WHERE {}{}").format(
+            self._table, sql.SQL(", ").join(sets), condition, sql.SQL(" RETURNING *" if returning else ""))
+        return query, values + params
+
+    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
+        return self._write(*self._update_sql(node, attrs), "update").rowcount
 
     def _write(self, query: Any, params: Sequence[Any], what: str) -> psycopg.Cursor[Any]:
         try:
@@ -397,12 +402,8 @@ class SQLQuery(BaseQuery):
         key = self._covering_key(list(eq), "upsert")
         changes = {k: v for k, v in attrs.items() if k not in eq}
         if changes:
-            condition, params = self.where(parse(eq))
-            sets = [sql.SQL("{} = %s").format(self._q(k)) for k in changes]
-            values = [self._check(self.columns[k], v) for k, v in changes.items()]
-            update = sql.SQL("UPDATE {} SET {} WHERE {} RETURNING *").format(
-                self._table, sql.SQL(", ").join(sets), condition)
-            updated: Optional[Row] = self._write(update, values + params, "upsert").fetchone()
+            updated: Optional[Row] = self._write(
+                *self._update_sql(parse(eq), changes, returning=True), "upsert").fetchone()
             if updated is not None:
                 return updated
         row = {**eq, **attrs}
@@ -497,9 +498,9 @@ class SQLQuery(BaseQuery):
             raise _bulk_error(self.name, exc, []) from None
 
     def _copy_all(self, conn: psycopg.Connection[Any], groups: dict[tuple[str, ...], list[int]],
-                  rows: Sequence[Mapping[str, Any]]) -> None:
+                  rows: Sequence[Mapping[str, Any]], target: Optional[sql.Composable] = None) -> None:
         for names, indexes in groups.items():
-            self._copy(conn, self._ident, names, rows, indexes)
+            self._copy(conn, target or self._ident, names, rows, indexes)
 
     def _copy(self, conn: psycopg.Connection[Any], target: sql.Composable, names: tuple[str, ...],
               rows: Sequence[Mapping[str, Any]], indexes: list[int]) -> None:
@@ -529,8 +530,7 @@ class SQLQuery(BaseQuery):
         temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
         conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
             temp, self._ident))
-        for names, indexes in groups.items():
-            self._copy(conn, temp, names, rows, indexes)
+        self._copy_all(conn, groups, rows, temp)
         if on_conflict == "ignore":
             cur = conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
                 self._ident, temp))
