@@ -12,6 +12,7 @@ from dbp._version import __version__
 from dbp.config import Config, load_config
 from dbp.errors import (
     BulkWriteError,
+    ConcurrencyError,
     ConfigError,
     DbpError,
     FilterError,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BulkWriteError",
+    "ConcurrencyError",
     "Config",
     "ConfigError",
     "Connection",

@@ -9,6 +9,7 @@ from dbp._redact import scrub
 
 __all__ = [
     "BulkWriteError",
+    "ConcurrencyError",
     "ConfigError",
     "DbpError",
     "FilterError",
@@ -58,6 +59,15 @@ class ServerUnavailable(DbpError):
 
 class LockTimeout(DbpError):
     """Another run held the migration lock for longer than we were willing to wait."""
+
+    exit_code = 75
+
+
+class ConcurrencyError(DbpError):
+    """Concurrent writers kept colliding (deadlock, serialization failure) after dbp's own retries.
+
+    Nothing of the failed call was written; calling it again is safe.
+    """
 
     exit_code = 75
 

@@ -38,13 +38,22 @@ __all__ = [
     "parse",
     "parse_projection",
     "parse_sort",
+    "check_key_value",
+    "register_scalar",
 ]
 
 #: Comparison operators, by their filter spelling.
 OPERATORS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte",
              "$in": "in", "$nin": "nin", "$exists": "exists"}
 LOGICAL = ("$and", "$or", "$not")
-SCALARS = (str, int, float, bool, _dt.datetime, _dt.date, decimal.Decimal, uuid.UUID, bytes)
+SCALARS: tuple[type, ...] = (str, int, float, bool, _dt.datetime, _dt.date, decimal.Decimal, uuid.UUID, bytes)
+
+
+def register_scalar(kind: type) -> None:
+    """Accept values of ``kind`` in filters (an engine's own scalar type, such as bson's ObjectId)."""
+    global SCALARS
+    if kind not in SCALARS:
+        SCALARS = (*SCALARS, kind)
 
 
 @dataclass(frozen=True)
@@ -109,10 +118,18 @@ def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list:
         for item in value:
             _check_value(item, where)
         return
-    if isinstance(value, float) and math.isnan(value):
+    if (isinstance(value, float) and math.isnan(value)) or (isinstance(value, decimal.Decimal) and value.is_nan()):
         raise FilterError(f"{where}: NaN compares differently on each engine")
     if not isinstance(value, SCALARS):
         raise FilterError(f"{where}: values of type {type(value).__name__} are not supported")
+
+
+def check_key_value(value: Any, where: str) -> Any:
+    """A value that identifies a row (bulk_update's keys): a plain, non-null scalar."""
+    if value is None or isinstance(value, (list, tuple, Mapping)):
+        raise FilterError(f"{where}: a key value is a plain value, not {type(value).__name__}")
+    _check_value(value, where)
+    return value
 
 
 def _field(key: Any) -> str:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Optional, Union
 
 from dbp.errors import FilterError
-from dbp.filters import After, And, Node, parse, parse_projection, parse_sort
+from dbp.filters import After, And, Node, check_key_value, parse, parse_projection, parse_sort
 from dbp.pagination import (
     KeysetPage,
     Pagination,
@@ -29,7 +29,7 @@ from dbp.pagination import (
     fingerprint,
 )
 
-__all__ = ["BaseQuery", "ConflictMode", "Filter", "Row", "Sort"]
+__all__ = ["BaseQuery", "ConflictMode", "Filter", "Row", "Sort", "collapse"]
 
 Row = dict[str, Any]
 Filter = Optional[Mapping[str, Any]]
@@ -37,6 +37,35 @@ Sort = Optional[Sequence[Any]]
 ConflictMode = Literal["ignore", "error", "update"]
 DEFAULT_PER_PAGE = 10
 STREAM_BATCH = 2000
+
+
+def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool
+             ) -> tuple[list[Mapping[str, Any]], list[int]]:
+    """One row per key value, and the index in ``rows`` each comes from.
+
+    With ``last_wins`` the rows of one key merge in order, so each field keeps
+    its last value (and fields only earlier rows carry stay); otherwise the
+    first row wins. Rows lacking a key field, or with an unhashable key value,
+    are kept as they are (the server refuses them).
+    """
+    out: list[Mapping[str, Any]] = []
+    origin: list[int] = []
+    position: dict[tuple[Any, ...], int] = {}
+    for i, row in enumerate(rows):
+        try:
+            value = tuple(row[k] for k in key)
+            at = position.get(value) if key else None
+        except (KeyError, TypeError):
+            at, value = None, None
+        if at is None:
+            if value is not None and key:
+                position[value] = len(out)
+            out.append(row)
+            origin.append(i)
+        elif last_wins:
+            out[at] = {**out[at], **row}
+            origin[at] = i
+    return out, origin
 
 
 class BaseQuery(ABC):
@@ -82,9 +111,18 @@ class BaseQuery(ABC):
 
     def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
         """Set ``attrs`` on every matching row; return how many rows matched."""
-        if not attrs:
-            raise FilterError("update needs attributes to set")
+        if not isinstance(attrs, Mapping) or not attrs:
+            raise FilterError("update needs a non-empty dict of attributes to set")
+        self._check_fields(attrs, "update")
         return self._update(parse(filter_by), attrs)
+
+    def _check_fields(self, row: Mapping[str, Any], what: str) -> None:
+        """Refuse field names that could be read as operators or are cut short (``$x``, a NUL)."""
+        for name in row:
+            if not isinstance(name, str) or not name or name.startswith("$") or "\x00" in name:
+                shown = repr(name)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise FilterError(f"{what}: {shown} is not a field name (update operators are not supported)")
 
     def bulk_update(
         self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]],
@@ -92,31 +130,59 @@ class BaseQuery(ABC):
     ) -> int:
         """Update ``instances[i]`` with ``attrs[i]``; rows are found by ``filter_fields`` (default the key).
 
-        Unequal lengths raise ValueError. One round trip per batch.
+        Key values are plain values, compared by equality. Instances with the
+        same key values merge in order (the last value of each field wins), and
+        the result counts distinct rows matched. Unequal lengths raise FilterError.
+        One round trip per batch.
         """
         if len(instances) != len(attrs):
-            raise ValueError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
-        empty = next((i for i, changes in enumerate(attrs) if not changes), None)
-        if empty is not None:
-            raise FilterError(f"bulk_update: attrs[{empty}] is empty")
+            raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
         keys = list(filter_fields) if filter_fields is not None else self._key()
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
-        for i, instance in enumerate(instances):
+        merged: dict[tuple[Any, ...], int] = {}
+        found: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        for i, (instance, change) in enumerate(zip(instances, attrs)):
+            if not isinstance(change, Mapping) or not change:
+                raise FilterError(f"bulk_update: attrs[{i}] is not a non-empty dict")
+            self._check_fields(change, f"bulk_update: attrs[{i}]")
+            if not isinstance(instance, Mapping):
+                raise FilterError(f"bulk_update: instances[{i}] is not a dict")
             missing = [k for k in keys if k not in instance]
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
-        return self._bulk_update(instances, attrs, keys) if instances else 0
+            value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
+            at = merged.get(value)
+            if at is None:
+                merged[value] = len(found)
+                found.append(dict(zip(keys, value)))
+                changes.append(dict(change))
+            else:
+                changes[at].update(change)
+        return self._bulk_update(found, changes, keys) if found else 0
 
-    def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore") -> int:
+    def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore",
+                    update_fields: Optional[Sequence[str]] = None) -> int:
         """Insert many rows; return how many were inserted.
 
-        ``ignore`` skips rows whose key exists, ``error`` raises, ``update``
-        overwrites them with the new values.
+        ``ignore`` skips rows whose key exists (within the batch, the first row
+        of a key wins); ``error`` raises; ``update`` sets, on an existing row,
+        the fields the new row carries and no others (``update_fields`` narrows
+        them further; key fields are never updated). Within the batch, each
+        field's last value for a key wins.
         """
         if on_conflict not in ("ignore", "error", "update"):
             raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
-        return self._bulk_insert(rows, on_conflict) if rows else 0
+        if update_fields is not None:
+            if on_conflict != "update":
+                raise FilterError("update_fields goes with on_conflict='update'")
+            if isinstance(update_fields, (str, bytes)) or not isinstance(update_fields, Sequence):
+                raise FilterError("update_fields is a list of field names")
+            self._check_fields(dict.fromkeys(update_fields), "bulk_insert: update_fields")
+        if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+            raise FilterError(f"bulk_insert takes a list of dicts, not {type(rows).__name__}")
+        return self._bulk_insert(rows, on_conflict, update_fields) if rows else 0
 
     @abstractmethod
     def _update(self, node: Node, attrs: Mapping[str, Any]) -> int: ...
@@ -127,7 +193,8 @@ class BaseQuery(ABC):
     ) -> int: ...
 
     @abstractmethod
-    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int: ...
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
+                     update_fields: Optional[Sequence[str]]) -> int: ...
 
     @abstractmethod
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:

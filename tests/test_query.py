@@ -328,7 +328,7 @@ def test_sql_bad_row_writes_nothing_and_is_named(engines: Engines) -> None:
         assert q.count() == 0
     rows[3]["n"] = 1
     rows[1]["mag"] = "bright"
-    with pytest.raises(BulkWriteError, match=r"row 1: invalid input syntax for type double precision"):
+    with pytest.raises(FilterError, match=r"row 1: star.mag is double precision; str 'bright' does not fit"):
         q.bulk_insert(rows)
     rows[1]["colour"] = "red"
     with pytest.raises(FilterError, match=r"row 1 has unknown column\(s\) 'colour'"):

@@ -12,21 +12,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from bson import ObjectId
-from pymongo import ReplaceOne, ReturnDocument, UpdateOne
+from bson import ObjectId, encode
+from bson.errors import InvalidDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError as PyMongoBulkWriteError
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp.errors import BulkWriteError, FilterError, OperationError
-from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
+from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
 from dbp.pagination import TokenTypes
-from dbp.query import BaseQuery, ConflictMode, Filter, Row
+from dbp.query import BaseQuery, ConflictMode, Filter, Row, collapse
 
 if TYPE_CHECKING:
     from dbp.mongo.connection import MongoConnection
 
 __all__ = ["MongoQuery", "compile_filter"]
+
+register_scalar(ObjectId)
 
 DUPLICATE_KEY = 11000
 _UPSERT_RETRIES = 5
@@ -67,6 +70,24 @@ def _valid_name(name: Any) -> str:
             or name.endswith(".")):
         raise FilterError(f"{name!r} is not a usable collection name")
     return name
+
+
+#: What BSON cannot encode (a Decimal, an int of 2**63 or more, a lone surrogate, a NUL in a name, too large).
+UNENCODABLE = (InvalidDocument, OverflowError, UnicodeEncodeError)
+
+
+def _unencodable(what: str, exc: Exception, docs: Sequence[Mapping[str, Any]] = ()) -> FilterError:
+    """A FilterError for a value BSON cannot encode, naming the first such document of ``docs``."""
+    where = ""
+    for i, doc in enumerate(docs):
+        try:
+            encode(doc)
+        except UNENCODABLE:
+            where = f"row {i}: "
+            break
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return FilterError(f"{what}: {where}MongoDB cannot store this: {text}")
 
 
 def _reason(exc: PyMongoError) -> str:
@@ -116,6 +137,8 @@ class MongoQuery(BaseQuery):
         try:
             cursor = self.collection.find(**self._find_args(node, sort, projection), skip=offset, limit=limit or 0)
             return [self._shape(doc, projection) for doc in cursor]
+        except UNENCODABLE as exc:
+            raise _unencodable(f"find on {self.name}", exc) from None
         except OperationFailure as exc:  # the server refused the query itself
             raise FilterError(f"find on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
@@ -138,6 +161,8 @@ class MongoQuery(BaseQuery):
             if limit is None:
                 return self.collection.count_documents(compile_filter(node))
             return self.collection.count_documents(compile_filter(node), limit=limit)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"count on {self.name}", exc) from None
         except OperationFailure as exc:
             raise FilterError(f"count on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
@@ -173,9 +198,10 @@ class MongoQuery(BaseQuery):
         (Servers that retry a racing upsert do not always return the pre-image,
         so ``return_document=BEFORE`` cannot tell who created the document.)
         With ``_id`` in the filter there is no ``_id`` to choose: ``update_one``'s
-        ``upserted_id`` tells, and an existing document costs a second read.
+        ``upserted_id`` tells, and a second read returns the document as stored.
         """
         eq = equalities(filter_by)
+        self._check_fields(kwargs, "get_or_create")
         self._require_unique(list(eq), "get_or_create")
         on_insert = {k: v for k, v in kwargs.items() if k not in eq}
         for attempt in range(_UPSERT_RETRIES):
@@ -183,6 +209,8 @@ class MongoQuery(BaseQuery):
                 found = self._get_or_create_once(eq, on_insert)
             except DuplicateKeyError:
                 found = None
+            except UNENCODABLE as exc:
+                raise _unencodable(f"get_or_create on {self.name}", exc) from None
             except PyMongoError as exc:
                 raise OperationError(f"get_or_create on {self.name}: {_reason(exc)}") from None
             if found is not None:
@@ -201,9 +229,9 @@ class MongoQuery(BaseQuery):
     def _get_or_create_once(self, eq: dict[str, Any], on_insert: dict[str, Any]) -> Optional[tuple[Row, bool]]:
         if "_id" in eq:
             result = self.collection.update_one(eq, {"$setOnInsert": on_insert}, upsert=True)
+            found = self.collection.find_one(eq)  # as stored (UTC datetimes to the millisecond, lists)
             if result.upserted_id is not None:
-                return {**on_insert, **eq}, True
-            found = self.collection.find_one(eq)
+                return (found if found is not None else {**on_insert, **eq}), True
         else:
             fresh = on_insert.get("_id", ObjectId())
             found = self.collection.find_one_and_update(
@@ -216,17 +244,24 @@ class MongoQuery(BaseQuery):
     def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
         try:
             return self.collection.update_many(compile_filter(node), {"$set": dict(attrs)}).matched_count
+        except UNENCODABLE as exc:
+            raise _unencodable(f"update on {self.name}", exc) from None
         except PyMongoError as exc:
             raise OperationError(f"update on {self.name}: {_reason(exc)}") from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
+        if not isinstance(attrs, Mapping):
+            raise FilterError("upsert needs a dict of attributes")
+        self._check_fields(attrs, "upsert")
         self._require_unique(list(eq), "upsert")
         changes = {k: v for k, v in attrs.items() if k not in eq}
         update: dict[str, Any] = {"$set": changes or dict(eq)}
         try:
             doc: Optional[Row] = self.collection.find_one_and_update(
                 eq, update, upsert=True, return_document=ReturnDocument.AFTER)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"upsert on {self.name}", exc) from None
         except PyMongoError as exc:
             raise OperationError(f"upsert on {self.name}: {_reason(exc)}") from None
         assert doc is not None
@@ -235,6 +270,8 @@ class MongoQuery(BaseQuery):
     def delete(self, filter_by: Filter) -> int:
         try:
             return self.collection.delete_many(compile_filter(parse(filter_by))).deleted_count
+        except UNENCODABLE as exc:
+            raise _unencodable(f"delete on {self.name}", exc) from None
         except PyMongoError as exc:
             raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
 
@@ -245,23 +282,31 @@ class MongoQuery(BaseQuery):
                       for instance, changes in zip(instances, attrs)]
         try:
             return self.collection.bulk_write(operations, ordered=False).matched_count
+        except UNENCODABLE as exc:
+            raise _unencodable(f"bulk_update on {self.name}", exc, [{**i, **a} for i, a in zip(instances, attrs)]
+                               ) from None
         except PyMongoBulkWriteError as exc:
             raise _bulk_error(self.name, "bulk_update", exc) from None
         except PyMongoError as exc:
             raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
 
-    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
-        docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
+                     update_fields: Optional[Sequence[str]]) -> int:
+        seen: set[tuple[Any, ...]] = set()
+        for i, row in enumerate(rows):  # field names are checked once per distinct set of them
+            if not isinstance(row, Mapping):
+                raise FilterError(f"bulk_insert: row {i} is a {type(row).__name__}, not a dict")
+            names = tuple(row)
+            if names not in seen:
+                self._check_fields(row, f"bulk_insert: row {i}")
+                seen.add(names)
         try:
             if on_conflict == "update":
-                missing = [i for i, d in enumerate(docs) if "_id" not in d]
-                if missing:
-                    raise FilterError(f"bulk_insert(on_conflict='update') needs _id in every document; "
-                                      f"row {missing[0]} has none")
-                result = self.collection.bulk_write(
-                    [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False)
-                return result.upserted_count
+                return self._upsert_many(rows, update_fields)
+            docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
             return len(self.collection.insert_many(docs, ordered=False).inserted_ids)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"bulk_insert into {self.name}", exc, rows) from None
         except PyMongoBulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if on_conflict == "ignore" and all(e.get("code") == DUPLICATE_KEY for e in errors):
@@ -269,6 +314,26 @@ class MongoQuery(BaseQuery):
             raise _bulk_error(self.name, "bulk_insert", exc, ignore_duplicates=on_conflict == "ignore") from None
         except PyMongoError as exc:
             raise OperationError(f"bulk_insert into {self.name}: {_reason(exc)}") from None
+
+    def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]]) -> int:
+        """Upserting ``UpdateOne``s: ``$set`` for the fields to update, ``$setOnInsert`` for the rest."""
+        missing = next((i for i, row in enumerate(rows) if "_id" not in row), None)
+        if missing is not None:
+            raise FilterError(f"bulk_insert(on_conflict='update') needs _id in every document; "
+                              f"row {missing} has none")
+        merged, _ = collapse(rows, ["_id"], last_wins=True)
+        wanted = None if update_fields is None else set(update_fields)
+        operations = []
+        for doc in merged:
+            changes = {k: v for k, v in doc.items() if k != "_id" and (wanted is None or k in wanted)}
+            rest = {k: v for k, v in doc.items() if k != "_id" and k not in changes}
+            update: dict[str, Any] = {}
+            if changes:
+                update["$set"] = changes
+            if rest or not changes:
+                update["$setOnInsert"] = rest or {"_id": doc["_id"]}
+            operations.append(UpdateOne({"_id": doc["_id"]}, update, upsert=True))
+        return self.collection.bulk_write(operations, ordered=False).upserted_count
 
 
 def _bulk_error(name: str, what: str, exc: PyMongoBulkWriteError, *, ignore_duplicates: bool = False

@@ -8,69 +8,30 @@ temporary table and ``INSERT ... SELECT ... ON CONFLICT``.
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import itertools
-import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from dbp.errors import BulkWriteError, FilterError, OperationError
+from dbp.errors import FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Row
+from dbp.sql.bulk import bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
+from dbp.sql.types import ColumnRule, integral
 
 if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
 
 __all__ = ["SQLQuery"]
 
-_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
-_UNIQUE_VIOLATION = "23505"
 _UPDATE_BATCH = 5000
 _counter = itertools.count()
 
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def _category(type_name: str) -> str:
-    if type_name.endswith("[]"):
-        return "array"
-    base = type_name.split("(")[0].strip()
-    if base in ("smallint", "integer", "bigint"):
-        return "int"
-    if base in ("real", "double precision", "numeric"):
-        return "number"
-    if base in ("character varying", "text", "character", "name", "citext"):
-        return "text"
-    if base == "boolean":
-        return "bool"
-    if base.startswith("timestamp"):
-        return "datetime"
-    if base == "date":
-        return "date"
-    if base in ("json", "jsonb"):
-        return "json"
-    return {"uuid": "uuid", "bytea": "bytes"}.get(base, "other")
-
-
-_ACCEPTS: dict[str, tuple[type, ...]] = {
-    "int": (int, float, decimal.Decimal),
-    "number": (int, float, decimal.Decimal),
-    "text": (str,),
-    "bool": (bool,),
-    "datetime": (_dt.datetime,),
-    "date": (_dt.date,),
-    "uuid": (uuid.UUID, str),
-    "bytes": (bytes,),
-    "array": (list, tuple),
-}
 
 
 class SQLQuery(BaseQuery):
@@ -97,8 +58,9 @@ class SQLQuery(BaseQuery):
             self._table = render(schema, name)
             self._names = {c: render(c) for c in self.columns}
         self._collate = not db.code_point_collation()
-        self._categories = {c: _category(column.type) for c, column in self.columns.items()}
-        self._text = {c for c, category in self._categories.items() if category == "text"}
+        #: What each column accepts (dbp.sql.types), for filters and writes alike.
+        self.rules = {c: ColumnRule(name, c, column.type) for c, column in self.columns.items()}
+        self._text = {c for c, rule in self.rules.items() if rule.category == "text"}
         self._unique_keys = self.table.unique_keys()
 
     def __repr__(self) -> str:
@@ -122,27 +84,12 @@ class SQLQuery(BaseQuery):
         return self._names[name]
 
     def _check(self, column: Column, value: Any) -> Any:
-        """``value`` as a parameter for ``column``; FilterError if its type cannot compare there."""
-        if value is None:
-            return None
-        category = self._categories[column.name]
-        accepted = _ACCEPTS.get(category)
-        if accepted is not None and type(value) in accepted and (category == "bool") == (type(value) is bool):
-            return value  # the common case: an exact, expected type
-        if category == "json":
-            return Jsonb(value)
-        if accepted is None:
-            return value
-        wrong = not isinstance(value, accepted) or (isinstance(value, bool) and category != "bool")
-        if category == "date" and isinstance(value, _dt.datetime):
-            wrong = True
-        if wrong:
-            raise FilterError(
-                f"{self.name}.{column.name} is {column.type}; {type(value).__name__} {value!r:.40} does not fit"
-            )
-        if category == "array":
-            return list(value)
-        return value
+        """``value`` as a filter parameter for ``column``; FilterError if it cannot compare there."""
+        return self.rules[column.name].adapt(value, write=False)
+
+    def _value(self, name: str, value: Any) -> Any:
+        """``value`` as a parameter to store in column ``name``; FilterError if it does not fit."""
+        return self.rules[self._column(name).name].adapt(value)
 
     def _ref(self, name: str, *, ordering: bool = False) -> sql.Composable:
         ident = self._q(name)
@@ -191,18 +138,21 @@ class SQLQuery(BaseQuery):
                 if build else None
         if op in ("in", "nin"):
             present = [self._check(column, v) for v in value if v is not None]
-            if present and _category(column.type) in ("int", "number") and any(isinstance(v, float)
-                                                                                for v in present):
-                present = [float(v) for v in present]
             with_null = len(present) != len(value)
+            array_type = column.type
+            kind = self.rules[column.name].category
+            if kind == "int":  # compared as numbers: 2.0 is 2, and 1.5 equals no integer
+                present, array_type = integral(present), "bigint"
+            elif kind == "number" and (column.type != "numeric" or any(isinstance(v, float) for v in present)):
+                present, array_type = [float(v) for v in present], "double precision"
             if present:
                 params.append(present)
-            shape.append((node.field, op, bool(present), with_null))
+            shape.append((node.field, op, bool(present), with_null, array_type))
             if not build:
                 return None
             parts: list[sql.Composable] = []
             if present:
-                parts.append(sql.Composed([self._q(node.field), sql.SQL(" = ANY(%s::"), sql.SQL(column.type),
+                parts.append(sql.Composed([self._q(node.field), sql.SQL(" = ANY(%s::"), sql.SQL(array_type),
                                            sql.SQL("[])")]))
             if with_null:
                 parts.append(sql.Composed([self._q(node.field), sql.SQL(" IS NULL")]))
@@ -290,6 +240,8 @@ class SQLQuery(BaseQuery):
             return self.db.execute(query, params)
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
+        except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
+            raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
 
     # -- primitives ----------------------------------------------------------------------------
 
@@ -318,6 +270,8 @@ class SQLQuery(BaseQuery):
                 cur.execute(cast(Any, text), params)
             except (psycopg.DataError, psycopg.ProgrammingError) as exc:
                 raise FilterError(f"{self.name}: {_cause(exc)}") from None
+            except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
+                raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
             yield from cur
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
@@ -342,15 +296,16 @@ class SQLQuery(BaseQuery):
         )
 
     def _values(self, row: Mapping[str, Any]) -> tuple[list[sql.SQL], list[Any]]:
-        return [self._q(n) for n in row], [self._check(self.columns[n], v) for n, v in row.items()]
+        return [self._q(n) for n in row], [self._value(n, v) for n, v in row.items()]
 
     def get_or_create(self, filter_by: Mapping[str, Any], **kwargs: Any) -> tuple[Row, bool]:
         """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING *``, then a SELECT if the row existed."""
         node = parse(filter_by)
         eq = equalities(node)
         key = self._covering_key(list(eq), "get_or_create")
+        self._check_fields(kwargs, "get_or_create")
         row = {**kwargs, **eq}
-        values = [self._check(self._column(n), v) for n, v in row.items()]
+        values = [self._value(n, v) for n, v in row.items()]
         cache_key = (self.name, "get_or_create", tuple(row), key)
         text = self.db.statement_cache.get(cache_key)
         if text is None:
@@ -366,6 +321,8 @@ class SQLQuery(BaseQuery):
             raise OperationError(f"get_or_create on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
+        except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
+            raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
         if created is not None:
             return created, True
         found = self._select(node, [], None, limit=1)
@@ -380,7 +337,7 @@ class SQLQuery(BaseQuery):
                     ) -> tuple[sql.Composable, list[Any]]:
         condition, params = self.where(node)
         sets = [sql.SQL("{} = %s").format(self._q(k)) for k in attrs]
-        values = [self._check(self.columns[k], v) for k, v in attrs.items()]
+        values = [self._value(k, v) for k, v in attrs.items()]
         query = sql.SQL("UPDATE {} SET {} WHERE {}{}").format(
             self._table, sql.SQL(", ").join(sets), condition, sql.SQL(" RETURNING *" if returning else ""))
         return query, values + params
@@ -395,11 +352,16 @@ class SQLQuery(BaseQuery):
             raise OperationError(f"{what} on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{what} on {self.name}: {_cause(exc)}") from None
+        except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
+            raise FilterError(f"{what} on {self.name}: {_unsendable(exc)}") from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         """UPDATE first (an existing row needs no other NOT NULL values), then INSERT ... ON CONFLICT."""
         eq = equalities(filter_by)
         key = self._covering_key(list(eq), "upsert")
+        if not isinstance(attrs, Mapping):
+            raise FilterError("upsert needs a dict of attributes")
+        self._check_fields(attrs, "upsert")
         changes = {k: v for k, v in attrs.items() if k not in eq}
         if changes:
             updated: Optional[Row] = self._write(
@@ -431,14 +393,24 @@ class SQLQuery(BaseQuery):
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, changes in enumerate(attrs):
             groups.setdefault(tuple(changes), []).append(i)
-        changed = 0
-        with self.db.transaction():
-            for names, indexes in groups.items():
-                set_columns = [self._column(n) for n in names]
-                for start in range(0, len(indexes), _UPDATE_BATCH):
-                    batch = indexes[start:start + _UPDATE_BATCH]
-                    changed += self._update_batch(key_columns, set_columns, instances, attrs, batch)
-        return changed
+        for names in groups:
+            for n in names:
+                self._column(n)
+
+        def attempt() -> int:
+            changed = 0
+            with self.db.transaction():
+                for names, indexes in groups.items():
+                    set_columns = [self._column(n) for n in names]
+                    step = _UPDATE_BATCH
+                    if any(self.rules[c.name].category == "array" for c in [*key_columns, *set_columns]):
+                        step = max(1, 30000 // (len(key_columns) + len(set_columns)))  # parameters per VALUES
+                    for start in range(0, len(indexes), step):
+                        batch = indexes[start:start + step]
+                        changed += self._update_batch(key_columns, set_columns, instances, attrs, batch)
+            return changed
+
+        return retrying(self.name, "bulk_update", attempt)
 
     def _update_batch(
         self, keys: list[Column], sets: list[Column], instances: Sequence[Mapping[str, Any]],
@@ -446,115 +418,40 @@ class SQLQuery(BaseQuery):
     ) -> int:
         arrays: list[list[Any]] = []
         for column in keys:
-            arrays.append([self._check(column, instances[i][column.name]) for i in batch])
+            arrays.append([self._value(column.name, instances[i][column.name]) for i in batch])
         for column in sets:
-            arrays.append([self._check(column, attrs[i][column.name]) for i in batch])
+            arrays.append([self._value(column.name, attrs[i][column.name]) for i in batch])
         aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))] + [
             sql.Identifier(f"s{n}") for n in range(len(sets))]
-        unnest = sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(c.type)) for c in [*keys, *sets]
-        )
-        query = sql.SQL("UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE {}").format(
+        columns = [*keys, *sets]
+        params: list[Any]
+        if any(self.rules[c.name].category == "array" for c in columns):
+            # unnest() would flatten arrays of arrays: a VALUES list keeps each array whole
+            row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(c.type)) for c in columns))
+            source = sql.SQL("(VALUES {})").format(sql.SQL(", ").join(row for _ in batch))
+            params = [value for values in zip(*arrays) for value in values]
+        else:
+            source = sql.SQL("unnest({})").format(
+                sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(c.type)) for c in columns))
+            params = arrays
+        query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS v({}) WHERE {}").format(
             self._table,
             sql.SQL(", ").join(sql.SQL("{} = v.{}").format(self._q(c.name), aliases[len(keys) + n])
                                for n, c in enumerate(sets)),
-            unnest, sql.SQL(", ").join(aliases),
+            source, sql.SQL(", ").join(aliases),
             sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
                                   for n, c in enumerate(keys)),
         )
-        return self._write(query, arrays, "bulk_update").rowcount
+        return self._write(query, params, "bulk_update").rowcount
 
-    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
-        # Rows are grouped by their keys, in the order the dicts hold them, so that each row is written
-        # as tuple(row.values()) as a raw COPY would; each distinct key order is checked once.
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, row in enumerate(rows):
-            names = tuple(row)
-            group = groups.get(names)
-            if group is None:
-                unknown = [k for k in names if k not in self.columns]
-                if unknown:
-                    raise FilterError(f"bulk_insert: row {i} has unknown column(s) {', '.join(map(repr, unknown))}; "
-                                      f"{self.name}'s columns are {', '.join(self.columns)}")
-                group = groups[names] = []
-            group.append(i)
-        key = self._key()
-        if on_conflict == "update" and not key:
-            raise FilterError(f"bulk_insert(on_conflict='update') on {self.name} needs a primary key")
-        try:
-            with self.db.transaction() as conn:
-                if on_conflict == "error":
-                    self._copy_all(conn, groups, rows)
-                    return len(rows)
-                try:  # the fast path: no row exists yet, so a plain COPY does it
-                    with conn.transaction():
-                        self._copy_all(conn, groups, rows)
-                    return len(rows)
-                except BulkWriteError as exc:
-                    if exc.sqlstate != _UNIQUE_VIOLATION:
-                        raise
-                return self._merge(conn, groups, rows, on_conflict, key)
-        except psycopg.Error as exc:  # from the INSERT ... SELECT: no row number, the detail names the key
-            raise _bulk_error(self.name, exc, []) from None
-
-    def _copy_all(self, conn: psycopg.Connection[Any], groups: dict[tuple[str, ...], list[int]],
-                  rows: Sequence[Mapping[str, Any]], target: Optional[sql.Composable] = None) -> None:
-        for names, indexes in groups.items():
-            self._copy(conn, target or self._ident, names, rows, indexes)
-
-    def _copy(self, conn: psycopg.Connection[Any], target: sql.Composable, names: tuple[str, ...],
-              rows: Sequence[Mapping[str, Any]], indexes: list[int]) -> None:
-        """COPY ``rows[i] for i in indexes``; an error names the caller's row index."""
-        json_columns = [n for n in names if _category(self.columns[n].type) == "json"]
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
-        current = -1
-        try:
-            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                write = copy.write_row
-                if json_columns:
-                    for current in indexes:
-                        row = rows[current]
-                        write(tuple(Jsonb(v) if k in json_columns and v is not None else v for k, v in row.items()))
-                else:
-                    for current in indexes:
-                        write(tuple(rows[current].values()))
-                current = -1  # from here on the server reports the line
-        except psycopg.Error as exc:
-            match = _COPY_LINE.search(exc.diag.context or "")
-            if match and 0 < int(match.group(1)) <= len(indexes):
-                current = indexes[int(match.group(1)) - 1]
-            raise _bulk_error(self.name, exc, [current] if current >= 0 else []) from None
-
-    def _merge(self, conn: psycopg.Connection[Any], groups: dict[tuple[str, ...], list[int]],
-               rows: Sequence[Mapping[str, Any]], on_conflict: str, key: list[str]) -> int:
-        temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
-        conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-            temp, self._ident))
-        self._copy_all(conn, groups, rows, temp)
-        if on_conflict == "ignore":
-            cur = conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
-                self._ident, temp))
-            return cur.rowcount
-        keys = sql.SQL(", ").join(map(sql.Identifier, key))
-        updates = [c for c in self.columns if c not in key] or key[:1]
-        query = sql.SQL(
-            "WITH written AS (INSERT INTO {target} SELECT DISTINCT ON ({keys}) * FROM {temp} "
-            "ORDER BY {keys}, ctid DESC ON CONFLICT ({keys}) DO UPDATE SET {sets} RETURNING (xmax = 0) AS fresh) "
-            "SELECT count(*) FILTER (WHERE fresh) AS n FROM written"
-        ).format(
-            target=self._ident, temp=temp, keys=keys,
-            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates),
-        )
-        found = conn.execute(query).fetchone()
-        return int(found["n"]) if found else 0
+    def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
+                     update_fields: Optional[Sequence[str]]) -> int:
+        return bulk_insert(self, rows, on_conflict, update_fields)
 
 
-def _bulk_error(table: str, exc: psycopg.Error, failing: list[int]) -> BulkWriteError:
-    where = f"row {failing[0]}: " if failing else ""
-    detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
-    error = BulkWriteError(f"bulk_insert into {table}: {where}{_cause(exc)}{detail}; nothing was written", failing)
-    error.sqlstate = exc.sqlstate
-    return error
+def _unsendable(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _cause(exc: psycopg.Error) -> str:

@@ -1,0 +1,283 @@
+"""``bulk_insert`` on PostgreSQL: COPY, and one ordered merge when keys exist.
+
+- The fast path is a plain COPY of the caller's rows. With ``ignore`` or
+  ``update`` it may wait for a concurrent writer's row lock for at most
+  ``FAST_LOCK_WAIT``; a duplicate key, or that wait, sends the batch to the
+  merge path instead.
+- The merge path collapses duplicates within the batch in Python (the first
+  row wins with ``ignore``; with ``update`` each field's last value wins), COPYs
+  the rows into a temporary table and writes them with one
+  ``INSERT ... SELECT ... ORDER BY key ON CONFLICT``: every writer takes its row
+  locks in key order, so concurrent merges cannot deadlock one another.
+- ``update`` overwrites only the fields each row carries (narrowed further by
+  ``update_fields``); rows with different field sets lock every row in the first
+  statement, then set their own fields.
+- Deadlocks and serialization failures (from other kinds of writers) are retried
+  a few times; what still fails raises :class:`dbp.ConcurrencyError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
+from dbp.query import ConflictMode, collapse
+
+if TYPE_CHECKING:
+    from dbp.sql.query import SQLQuery
+
+__all__ = ["bulk_insert", "retrying"]
+
+T = TypeVar("T")
+
+#: How long the fast path waits for another writer's row before merging instead.
+FAST_LOCK_WAIT = "200ms"
+#: Attempts at a batch that meets a deadlock or serialization failure.
+ATTEMPTS = 5
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+LOCK_NOT_AVAILABLE = "55P03"
+#: Failures that another attempt can cure.
+TRANSIENT = frozenset({"40P01", "40001"})
+_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
+_FK_DETAIL = re.compile(r"Key \((.*)\)=\((.*)\) is not present", re.DOTALL)
+_counter = itertools.count()
+
+def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
+                update_fields: Optional[Sequence[str]]) -> int:
+    """Insert ``rows`` into ``q``'s table; the number of rows inserted."""
+    key = q._key()
+    if on_conflict == "update" and not key:
+        raise FilterError(f"bulk_insert(on_conflict='update') on {q.name} needs a primary key")
+    fields = None if update_fields is None else {q._column(f).name for f in update_fields}
+
+    def attempt() -> int:
+        with q.db.transaction() as conn:
+            if on_conflict == "error":
+                _copy_rows(q, conn, q._ident, rows)
+                return len(rows)
+            if _fast_path(q, conn, rows):
+                return len(rows)
+            return _merge(q, conn, rows, on_conflict, key, fields)
+
+    try:
+        return retrying(q.name, "bulk_insert into", attempt)
+    except psycopg.Error as exc:
+        raise _bulk_error(q, exc, _foreign_key_row(q, exc, rows)) from None
+
+
+def retrying(name: str, what: str, attempt: Callable[[], T]) -> T:
+    """``attempt()``, again after a deadlock or serialization failure; ConcurrencyError when they persist.
+
+    ``attempt`` must run in a transaction of its own (a savepoint, if the
+    caller's transaction is open), so that a failed attempt leaves nothing.
+    """
+    failure: BaseException
+    for number in range(ATTEMPTS):
+        try:
+            return attempt()
+        except BulkWriteError as exc:
+            if exc.sqlstate not in TRANSIENT:
+                raise
+            failure = exc
+        except psycopg.Error as exc:
+            if exc.sqlstate not in TRANSIENT:
+                raise
+            failure = exc
+        if number + 1 < ATTEMPTS:
+            time.sleep(random.uniform(0.01, 0.05) * 2**number)
+    raise ConcurrencyError(
+        f"{what} {name}: {_reason(failure)} in each of {ATTEMPTS} attempts; nothing was written, "
+        "and the call can be retried"
+    ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error):
+        return exc.diag.message_primary or type(exc).__name__
+    return str(exc)
+
+
+def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]]) -> bool:
+    """A plain COPY, waiting briefly for other writers' locks; False if the batch needs the merge."""
+    try:
+        with conn.transaction():
+            found = conn.execute(
+                "SELECT old, set_config('lock_timeout', CASE WHEN old = '0' THEN %s ELSE old END, true) "
+                "FROM (SELECT current_setting('lock_timeout') AS old) AS s", (FAST_LOCK_WAIT,)).fetchone()
+            old = found["old"] if found else "0"
+            _copy_rows(q, conn, q._ident, rows)
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
+        return True
+    except BulkWriteError as exc:
+        if exc.sqlstate in (UNIQUE_VIOLATION, LOCK_NOT_AVAILABLE) or exc.sqlstate in TRANSIENT:
+            return False
+        raise
+
+
+def _copy_rows(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable,
+               rows: Sequence[Mapping[str, Any]], indexes: Optional[Sequence[int]] = None,
+               tags: Optional[dict[frozenset[str], int]] = None, origin: Optional[list[int]] = None) -> None:
+    """COPY ``rows`` (those at ``indexes``), one COPY per set of field names; errors name the caller's row.
+
+    One pass: the first row's names give an ``itemgetter``, and a row of the
+    same length that it reads has the same names (in any order); the others
+    are COPYed afterwards, the same way. Each row's value types are checked
+    against the columns once per distinct combination of types, so the check
+    costs little more than building the tuple. ``tags`` adds each row's
+    ``_dbp_group`` (by its set of names); ``origin`` maps ``rows`` to the caller's.
+    """
+    pending: Sequence[int] = range(len(rows)) if indexes is None else indexes
+    while pending:
+        first = pending[0]
+        row = rows[first]
+        if not isinstance(row, Mapping):
+            raise FilterError(f"bulk_insert: row {_caller(first, origin)} is a {type(row).__name__}, not a dict")
+        names = tuple(row)
+        unknown = [k for k in names if k not in q.columns]
+        if unknown or not names:
+            shown = ", ".join(repr(k)[:60] for k in unknown[:5])
+            raise FilterError(f"bulk_insert: row {_caller(first, origin)} " + (
+                f"has unknown column(s) {shown}; {q.name}'s columns are {', '.join(q.columns)}" if unknown
+                else "is empty"))
+        tag = None if tags is None else tags[frozenset(names)]
+        pending = _copy(q, conn, target, names, rows, pending, tag, origin)
+
+
+def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, names: tuple[str, ...],
+          rows: Sequence[Mapping[str, Any]], indexes: Sequence[int], tag: Optional[int],
+          origin: Optional[list[int]]) -> list[int]:
+    """COPY the rows at ``indexes`` that have exactly ``names``; the indexes of the others."""
+    rules = [q.rules[n] for n in names]
+    convert = [i for i, rule in enumerate(rules) if rule.per_value]
+    width = len(names)
+    get = operator.itemgetter(*names) if width > 1 else lambda row, name=names[0]: (row[name],)
+    columns = [*names, "_dbp_group"] if tag is not None else list(names)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    seen: set[tuple[type, ...]] = set()
+    others: list[int] = []
+    current = -1
+    try:
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            write = copy.write_row
+            for current in indexes:
+                row = rows[current]
+                try:
+                    values: Any = get(row)
+                except (KeyError, TypeError):
+                    others.append(current)
+                    continue
+                if len(row) != width:
+                    others.append(current)
+                    continue
+                kinds = tuple(map(type, values))
+                if kinds not in seen:
+                    for rule, kind, value in zip(rules, kinds, values):
+                        if not rule.accepts(kind):
+                            raise rule.refuse(value, f"bulk_insert: row {_caller(current, origin)}: ")
+                    seen.add(kinds)
+                if convert:
+                    values = list(values)
+                    try:
+                        for i in convert:
+                            values[i] = rules[i].adapt(values[i])
+                    except FilterError as exc:
+                        raise FilterError(f"bulk_insert: row {_caller(current, origin)}: {exc.message}") from None
+                if tag is not None:
+                    values = (*values, tag)
+                write(values)
+            current = -1  # from here on the server reports the line
+    except psycopg.Error as exc:
+        match = _COPY_LINE.search(exc.diag.context or "")
+        if match:
+            skipped = set(others)
+            written = [i for i in indexes if i not in skipped]
+            if 0 < int(match.group(1)) <= len(written):
+                current = written[int(match.group(1)) - 1]
+        failing = [_caller(current, origin)] if current >= 0 else [
+            _caller(i, origin) for i in _foreign_key_row(q, exc, rows, indexes)][:1]
+        raise _bulk_error(q, exc, failing) from None
+    except (TypeError, ValueError, OverflowError) as exc:  # a value psycopg cannot dump (e.g. a lone surrogate)
+        if isinstance(exc, FilterError):
+            raise
+        raise FilterError(f"bulk_insert: row {_caller(current, origin)}: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}") from None
+    return others
+
+
+def _caller(index: int, origin: Optional[list[int]]) -> int:
+    return index if origin is None or index < 0 else origin[index]
+
+
+def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], on_conflict: str,
+           key: list[str], fields: Optional[set[str]]) -> int:
+    merged, origin = collapse(rows, key, last_wins=on_conflict == "update")
+    shapes = list(dict.fromkeys(frozenset(row) for row in merged))
+    temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
+    union = [c for c in q.columns if any(c in names for names in shapes)]
+    sets = {names: [c for c in union if c in names and c not in key and (fields is None or c in fields)]
+            for names in shapes}
+    tags = {names: n for n, names in enumerate(shapes)} if len({tuple(s) for s in sets.values()}) > 1 else None
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS{}) ON COMMIT DROP").format(
+        temp, q._ident, sql.SQL(", _dbp_group integer") if tags else sql.SQL("")))
+    _copy_rows(q, conn, temp, merged, tags=tags, origin=origin)
+    names_sql = sql.SQL(", ").join(map(sql.Identifier, union))
+    order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, key))) if key else sql.SQL("")
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{} ON CONFLICT").format(
+        q._ident, names_sql, names_sql, temp, order)
+    if on_conflict == "ignore":
+        return conn.execute(sql.SQL("{} DO NOTHING").format(insert)).rowcount
+    common = [c for c in union if all(c in s for s in sets.values())]
+    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    if common:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in common))
+    else:  # lock the existing rows in key order without writing them; the updates below set their fields
+        action = sql.SQL("DO UPDATE SET {0} = EXCLUDED.{0} WHERE false").format(sql.Identifier(key[0]))
+    found = conn.execute(sql.SQL(
+        "WITH written AS ({} ({}) {} RETURNING (xmax = 0) AS fresh) "
+        "SELECT count(*) FILTER (WHERE fresh) AS n FROM written").format(insert, keys, action)).fetchone()
+    if tags:
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+        for names, tag in tags.items():
+            extra = [c for c in sets[names] if c not in common]
+            if extra:
+                conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s._dbp_group = %s AND {}").format(
+                    q._ident, sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in extra),
+                    temp, match), (tag,))
+    return int(found["n"]) if found else 0
+
+
+def _foreign_key_row(q: SQLQuery, exc: psycopg.Error, rows: Sequence[Mapping[str, Any]],
+                     indexes: Optional[Sequence[int]] = None) -> list[int]:
+    """The first row whose foreign key the server refused (checked after the COPY, so it names no line)."""
+    if exc.sqlstate != FOREIGN_KEY_VIOLATION:
+        return []
+    constraint = q.table.constraints.get(exc.diag.constraint_name or "")
+    match = _FK_DETAIL.search(exc.diag.message_detail or "")
+    if constraint is None or match is None or constraint.kind != "f":
+        return []
+    wanted = match.group(2)
+    columns = constraint.columns
+    for i in range(len(rows)) if indexes is None else indexes:
+        if ", ".join(str(rows[i].get(c)) for c in columns) == wanted:
+            return [i]
+    return []
+
+
+def _bulk_error(q: SQLQuery, exc: psycopg.Error, failing: list[int]) -> BulkWriteError:
+    where = f"row {failing[0]}: " if failing else ""
+    cause = exc.diag.message_primary or str(exc).splitlines()[0]
+    detail = f" ({exc.diag.message_detail[:200]})" if exc.diag.message_detail else ""
+    error = BulkWriteError(f"bulk_insert into {q.name}: {where}{cause[:300]}{detail}; nothing was written", failing)
+    error.sqlstate = exc.sqlstate
+    return error

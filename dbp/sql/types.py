@@ -1,0 +1,174 @@
+"""What each PostgreSQL column accepts, and how a Python value becomes its parameter.
+
+One rule set serves every path: filters, ``update``, ``upsert``,
+``get_or_create``, ``bulk_update`` and COPY in ``bulk_insert``. Writes take
+only values of the column's own kind (no ``42`` into a text column, no float
+into an integer column); filters also compare any number with any numeric
+column, as numbers.
+
+Datetimes follow one rule on every path, and on both engines: an aware value
+is converted to UTC; a naive one is taken as UTC. A ``timestamp`` column
+stores the naive UTC value, a ``timestamptz`` column the instant.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from psycopg.types.json import Jsonb
+
+from dbp.errors import FilterError
+
+__all__ = ["ColumnRule", "category"]
+
+UTC = _dt.timezone.utc
+NUMBERS = (int, float, decimal.Decimal)
+
+
+def category(type_name: str) -> str:
+    """The kind of a column, from ``format_type`` (``integer``, ``character varying(20)``, ``bigint[]``)."""
+    if type_name.endswith("[]"):
+        return "array"
+    base = type_name.split("(")[0].strip()
+    if base in ("smallint", "integer", "bigint"):
+        return "int"
+    if base in ("real", "double precision", "numeric"):
+        return "number"
+    if base in ("character varying", "text", "character", "name", "citext"):
+        return "text"
+    if base == "boolean":
+        return "bool"
+    if base == "timestamp with time zone":
+        return "datetimetz"
+    if base.startswith("timestamp"):
+        return "datetime"
+    if base == "date":
+        return "date"
+    if base in ("json", "jsonb"):
+        return "json"
+    return {"uuid": "uuid", "bytea": "bytes"}.get(base, "other")
+
+
+#: Python types a write may store in a column of each kind; None: anything (the server decides).
+_WRITES: dict[str, Optional[tuple[type, ...]]] = {
+    "int": (int,),
+    "number": NUMBERS,
+    "text": (str,),
+    "bool": (bool,),
+    "datetime": (_dt.datetime,),
+    "datetimetz": (_dt.datetime,),
+    "date": (_dt.date,),
+    "uuid": (uuid.UUID, str),
+    "bytes": (bytes, bytearray, memoryview),
+    "array": (list, tuple),
+    "json": None,
+    "other": None,
+}
+#: Filters compare any number with any numeric column.
+_FILTERS = {**_WRITES, "int": NUMBERS}
+#: Kinds whose values need converting one by one (the others pass through as they are).
+_PER_VALUE = frozenset({"datetime", "datetimetz", "json", "array"})
+#: Element kinds of array columns whose elements are checked (the server checks the others).
+_ELEMENTS = {"int": (int,), "number": NUMBERS, "text": (str,), "bool": (bool,)}
+
+
+def _utc_naive(value: _dt.datetime) -> _dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _utc_aware(value: _dt.datetime) -> _dt.datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class ColumnRule:
+    """One column's rule: which Python types it takes, and the conversion they need."""
+
+    __slots__ = ("category", "element", "label", "name", "per_value", "type")
+
+    def __init__(self, table: str, name: str, type_name: str) -> None:
+        self.name = name
+        self.type = type_name
+        self.category = category(type_name)
+        self.element = category(type_name[:-2]) if self.category == "array" else None
+        self.label = f"{table}.{name}"
+        #: True if :meth:`adapt` changes values (so a COPY must convert each one).
+        self.per_value = self.category in _PER_VALUE
+
+    def accepts(self, kind: type, *, write: bool = True) -> bool:
+        """Whether values of Python type ``kind`` fit (None always does)."""
+        if kind is type(None):
+            return True
+        allowed = (_WRITES if write else _FILTERS)[self.category]
+        if allowed is None:
+            return True
+        if kind is bool:
+            return self.category in ("bool", "other", "json")
+        if self.category == "date" and issubclass(kind, _dt.datetime):
+            return False
+        return issubclass(kind, allowed)
+
+    def refuse(self, value: Any, where: str = "") -> FilterError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return FilterError(f"{where}{self.label} is {self.type}; {type(value).__name__} {shown} does not fit")
+
+    def adapt(self, value: Any, *, write: bool = True, where: str = "") -> Any:
+        """``value`` as the parameter for this column; FilterError if it does not fit."""
+        if value is None:
+            return None
+        if not self.accepts(type(value), write=write):
+            raise self.refuse(value, where)
+        kind = self.category
+        if kind == "datetime":
+            return _utc_naive(value)
+        if kind == "datetimetz":
+            return _utc_aware(value)
+        if kind == "json":
+            return Jsonb(value)
+        if kind == "array":
+            items = list(value)
+            allowed = _ELEMENTS.get(self.element or "")
+            if allowed is not None:
+                for item in _flatten(items):
+                    if item is not None and (not isinstance(item, allowed) or (isinstance(item, bool)
+                                                                                 and self.element != "bool")):
+                        raise FilterError(f"{where}{self.label} is {self.type}; it cannot hold "
+                                          f"{type(item).__name__} {item!r:.40}")
+            return items
+        return value
+
+
+def _flatten(items: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+INT_RANGE = (-(2**63), 2**63 - 1)
+
+
+def integral(values: Sequence[Any]) -> list[int]:
+    """The numbers among ``values`` that an integer column can equal, as ints (``2.0`` is 2; 1.5 none)."""
+    out: list[int] = []
+    for value in values:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, float):
+            if not value.is_integer():
+                continue
+            value = int(value)
+        elif isinstance(value, decimal.Decimal):
+            if not value.is_finite() or value != value.to_integral_value():
+                continue
+            value = int(value)
+        if INT_RANGE[0] <= value <= INT_RANGE[1]:
+            out.append(value)
+    return out
