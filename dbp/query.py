@@ -28,13 +28,16 @@ from dbp.pagination import (
     encode_token,
     fingerprint,
 )
+from dbp.updates import Change, is_plain, parse_update, replaces
 
-__all__ = ["BaseQuery", "ConflictMode", "Filter", "Row", "Sort", "collapse"]
+__all__ = ["BaseQuery", "ConflictMode", "Filter", "Round", "Row", "Sort", "collapse"]
 
 Row = dict[str, Any]
 Filter = Optional[Mapping[str, Any]]
 Sort = Optional[Sequence[Any]]
 ConflictMode = Literal["ignore", "error", "update"]
+#: One round of bulk_update: each key's values (at most once) and its parsed changes.
+Round = tuple[list[dict[str, Any]], list[tuple[Change, ...]]]
 DEFAULT_PER_PAGE = 10
 STREAM_BATCH = 2000
 
@@ -110,11 +113,32 @@ class BaseQuery(ABC):
         """
 
     def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
-        """Set ``attrs`` on every matching row; return how many rows matched."""
-        if not isinstance(attrs, Mapping) or not attrs:
-            raise FilterError("update needs a non-empty dict of attributes to set")
-        self._check_fields(attrs, "update")
-        return self._update(parse(filter_by), attrs)
+        """Apply ``attrs`` (fields to set, or update operators: dbp.updates) to every matching row.
+
+        Returns how many rows matched.
+        """
+        changes = parse_update(attrs, "update")
+        if replaces(changes):
+            raise FilterError("update: a $pull then $push on one path runs only in bulk_update")
+        return self._update(parse(filter_by), changes)
+
+    def _upsert_changes(self, eq: Mapping[str, Any], attrs: Any) -> tuple[Change, ...]:
+        """upsert's changes: plain fields of the filter are dropped (the filter wins), operators on them refused."""
+        if not isinstance(attrs, Mapping):
+            raise FilterError("upsert needs a dict of fields or update operators")
+        if not attrs:
+            return ()
+        changes = parse_update(attrs, "upsert")
+        if replaces(changes):
+            raise FilterError("upsert: a $pull then $push on one path runs only in bulk_update")
+        kept = []
+        for change in changes:
+            if change.field in eq:
+                if change.op == "set" and not change.subpath:
+                    continue
+                raise FilterError(f"upsert: {change.path!r} is a field of the filter")
+            kept.append(change)
+        return tuple(kept)
 
     def _check_fields(self, row: Mapping[str, Any], what: str) -> None:
         """Refuse field names that could be read as operators or are cut short (``$x``, a NUL)."""
@@ -140,27 +164,37 @@ class BaseQuery(ABC):
         keys = list(filter_fields) if filter_fields is not None else self._key()
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
-        merged: dict[tuple[Any, ...], int] = {}
+        plain = all(isinstance(change, Mapping) and is_plain(change) for change in attrs)
+        position: dict[tuple[Any, ...], int] = {}  # plain: the key's merged row; otherwise: times seen
+        rounds: list[Round] = []
         found: list[dict[str, Any]] = []
-        changes: list[dict[str, Any]] = []
+        merged: list[dict[str, Any]] = []  # plain changes merge field by field: the last value wins
         for i, (instance, change) in enumerate(zip(instances, attrs)):
-            if not isinstance(change, Mapping) or not change:
-                raise FilterError(f"bulk_update: attrs[{i}] is not a non-empty dict")
-            self._check_fields(change, f"bulk_update: attrs[{i}]")
+            changes = parse_update(change, f"bulk_update: attrs[{i}]")
             if not isinstance(instance, Mapping):
                 raise FilterError(f"bulk_update: instances[{i}] is not a dict")
             missing = [k for k in keys if k not in instance]
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
             value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
-            at = merged.get(value)
-            if at is None:
-                merged[value] = len(found)
-                found.append(dict(zip(keys, value)))
-                changes.append(dict(change))
-            else:
-                changes[at].update(change)
-        return self._bulk_update(found, changes, keys) if found else 0
+            if plain:
+                at = position.get(value)
+                if at is None:
+                    position[value] = len(merged)
+                    found.append(dict(zip(keys, value)))
+                    merged.append(dict(change))
+                else:
+                    merged[at].update(change)
+                continue
+            seen = position.get(value, 0)  # operators apply in order: a repeated key waits for a later round
+            position[value] = seen + 1
+            while len(rounds) <= seen:
+                rounds.append(([], []))
+            rounds[seen][0].append(dict(zip(keys, value)))
+            rounds[seen][1].append(changes)
+        if merged:
+            rounds = [(found, [parse_update(row, "bulk_update") for row in merged])]
+        return self._bulk_update(keys, rounds) if rounds else 0
 
     def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore",
                     update_fields: Optional[Sequence[str]] = None) -> int:
@@ -185,12 +219,11 @@ class BaseQuery(ABC):
         return self._bulk_insert(rows, on_conflict, update_fields) if rows else 0
 
     @abstractmethod
-    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int: ...
+    def _update(self, node: Node, changes: Sequence[Change]) -> int: ...
 
     @abstractmethod
-    def _bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
-    ) -> int: ...
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
+        """Apply each round in order; the rows matched by the first (which holds every key)."""
 
     @abstractmethod
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,

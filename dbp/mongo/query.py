@@ -22,7 +22,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
 from dbp.pagination import TokenTypes
-from dbp.query import BaseQuery, ConflictMode, Filter, Row, collapse
+from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row, collapse
+from dbp.updates import Change
 
 if TYPE_CHECKING:
     from dbp.mongo.connection import MongoConnection
@@ -63,6 +64,37 @@ def compile_filter(node: Node) -> dict[str, Any]:
         return {"$nor": [compile_filter(node.item)]}
     assert isinstance(node, After)
     return compile_filter(node.expand())
+
+
+_NATIVE = {"set": "$set", "unset": "$unset", "inc": "$inc", "mul": "$mul", "min": "$min", "max": "$max",
+           "push": "$push", "add_to_set": "$addToSet", "pull": "$pull"}
+
+
+def compile_update(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    """The update document(s) for ``changes``: two where a path is pulled from, then pushed to.
+
+    Setting a field to None unsets it, so dbp never stores a null: update
+    operators then treat it as missing, as they do a NULL in SQL.
+    """
+    docs: list[dict[str, Any]] = [{}]
+    pulled: set[str] = set()
+    for change in changes:
+        op, value = _NATIVE[change.op], change.value
+        if change.op == "set" and value is None:
+            op, value = "$unset", ""
+        elif change.op == "unset":
+            value = ""
+        elif change.op in ("push", "add_to_set"):
+            value = {"$each": list(value)}
+        doc = docs[0]
+        if change.op == "pull":
+            pulled.add(change.path)
+        elif change.op == "push" and change.path in pulled:
+            if len(docs) == 1:
+                docs.append({})
+            doc = docs[1]
+        doc.setdefault(op, {})[change.path] = value
+    return docs
 
 
 def _valid_name(name: Any) -> str:
@@ -203,7 +235,7 @@ class MongoQuery(BaseQuery):
         eq = equalities(filter_by)
         self._check_fields(kwargs, "get_or_create")
         self._require_unique(list(eq), "get_or_create")
-        on_insert = {k: v for k, v in kwargs.items() if k not in eq}
+        on_insert = {k: v for k, v in kwargs.items() if k not in eq and v is not None}  # None: missing
         for attempt in range(_UPSERT_RETRIES):
             try:
                 found = self._get_or_create_once(eq, on_insert)
@@ -241,9 +273,9 @@ class MongoQuery(BaseQuery):
                 return found, True
         return None if found is None else (found, False)
 
-    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
+    def _update(self, node: Node, changes: Sequence[Change]) -> int:
         try:
-            return self.collection.update_many(compile_filter(node), {"$set": dict(attrs)}).matched_count
+            return self.collection.update_many(compile_filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
             raise _unencodable(f"update on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -251,12 +283,9 @@ class MongoQuery(BaseQuery):
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
-        if not isinstance(attrs, Mapping):
-            raise FilterError("upsert needs a dict of attributes")
-        self._check_fields(attrs, "upsert")
+        changes = self._upsert_changes(eq, attrs)
         self._require_unique(list(eq), "upsert")
-        changes = {k: v for k, v in attrs.items() if k not in eq}
-        update: dict[str, Any] = {"$set": changes or dict(eq)}
+        update = compile_update(changes)[0] if changes else {"$set": dict(eq)}
         try:
             doc: Optional[Row] = self.collection.find_one_and_update(
                 eq, update, upsert=True, return_document=ReturnDocument.AFTER)
@@ -275,20 +304,27 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
 
-    def _bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
-    ) -> int:
-        operations = [UpdateOne({k: instance[k] for k in keys}, {"$set": dict(changes)})
-                      for instance, changes in zip(instances, attrs)]
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
+        matched = 0
         try:
-            return self.collection.bulk_write(operations, ordered=False).matched_count
+            for number, (instances, changes) in enumerate(rounds):
+                first, second = [], []  # second: the $push of a $pull-then-$push on one path
+                for instance, row_changes in zip(instances, changes):
+                    updates = compile_update(row_changes)
+                    first.append(UpdateOne(instance, updates[0]))
+                    second += [UpdateOne(instance, u) for u in updates[1:]]
+                result = self.collection.bulk_write(first, ordered=False)
+                if second:
+                    self.collection.bulk_write(second, ordered=False)
+                if number == 0:
+                    matched = result.matched_count
         except UNENCODABLE as exc:
-            raise _unencodable(f"bulk_update on {self.name}", exc, [{**i, **a} for i, a in zip(instances, attrs)]
-                               ) from None
+            raise _unencodable(f"bulk_update on {self.name}", exc) from None
         except PyMongoBulkWriteError as exc:
             raise _bulk_error(self.name, "bulk_update", exc) from None
         except PyMongoError as exc:
             raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
+        return matched
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
@@ -303,7 +339,8 @@ class MongoQuery(BaseQuery):
         try:
             if on_conflict == "update":
                 return self._upsert_many(rows, update_fields)
-            docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
+            # pymongo adds _id to what it inserts: keep the caller's dicts intact; None means missing
+            docs = [{k: v for k, v in r.items() if v is not None} for r in rows]
             return len(self.collection.insert_many(docs, ordered=False).inserted_ids)
         except UNENCODABLE as exc:
             raise _unencodable(f"bulk_insert into {self.name}", exc, rows) from None
@@ -326,11 +363,13 @@ class MongoQuery(BaseQuery):
         operations = []
         for doc in merged:
             changes = {k: v for k, v in doc.items() if k != "_id" and (wanted is None or k in wanted)}
-            rest = {k: v for k, v in doc.items() if k != "_id" and k not in changes}
+            rest = {k: v for k, v in doc.items() if k != "_id" and k not in changes and v is not None}
             update: dict[str, Any] = {}
-            if changes:
-                update["$set"] = changes
-            if rest or not changes:
+            if any(v is not None for v in changes.values()):
+                update["$set"] = {k: v for k, v in changes.items() if v is not None}
+            if any(v is None for v in changes.values()):
+                update["$unset"] = {k: "" for k, v in changes.items() if v is None}
+            if rest or not update:
                 update["$setOnInsert"] = rest or {"_id": doc["_id"]}
             operations.append(UpdateOne({"_id": doc["_id"]}, update, upsert=True))
         return self.collection.bulk_write(operations, ordered=False).upserted_count

@@ -18,10 +18,12 @@ from psycopg.rows import dict_row
 
 from dbp.errors import FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
-from dbp.query import BaseQuery, ConflictMode, Filter, Row
+from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
 from dbp.sql.bulk import bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
 from dbp.sql.types import ColumnRule, integral
+from dbp.sql.updates import compile_changes, operand_value, shape
+from dbp.updates import Change, initial
 
 if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["SQLQuery"]
 
 _UPDATE_BATCH = 5000
+_UPSERT_ROUNDS = 5
 _counter = itertools.count()
 
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -333,17 +336,31 @@ class SQLQuery(BaseQuery):
             )
         return found[0], False
 
-    def _update_sql(self, node: Node, attrs: Mapping[str, Any], *, returning: bool = False
+    def _update_sql(self, node: Node, changes: Sequence[Change], *, returning: bool = False
                     ) -> tuple[sql.Composable, list[Any]]:
+        """``UPDATE ... SET ... FROM (VALUES (operands)) ... WHERE``, and its parameters."""
+        types: list[str] = []
+        values: list[Any] = []
+
+        def operand(change: Change, value: Any, type_name: str) -> sql.Composable:
+            values.append(value)
+            types.append(type_name)
+            return sql.SQL("_dbp_v.{}").format(sql.Identifier(f"_dbp_s{len(types) - 1}"))
+
+        sets = compile_changes(self, changes, operand, self._q)
         condition, params = self.where(node)
-        sets = [sql.SQL("{} = %s").format(self._q(k)) for k in attrs]
-        values = [self._value(k, v) for k, v in attrs.items()]
-        query = sql.SQL("UPDATE {} SET {} WHERE {}{}").format(
-            self._table, sql.SQL(", ").join(sets), condition, sql.SQL(" RETURNING *" if returning else ""))
+        source: sql.Composable = sql.SQL("")
+        if types:
+            source = sql.SQL(" FROM (VALUES ({})) AS _dbp_v({})").format(
+                sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in types),
+                sql.SQL(", ").join(sql.Identifier(f"_dbp_s{n}") for n in range(len(types))))
+        query = sql.SQL("UPDATE {} SET {}{} WHERE {}{}").format(
+            self._table, sets, source, condition,
+            sql.SQL(" RETURNING {}.*").format(self._table) if returning else sql.SQL(""))
         return query, values + params
 
-    def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
-        return self._write(*self._update_sql(node, attrs), "update").rowcount
+    def _update(self, node: Node, changes: Sequence[Change]) -> int:
+        return self._write(*self._update_sql(node, changes), "update").rowcount
 
     def _write(self, query: Any, params: Sequence[Any], what: str) -> psycopg.Cursor[Any]:
         try:
@@ -356,93 +373,100 @@ class SQLQuery(BaseQuery):
             raise FilterError(f"{what} on {self.name}: {_unsendable(exc)}") from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
-        """UPDATE first (an existing row needs no other NOT NULL values), then INSERT ... ON CONFLICT."""
+        """UPDATE first (an existing row needs no other NOT NULL values), then INSERT ... ON CONFLICT DO NOTHING.
+
+        A row inserted between the two by another writer is updated on the next round.
+        """
         eq = equalities(filter_by)
         key = self._covering_key(list(eq), "upsert")
-        if not isinstance(attrs, Mapping):
-            raise FilterError("upsert needs a dict of attributes")
-        self._check_fields(attrs, "upsert")
-        changes = {k: v for k, v in attrs.items() if k not in eq}
-        if changes:
-            updated: Optional[Row] = self._write(
-                *self._update_sql(parse(eq), changes, returning=True), "upsert").fetchone()
-            if updated is not None:
-                return updated
-        row = {**eq, **attrs}
+        changes = self._upsert_changes(eq, attrs)
+        row = {**initial(changes), **eq}
         idents, values = self._values(row)
-        updates = [k for k in row if k not in key] or [key[0]]
-        insert = sql.SQL(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} RETURNING *"
-        ).format(
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING RETURNING *").format(
             self._table, sql.SQL(", ").join(idents), sql.SQL(", ").join(sql.SQL("%s") for _ in values),
-            sql.SQL(", ").join(self._q(k) for k in key),
-            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(self._q(k)) for k in updates),
-        )
-        result: Optional[Row] = self._write(insert, values, "upsert").fetchone()
-        assert result is not None  # DO UPDATE always returns the row
-        return result
+            sql.SQL(", ").join(self._q(k) for k in key))
+        for _ in range(_UPSERT_ROUNDS):
+            if changes:
+                found: Optional[Row] = self._write(
+                    *self._update_sql(parse(eq), changes, returning=True), "upsert").fetchone()
+            else:
+                found = self.find_one(eq)
+            if found is not None:
+                return found
+            inserted: Optional[Row] = self._write(insert, values, "upsert").fetchone()
+            if inserted is not None:
+                return inserted
+        raise OperationError(f"upsert on {self.name}: the row kept appearing and vanishing; try again")
 
     def delete(self, filter_by: Filter) -> int:
         text, params = self._statement("delete", parse(filter_by))
         return self._write(text, params, "delete").rowcount
 
-    def _bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
-    ) -> int:
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         key_columns = [self._column(k) for k in keys]
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, changes in enumerate(attrs):
-            groups.setdefault(tuple(changes), []).append(i)
-        for names in groups:
-            for n in names:
-                self._column(n)
+        for instances, changes in rounds:  # check every row before anything runs
+            for row_changes in changes:
+                for change in row_changes:
+                    operand_value(self, change)
+            for instance in instances:
+                for column in key_columns:
+                    self._value(column.name, instance[column.name])
 
         def attempt() -> int:
-            changed = 0
+            matched = 0
             with self.db.transaction():
-                for names, indexes in groups.items():
-                    set_columns = [self._column(n) for n in names]
-                    step = _UPDATE_BATCH
-                    if any(self.rules[c.name].category == "array" for c in [*key_columns, *set_columns]):
-                        step = max(1, 30000 // (len(key_columns) + len(set_columns)))  # parameters per VALUES
-                    for start in range(0, len(indexes), step):
-                        batch = indexes[start:start + step]
-                        changed += self._update_batch(key_columns, set_columns, instances, attrs, batch)
-            return changed
+                for number, (instances, changes) in enumerate(rounds):
+                    groups: dict[tuple[Any, ...], list[int]] = {}
+                    for i, row_changes in enumerate(changes):
+                        groups.setdefault(shape(row_changes), []).append(i)
+                    count = sum(self._update_group(key_columns, instances, changes, indexes)
+                                for indexes in groups.values())
+                    if number == 0:  # every key is in the first round: it counts the rows matched
+                        matched = count
+            return matched
 
         return retrying(self.name, "bulk_update", attempt)
 
-    def _update_batch(
-        self, keys: list[Column], sets: list[Column], instances: Sequence[Mapping[str, Any]],
-        attrs: Sequence[Mapping[str, Any]], batch: list[int],
-    ) -> int:
-        arrays: list[list[Any]] = []
-        for column in keys:
-            arrays.append([self._value(column.name, instances[i][column.name]) for i in batch])
-        for column in sets:
-            arrays.append([self._value(column.name, attrs[i][column.name]) for i in batch])
+    def _update_group(self, keys: list[Column], instances: Sequence[Mapping[str, Any]],
+                      changes: Sequence[Sequence[Change]], indexes: list[int]) -> int:
+        """One ``UPDATE ... FROM`` per batch of rows whose changes have the same shape."""
+        first = list(changes[indexes[0]])
+        used: list[int] = []
+        types: list[str] = []
+        position = {id(c): n for n, c in enumerate(first)}
+
+        def operand(change: Change, value: Any, type_name: str) -> sql.Composable:
+            used.append(position[id(change)])
+            types.append(type_name)
+            return sql.SQL("v.{}").format(sql.Identifier(f"s{len(types) - 1}"))
+
+        sets = compile_changes(self, first, operand, lambda name: sql.Composed([sql.SQL("t."), self._q(name)]))
+        all_types = [c.type for c in keys] + types
         aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))] + [
-            sql.Identifier(f"s{n}") for n in range(len(sets))]
-        columns = [*keys, *sets]
-        params: list[Any]
-        if any(self.rules[c.name].category == "array" for c in columns):
-            # unnest() would flatten arrays of arrays: a VALUES list keeps each array whole
-            row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(c.type)) for c in columns))
-            source = sql.SQL("(VALUES {})").format(sql.SQL(", ").join(row for _ in batch))
-            params = [value for values in zip(*arrays) for value in values]
-        else:
-            source = sql.SQL("unnest({})").format(
-                sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(c.type)) for c in columns))
-            params = arrays
-        query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS v({}) WHERE {}").format(
-            self._table,
-            sql.SQL(", ").join(sql.SQL("{} = v.{}").format(self._q(c.name), aliases[len(keys) + n])
-                               for n, c in enumerate(sets)),
-            source, sql.SQL(", ").join(aliases),
-            sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
-                                  for n, c in enumerate(keys)),
-        )
-        return self._write(query, params, "bulk_update").rowcount
+            sql.Identifier(f"s{n}") for n in range(len(types))]
+        whole = any(t.endswith("[]") for t in all_types)  # unnest() would flatten arrays of arrays
+        step = max(1, 30000 // len(all_types)) if whole else _UPDATE_BATCH
+        matched = 0
+        for start in range(0, len(indexes), step):
+            batch = indexes[start:start + step]
+            columns = [[self._value(c.name, instances[i][c.name]) for i in batch] for c in keys]
+            columns += [[operand_value(self, changes[i][n])[0] for i in batch] for n in used]
+            params: list[Any]
+            if whole:
+                row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))
+                                                                  for t in all_types))
+                source = sql.SQL("(VALUES {})").format(sql.SQL(", ").join(row for _ in batch))
+                params = [value for values in zip(*columns) for value in values]
+            else:
+                source = sql.SQL("unnest({})").format(
+                    sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in all_types))
+                params = columns
+            query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS v({}) WHERE {}").format(
+                self._table, sets, source, sql.SQL(", ").join(aliases),
+                sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
+                                      for n, c in enumerate(keys)))
+            matched += self._write(query, params, "bulk_update").rowcount
+        return matched
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:

@@ -1,0 +1,205 @@
+"""The update language (dbp.updates) compiled to ``SET`` clauses with ``psycopg.sql``.
+
+Each column's changes fold into one expression, applied in order to the
+column's current value (``array_cat(array_remove(c, %s), %s)`` for a pull
+then a push). NULL behaves as a missing field: ``$inc`` on NULL sets the
+operand, ``$mul`` sets 0, ``$min``/``$max`` set the operand (``LEAST`` and
+``GREATEST`` skip NULLs), ``$push``/``$addToSet`` start an array, ``$pull``
+leaves NULL alone.
+
+Operands are columns of a ``VALUES`` (or ``unnest``) source joined to the
+UPDATE, one row for ``update`` and one per instance for ``bulk_update``, so an
+expression may name an operand or the current value twice without repeating a
+placeholder.
+Dotted paths reach into jsonb columns (``$set``, ``$unset``, ``$inc``,
+``$mul``, ``$push``); array and numeric operators check the column's type
+first, so ``$inc`` on a text column is a FilterError before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from dbp.errors import FilterError
+from dbp.sql.types import ColumnRule
+from dbp.updates import Change
+
+if TYPE_CHECKING:
+    from dbp.sql.query import SQLQuery
+
+__all__ = ["compile_changes", "operand_value", "shape"]
+
+#: operand(change, value, sql_type) -> the SQL that stands for the value.
+Operand = Callable[[Change, Any, str], sql.Composable]
+
+_NUMERIC = ("int", "number")
+_ORDERED = ("int", "number", "text", "bool", "datetime", "datetimetz", "date", "uuid", "other")
+_PATH_OPS = ("set", "unset", "inc", "mul", "push")
+
+
+def _refuse(q: SQLQuery, change: Change, why: str) -> FilterError:
+    column = q.columns[change.field]
+    return FilterError(f"${_spelling(change.op)} on {q.name}.{change.path}: {why} ({change.field} is {column.type})")
+
+
+def _spelling(op: str) -> str:
+    return {"add_to_set": "addToSet"}.get(op, op)
+
+
+def _element_rule(q: SQLQuery, change: Change) -> ColumnRule:
+    column = q.columns[change.field]
+    return ColumnRule(q.name, change.field, column.type[:-2])
+
+
+def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
+    """The parameter for ``change`` and its SQL type; FilterError if the column cannot take it."""
+    rule = q.rules[change.field]
+    kind = rule.category
+    op = change.op
+    if change.subpath:
+        if kind != "json":
+            raise _refuse(q, change, "dotted paths reach only into jsonb columns")
+        if op not in _PATH_OPS:
+            raise _refuse(q, change, "on a jsonb path dbp supports $set, $unset, $inc, $mul and $push")
+        if op in ("inc", "mul"):
+            return change.value, "double precision" if isinstance(change.value, float) else "numeric"
+        if op == "push":
+            return Jsonb(list(change.value)), "jsonb"
+        return Jsonb(change.value), "jsonb"
+    if op == "set":
+        return rule.adapt(change.value, where=f"{q.name}: "), q.columns[change.field].type
+    if op in ("inc", "mul"):
+        if kind not in _NUMERIC:
+            raise _refuse(q, change, "it needs a numeric column")
+        return rule.adapt(change.value, where=f"${_spelling(op)}: "), q.columns[change.field].type
+    if op in ("min", "max"):
+        if kind not in _ORDERED:
+            raise _refuse(q, change, "it needs a column of ordered values")
+        return rule.adapt(change.value, where=f"${_spelling(op)}: "), q.columns[change.field].type
+    if op in ("push", "add_to_set"):
+        items = list(change.value)
+        if op == "add_to_set":
+            items = _unique(items)
+        if kind == "array":
+            return rule.adapt(items, where=f"${_spelling(op)}: "), q.columns[change.field].type
+        if kind == "json":
+            return Jsonb(items), "jsonb"
+        raise _refuse(q, change, "it needs an array or jsonb column")
+    if op == "pull":
+        if kind == "array":
+            if isinstance(change.value, dict):
+                raise _refuse(q, change, "a document condition needs a jsonb array of objects")
+            element = _element_rule(q, change)
+            return element.adapt(change.value, where="$pull: "), element.type
+        if kind == "json":
+            return Jsonb(change.value), "jsonb"
+        raise _refuse(q, change, "it needs an array or jsonb column")
+    return None, ""  # unset
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def shape(changes: Sequence[Change]) -> tuple[Any, ...]:
+    """What the SET text depends on besides the operands' values (for grouping bulk_update rows)."""
+    return tuple((c.op, c.path, type(c.value).__name__ if c.subpath or c.op == "pull" else None) for c in changes)
+
+
+def compile_changes(q: SQLQuery, changes: Sequence[Change], operand: Operand,
+                    ref: Callable[[str], sql.Composable]) -> sql.Composable:
+    """``col = expr, ...`` for ``changes``; ``ref(column)`` is how the statement names the current value."""
+    by_column: dict[str, list[Change]] = {}
+    for change in changes:
+        q._column(change.field)
+        by_column.setdefault(change.field, []).append(change)
+    sets = []
+    for column, items in by_column.items():
+        expr: sql.Composable = ref(column)
+        for change in items:
+            expr = _apply(q, change, expr, operand)
+        sets.append(sql.SQL("{} = {}").format(q._q(column), expr))
+    return sql.SQL(", ").join(sets)
+
+
+def _apply(q: SQLQuery, change: Change, current: sql.Composable, operand: Operand) -> sql.Composable:
+    value, type_name = operand_value(q, change)
+    op = change.op
+    kind = q.rules[change.field].category
+    if change.subpath:
+        unset = op == "unset" or (op == "set" and isinstance(value, Jsonb) and value.obj is None)
+        return _apply_path(change, current, sql.SQL("NULL") if unset else operand(change, value, type_name), value)
+    if op == "unset":
+        return sql.SQL("NULL")
+    arg = operand(change, value, type_name)
+    column_type = sql.SQL(q.columns[change.field].type)
+    if op == "set":
+        return arg
+    if op == "inc":
+        return sql.SQL("(COALESCE({}, 0) + {})").format(current, arg)
+    if op == "mul":
+        return sql.SQL("(COALESCE({}, 0) * {})").format(current, arg)
+    if op in ("min", "max"):
+        collate = sql.SQL(' COLLATE "C"') if kind == "text" and q._collate else sql.SQL("")
+        return sql.SQL("{}({}{}, {}{})").format(sql.SQL("LEAST" if op == "min" else "GREATEST"),
+                                               current, collate, arg, collate)
+    if kind == "array":
+        if op == "push":
+            return sql.SQL("array_cat({}, {})").format(current, arg)
+        if op == "add_to_set":
+            return sql.SQL(
+                "array_cat(COALESCE({cur}, '{{}}'::{t}), ARRAY(SELECT u.e FROM unnest({arg}) WITH ORDINALITY "
+                "AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM unnest(COALESCE({cur}, '{{}}'::{t})) AS x(y) "
+                "WHERE x.y IS NOT DISTINCT FROM u.e) ORDER BY u.o))").format(cur=current, arg=arg, t=column_type)
+        return sql.SQL("array_remove({}, {})").format(current, arg)
+    # a jsonb array
+    if op == "push":
+        return sql.SQL("(COALESCE({}, '[]'::jsonb) || {})").format(current, arg)
+    if op == "add_to_set":
+        return sql.SQL(
+            "(COALESCE({cur}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(u.e ORDER BY u.o) FROM "
+            "jsonb_array_elements({arg}) WITH ORDINALITY AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM "
+            "jsonb_array_elements(COALESCE({cur}, '[]'::jsonb)) AS x(y) WHERE x.y = u.e)), '[]'::jsonb))"
+        ).format(cur=current, arg=arg)
+    match = sql.SQL("(jsonb_typeof(u.e) = 'object' AND u.e @> {})") if isinstance(change.value, dict) \
+        else sql.SQL("u.e = {}")
+    return sql.SQL(
+        "(CASE WHEN {cur} IS NULL THEN NULL ELSE (SELECT COALESCE(jsonb_agg(u.e ORDER BY u.o), '[]'::jsonb) "
+        "FROM jsonb_array_elements({cur}) WITH ORDINALITY AS u(e, o) WHERE NOT {match}) END)"
+    ).format(cur=current, match=match.format(arg))
+
+
+def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, value: Any) -> sql.Composable:
+    parts = change.subpath
+    path = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(p) for p in parts))
+    op = change.op
+    if op == "unset" or (op == "set" and isinstance(value, Jsonb) and value.obj is None):
+        return sql.SQL("({} #- {})").format(current, path)
+    if op == "set":
+        new: sql.Composable = arg
+    elif op in ("inc", "mul"):
+        number = sql.SQL("({} #>> {})::{}").format(
+            current, path, sql.SQL("double precision" if isinstance(value, float) else "numeric"))
+        sign = "+" if op == "inc" else "*"
+        new = sql.SQL("to_jsonb(COALESCE({}, 0) {} {})").format(number, sql.SQL(sign), arg)
+    else:  # push
+        new = sql.SQL("(COALESCE({} #> {}, '[]'::jsonb) || {})").format(current, path, arg)
+    return _nest(current, list(parts), new)
+
+
+def _nest(base: sql.Composable, parts: list[str], new: sql.Composable) -> sql.Composable:
+    """``base`` with ``new`` at ``parts``, creating the objects on the way (as MongoDB's $set does)."""
+    head = sql.Literal(parts[0])
+    obj = sql.SQL("COALESCE({}, '{{}}'::jsonb)").format(base)
+    if len(parts) == 1:
+        return sql.SQL("jsonb_set({}, ARRAY[{}]::text[], {})").format(obj, head, new)
+    child = sql.SQL("({} -> {})").format(base, head)
+    return sql.SQL("jsonb_set({}, ARRAY[{}]::text[], {})").format(obj, head, _nest(child, parts[1:], new))

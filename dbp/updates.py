@@ -1,0 +1,193 @@
+"""The update language both engines speak: a subset of MongoDB's update operators.
+
+::
+
+    {"ndet": 2, "lastmjd": 60000.5}                  # a plain dict means $set
+    {"$set": {"features.amp": 0.3}}                  # dotted paths reach into documents / jsonb
+    {"$unset": {"flag": ""}}
+    {"$inc": {"ndet": 1}, "$mul": {"w": 0.5}}         # numbers only
+    {"$min": {"firstmjd": 59000.1}, "$max": {"lastmjd": 60001.2}}
+    {"$push": {"oids": "ZTF1"}}, {"$push": {"oids": {"$each": ["A", "B"]}}}
+    {"$addToSet": {"oids": {"$each": ["A", "B"]}}}   # order-preserving; existing items stay
+    {"$pull": {"oids": "A"}}, {"$pull": {"probabilities": {"classifier_name": "lc"}}}
+
+A field that is NULL and a field that is missing are one thing, as in filters:
+``$inc`` on either sets the value, ``$mul`` sets 0, ``$min``/``$max`` set the
+value, ``$push``/``$addToSet`` start a new array and ``$pull`` does nothing.
+(dbp never stores a null on MongoDB: setting a field to None unsets it.)
+
+One path may take several operators only as ``$pull`` then ``$push``: the
+pull applies first, so ``{"$pull": {"p": {"classifier_name": "lc"}}, "$push":
+{"p": {"$each": new}}}`` replaces one classifier's entries in one update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbp.errors import FilterError
+
+__all__ = ["OPERATORS", "Change", "initial", "is_plain", "parse_update", "replaces"]
+
+#: Update operators, by their spelling, and the name dbp uses for each.
+OPERATORS = {"$set": "set", "$unset": "unset", "$inc": "inc", "$mul": "mul", "$min": "min", "$max": "max",
+             "$push": "push", "$addToSet": "add_to_set", "$pull": "pull"}
+_NUMBERS = (int, float)
+#: The order in which a path's operators apply (only pull-then-push is allowed to share a path).
+_ORDER = {"pull": 0, "push": 1}
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Change:
+    #: set unset inc mul min max push add_to_set pull
+    op: str
+    #: The field, or a dotted path into an embedded document / jsonb value.
+    path: str
+    #: The operand; for push and add_to_set, the tuple of items to add.
+    value: Any
+
+    @property
+    def field(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    @property
+    def subpath(self) -> tuple[str, ...]:
+        return tuple(self.path.split(".")[1:])
+
+
+def _path(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise FilterError(f"{where}: field names are non-empty strings, not {_short(name)}")
+    parts = name.split(".")
+    if any(not p or p.startswith("$") or "\x00" in p for p in parts) or len(parts) > MAX_DEPTH:
+        raise FilterError(f"{where}: {_short(name)} is not a field name or dotted path "
+                          "(a part is empty, starts with $ or holds a NUL)")
+    return name
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_plain(update: Mapping[str, Any]) -> bool:
+    """True for a dict of fields (an implicit $set), False for a dict of operators."""
+    return not any(isinstance(k, str) and k.startswith("$") for k in update)
+
+
+def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
+    """Parse an update dict; FilterError names the first problem, before anything is written."""
+    if not isinstance(update, Mapping) or not update:
+        raise FilterError(f"{what} needs a non-empty dict of fields or update operators")
+    if is_plain(update):
+        changes = [Change("set", _path(k, what), v) for k, v in update.items()]
+    else:
+        changes = []
+        for op, fields in update.items():
+            name = OPERATORS.get(op) if isinstance(op, str) else None
+            if name is None:
+                if isinstance(op, str) and not op.startswith("$"):
+                    raise FilterError(f"{what}: {_short(op)} mixes a plain field with update operators; "
+                                      "put it under $set")
+                raise FilterError(f"{what}: unknown update operator {_short(op)}; valid: {', '.join(OPERATORS)}")
+            if not isinstance(fields, Mapping) or not fields:
+                raise FilterError(f"{what}: {op} takes a non-empty dict of fields")
+            for path, operand in fields.items():
+                changes.append(Change(name, _path(path, f"{what}: {op}"), _operand(name, op, operand, what)))
+    _check_conflicts(changes, what)
+    changes.sort(key=lambda c: _ORDER.get(c.op, 0))  # a pull before a push on the same path
+    return tuple(changes)
+
+
+def _operand(name: str, op: str, operand: Any, what: str) -> Any:
+    where = f"{what}: {op}"
+    if name == "unset":
+        return None
+    if name in ("inc", "mul"):
+        if isinstance(operand, bool) or not isinstance(operand, _NUMBERS):
+            raise FilterError(f"{where} takes a number, not {type(operand).__name__}")
+        if operand != operand:
+            raise FilterError(f"{where}: NaN is not a usable operand")
+        return operand
+    if name in ("min", "max"):
+        if operand is None or isinstance(operand, (list, tuple, Mapping)):
+            raise FilterError(f"{where} takes a plain, non-null value, not {_short(operand)}")
+        return operand
+    if name in ("push", "add_to_set"):
+        if isinstance(operand, Mapping) and any(isinstance(k, str) and k.startswith("$") for k in operand):
+            extra = [k for k in operand if k != "$each"]
+            if extra:
+                raise FilterError(f"{where}: only the $each modifier is supported, not {_short(extra[0])}")
+            items = operand["$each"]
+            if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+                raise FilterError(f"{where}: $each takes a list")
+            return tuple(items)
+        return (operand,)
+    if name == "pull":
+        if isinstance(operand, Mapping):
+            if not operand or any(not isinstance(k, str) or k.startswith("$") or isinstance(v, (Mapping, list))
+                                  for k, v in operand.items()):
+                raise FilterError(f"{where}: a document condition is a dict of plain field values, "
+                                  f"e.g. {{'classifier_name': 'lc'}}")
+        elif isinstance(operand, (list, tuple)):
+            raise FilterError(f"{where} takes one value or a dict of field values, not a list")
+        return operand
+    return operand
+
+
+def _check_conflicts(changes: list[Change], what: str) -> None:
+    seen: dict[str, str] = {}
+    for change in changes:
+        for other, op in seen.items():
+            same = other == change.path
+            if same and {op, change.op} == {"pull", "push"}:
+                continue
+            if same or other.startswith(change.path + ".") or change.path.startswith(other + "."):
+                raise FilterError(f"{what}: {_short(change.path)} and {_short(other)} conflict "
+                                  "(one path, one operator; only $pull then $push may share a path)")
+        seen[change.path] = change.op
+
+
+def _apply_missing(change: Change) -> tuple[bool, Any]:
+    """What ``change`` leaves in a missing field: (present, value)."""
+    op, value = change.op, change.value
+    if op in ("set", "inc", "min", "max"):
+        return value is not None, value
+    if op == "mul":
+        return True, 0.0 if isinstance(value, float) else 0
+    if op == "push":
+        return True, list(value)
+    if op == "add_to_set":
+        unique: list[Any] = []
+        for item in value:
+            if item not in unique:
+                unique.append(item)
+        return True, unique
+    return False, None  # unset, pull
+
+
+def initial(changes: Sequence[Change]) -> dict[str, Any]:
+    """The fields a new row gets from ``changes`` (as they apply to missing fields), nested for dotted paths."""
+    row: dict[str, Any] = {}
+    for change in changes:
+        present, value = _apply_missing(change)
+        if not present:
+            continue
+        target = row
+        parts = change.path.split(".")
+        for part in parts[:-1]:
+            nested = target.get(part)
+            if not isinstance(nested, dict):
+                nested = target[part] = {}
+            target = nested
+        target[parts[-1]] = value
+    return row
+
+
+def replaces(changes: Sequence[Change]) -> bool:
+    """True if ``changes`` pull from and push to the same path (which only bulk_update runs)."""
+    pulled = {c.path for c in changes if c.op == "pull"}
+    return any(c.op == "push" and c.path in pulled for c in changes)
