@@ -380,6 +380,8 @@ class SQLQuery(BaseQuery):
         eq = equalities(filter_by)
         key = self._covering_key(list(eq), "upsert")
         changes = self._upsert_changes(eq, attrs)
+        for change in changes:  # each operator against its column's type, before anything runs
+            operand_value(self, change)
         row = {**initial(changes), **eq}
         idents, values = self._values(row)
         insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING RETURNING *").format(
