@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from dbp._values import plain
 from dbp.errors import FilterError
 
 __all__ = [
@@ -126,6 +127,7 @@ def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list:
 
 def check_key_value(value: Any, where: str) -> Any:
     """A value that identifies a row (bulk_update's keys): a plain, non-null scalar."""
+    value = plain(value)
     if value is None or isinstance(value, (list, tuple, Mapping)):
         raise FilterError(f"{where}: a key value is a plain value, not {type(value).__name__}")
     _check_value(value, where)
@@ -143,16 +145,19 @@ def _field(key: Any) -> str:
 
 
 def _operand_list(value: Any, where: str) -> tuple[Any, ...]:
+    value = plain(value)
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
         raise FilterError(f"{where} takes a list of values, not {type(value).__name__}")
-    _check_value(list(value), where, allow_list=True)
-    return tuple(value)
+    items = [plain(item) for item in value]
+    _check_value(items, where, allow_list=True)
+    return tuple(items)
 
 
 def _operators(field: str, spec: Mapping[Any, Any]) -> list[Node]:
     nodes: list[Node] = []
     for op, operand in spec.items():
         where = f"{field}.{op}"
+        operand = plain(operand)
         if op == "$not":
             if not isinstance(operand, Mapping) or not operand or not all(
                     isinstance(k, str) and k.startswith("$") for k in operand):
@@ -205,8 +210,11 @@ def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
                     )
                 nodes.extend(_operators(field, value))
             else:
+                value = plain(value)
+                if isinstance(value, (list, tuple)):
+                    value = [plain(item) for item in value]
                 _check_value(value, field, allow_list=True)
-                nodes.append(Cmp(field, "eq", list(value) if isinstance(value, tuple) else value))
+                nodes.append(Cmp(field, "eq", value))
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
 
 

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from dbp.errors import FilterError
+from dbp._values import is_frame, records
+from dbp.errors import ConfigError, FilterError
 from dbp.filters import After, And, Node, check_key_value, parse, parse_projection, parse_sort
 from dbp.pagination import (
     KeysetPage,
@@ -149,19 +150,29 @@ class BaseQuery(ABC):
                 raise FilterError(f"{what}: {shown} is not a field name (update operators are not supported)")
 
     def bulk_update(
-        self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]],
+        self, instances: Any, attrs: Optional[Sequence[Mapping[str, Any]]] = None,
         filter_fields: Optional[Sequence[str]] = None,
     ) -> int:
         """Update ``instances[i]`` with ``attrs[i]``; rows are found by ``filter_fields`` (default the key).
 
         Key values are plain values, compared by equality. Instances with the
         same key values merge in order (the last value of each field wins), and
-        the result counts distinct rows matched. Unequal lengths raise FilterError.
-        One round trip per batch.
+        the result counts distinct rows matched; operators on a repeated key
+        apply in order. Unequal lengths raise FilterError. One round trip per
+        batch. ``instances`` may be a pandas DataFrame: without ``attrs``, each
+        row's fields other than the keys are set (NaN and NaT as NULL).
         """
+        keys = list(filter_fields) if filter_fields is not None else self._key()
+        if is_frame(instances):
+            instances = records(instances)
+            if attrs is None:
+                attrs = [{k: v for k, v in row.items() if k not in keys} for row in instances]
+        if is_frame(attrs):
+            attrs = records(attrs)
+        if attrs is None:
+            raise FilterError("bulk_update needs attrs (or a DataFrame of instances)")
         if len(instances) != len(attrs):
             raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
-        keys = list(filter_fields) if filter_fields is not None else self._key()
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
         plain = all(isinstance(change, Mapping) and is_plain(change) for change in attrs)
@@ -196,7 +207,7 @@ class BaseQuery(ABC):
             rounds = [(found, [parse_update(row, "bulk_update") for row in merged])]
         return self._bulk_update(keys, rounds) if rounds else 0
 
-    def bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode = "ignore",
+    def bulk_insert(self, rows: Any, on_conflict: ConflictMode = "ignore",
                     update_fields: Optional[Sequence[str]] = None) -> int:
         """Insert many rows; return how many were inserted.
 
@@ -204,10 +215,13 @@ class BaseQuery(ABC):
         of a key wins); ``error`` raises; ``update`` sets, on an existing row,
         the fields the new row carries and no others (``update_fields`` narrows
         them further; key fields are never updated). Within the batch, each
-        field's last value for a key wins.
+        field's last value for a key wins. ``rows`` may be a pandas DataFrame
+        (NaN, NaT and NA stored as NULL).
         """
         if on_conflict not in ("ignore", "error", "update"):
             raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
+        if is_frame(rows):
+            rows = records(rows)
         if update_fields is not None:
             if on_conflict != "update":
                 raise FilterError("update_fields goes with on_conflict='update'")
@@ -274,6 +288,17 @@ class BaseQuery(ABC):
         if kwargs:
             raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
         return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
+
+    def frame(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
+              ) -> Any:
+        """Every matching row in a pandas DataFrame (read as a stream, built once); pandas is optional."""
+        try:
+            import pandas
+        except ImportError:
+            raise ConfigError("query.frame() needs pandas: pip install 'alerce-dbp[pandas]'") from None
+        rows = self.find_all(filter_by, sort=sort, projection=projection, paginate=False)
+        assert not isinstance(rows, (Pagination, KeysetPage))
+        return pandas.DataFrame.from_records(list(rows), columns=list(projection) if projection else None)
 
     def paginate(
         self,

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dbp._values import plain
 from dbp.errors import FilterError
 
 __all__ = ["OPERATORS", "Change", "initial", "is_plain", "parse_update", "replaces"]
@@ -83,7 +84,7 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
     if not isinstance(update, Mapping) or not update:
         raise FilterError(f"{what} needs a non-empty dict of fields or update operators")
     if is_plain(update):
-        changes = [Change("set", _path(k, what), v) for k, v in update.items()]
+        changes = [Change("set", _path(k, what), plain(v)) for k, v in update.items()]
     else:
         changes = []
         for op, fields in update.items():
@@ -104,6 +105,7 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
 
 def _operand(name: str, op: str, operand: Any, what: str) -> Any:
     where = f"{what}: {op}"
+    operand = plain(operand)
     if name == "unset":
         return None
     if name in ("inc", "mul"):
@@ -124,7 +126,7 @@ def _operand(name: str, op: str, operand: Any, what: str) -> Any:
             items = operand["$each"]
             if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
                 raise FilterError(f"{where}: $each takes a list")
-            return tuple(items)
+            return tuple(plain(item) for item in items)
         return (operand,)
     if name == "pull":
         if isinstance(operand, Mapping):

@@ -13,12 +13,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from bson import ObjectId, encode
+from bson.codec_options import TypeRegistry
 from bson.errors import InvalidDocument
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError as PyMongoBulkWriteError
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from dbp._values import convert_row, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
 from dbp.pagination import TokenTypes
@@ -64,6 +66,11 @@ def compile_filter(node: Node) -> dict[str, Any]:
         return {"$nor": [compile_filter(node.item)]}
     assert isinstance(node, After)
     return compile_filter(node.expand())
+
+
+def _fallback(value: Any) -> Any:
+    """For BSON: a numpy or pandas value as its plain value (anything else stays, and BSON refuses it)."""
+    return plain(value)
 
 
 _NATIVE = {"set": "$set", "unset": "$unset", "inc": "$inc", "mul": "$mul", "min": "$min", "max": "$max",
@@ -136,7 +143,10 @@ class MongoQuery(BaseQuery):
     def __init__(self, db: MongoConnection, name: str) -> None:
         self.db = db
         self.name = _valid_name(name)
-        self.collection: Collection[Any] = db.collection(name)
+        collection = db.collection(name)
+        #: numpy and pandas values anywhere in a document are stored as their plain values.
+        codecs = collection.codec_options.with_options(type_registry=TypeRegistry(fallback_encoder=_fallback))
+        self.collection: Collection[Any] = collection.with_options(codec_options=codecs)
         self._keys: Optional[list[tuple[str, ...]]] = None
 
     def __repr__(self) -> str:
@@ -235,7 +245,7 @@ class MongoQuery(BaseQuery):
         eq = equalities(filter_by)
         self._check_fields(kwargs, "get_or_create")
         self._require_unique(list(eq), "get_or_create")
-        on_insert = {k: v for k, v in kwargs.items() if k not in eq and v is not None}  # None: missing
+        on_insert = {k: v for k, v in _document(kwargs).items() if k not in eq}
         for attempt in range(_UPSERT_RETRIES):
             try:
                 found = self._get_or_create_once(eq, on_insert)
@@ -340,7 +350,7 @@ class MongoQuery(BaseQuery):
             if on_conflict == "update":
                 return self._upsert_many(rows, update_fields)
             # pymongo adds _id to what it inserts: keep the caller's dicts intact; None means missing
-            docs = [{k: v for k, v in r.items() if v is not None} for r in rows]
+            docs = [_document(r) for r in rows]
             return len(self.collection.insert_many(docs, ordered=False).inserted_ids)
         except UNENCODABLE as exc:
             raise _unencodable(f"bulk_insert into {self.name}", exc, rows) from None
@@ -358,7 +368,7 @@ class MongoQuery(BaseQuery):
         if missing is not None:
             raise FilterError(f"bulk_insert(on_conflict='update') needs _id in every document; "
                               f"row {missing} has none")
-        merged, _ = collapse(rows, ["_id"], last_wins=True)
+        merged, _ = collapse([_document(r, keep_none=True) for r in rows], ["_id"], last_wins=True)
         wanted = None if update_fields is None else set(update_fields)
         operations = []
         for doc in merged:
@@ -373,6 +383,15 @@ class MongoQuery(BaseQuery):
                 update["$setOnInsert"] = rest or {"_id": doc["_id"]}
             operations.append(UpdateOne({"_id": doc["_id"]}, update, upsert=True))
         return self.collection.bulk_write(operations, ordered=False).upserted_count
+
+
+def _document(row: Mapping[str, Any], *, keep_none: bool = False) -> dict[str, Any]:
+    """A copy of ``row`` to store: numpy and pandas values made plain, None (missing) left out."""
+    steps = plan(tuple(map(type, row.values())))
+    values = row.values() if steps is None else convert_row(list(row.values()), steps)
+    if keep_none:
+        return dict(zip(row, values))
+    return {k: v for k, v in zip(row, values) if v is not None}
 
 
 def _bulk_error(name: str, what: str, exc: PyMongoBulkWriteError, *, ignore_duplicates: bool = False

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 import psycopg
 from psycopg import sql
 
+from dbp._values import Converter, convert_row, plan
 from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
 from dbp.query import ConflictMode, collapse
 
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
+    from dbp.sql.types import ColumnRule
 
 __all__ = ["bulk_insert", "retrying"]
 
@@ -163,7 +165,7 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
     get = operator.itemgetter(*names) if width > 1 else lambda row, name=names[0]: (row[name],)
     columns = [*names, "_dbp_group"] if tag is not None else list(names)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    seen: set[tuple[type, ...]] = set()
+    seen: dict[tuple[type, ...], Optional[tuple[Optional[Converter], ...]]] = {}
     others: list[int] = []
     current = -1
     try:
@@ -180,11 +182,16 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
                     others.append(current)
                     continue
                 kinds = tuple(map(type, values))
-                if kinds not in seen:
-                    for rule, kind, value in zip(rules, kinds, values):
-                        if not rule.accepts(kind):
+                try:
+                    steps = seen[kinds]
+                except KeyError:
+                    where = f"bulk_insert: row {_caller(current, origin)}: "
+                    steps = seen[kinds] = _check_kinds(rules, kinds, values, where)
+                if steps is not None:  # numpy or pandas values: made plain once
+                    values = convert_row(values, steps)
+                    for rule, value in zip(rules, values):
+                        if not rule.accepts(type(value)):
                             raise rule.refuse(value, f"bulk_insert: row {_caller(current, origin)}: ")
-                    seen.add(kinds)
                 if convert:
                     values = list(values)
                     try:
@@ -212,6 +219,18 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
         raise FilterError(f"bulk_insert: row {_caller(current, origin)}: {type(exc).__name__}: "
                           f"{str(exc)[:200]}") from None
     return others
+
+
+def _check_kinds(rules: list[ColumnRule], kinds: tuple[type, ...], values: Sequence[Any], where: str
+                 ) -> Optional[tuple[Optional[Converter], ...]]:
+    """Check a row's value types against the columns; the conversions its numpy/pandas values need."""
+    steps = plan(kinds)
+    if steps is not None:
+        return steps  # checked on the converted values, row by row
+    for rule, kind, value in zip(rules, kinds, values):
+        if not rule.accepts(kind):
+            raise rule.refuse(value, where)
+    return None
 
 
 def _caller(index: int, origin: Optional[list[int]]) -> int:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import json
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Optional
 
 from psycopg.types.json import Jsonb
 
+from dbp._values import converter, plain
 from dbp.errors import FilterError
 
 __all__ = ["ColumnRule", "category"]
@@ -76,6 +79,17 @@ _PER_VALUE = frozenset({"datetime", "datetimetz", "json", "array"})
 _ELEMENTS = {"int": (int,), "number": NUMBERS, "text": (str,), "bool": (bool,)}
 
 
+def _json_default(value: Any) -> Any:
+    converted = plain(value)
+    if converted is value:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return converted
+
+
+#: JSON with numpy and pandas values inside taken as their plain values.
+dumps = partial(json.dumps, default=_json_default)
+
+
 def _utc_naive(value: _dt.datetime) -> _dt.datetime:
     return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
@@ -120,6 +134,10 @@ class ColumnRule:
         """``value`` as the parameter for this column; FilterError if it does not fit."""
         if value is None:
             return None
+        if converter(type(value)) is not None:
+            value = plain(value)
+            if value is None:
+                return None
         if not self.accepts(type(value), write=write):
             raise self.refuse(value, where)
         kind = self.category
@@ -128,9 +146,9 @@ class ColumnRule:
         if kind == "datetimetz":
             return _utc_aware(value)
         if kind == "json":
-            return Jsonb(value)
+            return Jsonb(value, dumps=dumps)
         if kind == "array":
-            items = list(value)
+            items = [plain(item) for item in value]
             allowed = _ELEMENTS.get(self.element or "")
             if allowed is not None:
                 for item in _flatten(items):

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dbp.errors import FilterError
-from dbp.sql.types import ColumnRule
+from dbp.sql.types import ColumnRule, dumps
 from dbp.updates import Change
 
 if TYPE_CHECKING:
@@ -68,8 +68,8 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
         if op in ("inc", "mul"):
             return change.value, "double precision" if isinstance(change.value, float) else "numeric"
         if op == "push":
-            return Jsonb(list(change.value)), "jsonb"
-        return Jsonb(change.value), "jsonb"
+            return Jsonb(list(change.value), dumps=dumps), "jsonb"
+        return Jsonb(change.value, dumps=dumps), "jsonb"
     if op == "set":
         return rule.adapt(change.value, where=f"{q.name}: "), q.columns[change.field].type
     if op in ("inc", "mul"):
@@ -87,7 +87,7 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
         if kind == "array":
             return rule.adapt(items, where=f"${_spelling(op)}: "), q.columns[change.field].type
         if kind == "json":
-            return Jsonb(items), "jsonb"
+            return Jsonb(items, dumps=dumps), "jsonb"
         raise _refuse(q, change, "it needs an array or jsonb column")
     if op == "pull":
         if kind == "array":
@@ -96,7 +96,7 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
             element = _element_rule(q, change)
             return element.adapt(change.value, where="$pull: "), element.type
         if kind == "json":
-            return Jsonb(change.value), "jsonb"
+            return Jsonb(change.value, dumps=dumps), "jsonb"
         raise _refuse(q, change, "it needs an array or jsonb column")
     return None, ""  # unset
 
@@ -179,7 +179,7 @@ def _apply(q: SQLQuery, change: Change, current: sql.Composable, operand: Operan
 
 def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, value: Any) -> sql.Composable:
     parts = change.subpath
-    path = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(p) for p in parts))
+    path = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(_literal(p) for p in parts))
     op = change.op
     if op == "unset" or (op == "set" and isinstance(value, Jsonb) and value.obj is None):
         return sql.SQL("({} #- {})").format(current, path)
@@ -195,9 +195,14 @@ def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, va
     return _nest(current, list(parts), new)
 
 
+def _literal(text: str) -> sql.SQL:
+    """A quoted string literal for a statement that also takes %s parameters (a % in it is doubled)."""
+    return sql.SQL(sql.quote(text).replace("%", "%%"))
+
+
 def _nest(base: sql.Composable, parts: list[str], new: sql.Composable) -> sql.Composable:
     """``base`` with ``new`` at ``parts``, creating the objects on the way (as MongoDB's $set does)."""
-    head = sql.Literal(parts[0])
+    head = _literal(parts[0])
     obj = sql.SQL("COALESCE({}, '{{}}'::jsonb)").format(base)
     if len(parts) == 1:
         return sql.SQL("jsonb_set({}, ARRAY[{}]::text[], {})").format(obj, head, new)

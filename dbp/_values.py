@@ -1,0 +1,127 @@
+"""numpy and pandas values as plain Python, converted once, without importing either library.
+
+A value whose type comes from numpy or pandas means, to dbp, the plain value
+it stands for: ``np.int64`` an int, ``np.float32`` a float, ``np.bool_`` a
+bool, an ``ndarray`` a list, ``np.datetime64`` and ``pd.Timestamp`` a
+datetime (to the microsecond), and ``NaT`` / ``pd.NA`` None. numpy and pandas
+are looked up in ``sys.modules`` only when such a value arrives, so a caller
+that imports neither pays nothing. Conversions are cached by type, and rows
+are planned once per combination of value types (:func:`plan`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional
+
+__all__ = ["convert_row", "is_frame", "plain", "plan", "records"]
+
+Converter = Callable[[Any], Any]
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict, _dt.datetime, _dt.date})
+_CONVERTERS: dict[type, Optional[Converter]] = {}
+_PLANS: dict[tuple[type, ...], Optional[tuple[Optional[Converter], ...]]] = {}
+_PLAN_LIMIT = 4096
+
+
+def _none(value: Any) -> None:
+    return None
+
+
+def _datetime64(value: Any) -> Optional[_dt.datetime]:
+    numpy = sys.modules["numpy"]
+    if numpy.isnat(value):
+        return None
+    item = value.astype("datetime64[us]").item()
+    return item if isinstance(item, _dt.datetime) else _dt.datetime.combine(item, _dt.time())
+
+
+def _array(value: Any) -> list[Any]:
+    if value.dtype.kind == "M":  # datetime64: tolist() gives ints for ns precision
+        return [_datetime64(v) for v in value.ravel()] if value.ndim == 1 else [_array(v) for v in value]
+    items: list[Any] = value.tolist()
+    return items
+
+
+def _timestamp(value: Any) -> Any:
+    return value.to_pydatetime(warn=False)
+
+
+def _find(kind: type) -> Optional[Converter]:
+    module = getattr(kind, "__module__", "") or ""
+    if module.startswith("numpy"):
+        numpy = sys.modules.get("numpy")
+        if numpy is None:
+            return None
+        if issubclass(kind, numpy.ndarray):
+            return _array
+        if issubclass(kind, numpy.bool_):
+            return bool
+        if issubclass(kind, numpy.integer):
+            return int
+        if issubclass(kind, numpy.floating):
+            return None if issubclass(kind, float) else float  # np.float64 is a float already
+        if issubclass(kind, numpy.datetime64):
+            return _datetime64
+        if issubclass(kind, numpy.str_):
+            return str
+        if issubclass(kind, numpy.bytes_):
+            return bytes
+        return None
+    if module.startswith("pandas"):
+        if kind.__name__ in ("NaTType", "NAType"):
+            return _none
+        if kind.__name__ == "Timestamp":
+            return _timestamp
+    return None
+
+
+def converter(kind: type) -> Optional[Converter]:
+    """How to make a value of type ``kind`` plain; None if it already is."""
+    if kind in _PLAIN:
+        return None
+    try:
+        return _CONVERTERS[kind]
+    except KeyError:
+        found = _CONVERTERS[kind] = _find(kind)
+        return found
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain Python (a list for an ndarray, None for NaT, ...)."""
+    convert = converter(type(value))
+    return value if convert is None else convert(value)
+
+
+def plan(kinds: tuple[type, ...]) -> Optional[tuple[Optional[Converter], ...]]:
+    """Per position, the converter a row with these value types needs; None if the row is plain."""
+    try:
+        return _PLANS[kinds]
+    except KeyError:
+        converters = tuple(converter(kind) for kind in kinds)
+        found = converters if any(c is not None for c in converters) else None
+        if len(_PLANS) < _PLAN_LIMIT:
+            _PLANS[kinds] = found
+        return found
+
+
+def convert_row(values: Sequence[Any], steps: Sequence[Optional[Converter]]) -> list[Any]:
+    return [value if step is None else step(value) for value, step in zip(values, steps)]
+
+
+def is_frame(value: Any) -> bool:
+    """True for a pandas DataFrame (checked without importing pandas)."""
+    return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
+
+
+def records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame's rows as dicts of plain values; NaN, NaT and NA become None."""
+    cleaned = frame.astype(object).where(frame.notna(), None)
+    rows: Iterable[dict[str, Any]] = cleaned.to_dict("records")
+    out = []
+    for row in rows:
+        kinds = tuple(map(type, row.values()))
+        steps = plan(kinds)
+        out.append(row if steps is None else dict(zip(row, convert_row(list(row.values()), steps))))
+    return out
