@@ -24,8 +24,7 @@ pull applies first, so ``{"$pull": {"p": {"classifier_name": "lc"}}, "$push":
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dbp._values import plain
 from dbp.errors import FilterError
@@ -41,8 +40,7 @@ _ORDER = {"pull": 0, "push": 1}
 MAX_DEPTH = 32
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     #: set unset inc mul min max push add_to_set pull
     op: str
     #: The field, or a dotted path into an embedded document / jsonb value.
@@ -79,12 +77,37 @@ def is_plain(update: Mapping[str, Any]) -> bool:
     return not any(isinstance(k, str) and k.startswith("$") for k in update)
 
 
+#: Validated structures (operators and paths, in the order they apply), by the update's shape.
+_TEMPLATES: dict[tuple[Any, ...], tuple[tuple[str, str, str], ...]] = {}
+_TEMPLATE_LIMIT = 4096
+
+
 def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
-    """Parse an update dict; FilterError names the first problem, before anything is written."""
+    """Parse an update dict; FilterError names the first problem, before anything is written.
+
+    The names and paths of a shape seen before are not checked again (bulk_update
+    parses thousands of updates of one shape); operands always are.
+    """
     if not isinstance(update, Mapping) or not update:
         raise FilterError(f"{what} needs a non-empty dict of fields or update operators")
+    try:
+        shape = tuple((op, tuple(fields) if type(fields) is dict else None) for op, fields in update.items())
+        template = _TEMPLATES.get(shape)
+    except TypeError:  # an unhashable key: the full check names it
+        shape, template = (), None
+    if template is None:
+        template = _template(update, what)
+        if shape and len(_TEMPLATES) < _TEMPLATE_LIMIT:
+            _TEMPLATES[shape] = template
+    if template[0][1] == "":  # plain fields: an implicit $set
+        return tuple([Change("set", path, plain(update[path])) for _, _, path in template])
+    return tuple([Change(name, path, _operand(name, op, update[op][path], what)) for name, op, path in template])
+
+
+def _template(update: Mapping[Any, Any], what: str) -> tuple[tuple[str, str, str], ...]:
+    """Check an update's operators and paths; ``(name, operator, path)`` in the order they apply."""
     if is_plain(update):
-        changes = [Change("set", _path(k, what), plain(v)) for k, v in update.items()]
+        changes = [("set", "", _path(k, what)) for k in update]
     else:
         changes = []
         for op, fields in update.items():
@@ -96,10 +119,10 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
                 raise FilterError(f"{what}: unknown update operator {_short(op)}; valid: {', '.join(OPERATORS)}")
             if not isinstance(fields, Mapping) or not fields:
                 raise FilterError(f"{what}: {op} takes a non-empty dict of fields")
-            for path, operand in fields.items():
-                changes.append(Change(name, _path(path, f"{what}: {op}"), _operand(name, op, operand, what)))
-    _check_conflicts(changes, what)
-    changes.sort(key=lambda c: _ORDER.get(c.op, 0))  # a pull before a push on the same path
+            for path in fields:
+                changes.append((name, op, _path(path, f"{what}: {op}")))
+    _check_conflicts([Change(name, path, None) for name, _, path in changes], what)
+    changes.sort(key=lambda c: _ORDER.get(c[0], 0))  # a pull before a push on the same path
     return tuple(changes)
 
 

@@ -22,7 +22,7 @@ from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
 from dbp.sql.bulk import bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
 from dbp.sql.types import ColumnRule, integral
-from dbp.sql.updates import compile_changes, operand_value, shape
+from dbp.sql.updates import compile_changes, operand_getter, operand_value, shape
 from dbp.updates import Change, initial
 
 if TYPE_CHECKING:
@@ -406,13 +406,6 @@ class SQLQuery(BaseQuery):
 
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         key_columns = [self._column(k) for k in keys]
-        for instances, changes in rounds:  # check every row before anything runs
-            for row_changes in changes:
-                for change in row_changes:
-                    operand_value(self, change)
-            for instance in instances:
-                for column in key_columns:
-                    self._value(column.name, instance[column.name])
 
         def attempt() -> int:
             matched = 0
@@ -452,7 +445,9 @@ class SQLQuery(BaseQuery):
         for start in range(0, len(indexes), step):
             batch = indexes[start:start + step]
             columns = [[self._value(c.name, instances[i][c.name]) for i in batch] for c in keys]
-            columns += [[operand_value(self, changes[i][n])[0] for i in batch] for n in used]
+            for n in used:
+                get = operand_getter(self, first[n])
+                columns.append([get(changes[i][n]) for i in batch])
             params: list[Any]
             if whole:
                 row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))

@@ -31,7 +31,7 @@ from dbp.updates import Change
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
 
-__all__ = ["compile_changes", "operand_value", "shape"]
+__all__ = ["compile_changes", "operand_getter", "operand_value", "shape"]
 
 #: operand(change, value, sql_type) -> the SQL that stands for the value.
 Operand = Callable[[Change, Any, str], sql.Composable]
@@ -99,6 +99,15 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
             return Jsonb(change.value, dumps=dumps), "jsonb"
         raise _refuse(q, change, "it needs an array or jsonb column")
     return None, ""  # unset
+
+
+def operand_getter(q: SQLQuery, change: Change) -> Callable[[Change], Any]:
+    """A fast ``operand_value(q, c)[0]`` for changes ``c`` of the same operator and path as ``change``."""
+    if not change.subpath and change.op in ("set", "inc", "mul", "min", "max"):
+        operand_value(q, change)  # the column takes this operator
+        adapt = q.rules[change.field].adapt
+        return lambda c: adapt(c.value)
+    return lambda c: operand_value(q, c)[0]
 
 
 def _unique(items: list[Any]) -> list[Any]:
