@@ -115,7 +115,7 @@ class SQLConnection(Connection[SQLSettings]):
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError:
             raise ConfigError(
-                "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'dbp[pool]'"
+                "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'alerce-dbp[pool]'"
             ) from None
         options = dict(settings.pool)
         pool = ConnectionPool(
