@@ -87,7 +87,8 @@ def read_ledger(db: Database[Any]) -> dict[str, LedgerEntry]:
 def status(conn: MongoConnection) -> EngineStatus:
     schema_root = MongoSchema.load(conn.settings.schema_dir).root
     _, infos = load_files(schema_root)
-    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)))
+    initialized = read_marker(conn.database) is not None
+    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)), initialized=initialized)
 
 
 def _require_initialized(conn: MongoConnection) -> None:

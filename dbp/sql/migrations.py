@@ -156,7 +156,8 @@ def status(db: SQLConnection) -> EngineStatus:
     _, infos = load_migrations(files)
     with db.connection() as conn:
         ledger = read_ledger(conn)
-    return EngineStatus("sql", db.address, reconcile(infos, ledger))
+        initialized = read_state(conn).initialized
+    return EngineStatus("sql", db.address, reconcile(infos, ledger), initialized=initialized)
 
 
 def _require_initialized(conn: psycopg.Connection[Any], address: str) -> None:
