@@ -157,6 +157,16 @@ def get_parser() -> argparse.ArgumentParser:
     _schema_options(make)
     make.set_defaults(handler=_make_migrations)
 
+    project = commands.add_parser(
+        "init-project", parents=common, help="copy the bundled schema into a project folder, with a dbp.toml",
+        description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/, into DIR and "
+        "write DIR/dbp.toml with SCHEMA_DIR pointing at them, so that make_migrations writes into your project, "
+        "never into the installed package. Overwrites nothing. Needs no settings; --local commands run there "
+        "then use the copies.",
+    )
+    project.add_argument("directory", nargs="?", default=".", metavar="DIR", help="the project folder (default: .)")
+    project.set_defaults(handler=_init_project)
+
     local = commands.add_parser(
         "local", parents=common, help="start, stop or show the project-local servers",
         description="Manage the project-local PostgreSQL and MongoDB servers (data under "
@@ -203,6 +213,9 @@ def _config(args: argparse.Namespace) -> Any:
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
         print(f"dbp: local data in {servers.root} (database {LOCAL_DATABASE!r}; "
               "stop with: python -m dbp local stop)", file=sys.stderr)
+        from dbp.project import apply_schema_dirs
+
+        apply_schema_dirs(config)  # a project's own schema (dbp init-project), if its settings name one
     else:
         config = load_config(args.settings)
     for name, spec in ENGINES.items():
@@ -329,6 +342,17 @@ def _make_migrations(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not written:
         print("no changes: the database matches the schema files; nothing written (--empty forces a blank one)")
+    return EXIT_OK
+
+
+def _init_project(args: argparse.Namespace) -> int:
+    from dbp.project import init_project
+
+    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    for path in init_project(args.directory, engines):
+        print(f"wrote {path}{'/' if path.is_dir() else ''}")
+    where = "" if Path(args.directory).resolve() == Path.cwd() else f"cd {args.directory} && "
+    print(f"next: {where}dbp --local initdb (project-local servers), or give dbp.toml your servers' addresses")
     return EXIT_OK
 
 

@@ -56,3 +56,87 @@ def test_status_exit_code_fails_on_a_never_initialized_database(
     done = run_dbp("status", "--format", "json", "--exit-code")
     assert done.returncode == 0, done.stdout
     assert json.loads(done.stdout)["ok"] is True and json.loads(done.stdout)["initialized"] is True
+
+
+# -- a project of one's own -----------------------------------------------------------------------
+
+
+def test_init_project_copies_the_schema_and_refuses_to_overwrite(run_dbp: Any, tmp_path: Path) -> None:
+    from dbp._bundled import bundled
+
+    made = run_dbp("init-project", "proj")
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "proj"
+    shipped = sorted(p.name for p in (bundled("sql") / "schema").glob("*.sql"))
+    assert sorted(p.name for p in (project / "sql" / "schema").glob("*.sql")) == shipped
+    assert len(shipped) == 17
+    assert (project / "mongo_migrations" / "collections.toml").read_bytes() == (
+        bundled("mongo_migrations") / "collections.toml").read_bytes()
+    assert not list(project.rglob("__init__.py"))
+    from dbp.project import schema_dirs
+
+    assert schema_dirs(project / "dbp.toml") == {"SQL": str(project / "sql"),
+                                                 "MONGO": str(project / "mongo_migrations")}
+    before = (project / "dbp.toml").read_text()
+    (project / "sql" / "schema" / "001_object.sql").write_text("-- mine\n")
+    again = run_dbp("init-project", "proj")
+    assert again.returncode == 1
+    assert "already exist" in again.stderr and "dbp.toml" in again.stderr
+    assert (project / "sql" / "schema" / "001_object.sql").read_text() == "-- mine\n"  # untouched
+    assert (project / "dbp.toml").read_text() == before
+    # one engine only
+    only = run_dbp("init-project", "--engine", "mongo", "mongo-only")
+    assert only.returncode == 0, only.stderr
+    assert sorted(p.name for p in (tmp_path / "mongo-only").iterdir()) == ["dbp.toml", "mongo_migrations"]
+    assert "[DB_CONFIG.SQL]" not in (tmp_path / "mongo-only" / "dbp.toml").read_text()
+
+
+def test_a_project_from_init_project_runs_the_whole_cycle(
+    run_dbp: Any, tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSettings
+) -> None:
+    """init-project, then initdb / edit / make_migrations / migrate / status on servers named by $DBP_*_URL."""
+    assert run_dbp("init-project").returncode == 0
+    env = {"DBP_SQL_URL": sql_section(sql_settings)["URL"],
+           "DBP_MONGO_URL": f"{mongo_settings.host.rstrip('/')}/{mongo_settings.database}"}
+    first = run_dbp("initdb", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "created 17 tables" in first.stdout
+    schema = tmp_path / "sql" / "schema" / "002_step.sql"
+    schema.write_text(schema.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))
+    declared = tmp_path / "mongo_migrations" / "collections.toml"
+    declared.write_text(declared.read_text().replace(
+        '{ name = "sid_1", keys = [["sid", 1]] },', '{ name = "sid_1", keys = [["sid", 1]] },\n'
+        '    { name = "mjd", keys = [["mjd", -1]] },', 1))
+    made = run_dbp("make_migrations", "owner and mjd", env=env)
+    assert made.returncode == 0, made.stderr
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("0001_*"))
+    assert written == ["mongo_migrations/0001_owner_and_mjd.py", "sql/migrations/0001_owner_and_mjd.rollback.sql",
+                       "sql/migrations/0001_owner_and_mjd.sql"]
+    assert "owner" in (tmp_path / "sql" / "migrations" / "0001_owner_and_mjd.sql").read_text()
+    assert run_dbp("status", "--exit-code", env=env).returncode == 3
+    applied = run_dbp("migrate", env=env)
+    assert applied.returncode == 0, applied.stderr
+    final = run_dbp("status", "--exit-code", env=env)
+    assert final.returncode == 0, final.stdout
+    assert "1 applied" in final.stdout
+
+
+def test_make_migrations_refuses_to_write_into_installed_packages(
+    sql_settings: SQLSettings, mongo_settings: MongoSettings
+) -> None:
+    import sysconfig
+
+    import pytest
+
+    from dbp import ConfigError
+    from dbp.admin import make_migrations
+    from dbp.config import resolve_config
+
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    for engine, section in (("sql", {"SQL": {**sql_section(sql_settings)}}),
+                            ("mongo", {"MONGO": {"URL": mongo_settings.host, "DATABASE": mongo_settings.database}})):
+        section[engine.upper()]["SCHEMA_DIR"] = str(site_packages / "dbp" / "_bundled" / "somewhere")
+        config = resolve_config(section, environ={})
+        with pytest.raises(ConfigError, match=r"installed package.*dbp init-project"):
+            make_migrations(config, [engine], "nope", empty=True)
+        assert not (site_packages / "dbp" / "_bundled" / "somewhere").exists()

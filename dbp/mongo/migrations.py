@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from pymongo.database import Database
 
+from dbp._bundled import bundled, require_writable
 from dbp._redact import scrub
 from dbp._version import __version__
 from dbp.errors import OperationError
@@ -280,6 +281,7 @@ def _operations(spec: CollectionSpec, live: Optional[Mapping[str, Any]]) -> tupl
 
 
 def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:
+    require_writable(conn.settings.schema_dir or bundled("mongo_migrations"))
     schema = MongoSchema.load(conn.settings.schema_dir)
     _, infos = load_files(schema.root)
     up: list[str] = []
