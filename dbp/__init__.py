@@ -13,6 +13,7 @@ from dbp.config import Config, load_config
 from dbp.errors import (
     BulkWriteError,
     ConfigError,
+    DatabaseMissing,
     DbpError,
     FilterError,
     LockTimeout,
@@ -30,6 +31,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Connection",
+    "DatabaseMissing",
     "DbpError",
     "FilterError",
     "LockTimeout",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from dbp.config import Config
 from dbp.engines import ENGINES
-from dbp.errors import ConfigError, DbpError, OperationError
+from dbp.errors import ConfigError, DatabaseMissing, DbpError, OperationError
 from dbp.migrations import EngineStatus
 
 __all__ = [
@@ -85,26 +85,53 @@ class InitReport:
     #: The last applied migration, or a note that there is none.
     version: str
     seconds: float
+    #: True if initdb created the database itself first (it did not exist).
+    created_database: bool = False
 
     def describe(self) -> str:
         counts = ", ".join(f"{n} {_SINGULAR.get(what, what) if n == 1 else what}" for what, n in self.counts.items())
         if self.outcome == "already initialized":
             return f"{self.engine}: {self.address} already initialized at {self.version}; nothing changed"
         marked = f"; {len(self.baseline)} migration(s) recorded as applied" if self.baseline else ""
+        database = f"created database {self.address.rsplit('/', 1)[-1]}; " if self.created_database else ""
         return (
-            f"{self.engine}: {self.outcome} {counts} in {self.address} "
+            f"{self.engine}: {database}{self.outcome} {counts} in {self.address} "
             f"({self.seconds:.2f} s){marked}; version {self.version}"
         )
 
 
 def initdb(config: Config, engines: Sequence[str], *, adopt: bool = False) -> list[InitReport]:
-    """Create each engine's schema (or, with ``adopt``, take over an identical existing one)."""
+    """Create each engine's schema (or, with ``adopt``, take over an identical existing one).
+
+    A database that does not exist is created first, if the role may; otherwise
+    :class:`~dbp.errors.DatabaseMissing` names the statement that creates it.
+    """
     reports = []
     for engine in engines:
         spec = ENGINES[engine]
-        with spec.connection_class()(settings=config.settings(engine)) as db:
-            reports.append(spec.module("admin").initdb(db, adopt=adopt))
+        db = spec.connection_class()(settings=config.settings(engine))
+        created = False
+        try:
+            db.connect()
+        except DatabaseMissing as missing:
+            _create_missing(db, missing)
+            created = True
+            db.connect()
+        with db:
+            report = spec.module("admin").initdb(db, adopt=adopt)
+        reports.append(replace(report, created_database=True) if created else report)
     return reports
+
+
+def _create_missing(db: Any, missing: DatabaseMissing) -> None:
+    try:
+        db.create_db()
+    except DbpError as exc:
+        hint = f"; as a role that may create databases, run: {missing.create_sql}" if missing.create_sql else ""
+        if missing.create_sql and missing.create_sql in str(exc):
+            hint = ""
+        raise DatabaseMissing(f"{db.address} does not exist and dbp could not create it: {exc}{hint}",
+                              create_sql=missing.create_sql) from None
 
 
 def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> list[str]:
@@ -122,7 +149,14 @@ def status(config: Config, engines: Sequence[str]) -> list[EngineStatus]:
     out = []
     for engine in engines:
         spec = ENGINES[engine]
-        with spec.connection_class()(settings=config.settings(engine)) as db:
+        db = spec.connection_class()(settings=config.settings(engine))
+        try:
+            db.connect()
+        except DatabaseMissing:
+            out.append(EngineStatus(engine, db.address, [], initialized=False,
+                                    detail="the database does not exist; dbp initdb creates it"))
+            continue
+        with db:
             out.append(spec.module("migrations").status(db))
     return out
 

@@ -10,6 +10,7 @@ from dbp._redact import scrub
 __all__ = [
     "BulkWriteError",
     "ConfigError",
+    "DatabaseMissing",
     "DbpError",
     "FilterError",
     "LockTimeout",
@@ -72,6 +73,17 @@ class OperationError(DbpError):
     """An operation on a reachable server failed."""
 
     exit_code = 1
+
+
+class DatabaseMissing(OperationError):
+    """The server answers, but the configured database does not exist; not worth a retry.
+
+    ``create_sql`` is the statement that creates it, for a role that may (where the engine has one).
+    """
+
+    def __init__(self, message: str, *, create_sql: str = "", details: Sequence[str] = ()) -> None:
+        super().__init__(message, details=details)
+        self.create_sql = create_sql
 
 
 class BulkWriteError(OperationError):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from psycopg import sql
+
+import dbp
+from dbp import DatabaseMissing
+from dbp.admin import initdb
+from dbp.config import resolve_config
 from dbp.mongo.settings import MongoSettings
+from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
-from .conftest import sql_section
+from .conftest import sql_section, unique_name
 
 
 def write_settings(folder: Path, sql: SQLSettings, mongo: MongoSettings, extra: str = "") -> Path:
@@ -126,11 +135,8 @@ def test_make_migrations_refuses_to_write_into_installed_packages(
 ) -> None:
     import sysconfig
 
-    import pytest
-
     from dbp import ConfigError
     from dbp.admin import make_migrations
-    from dbp.config import resolve_config
 
     site_packages = Path(sysconfig.get_paths()["purelib"])
     for engine, section in (("sql", {"SQL": {**sql_section(sql_settings)}}),
@@ -140,3 +146,71 @@ def test_make_migrations_refuses_to_write_into_installed_packages(
         with pytest.raises(ConfigError, match=r"installed package.*dbp init-project"):
             make_migrations(config, [engine], "nope", empty=True)
         assert not (site_packages / "dbp" / "_bundled" / "somewhere").exists()
+
+
+# -- a database that does not exist ------------------------------------------------------------------
+
+
+@pytest.fixture
+def missing_sql(sql_server_url: str) -> Iterator[SQLSettings]:
+    """Settings for a database that does not exist (dropped after the test if it was created)."""
+    base = resolve_config({"SQL": {"URL": sql_server_url}}, environ={}).settings("sql")
+    assert isinstance(base, SQLSettings)
+    settings = base.with_database(unique_name("dbp_missing"))
+    yield settings
+    SQLConnection(settings=settings).drop_db()
+
+
+def test_initdb_creates_a_missing_database(
+    run_dbp: Any, tmp_path: Path, missing_sql: SQLSettings, mongo_settings: MongoSettings
+) -> None:
+    write_settings(tmp_path, missing_sql, mongo_settings)
+    with pytest.raises(DatabaseMissing, match=r"does not exist.*dbp initdb"):
+        dbp.connect({"SQL": sql_section(missing_sql)}, engine="sql")
+    status = run_dbp("status", "--exit-code", "--engine", "sql")
+    assert status.returncode == 4, status.stderr
+    assert "not initialized (the database does not exist" in status.stdout
+    result = run_dbp("initdb")
+    assert result.returncode == 0, result.stderr
+    sql_line = next(line for line in result.stdout.splitlines() if line.startswith("sql:"))
+    assert sql_line.startswith(f"sql: created database {missing_sql.database}; created 17 tables"), sql_line
+    assert "created database" not in next(line for line in result.stdout.splitlines() if line.startswith("mongo:"))
+    again = run_dbp("initdb", "--engine", "sql")
+    assert again.returncode == 0 and "already initialized" in again.stdout and "created database" not in again.stdout
+    assert run_dbp("status", "--exit-code").returncode == 0
+
+
+def test_create_db_on_an_unconnected_configuration(missing_sql: SQLSettings) -> None:
+    config = {"SQL": sql_section(missing_sql)}
+    db = dbp.SQLConnection(config)
+    assert db.create_db() is True  # no connect() first: it works on a server-level connection
+    assert db.closed
+    assert dbp.SQLConnection(config).create_db() is False
+    with dbp.connect(config, engine="sql") as connected:
+        assert connected.execute("SELECT current_database() AS d").fetchone() == {"d": missing_sql.database}
+
+
+def test_initdb_without_the_right_to_create_names_the_sql_and_is_not_retryable(
+    run_dbp: Any, tmp_path: Path, sql_db: SQLConnection, missing_sql: SQLSettings
+) -> None:
+    role = unique_name("dbp_role")
+    sql_db.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
+    try:
+        limited = SQLSettings(params={**missing_sql.params, "user": role})
+        (tmp_path / "dbp.toml").write_text(f'[DB_CONFIG.SQL]\nURL = "{sql_section(limited)["URL"]}"\n')
+        refused = run_dbp("initdb")
+        assert refused.returncode == 1, refused.stderr  # not 69: no retry makes the database appear
+        statement = f'CREATE DATABASE "{missing_sql.database}" OWNER "{role}"'
+        assert statement in refused.stderr, refused.stderr
+        assert "permission denied to create database" in refused.stderr
+        with pytest.raises(DatabaseMissing) as caught:
+            initdb(resolve_config({"SQL": sql_section(limited)}, environ={}), ["sql"])
+        assert not isinstance(caught.value, dbp.ServerUnavailable)
+        assert caught.value.create_sql == statement
+        sql_db.execute(statement)  # what an administrator runs, as the message says
+        done = run_dbp("initdb")
+        assert done.returncode == 0, done.stderr
+        assert "created 17 tables" in done.stdout and "created database" not in done.stdout
+    finally:
+        SQLConnection(settings=missing_sql).drop_db()
+        sql_db.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
