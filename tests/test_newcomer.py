@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
-from .conftest import sql_section, unique_name
+from .conftest import ROOT, sql_section, unique_name
 
 
 def write_settings(folder: Path, sql: SQLSettings, mongo: MongoSettings, extra: str = "") -> Path:
@@ -214,3 +217,42 @@ def test_initdb_without_the_right_to_create_names_the_sql_and_is_not_retryable(
     finally:
         SQLConnection(settings=missing_sql).drop_db()
         sql_db.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# -- a half-set test environment ------------------------------------------------------------------
+
+PROBE_ENV = "DBP_TEST_PROBE_OUT"
+
+
+@pytest.mark.skipif(not os.environ.get(PROBE_ENV), reason="run by test_each_test_server_variable_alone only")
+def test_probe_the_session_servers(sql_db: SQLConnection, mongo_db: Any, sql_server_url: str,
+                                   mongo_server_url: str) -> None:
+    sql_db.ping()
+    mongo_db.ping()
+    Path(os.environ[PROBE_ENV]).write_text(json.dumps({"sql": sql_server_url, "mongo": mongo_server_url}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variable", ["DBP_TEST_SQL_URL", "DBP_TEST_MONGO_URL"])
+def test_each_test_server_variable_alone(
+    tmp_path: Path, variable: str, sql_server_url: str, mongo_server_url: str
+) -> None:
+    """One variable names one engine's server; the other engine's stays the embedded one."""
+    given = sql_server_url if variable == "DBP_TEST_SQL_URL" else mongo_server_url
+    out = tmp_path / "probe.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    env.update({variable: given, PROBE_ENV: str(out), "PYTHONPATH": str(ROOT)})
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+         f"{Path(__file__).relative_to(ROOT)}::test_probe_the_session_servers"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "1 passed" in run.stdout
+    seen = json.loads(out.read_text())
+    if variable == "DBP_TEST_SQL_URL":
+        assert seen["sql"] == sql_server_url
+        assert seen["mongo"] != mongo_server_url and seen["mongo"].startswith("mongodb://127.0.0.1:")
+    else:
+        assert seen["mongo"] == mongo_server_url
+        assert seen["sql"] != sql_server_url and seen["sql"].startswith("postgresql://")
