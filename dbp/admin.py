@@ -1,4 +1,9 @@
-"""Operations the CLI offers, as plain functions that scripts can call."""
+"""Operations the CLI offers, as plain functions that scripts can call.
+
+Each takes what :func:`dbp.connect` takes: a settings path, a ``DB_CONFIG`` dict
+(or a single engine's section, when one engine is named), a loaded
+:class:`~dbp.config.Config`, or ``None`` for the usual search.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from dbp.config import Config
+from dbp.config import Config, ConfigSource, resolve_config
 from dbp.engines import ENGINES
 from dbp.errors import ConfigError, DatabaseMissing, DbpError, OperationError
 from dbp.migrations import EngineStatus
@@ -35,20 +40,27 @@ class EngineCheck:
     error: Optional[DbpError] = None
 
 
-def configured_engines(config: Config, engine: str = "all") -> list[str]:
+def _resolve(config: ConfigSource, engines: Sequence[str]) -> Config:
+    """``config`` as a :class:`Config`; a lone section is read as the one engine's, if one is named."""
+    return resolve_config(config, engine=engines[0] if len(engines) == 1 else None)
+
+
+def configured_engines(config: ConfigSource, engine: str = "all") -> list[str]:
     """The engines to act on: ``engine`` itself, or with ``"all"`` every configured one."""
     if engine != "all":
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}, all")
         return [engine]
+    config = resolve_config(config)
     found = [name for name, spec in ENGINES.items() if spec.section in config]
     if not found:
         raise ConfigError("DB_CONFIG has no SQL or MONGO section")
     return found
 
 
-def check(config: Config, engines: Sequence[str]) -> list[EngineCheck]:
+def check(config: ConfigSource, engines: Sequence[str]) -> list[EngineCheck]:
     """Connect to each engine and report whether it answers; config errors still raise."""
+    config = _resolve(config, engines)
     results = []
     for engine in engines:
         settings = config.settings(engine)
@@ -100,12 +112,13 @@ class InitReport:
         )
 
 
-def initdb(config: Config, engines: Sequence[str], *, adopt: bool = False) -> list[InitReport]:
+def initdb(config: ConfigSource, engines: Sequence[str], *, adopt: bool = False) -> list[InitReport]:
     """Create each engine's schema (or, with ``adopt``, take over an identical existing one).
 
     A database that does not exist is created first, if the role may; otherwise
     :class:`~dbp.errors.DatabaseMissing` names the statement that creates it.
     """
+    config = _resolve(config, engines)
     reports = []
     for engine in engines:
         spec = ENGINES[engine]
@@ -134,8 +147,9 @@ def _create_missing(db: Any, missing: DatabaseMissing) -> None:
                               create_sql=missing.create_sql) from None
 
 
-def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> list[str]:
+def dropdb(config: ConfigSource, engines: Sequence[str], *, force: bool = False) -> list[str]:
     """Drop each engine's database; refuse one dbp did not initialize unless ``force``."""
+    config = _resolve(config, engines)
     done = []
     for engine in engines:
         spec = ENGINES[engine]
@@ -144,8 +158,9 @@ def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> li
     return done
 
 
-def status(config: Config, engines: Sequence[str]) -> list[EngineStatus]:
+def status(config: ConfigSource, engines: Sequence[str]) -> list[EngineStatus]:
     """Every migration's state (applied, pending, failed, changed, out-of-order, missing) per engine."""
+    config = _resolve(config, engines)
     out = []
     for engine in engines:
         spec = ENGINES[engine]
@@ -161,13 +176,14 @@ def status(config: Config, engines: Sequence[str]) -> list[EngineStatus]:
     return out
 
 
-def migrate(config: Config, engines: Sequence[str], **options: Any) -> dict[str, list[str]]:
+def migrate(config: ConfigSource, engines: Sequence[str], **options: Any) -> dict[str, list[str]]:
     """Apply pending migrations, SQL first; return the ids applied (planned, with ``dry_run``) per engine.
 
     Options: ``to``, ``dry_run``, ``allow_changed``, ``allow_out_of_order``,
     ``lock_timeout``, ``progress``, and ``lease_seconds`` / ``break_lock`` (MongoDB's lease;
     PostgreSQL's advisory lock needs neither: the server frees it when a run dies).
     """
+    config = _resolve(config, engines)
     to = options.pop("to", None)
     if to is not None:
         engines = _engines_with(config, engines, to)
@@ -180,17 +196,19 @@ def migrate(config: Config, engines: Sequence[str], **options: Any) -> dict[str,
 
 
 def rollback(
-    config: Config, engine: str, *, steps: Optional[int] = None, to: Optional[str] = None, **options: Any
+    config: ConfigSource, engine: str, *, steps: Optional[int] = None, to: Optional[str] = None, **options: Any
 ) -> list[str]:
     """Roll back one engine's last ``steps`` migrations, or every one applied after ``to``."""
+    config = _resolve(config, [engine])
     spec = ENGINES[engine]
     with spec.connection_class()(settings=config.settings(engine)) as db:
         result: list[str] = spec.module("migrations").rollback(db, steps=steps, to=to, **options)
     return result
 
 
-def make_migrations(config: Config, engines: Sequence[str], name: str, *, empty: bool = False) -> list[Path]:
+def make_migrations(config: ConfigSource, engines: Sequence[str], name: str, *, empty: bool = False) -> list[Path]:
     """Write the next migration of each engine from the schema's difference; [] where nothing differs."""
+    config = _resolve(config, engines)
     written: list[Path] = []
     for engine in engines:
         spec = ENGINES[engine]

@@ -256,3 +256,44 @@ def test_each_test_server_variable_alone(
     else:
         assert seen["mongo"] == mongo_server_url
         assert seen["sql"] != sql_server_url and seen["sql"].startswith("postgresql://")
+
+
+# -- smaller frictions -----------------------------------------------------------------------------
+
+
+def test_dbp_admin_is_reachable_from_the_package() -> None:
+    code = ("import sys, dbp; a = dbp.admin; p = dbp.project; "
+            "print(a.initdb.__module__, p.init_project.__module__, 'pymongo' in sys.modules, 'psycopg' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.split()
+    assert shown == ["dbp.admin", "dbp.project", "False", "False"]
+    with pytest.raises(AttributeError):
+        dbp.no_such_thing  # noqa: B018
+
+
+def test_admin_functions_take_what_connect_takes(
+    tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbp import admin
+
+    sql_part = sql_section(sql_settings)
+    mongo_part = {"URL": mongo_settings.host, "DATABASE": mongo_settings.database}
+    full = {"SQL": sql_part, "MONGO": mongo_part}
+    assert admin.configured_engines(full) == ["sql", "mongo"]
+    assert {r.outcome for r in admin.initdb(full, ["sql", "mongo"])} == {"created"}
+    assert all(r.initialized for r in admin.status({"DB_CONFIG": full}, ["sql", "mongo"]))
+    assert admin.migrate(sql_part, ["sql"]) == {"sql": []}  # a lone section, db-plugins style
+    assert [r.reachable for r in admin.check(mongo_part, ["mongo"])] == [True]
+    path = write_settings(tmp_path, sql_settings, mongo_settings)
+    assert [s.engine for s in admin.status(str(path), ["sql"])] == ["sql"]
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("DBP_")]:
+        monkeypatch.delenv(key)
+    assert [s.engine for s in admin.status(None, ["sql", "mongo"])] == ["sql", "mongo"]  # ./dbp.toml
+    assert admin.rollback(full, "sql") == []
+
+
+def test_no_settings_error_mentions_local_and_init_project(run_dbp: Any) -> None:
+    result = run_dbp("status")
+    assert result.returncode == 78
+    assert "--local" in result.stderr and "init-project" in result.stderr
