@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
+from dbp.mongo.fields import check, declared_fields
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Row
 
@@ -85,6 +86,8 @@ class MongoQuery(BaseQuery):
         self.name = _valid_name(name)
         self.collection: Collection[Any] = db.collection(name)
         self._keys: Optional[list[tuple[str, ...]]] = None
+        #: The fields collections.toml declares for this collection (None: free-form).
+        self.fields = declared_fields(db.settings.schema_dir, self.name)
 
     def __repr__(self) -> str:
         return f"<MongoQuery {self.name} on {self.db.address}>"
@@ -95,6 +98,7 @@ class MongoQuery(BaseQuery):
     def _find_args(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]) -> dict[str, Any]:
         for name in [f for f, _ in sort] + (projection or []):
             _path(name)
+        check(self.fields, "find", node=node, sort=sort, projection=projection)
         args: dict[str, Any] = {"filter": compile_filter(node)}
         if projection is not None:
             args["projection"] = {**{f: 1 for f in projection}, **({} if "_id" in projection else {"_id": 0})}
@@ -132,6 +136,7 @@ class MongoQuery(BaseQuery):
             cursor.close()
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
+        check(self.fields, "count", node=node)
         if limit == 0:
             return 0
         try:
@@ -176,6 +181,7 @@ class MongoQuery(BaseQuery):
         ``upserted_id`` tells, and an existing document costs a second read.
         """
         eq = equalities(filter_by)
+        check(self.fields, "get_or_create", names=[*eq, *kwargs])
         self._require_unique(list(eq), "get_or_create")
         on_insert = {k: v for k, v in kwargs.items() if k not in eq}
         for attempt in range(_UPSERT_RETRIES):
@@ -214,6 +220,7 @@ class MongoQuery(BaseQuery):
         return None if found is None else (found, False)
 
     def _update(self, node: Node, attrs: Mapping[str, Any]) -> int:
+        check(self.fields, "update", node=node, names=attrs)
         try:
             return self.collection.update_many(compile_filter(node), {"$set": dict(attrs)}).matched_count
         except PyMongoError as exc:
@@ -221,6 +228,7 @@ class MongoQuery(BaseQuery):
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
+        check(self.fields, "upsert", names=[*eq, *attrs])
         self._require_unique(list(eq), "upsert")
         changes = {k: v for k, v in attrs.items() if k not in eq}
         update: dict[str, Any] = {"$set": changes or dict(eq)}
@@ -233,6 +241,7 @@ class MongoQuery(BaseQuery):
         return doc
 
     def delete(self, filter_by: Filter) -> int:
+        check(self.fields, "delete", node=parse(filter_by))
         try:
             return self.collection.delete_many(compile_filter(parse(filter_by))).deleted_count
         except PyMongoError as exc:
@@ -241,6 +250,7 @@ class MongoQuery(BaseQuery):
     def _bulk_update(
         self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
     ) -> int:
+        check(self.fields, "bulk_update", names=[*keys, *{k for changes in attrs for k in changes}])
         operations = [UpdateOne({k: instance[k] for k in keys}, {"$set": dict(changes)})
                       for instance, changes in zip(instances, attrs)]
         try:
@@ -251,6 +261,7 @@ class MongoQuery(BaseQuery):
             raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
+        check(self.fields, "bulk_insert", rows=rows)
         docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
         try:
             if on_conflict == "update":
