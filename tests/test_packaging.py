@@ -91,3 +91,94 @@ def test_wheel_is_alerce_dbp_with_package_and_command_dbp(built_wheel: Path) -> 
     assert re.search(r"^dbp = dbp\.cli:main$", entry_points, re.M), entry_points
     assert "dbp/_bundled/sql/schema/001_object.sql" in names
     assert "dbp/_bundled/mongo_migrations/collections.toml" in names
+
+
+# -- a newcomer's whole path, from the wheel ----------------------------------------------------------
+
+
+def site_listing(site_packages: Path) -> dict[str, str]:
+    """Every file under site-packages with its sha256 (symlinks by target)."""
+    import hashlib
+    import os
+
+    listing = {}
+    for path in sorted(site_packages.rglob("*")):
+        key = str(path.relative_to(site_packages))
+        if path.is_symlink():
+            listing[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            listing[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            listing[key] = "dir"
+    return listing
+
+
+@pytest.mark.slow
+def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> None:
+    """Fresh venv from the wheel; init-project; --local initdb, migrate; edit; make_migrations, migrate;
+    status --exit-code 0; and nothing under site-packages changed."""
+    import os
+    import shutil
+
+    from .conftest import server_root
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, str(built_wheel)], check=True, capture_output=True, timeout=600)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DBP_", "PYTHON", "VIRTUAL_ENV", "AIRFLOW_CONN_"))}
+    local_dir = server_root("dbp-test-newcomer-") / "servers"
+    env.update(PATH=f"{venv / 'bin'}:/usr/bin:/bin", DBP_LOCAL_DIR=str(local_dir))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def dbp(*args: str, cwd: Path = work) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["dbp", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+    # without the local extra, --local names the package to install
+    bare = dbp("--local", "check-config")
+    assert bare.returncode == 78, bare.stderr
+    assert "pip install 'alerce-dbp[local]'" in bare.stderr
+    subprocess.run([*pip, f"{built_wheel}[local]"], check=True, capture_output=True, timeout=900)
+
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    before = site_listing(site_packages)
+    assert "dbp/_bundled/sql/schema/001_object.sql" in before
+    try:
+        # the bundled schema is read-only: make_migrations refuses and points at init-project
+        bundled = dbp("--local", "make_migrations", "mine", "--empty", cwd=work)
+        assert bundled.returncode == 78, bundled.stdout + bundled.stderr
+        assert "installed package" in bundled.stderr and "dbp init-project" in bundled.stderr
+
+        project = work / "myproject"
+        made = dbp("init-project", "myproject")
+        assert made.returncode == 0, made.stderr
+        first = dbp("--local", "initdb", cwd=project)
+        assert first.returncode == 0, first.stderr
+        assert "created 17 tables, 27 indexes" in first.stdout
+        assert "created 5 collections, 13 indexes" in first.stdout
+        assert dbp("--local", "migrate", cwd=project).returncode == 0
+
+        step = project / "sql" / "schema" / "002_step.sql"
+        step.write_text(step.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))
+        declared = project / "mongo_migrations" / "collections.toml"
+        declared.write_text(declared.read_text().replace(
+            '{ name = "sid_1", keys = [["sid", 1]] },',
+            '{ name = "sid_1", keys = [["sid", 1]] },\n    { name = "mjd", keys = [["mjd", -1]] },', 1))
+        written = dbp("--local", "make_migrations", "add owner", cwd=project)
+        assert written.returncode == 0, written.stderr
+        assert sorted(p.name for p in project.rglob("0001_*")) == [
+            "0001_add_owner.py", "0001_add_owner.rollback.sql", "0001_add_owner.sql"]
+        assert dbp("--local", "status", "--exit-code", cwd=project).returncode == 3
+        applied = dbp("--local", "migrate", cwd=project)
+        assert applied.returncode == 0, applied.stderr
+        assert "sql: 1 migration(s) applied" in applied.stdout and "mongo: 1 migration(s) applied" in applied.stdout
+        final = dbp("--local", "status", "--exit-code", cwd=project)
+        assert final.returncode == 0, final.stdout + final.stderr
+    finally:
+        dbp("local", "stop")
+        shutil.rmtree(local_dir.parent, ignore_errors=True)
+    after = site_listing(site_packages)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], f"site-packages changed: {changed[:20]}"
