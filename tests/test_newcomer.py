@@ -297,3 +297,16 @@ def test_no_settings_error_mentions_local_and_init_project(run_dbp: Any) -> None
     result = run_dbp("status")
     assert result.returncode == 78
     assert "--local" in result.stderr and "init-project" in result.stderr
+
+
+def test_a_checkout_of_dbp_keeps_its_bundled_schema_writable() -> None:
+    import sysconfig
+
+    from dbp._bundled import bundled, installed_location, require_writable
+
+    if not str(bundled("sql")).startswith(str(ROOT)):
+        pytest.skip("dbp is installed, not run from its checkout")
+    assert bundled("sql") == ROOT / "sql"
+    assert installed_location(ROOT / "sql") is None
+    require_writable(ROOT / "mongo_migrations")  # no error: the repository's own folders
+    assert installed_location(Path(sysconfig.get_paths()["purelib"]) / "x") is not None
