@@ -59,6 +59,15 @@ def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterabl
         )
     if root.exists() and not root.is_dir():
         raise OperationError(f"{root} is not a folder")
+    try:
+        return _write(root, chosen)
+    except FileExistsError as exc:  # another init-project got there first, between the check and the copy
+        raise OperationError(f"{exc.filename} appeared while init-project ran; it stopped there") from None
+    except OSError as exc:
+        raise OperationError(f"init-project cannot write {exc.filename or root}: {exc.strerror or exc}") from None
+
+
+def _write(root: Path, chosen: list[str]) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     written = []
     for engine in chosen:

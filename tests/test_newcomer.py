@@ -310,3 +310,31 @@ def test_a_checkout_of_dbp_keeps_its_bundled_schema_writable() -> None:
     assert installed_location(ROOT / "sql") is None
     require_writable(ROOT / "mongo_migrations")  # no error: the repository's own folders
     assert installed_location(Path(sysconfig.get_paths()["purelib"]) / "x") is not None
+
+
+def test_init_project_races_and_unwritable_folders_give_one_line_errors(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    env["PYTHONPATH"] = str(ROOT)
+    procs = [subprocess.Popen([sys.executable, "-m", "dbp", "init-project", "shared"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and all(c == 1 for c in codes[1:]), outs  # one wins; the others stop cleanly
+    for proc, (_, err) in zip(procs, outs):
+        if proc.returncode:
+            assert err.startswith("dbp: error: ") and len(err.strip().splitlines()) == 1, err
+            assert "Traceback" not in err
+    shared = tmp_path / "shared"
+    assert len(list((shared / "sql" / "schema").glob("*.sql"))) == 17
+    assert "SCHEMA_DIR" in (shared / "dbp.toml").read_text()
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        result = subprocess.run([sys.executable, "-m", "dbp", "init-project", str(locked)], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "cannot write" in result.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = subprocess.run([sys.executable, "-m", "dbp", "init-project", str(afile)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "is not a folder" in result.stderr
