@@ -338,3 +338,26 @@ def test_init_project_races_and_unwritable_folders_give_one_line_errors(tmp_path
     result = subprocess.run([sys.executable, "-m", "dbp", "init-project", str(afile)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "is not a folder" in result.stderr
+
+
+@pytest.mark.parametrize("name", ['we"ird db', "dbp é; DROP DATABASE postgres --", "MixedCase"])
+def test_a_missing_database_with_an_odd_name_is_created_or_named_exactly(
+    sql_db: SQLConnection, missing_sql: SQLSettings, name: str
+) -> None:
+    params = missing_sql.params
+    odd = f"{name} {unique_name('')}"
+    section = {"HOST": str(params.get("host") or "127.0.0.1"), "PORT": int(params.get("port") or 5432),
+               "USER": str(params.get("user") or "postgres"), "DB_NAME": odd}
+    try:
+        with pytest.raises(DatabaseMissing) as caught:
+            dbp.connect({"SQL": section}, engine="sql")
+        assert caught.value.create_sql.startswith("CREATE DATABASE ")
+        sql_db.execute(caught.value.create_sql)  # the statement it names is valid and creates exactly that
+        sql_db.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(odd)))
+        reports = initdb({"SQL": section}, ["sql"])
+        assert reports[0].created_database and reports[0].outcome == "created"
+        with dbp.connect({"SQL": section}, engine="sql") as db:
+            assert db.execute("SELECT current_database() AS d").fetchone() == {"d": odd}
+        assert sql_db.execute("SELECT count(*) AS n FROM pg_database WHERE datname = 'postgres'").fetchone() == {"n": 1}
+    finally:
+        sql_db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(odd)))
