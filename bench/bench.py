@@ -1,26 +1,34 @@
 """dbp against the raw drivers, measured in the same run on the same servers.
 
-    python bench/bench.py                       # local servers under ./.dbp-bench, default sizes
-    python bench/bench.py --rows 20000 --objects 100000 --calls 500
+    python bench/bench.py                 # default sizes: a few minutes on 2 cores
+    python bench/bench.py --full          # 100,000 rows, 1,000,000 objects, page 1,000, 2,000 calls
+    python bench/bench.py --rows 5000 --objects 20000 --calls 200 --engine sql
 
-Every figure is a ratio against its baseline from this run, never an absolute
-target; SQLAlchemy (the path db-plugins takes) is measured when installed
-(``pip install -e '.[bench]'``). Targets are printed beside the ratios.
+It starts its own local servers in a fresh temporary folder (``--local-dir``
+to choose one), and always stops them and removes the data it wrote, also
+when interrupted (Ctrl-C, SIGTERM). Every figure is a ratio against its
+baseline from this run, never an absolute target; SQLAlchemy (the path
+db-plugins takes) is measured when installed (``pip install -e '.[bench]'``).
+Targets are printed beside the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +37,7 @@ import dbp  # noqa: E402
 from dbp.admin import initdb  # noqa: E402
 from dbp.local import LocalServers  # noqa: E402
 from dbp.mongo.connection import MongoConnection  # noqa: E402
+from dbp.mongo.documents import detection_document  # noqa: E402
 from dbp.sql.connection import SQLConnection  # noqa: E402
 
 RESULTS: list[tuple[str, str, float, str]] = []
@@ -214,7 +223,7 @@ def _paginate(q: Any, page: int, per_page: int, repeat: int = 5) -> None:
 def bench_mongo(db: MongoConnection, rows: list[dict[str, Any]], calls: int, objects: int, page: int,
                 per_page: int) -> None:
     print(f"bulk insert of {len(rows):,} detections (MongoDB)")
-    docs = [{"_id": r["candid"], **{k: v for k, v in r.items() if k != "candid"}} for r in rows]
+    docs = [detection_document(r) for r in rows]  # candid as _id, survey fields under extra_fields
     indexes = db.collection("detection").index_information()
 
     def fresh() -> Any:
@@ -294,43 +303,116 @@ def bench_startup() -> None:
     print(f"  {'python -m dbp --help':<44} {helped * 1000:6.0f} ms   target <= 300 ms")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="detections for bulk_insert (100,000)")
-    parser.add_argument("--objects", type=int, default=1_000_000, help="objects for paginate (1,000,000)")
-    parser.add_argument("--page", type=int, default=1000, help="the deep page (1,000)")
-    parser.add_argument("--per-page", type=int, default=100)
-    parser.add_argument("--calls", type=int, default=2000, help="calls per round for per-call ratios")
-    parser.add_argument("--engine", choices=["sql", "mongo", "all"], default="all")
-    parser.add_argument("--local-dir", default=None, help="where the local servers keep their data")
-    args = parser.parse_args()
+#: Sizes: the defaults finish in a few minutes on 2 cores; --full is the published run.
+SIZES = {"rows": 20_000, "objects": 100_000, "page": 100, "calls": 500}
+FULL_SIZES = {"rows": 100_000, "objects": 1_000_000, "page": 1000, "calls": 2000}
 
-    root = Path(args.local_dir) if args.local_dir else Path(tempfile.mkdtemp(prefix="dbp-bench-"))
+
+class Stopped(SystemExit):
+    """A termination signal arrived: unwind, so that the servers are stopped and the data removed."""
+
+
+def _stop(signum: int, frame: Optional[FrameType]) -> None:
+    raise Stopped(128 + signum)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--full", action="store_true",
+                        help="the large sizes: 100,000 rows, 1,000,000 objects, page 1,000, 2,000 calls")
+    parser.add_argument("--rows", type=int, help=f"detections for bulk_insert ({SIZES['rows']:,})")
+    parser.add_argument("--objects", type=int, help=f"objects for paginate ({SIZES['objects']:,})")
+    parser.add_argument("--page", type=int, help=f"the deep page ({SIZES['page']:,})")
+    parser.add_argument("--per-page", type=int, default=100)
+    parser.add_argument("--calls", type=int, help=f"calls per round for per-call ratios ({SIZES['calls']:,})")
+    parser.add_argument("--engine", choices=["sql", "mongo", "all"], default="all")
+    parser.add_argument("--local-dir", default=None,
+                        help="where the local servers keep their data (default: a new temporary folder); "
+                        "removed afterwards if the bench created it")
+    args = parser.parse_args(argv)
+    for name, value in (FULL_SIZES if args.full else SIZES).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    root = Path(args.local_dir).resolve() if args.local_dir else Path(tempfile.mkdtemp(prefix="dbp-bench-"))
+    owned = args.local_dir is None or not root.exists()
     servers = LocalServers(root)
+    try:
+        run(args, servers)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr)
+        return 130
+    except Stopped as stop:
+        print("\nbench: terminated", file=sys.stderr)
+        return int(stop.code or 1)
+    finally:
+        cleanup(servers, root, owned)
+    return 0
+
+
+def cleanup(servers: LocalServers, root: Path, owned: bool) -> None:
+    """Stop the servers, and remove their data if this run created the folder; a second signal waits."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        stopped = servers.stop()
+        for pid in _leftovers(root):  # a server interrupted while starting has no pid file yet
+            _terminate(pid)
+    finally:
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+    removed = f"; removed {root}" if owned else f"; kept {root} (it existed before)"
+    print(f"bench: stopped {', '.join(stopped) or 'no'} server(s){removed}", file=sys.stderr, flush=True)
+
+
+def _leftovers(root: Path) -> list[int]:
+    """Processes whose command line names our data folder: servers this run started."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(root) in command and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def _terminate(pid: int) -> None:
+    from dbp.local import wait_gone
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
+        if wait_gone(pid, 10):
+            return
+
+
+def run(args: argparse.Namespace, servers: LocalServers) -> None:
     engines = ["sql", "mongo"] if args.engine == "all" else [args.engine]
     config = servers.config(engines, database="bench")
-    print(f"dbp {dbp.__version__}, Python {sys.version.split()[0]}, servers under {root}\n")
+    print(f"dbp {dbp.__version__}, Python {sys.version.split()[0]}, servers under {servers.root}\n", flush=True)
     rows = detections(args.rows, max(1, args.rows // 20))
-    try:
-        if "sql" in engines:
-            SQLConnection(config).drop_db()
-            SQLConnection(config).create_db()
-            initdb(config, ["sql"])
-            with SQLConnection(config) as db:
-                bench_sql_bulk(db, rows, max(1, args.rows // 20))
-                bench_sql_calls(db, args.calls)
-                bench_sql_paginate(db, args.objects, args.page, args.per_page)
-        if "mongo" in engines:
-            with MongoConnection(config) as mongo:
-                mongo.drop_db()
-            initdb(config, ["mongo"])
-            with MongoConnection(config) as mongo:
-                bench_mongo(mongo, rows, args.calls, args.objects, args.page, args.per_page)
-        bench_startup()
-    finally:
-        if not args.local_dir:
-            servers.stop()
+    if "sql" in engines:
+        SQLConnection(config).drop_db()
+        SQLConnection(config).create_db()
+        initdb(config, ["sql"])
+        with SQLConnection(config) as db:
+            bench_sql_bulk(db, rows, max(1, args.rows // 20))
+            bench_sql_calls(db, args.calls)
+            bench_sql_paginate(db, args.objects, args.page, args.per_page)
+    if "mongo" in engines:
+        with MongoConnection(config) as mongo:
+            mongo.drop_db()
+        initdb(config, ["mongo"])
+        with MongoConnection(config) as mongo:
+            bench_mongo(mongo, rows, args.calls, args.objects, args.page, args.per_page)
+    bench_startup()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

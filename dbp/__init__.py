@@ -14,6 +14,7 @@ from dbp.errors import (
     BulkWriteError,
     ConcurrencyError,
     ConfigError,
+    DatabaseMissing,
     DbpError,
     FilterError,
     LockTimeout,
@@ -32,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Connection",
+    "DatabaseMissing",
     "DbpError",
     "FilterError",
     "LockTimeout",
@@ -52,7 +54,13 @@ _LAZY = {
 }
 
 
+#: Submodules reachable as attributes (``dbp.admin.initdb(...)``), imported when first used.
+_SUBMODULES = frozenset({"admin", "project"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dbp.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dbp' has no attribute {name!r}")
@@ -62,4 +70,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_SUBMODULES])

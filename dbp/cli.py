@@ -26,6 +26,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: ``status --exit-code``: something is pending, failed, changed, out of order or missing.
 EXIT_ATTENTION = 3
+#: ``status --exit-code``: a database was never initialized (or does not exist); wins over 3.
+EXIT_NOT_INITIALIZED = 4
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
@@ -66,7 +68,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
         parents=[_common(suppress=False)],
         epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work, "
-        "69 server unavailable, 75 lock timeout, "
+        "4 status --exit-code found a database not initialized, 69 server unavailable, 75 lock timeout, "
         "78 configuration error",
     )
     parser.add_argument("--version", action="version", version=f"dbp {__version__}")
@@ -126,7 +128,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     status.add_argument("--exit-code", action="store_true",
-                        help=f"exit {EXIT_ATTENTION} when anything is not applied")
+                        help=f"exit {EXIT_ATTENTION} when anything is not applied, {EXIT_NOT_INITIALIZED} when a "
+                        "database is not initialized")
     _schema_options(status)
     status.set_defaults(handler=_status)
 
@@ -153,6 +156,16 @@ def get_parser() -> argparse.ArgumentParser:
     make.add_argument("--empty", action="store_true", help="write a blank migration (and rollback)")
     _schema_options(make)
     make.set_defaults(handler=_make_migrations)
+
+    project = commands.add_parser(
+        "init-project", parents=common, help="copy the bundled schema into a project folder, with a dbp.toml",
+        description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/, into DIR and "
+        "write DIR/dbp.toml with SCHEMA_DIR pointing at them, so that make_migrations writes into your project, "
+        "never into the installed package. Overwrites nothing. Needs no settings; --local commands run there "
+        "then use the copies.",
+    )
+    project.add_argument("directory", nargs="?", default=".", metavar="DIR", help="the project folder (default: .)")
+    project.set_defaults(handler=_init_project)
 
     local = commands.add_parser(
         "local", parents=common, help="start, stop or show the project-local servers",
@@ -200,6 +213,9 @@ def _config(args: argparse.Namespace) -> Any:
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
         print(f"dbp: local data in {servers.root} (database {LOCAL_DATABASE!r}; "
               "stop with: python -m dbp local stop)", file=sys.stderr)
+        from dbp.project import apply_schema_dirs
+
+        apply_schema_dirs(config)  # a project's own schema (dbp init-project), if its settings name one
     else:
         config = load_config(args.settings)
     for name, spec in ENGINES.items():
@@ -276,10 +292,12 @@ def _status(args: argparse.Namespace) -> int:
     config = _config(args)
     results = status(config, configured_engines(config, args.engine))
     attention = any(r.needs_attention for r in results)
+    initialized = all(r.initialized for r in results)
     if args.format == "json":
         document = {
             "dbp_version": __version__,
             "ok": not attention,
+            "initialized": initialized,
             "engines": {r.engine: r.as_json() for r in results},
         }
         print(json.dumps(document, indent=2))
@@ -287,11 +305,17 @@ def _status(args: argparse.Namespace) -> int:
         for result in results:
             counts = ", ".join(f"{result.count(s)} {s}" for s in ("applied", "pending", "failed", "changed",
                                                                   "out-of-order", "missing") if result.count(s))
+            if not result.initialized:
+                print(f"{result.engine}: {result.address}: not initialized ({result.detail or 'run dbp initdb'})"
+                      + (f"; files: {counts}" if counts else ""))
+                continue
             print(f"{result.engine}: {result.address}: {counts or 'no migrations'}")
             for m in result.migrations:
                 when = m.applied_at.strftime("%Y-%m-%d %H:%M") if m.applied_at else ""
                 extra = f"  {m.error}" if m.error else ""
                 print(f"  {m.state:<12} {m.id:<40} {when:<16} {m.description}{extra}".rstrip())
+    if args.exit_code and not initialized:
+        return EXIT_NOT_INITIALIZED
     return EXIT_ATTENTION if args.exit_code and attention else EXIT_OK
 
 
@@ -318,6 +342,17 @@ def _make_migrations(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not written:
         print("no changes: the database matches the schema files; nothing written (--empty forces a blank one)")
+    return EXIT_OK
+
+
+def _init_project(args: argparse.Namespace) -> int:
+    from dbp.project import init_project
+
+    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    for path in init_project(args.directory, engines):
+        print(f"wrote {path}{'/' if path.is_dir() else ''}")
+    where = "" if Path(args.directory).resolve() == Path.cwd() else f"cd {args.directory} && "
+    print(f"next: {where}dbp --local initdb (project-local servers), or give dbp.toml your servers' addresses")
     return EXIT_OK
 
 

@@ -131,8 +131,9 @@ def load_config(
         if not any(env.get(spec.url_env) for spec in ENGINES.values()):
             raise ConfigError(
                 "no settings found: pass --settings FILE, set $DBP_SETTINGS, create "
-                "./dbp.toml or ./settings.py, or set "
+                "./dbp.toml or ./settings.py (dbp init-project writes one), or set "
                 + " / ".join(f"${spec.url_env}" for spec in ENGINES.values())
+                + "; or use --local for project-local servers"
             )
         return _finish({}, None, env)
     raw = _read_toml(found, env) if found.suffix == ".toml" else _read_python(found)

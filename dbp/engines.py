@@ -66,6 +66,8 @@ class EngineSpec:
     connection_name: str
     #: What the engine's schema folder (``SCHEMA_DIR``, ``--NAME-dir``) holds.
     schema_folder: str = ""
+    #: The schema folder shipped with dbp (``dbp._bundled``), and its name in a project (init-project).
+    bundled_folder: str = ""
 
     def module(self, name: str) -> Any:
         return importlib.import_module(f"{self.package}.{name}")
@@ -91,6 +93,7 @@ ENGINES: dict[str, EngineSpec] = {
         settings_name="SQLSettings",
         connection_name="SQLConnection",
         schema_folder="the SQL folder: schema/*.sql and migrations/",
+        bundled_folder="sql",
     ),
     "mongo": EngineSpec(
         name="mongo",
@@ -103,6 +106,7 @@ ENGINES: dict[str, EngineSpec] = {
         settings_name="MongoSettings",
         connection_name="MongoConnection",
         schema_folder="the Mongo migrations folder: collections.toml and NNNN_name.py",
+        bundled_folder="mongo_migrations",
     ),
 }
 

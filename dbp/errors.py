@@ -11,6 +11,7 @@ __all__ = [
     "BulkWriteError",
     "ConcurrencyError",
     "ConfigError",
+    "DatabaseMissing",
     "DbpError",
     "FilterError",
     "LockTimeout",
@@ -82,6 +83,17 @@ class OperationError(DbpError):
     """An operation on a reachable server failed."""
 
     exit_code = 1
+
+
+class DatabaseMissing(OperationError):
+    """The server answers, but the configured database does not exist; not worth a retry.
+
+    ``create_sql`` is the statement that creates it, for a role that may (where the engine has one).
+    """
+
+    def __init__(self, message: str, *, create_sql: str = "", details: Sequence[str] = ()) -> None:
+        super().__init__(message, details=details)
+        self.create_sql = create_sql
 
 
 class BulkWriteError(OperationError):

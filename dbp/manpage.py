@@ -26,7 +26,7 @@ def render() -> str:
     os.environ["COLUMNS"] = "80"  # argparse wraps help text to the terminal width
     try:
         page = Manpage(get_parser())
-        page.source = f"dbp {__version__}"
+        page.source = f"alerce-dbp {__version__}"
         page.manual = "dbp manual"
         page.date = ""
         page.description = "schemas, migrations and connections for PostgreSQL and MongoDB"

@@ -94,17 +94,22 @@ class EngineStatus:
     engine: str
     address: str
     migrations: list[MigrationStatus] = field(default_factory=list)
+    #: False when dbp never initialized the database (or it does not exist): no schema, nothing applied.
+    initialized: bool = True
+    #: Why it is not initialized, when more can be said (e.g. the database does not exist).
+    detail: str = ""
 
     def count(self, state: str) -> int:
         return sum(1 for m in self.migrations if m.state == state)
 
     @property
     def needs_attention(self) -> bool:
-        return any(m.state != "applied" for m in self.migrations)
+        return not self.initialized or any(m.state != "applied" for m in self.migrations)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "address": self.address,
+            "initialized": self.initialized,
             "counts": {state: self.count(state) for state in STATES},
             "migrations": [m.as_json() for m in self.migrations],
         }

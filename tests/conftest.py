@@ -1,8 +1,9 @@
 """Real servers for the suite.
 
 One PostgreSQL and one MongoDB-compatible server per test session, from
-:mod:`dbp.local` under a temporary folder, unless ``DBP_TEST_SQL_URL`` /
-``DBP_TEST_MONGO_URL`` name servers to use instead (a real mongod, say). Each
+:mod:`dbp.local` under a temporary folder. ``DBP_TEST_SQL_URL`` and
+``DBP_TEST_MONGO_URL`` each, independently, replace one engine's server (another
+PostgreSQL, a real mongod); the other engine keeps its embedded server. Each
 test gets a fresh database on them, dropped afterwards.
 """
 

@@ -368,7 +368,7 @@ def test_installed_wheel_works_outside_the_checkout(
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=300)
-    wheel = next(wheels.glob("dbp-*.whl"))
+    wheel = next(wheels.glob("alerce_dbp-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"

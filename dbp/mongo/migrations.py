@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from pymongo.database import Database
 
+from dbp._bundled import bundled, require_writable
 from dbp._redact import scrub
 from dbp._version import __version__
 from dbp.errors import OperationError
@@ -87,7 +88,8 @@ def read_ledger(db: Database[Any]) -> dict[str, LedgerEntry]:
 def status(conn: MongoConnection) -> EngineStatus:
     schema_root = MongoSchema.load(conn.settings.schema_dir).root
     _, infos = load_files(schema_root)
-    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)))
+    initialized = read_marker(conn.database) is not None
+    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)), initialized=initialized)
 
 
 def _require_initialized(conn: MongoConnection) -> None:
@@ -279,6 +281,7 @@ def _operations(spec: CollectionSpec, live: Optional[Mapping[str, Any]]) -> tupl
 
 
 def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:
+    require_writable(conn.settings.schema_dir or bundled("mongo_migrations"))
     schema = MongoSchema.load(conn.settings.schema_dir)
     _, infos = load_files(schema.root)
     up: list[str] = []

@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from dbp._values import convert_row, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
+from dbp.mongo.fields import check, declared_fields
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row, collapse
 from dbp.updates import Change
@@ -148,6 +149,8 @@ class MongoQuery(BaseQuery):
         codecs = collection.codec_options.with_options(type_registry=TypeRegistry(fallback_encoder=_fallback))
         self.collection: Collection[Any] = collection.with_options(codec_options=codecs)
         self._keys: Optional[list[tuple[str, ...]]] = None
+        #: The fields collections.toml declares for this collection (None: free-form).
+        self.fields = declared_fields(db.settings.schema_dir, self.name)
 
     def __repr__(self) -> str:
         return f"<MongoQuery {self.name} on {self.db.address}>"
@@ -158,6 +161,7 @@ class MongoQuery(BaseQuery):
     def _find_args(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]) -> dict[str, Any]:
         for name in [f for f, _ in sort] + (projection or []):
             _path(name)
+        check(self.fields, "find", node=node, sort=sort, projection=projection)
         args: dict[str, Any] = {"filter": compile_filter(node)}
         if projection is not None:
             args["projection"] = {**{f: 1 for f in projection}, **({} if "_id" in projection else {"_id": 0})}
@@ -197,6 +201,7 @@ class MongoQuery(BaseQuery):
             cursor.close()
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
+        check(self.fields, "count", node=node)
         if limit == 0:
             return 0
         try:
@@ -244,6 +249,7 @@ class MongoQuery(BaseQuery):
         """
         eq = equalities(filter_by)
         self._check_fields(kwargs, "get_or_create")
+        check(self.fields, "get_or_create", names=[*eq, *kwargs])
         self._require_unique(list(eq), "get_or_create")
         on_insert = {k: v for k, v in _document(kwargs).items() if k not in eq}
         for attempt in range(_UPSERT_RETRIES):
@@ -284,6 +290,7 @@ class MongoQuery(BaseQuery):
         return None if found is None else (found, False)
 
     def _update(self, node: Node, changes: Sequence[Change]) -> int:
+        check(self.fields, "update", node=node, names=[c.path for c in changes])
         try:
             return self.collection.update_many(compile_filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
@@ -294,6 +301,7 @@ class MongoQuery(BaseQuery):
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
         changes = self._upsert_changes(eq, attrs)
+        check(self.fields, "upsert", names=[*eq, *(c.path for c in changes)])
         self._require_unique(list(eq), "upsert")
         update = compile_update(changes)[0] if changes else {"$set": dict(eq)}
         try:
@@ -307,6 +315,7 @@ class MongoQuery(BaseQuery):
         return doc
 
     def delete(self, filter_by: Filter) -> int:
+        check(self.fields, "delete", node=parse(filter_by))
         try:
             return self.collection.delete_many(compile_filter(parse(filter_by))).deleted_count
         except UNENCODABLE as exc:
@@ -315,6 +324,8 @@ class MongoQuery(BaseQuery):
             raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
 
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
+        check(self.fields, "bulk_update", names=[*keys, *{c.path for _, changes in rounds for row in changes
+                                                          for c in row}])
         matched = 0
         try:
             for number, (instances, changes) in enumerate(rounds):
@@ -345,6 +356,7 @@ class MongoQuery(BaseQuery):
             names = tuple(row)
             if names not in seen:
                 self._check_fields(row, f"bulk_insert: row {i}")
+                check(self.fields, f"bulk_insert, row {i}", rows=[row])
                 seen.add(names)
         try:
             if on_conflict == "update":

@@ -1,7 +1,9 @@
 """MongoDB collections and indexes, declared as data in ``collections.toml``.
 
 ``initdb`` creates them, ``--adopt`` and ``make_migrations`` compare them with
-a live database. The file sits in the Mongo migrations folder.
+a live database. The file sits in the Mongo migrations folder. A collection may
+also declare its top-level ``fields`` (``_id`` is always one); queries on it
+then refuse unknown fields (:mod:`dbp.mongo.fields`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def _normal(info: Mapping[str, Any]) -> dict[str, Any]:
 class CollectionSpec:
     name: str
     indexes: tuple[IndexSpec, ...] = ()
+    #: The declared top-level fields (``_id`` included), or None: free-form.
+    fields: Optional[frozenset[str]] = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,27 @@ def _collection(raw: Any, where: str) -> CollectionSpec:
     names = [i.name for i in indexes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} ({raw['name']}) declares an index name twice")
-    return CollectionSpec(raw["name"], tuple(indexes))
+    fields = _fields(raw, f"{where} ({raw['name']})")
+    if fields is not None:
+        for index in indexes:
+            for key, _ in index.keys:
+                if key.split(".", 1)[0] not in fields:
+                    raise ConfigError(f"{where} ({raw['name']}) index {index.name}: {key!r} is not a declared field")
+    return CollectionSpec(raw["name"], tuple(indexes), fields)
+
+
+def _fields(raw: Mapping[str, Any], where: str) -> Optional[frozenset[str]]:
+    if "fields" not in raw:
+        return None
+    fields = raw["fields"]
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ConfigError(f"{where}: fields must be a list of field names")
+    bad = [f for f in fields if not f or "." in f or f.startswith("$") or "\x00" in f]
+    if bad:
+        raise ConfigError(f"{where}: {bad[0]!r} is not a top-level field name")
+    if len(set(fields)) != len(fields):
+        raise ConfigError(f"{where}: fields names a field twice")
+    return frozenset(["_id", *fields])
 
 
 def index_differences(

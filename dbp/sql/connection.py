@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import weakref
@@ -17,7 +18,7 @@ from psycopg.abc import Params
 from psycopg.rows import DictRow, dict_row
 
 from dbp.connection import Connection
-from dbp.errors import ConfigError, FilterError, OperationError, ServerUnavailable
+from dbp.errors import ConfigError, DatabaseMissing, DbpError, FilterError, OperationError, ServerUnavailable
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ log = logging.getLogger("dbp.sql")
 PgConnection = psycopg.Connection[DictRow]
 #: A statement: a literal string, or one composed with :mod:`psycopg.sql`.
 QueryText = Union[str, bytes, sql.Composable]
+_MISSING_DATABASE = re.compile(r'database ".*" does not exist')
 #: Databases to connect to when creating or dropping the configured one.
 MAINTENANCE_DATABASES = ("postgres", "template1")
 
@@ -44,12 +46,26 @@ def reason(exc: BaseException) -> str:
     return text.replace("FATAL:  ", "").strip()
 
 
+def create_statement(settings: SQLSettings) -> str:
+    """The SQL that creates the configured database, owned by the configured role (for messages)."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.database))
+    if settings.params.get("user"):
+        statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(str(settings.params["user"])))
+    return statement.as_string(None)
+
+
 def open_connection(settings: SQLSettings, database: Optional[str] = None) -> PgConnection:
     """A plain autocommit psycopg connection, dict rows; failures name the address."""
     target = settings if database is None else settings.with_database(database)
     try:
         return psycopg.connect(settings.conninfo(database), row_factory=dict_row, autocommit=True)
     except psycopg.OperationalError as exc:
+        if _MISSING_DATABASE.search(reason(exc)):  # libpq gives no SQLSTATE for start-up failures
+            raise DatabaseMissing(
+                f"database {target.database} does not exist on {target.address.rsplit('/', 1)[0]}: "
+                "`dbp initdb` creates it (library: SQLConnection(config).create_db())",
+                create_sql=create_statement(target),
+            ) from None
         raise ServerUnavailable(
             f"cannot connect to PostgreSQL at {target.address}: {reason(exc)}"
         ) from None
@@ -115,7 +131,7 @@ class SQLConnection(Connection[SQLSettings]):
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError:
             raise ConfigError(
-                "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'dbp[pool]'"
+                "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'alerce-dbp[pool]'"
             ) from None
         options = dict(settings.pool)
         pool = ConnectionPool(
@@ -251,13 +267,13 @@ class SQLConnection(Connection[SQLSettings]):
     @contextmanager
     def _maintenance(self) -> Iterator[PgConnection]:
         """A connection to a database other than ours, to create or drop ours."""
-        last: Optional[ServerUnavailable] = None
+        last: Optional[DbpError] = None
         for name in MAINTENANCE_DATABASES:
             if name == self.settings.database:
                 continue
             try:
                 conn = open_connection(self.settings, name)
-            except ServerUnavailable as exc:
+            except (ServerUnavailable, DatabaseMissing) as exc:
                 last = exc
                 continue
             with conn:
@@ -287,7 +303,8 @@ class SQLConnection(Connection[SQLSettings]):
                 return False  # created meanwhile by someone else
             except psycopg.Error as exc:
                 raise OperationError(
-                    f"cannot create database {name} on {self.address}: {reason(exc)}"
+                    f"cannot create database {name} on {self.address}: {reason(exc)}; "
+                    f"a role that may create databases can run: {create_statement(self.settings)}"
                 ) from None
         log.info("created database %s", self.address)
         return True

@@ -89,7 +89,9 @@ def yoyo_backend(settings: SQLSettings) -> Iterator[Any]:
     from yoyo.connections import parse_uri
 
     try:
-        backend = PostgresqlPsycopgBackend(parse_uri(yoyo_url(settings)), MIGRATION_TABLE)
+        # yoyo does not unquote the database in the URL path: give it the name itself
+        uri = parse_uri(yoyo_url(settings))._replace(database=settings.database)
+        backend = PostgresqlPsycopgBackend(uri, MIGRATION_TABLE)
     except psycopg.OperationalError as exc:
         raise ServerUnavailable(f"cannot connect to PostgreSQL at {settings.address}: {reason(exc)}") from None
     try:

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from dbp._bundled import require_writable
 from dbp._version import __version__
 from dbp.errors import LockTimeout, OperationError
 from dbp.migrations import (
@@ -156,7 +157,8 @@ def status(db: SQLConnection) -> EngineStatus:
     _, infos = load_migrations(files)
     with db.connection() as conn:
         ledger = read_ledger(conn)
-    return EngineStatus("sql", db.address, reconcile(infos, ledger))
+        initialized = read_state(conn).initialized
+    return EngineStatus("sql", db.address, reconcile(infos, ledger), initialized=initialized)
 
 
 def _require_initialized(conn: psycopg.Connection[Any], address: str) -> None:
@@ -384,6 +386,7 @@ def _unmark(backend: Any, migration: Any) -> None:
 def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list[Path]:
     """Write the next numbered migration and its rollback from the schema files' difference."""
     files = SchemaFiles.for_settings(db.settings.schema_dir)
+    require_writable(files.migrations_dir)
     _, infos = load_migrations(files)
     stem = f"{next_number([i.id for i in infos])}_{slug(name)}"
     if empty:

@@ -1,0 +1,128 @@
+"""A project of one's own: the bundled schema copied out of the package, and its ``dbp.toml``.
+
+``dbp init-project [DIR]`` (:func:`init_project`) copies each engine's bundled
+schema folder into ``DIR`` and writes a ``dbp.toml`` whose ``SCHEMA_DIR`` keys
+point at the copies. ``--local`` commands take ``SCHEMA_DIR`` from the settings
+file found the usual way (:func:`apply_schema_dirs`), so the copies are what
+``initdb``, ``migrate`` and ``make_migrations`` use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Union
+
+from dbp._bundled import bundled
+from dbp.config import Config, find_settings
+from dbp.engines import ENGINES
+from dbp.errors import ConfigError, OperationError
+
+__all__ = ["SETTINGS_FILE", "apply_schema_dirs", "init_project", "project_folder", "schema_dirs"]
+
+SETTINGS_FILE = "dbp.toml"
+_SKIP = shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc")
+
+_HEADER = """\
+# dbp settings, written by `dbp init-project`.
+#
+# `dbp --local COMMAND` runs on the project-local servers (under ./.dbp) and takes only
+# SCHEMA_DIR from this file. For other servers, give each section their address
+# (URL, or HOST / PORT / ...: see dbp's README) or set {urls}.
+"""
+
+
+def project_folder(engine: str) -> str:
+    """The folder name of ``engine``'s schema in a project: the bundled folder's own name."""
+    return ENGINES[engine].bundled_folder
+
+
+def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterable[str] = tuple(ENGINES)) -> list[Path]:
+    """Copy the bundled schema folders into ``directory`` and write its ``dbp.toml``; return what was written.
+
+    Nothing is overwritten: if any target exists, nothing is written at all.
+    """
+    root = Path(directory).resolve()
+    chosen = list(engines)
+    unknown = [e for e in chosen if e not in ENGINES]
+    if unknown:
+        raise ConfigError(f"unknown engine {unknown[0]!r}; expected one of {', '.join(ENGINES)}")
+    targets = [root / project_folder(e) for e in chosen] + [root / SETTINGS_FILE]
+    existing = [p for p in targets if p.exists() or p.is_symlink()]
+    if existing:
+        raise OperationError(
+            f"{', '.join(str(p) for p in existing)} already exist(s); init-project writes nothing over them "
+            "(move them away, or choose another folder)"
+        )
+    if root.exists() and not root.is_dir():
+        raise OperationError(f"{root} is not a folder")
+    try:
+        return _write(root, chosen)
+    except FileExistsError as exc:  # another init-project got there first, between the check and the copy
+        raise OperationError(f"{exc.filename} appeared while init-project ran; it stopped there") from None
+    except OSError as exc:
+        raise OperationError(f"init-project cannot write {exc.filename or root}: {exc.strerror or exc}") from None
+
+
+def _write(root: Path, chosen: list[str]) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for engine in chosen:
+        spec = ENGINES[engine]
+        target = root / project_folder(engine)
+        shutil.copytree(bundled(spec.bundled_folder), target, ignore=_SKIP)
+        for path in [target, *target.rglob("*")]:  # an installed package's files may be read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        written.append(target)
+    text = _HEADER.format(urls=" / ".join(f"${ENGINES[e].url_env}" for e in chosen))
+    for engine in chosen:
+        spec = ENGINES[engine]
+        text += (f"\n[DB_CONFIG.{spec.section}]\n"
+                 f'SCHEMA_DIR = "{project_folder(engine)}"    # {spec.schema_folder}\n')
+    settings = root / SETTINGS_FILE
+    with open(settings, "x", encoding="utf-8") as handle:  # never over a file that appeared meanwhile
+        handle.write(text)
+    written.append(settings)
+    return written
+
+
+def schema_dirs(settings: Path) -> dict[str, str]:
+    """``SCHEMA_DIR`` of each section of a settings file, absolute; nothing else is read or checked."""
+    from dbp.config import _expand_env, _read_python
+
+    if settings.suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+        try:
+            doc: Any = tomllib.loads(settings.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {settings}: {exc}") from None
+        raw = doc.get("DB_CONFIG", {})
+    else:
+        raw = _read_python(settings)
+    out: dict[str, str] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for name, section in raw.items():
+        if not isinstance(section, Mapping):
+            continue
+        for key, value in section.items():
+            if str(key).upper() == "SCHEMA_DIR" and isinstance(value, str) and value:
+                value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_DIR")
+                out[str(name).upper()] = str((settings.parent / Path(value).expanduser()).resolve())
+    return out
+
+
+def apply_schema_dirs(config: Config) -> None:
+    """Give ``config`` (the local servers') the ``SCHEMA_DIR`` of the settings file found the usual way."""
+    found = find_settings(None)
+    if found is None:
+        return
+    for section, folder in schema_dirs(found).items():
+        if section in config and "SCHEMA_DIR" not in config[section]:
+            config[section]["SCHEMA_DIR"] = folder

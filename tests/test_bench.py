@@ -1,0 +1,147 @@
+"""bench/bench.py with tiny sizes: it measures everything, then stops its servers and removes its data,
+also when SIGTERM or SIGINT stops it half-way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, server_root
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--rows", "300", "--objects", "3000", "--page", "5", "--per-page", "10", "--calls", "20"]
+#: Big enough that a signal sent after the first measurement lands mid-run.
+SMALL = ["--rows", "5000", "--objects", "50000", "--page", "50", "--per-page", "10", "--calls", "200"]
+MEASURED = [
+    "bulk_insert(on_conflict='error') throughput", "bulk_insert(on_conflict='ignore') throughput",
+    "bulk_insert(on_conflict='update') throughput", "bulk_insert('ignore'), every row a duplicate",
+    "psycopg executemany throughput", "find_one", "get_or_create (existing row)", "keyset page 5", "offset page 5",
+    "bulk_insert throughput", "get_or_create (existing document)", "import dbp", "python -m dbp --help",
+]
+
+
+class Bench:
+    """The bench as a child process, its output collected line by line."""
+
+    def __init__(self, root: Path, sizes: list[str]) -> None:
+        self.root = root
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bench.py"), *sizes, "--local-dir", str(root)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None or self.reader.is_alive(), f"bench ended early:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output}"
+            time.sleep(0.1)
+
+    def server_pids(self) -> dict[str, int]:
+        pg = int((self.root / "pg" / "postmaster.pid").read_text().splitlines()[0])
+        mongo = int(json.loads((self.root / "mongo.json").read_text())["pid"])
+        return {"sql": pg, "mongo": mongo}
+
+    def finish(self, timeout: float = 300) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return code
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_naming(root: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(root).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def assert_cleaned_up(bench: Bench, pids: dict[str, int]) -> None:
+    assert not any(alive(pid) for pid in pids.values()), (pids, bench.output)
+    assert not bench.root.exists(), bench.output
+    assert processes_naming(bench.root) == []
+    assert f"bench: stopped sql, mongo server(s); removed {bench.root}" in bench.output
+
+
+@pytest.fixture
+def bench_root() -> Iterator[Path]:
+    parent = server_root("dbp-test-bench-")
+    yield parent / "data"  # the bench creates it, so it removes it
+    for pid in processes_naming(parent):  # only if a test failed half-way
+        os.kill(pid, signal.SIGKILL)
+    import shutil
+
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_bench_measures_everything_then_stops_and_removes_its_data(bench_root: Path) -> None:
+    bench = Bench(bench_root, TINY)
+    bench.wait_for("bulk insert of 300 detection rows")
+    pids = bench.server_pids()
+    assert all(alive(pid) for pid in pids.values())
+    assert bench.finish() == 0, bench.output
+    for what in MEASURED:
+        assert any(line.strip().startswith(what) for line in bench.lines), (what, bench.output)
+    assert_cleaned_up(bench, pids)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_signal_mid_run_stops_the_servers_and_removes_the_data(bench_root: Path, signum: int, code: int) -> None:
+    bench = Bench(bench_root, SMALL)
+    bench.wait_for("bulk insert of 5,000 detection rows")
+    pids = bench.server_pids()
+    time.sleep(0.5)  # inside a measurement
+    bench.proc.send_signal(signum)
+    assert bench.finish(timeout=120) == code, bench.output
+    assert "bench: terminated" in bench.output or "bench: interrupted" in bench.output
+    assert "python -m dbp --help" not in bench.output  # it really stopped half-way
+    assert_cleaned_up(bench, pids)
+
+
+def test_an_existing_local_dir_is_kept_but_its_servers_stopped(bench_root: Path) -> None:
+    bench_root.mkdir(parents=True)
+    (bench_root / "mine.txt").write_text("not the bench's\n")
+    bench = Bench(bench_root, [*TINY, "--engine", "sql"])
+    bench.wait_for("bulk insert of 300 detection rows")
+    pid = int((bench_root / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    assert bench.finish() == 0, bench.output
+    assert not alive(pid)
+    assert (bench_root / "mine.txt").read_text() == "not the bench's\n"
+    assert f"bench: stopped sql server(s); kept {bench_root}" in bench.output
