@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
+from dbp.mongo.errors import translate
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Row
 
@@ -116,10 +117,8 @@ class MongoQuery(BaseQuery):
         try:
             cursor = self.collection.find(**self._find_args(node, sort, projection), skip=offset, limit=limit or 0)
             return [self._shape(doc, projection) for doc in cursor]
-        except OperationFailure as exc:  # the server refused the query itself
-            raise FilterError(f"find on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
-            raise OperationError(f"find on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "find", self.name, FilterError) from None
 
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
@@ -128,6 +127,8 @@ class MongoQuery(BaseQuery):
         try:
             for doc in cursor:
                 yield self._shape(doc, projection)
+        except PyMongoError as exc:
+            raise translate(exc, "find", self.name, FilterError) from None
         finally:
             cursor.close()
 
@@ -138,10 +139,8 @@ class MongoQuery(BaseQuery):
             if limit is None:
                 return self.collection.count_documents(compile_filter(node))
             return self.collection.count_documents(compile_filter(node), limit=limit)
-        except OperationFailure as exc:
-            raise FilterError(f"count on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
-            raise OperationError(f"count on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "count", self.name, FilterError) from None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -149,7 +148,11 @@ class MongoQuery(BaseQuery):
         """``_id`` and the unique, non-partial indexes' keys; read once per query object."""
         if self._keys is None or refresh:
             keys: list[tuple[str, ...]] = [("_id",)]
-            for info in self.collection.index_information().values():
+            try:
+                indexes = self.collection.index_information()
+            except PyMongoError as exc:
+                raise translate(exc, "reading the unique indexes", self.name) from None
+            for info in indexes.values():
                 if info.get("unique") and "partialFilterExpression" not in info:
                     keys.append(tuple(str(k) for k, _ in info["key"]))
             self._keys = keys
@@ -184,13 +187,16 @@ class MongoQuery(BaseQuery):
             except DuplicateKeyError:
                 found = None
             except PyMongoError as exc:
-                raise OperationError(f"get_or_create on {self.name}: {_reason(exc)}") from None
+                raise translate(exc, "get_or_create", self.name) from None
             if found is not None:
                 return found
             # A racing upsert inserted first (a duplicate key, or a server that answered the retried upsert
             # with no document): retried, ours matches its document, as MongoDB advises.
             time.sleep(0.005 * (attempt + 1))
-        existing = self.collection.find_one(eq)
+        try:
+            existing = self.collection.find_one(eq)
+        except PyMongoError as exc:
+            raise translate(exc, "get_or_create", self.name) from None
         if existing is None:
             raise OperationError(
                 f"get_or_create on {self.name}: a document with the same unique key exists but does not match "
@@ -217,7 +223,7 @@ class MongoQuery(BaseQuery):
         try:
             return self.collection.update_many(compile_filter(node), {"$set": dict(attrs)}).matched_count
         except PyMongoError as exc:
-            raise OperationError(f"update on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "update", self.name) from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
@@ -228,7 +234,7 @@ class MongoQuery(BaseQuery):
             doc: Optional[Row] = self.collection.find_one_and_update(
                 eq, update, upsert=True, return_document=ReturnDocument.AFTER)
         except PyMongoError as exc:
-            raise OperationError(f"upsert on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "upsert", self.name) from None
         assert doc is not None
         return doc
 
@@ -236,7 +242,7 @@ class MongoQuery(BaseQuery):
         try:
             return self.collection.delete_many(compile_filter(parse(filter_by))).deleted_count
         except PyMongoError as exc:
-            raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "delete", self.name) from None
 
     def _bulk_update(
         self, instances: Sequence[Mapping[str, Any]], attrs: Sequence[Mapping[str, Any]], keys: list[str]
@@ -248,7 +254,7 @@ class MongoQuery(BaseQuery):
         except PyMongoBulkWriteError as exc:
             raise _bulk_error(self.name, "bulk_update", exc) from None
         except PyMongoError as exc:
-            raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "bulk_update", self.name) from None
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode) -> int:
         docs = [dict(r) for r in rows]  # pymongo adds _id to what it inserts: keep the caller's dicts intact
@@ -268,7 +274,7 @@ class MongoQuery(BaseQuery):
                 return int(exc.details.get("nInserted", 0))
             raise _bulk_error(self.name, "bulk_insert", exc, ignore_duplicates=on_conflict == "ignore") from None
         except PyMongoError as exc:
-            raise OperationError(f"bulk_insert into {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "bulk_insert", self.name) from None
 
 
 def _bulk_error(name: str, what: str, exc: PyMongoBulkWriteError, *, ignore_duplicates: bool = False
