@@ -123,6 +123,8 @@ class SQLConnection(Connection[SQLSettings]):
     def __init__(self, config: Any = None, *, settings: Optional[SQLSettings] = None) -> None:
         super().__init__(config, settings=settings)
         self._is_open = False
+        #: close() ran after a connect(): errors then say so, rather than "call connect() first".
+        self._was_closed = False
         self._pool: Any = None
         self._close_pool: Optional[weakref.finalize[Any, Any]] = None
         self._local = threading.local()
@@ -183,11 +185,21 @@ class SQLConnection(Connection[SQLSettings]):
         self._close_pool = weakref.finalize(self, pool.close)
         log.debug("opened a pool to PostgreSQL at %s", settings.address)
 
+    def _not_open(self) -> OperationError:
+        if self._was_closed:
+            return OperationError(
+                f"the connection to {self.address} was closed (by close(), or at the end of its with block); "
+                "a find_all(paginate=False) stream must be read before that; connect() opens it again"
+            )
+        return OperationError(f"the connection to {self.address} is not open; call connect() first")
+
     def _timeout(self) -> float:
         return float(self.settings.params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
 
     def close(self) -> None:
-        """Close the pool, or every thread's session (and any open stream's); a closed object reopens on connect()."""
+        """Close the pool, or every thread's session (and any open stream's); connect() opens it again."""
+        if self._is_open or self._close_pool is not None:
+            self._was_closed = True
         if self._close_pool is not None:
             self._close_pool()
             self._close_pool = None
@@ -225,7 +237,7 @@ class SQLConnection(Connection[SQLSettings]):
             self._local.session = None
             self._forget(conn)
         if not self._is_open:
-            raise OperationError(f"the connection to {self.address} is not open; call connect() first")
+            raise self._not_open()
         conn = open_connection(self.settings)
         self._register(conn)
         self._local.session = conn
@@ -302,7 +314,7 @@ class SQLConnection(Connection[SQLSettings]):
                 "(the server is down, or every connection is busy)"
             ) from None
         except PoolClosed:
-            raise OperationError(f"the connection to {self.address} is not open; call connect() first") from None
+            raise self._not_open() from None
         try:
             yield conn
         finally:
@@ -346,10 +358,7 @@ class SQLConnection(Connection[SQLSettings]):
                 yield cur
             return
         if self.closed:
-            raise OperationError(
-                f"the connection to {self.address} was closed before the stream was read: read a "
-                "find_all(paginate=False) stream inside the with block (or before close()) of its connection"
-            )
+            raise self._not_open()
         if self._pool is not None:
             with self._borrow() as conn, self._streaming(conn, name, query, params, itersize) as cur:
                 yield cur
