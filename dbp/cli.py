@@ -159,7 +159,11 @@ def get_parser() -> argparse.ArgumentParser:
         description="Manage the project-local PostgreSQL and MongoDB servers (data under "
         "$DBP_LOCAL_DIR or ./.dbp).",
     )
-    local.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    local.add_argument(
+        "action", choices=["start", "stop", "status", "env"],
+        help="what to do; env starts them and prints DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell "
+        "to eval (they hold the local Mongo password)",
+    )
     local.set_defaults(handler=_local)
     return parser
 
@@ -325,9 +329,17 @@ def _local(args: argparse.Namespace) -> int:
     from dbp.local import LocalServers
 
     servers = LocalServers()
-    if args.action == "start":
-        for engine, url in servers.start().items():
-            print(f"{engine:<6} running  {url}")
+    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    if args.action == "env":
+        import shlex
+
+        for name, value in servers.env(engines).items():
+            print(f"{name}={shlex.quote(value)}")
+    elif args.action == "start":
+        servers.start(engines)
+        for state in servers.status():
+            if state.engine in engines:
+                print(f"{state.engine:<6} running  {state.where}")
         print(f"data in {servers.root}")
     elif args.action == "stop":
         stopped = servers.stop()

@@ -188,8 +188,9 @@ class SQLConnection(Connection[SQLSettings]):
     def _not_open(self) -> OperationError:
         if self._was_closed:
             return OperationError(
-                f"the connection to {self.address} was closed (by close(), or at the end of its with block); "
-                "a find_all(paginate=False) stream must be read before that; connect() opens it again"
+                f"the connection to {self.address} is not open: it was closed (by close(), or at the end of its "
+                "with block), and a find_all(paginate=False) stream must be read before that; connect() opens it "
+                "again"
             )
         return OperationError(f"the connection to {self.address} is not open; call connect() first")
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from dbp.errors import ConfigError, OperationError, ServerUnavailable
 from dbp.local import INSTALL_HINT, STOP_TIMEOUT, ServerState, alive, tail, wait_gone
 
-__all__ = ["section", "start", "status", "stop"]
+__all__ = ["database_url", "section", "start", "status", "stop"]
 
 #: How long a start waits for the processes of a killed server to exit.
 ORPHAN_WAIT = 10.0
@@ -138,3 +138,8 @@ def section(url: str, database: str) -> dict[str, Any]:
     """The DB_CONFIG.SQL section for ``database`` on the server at ``url``."""
     head, _, rest = url.partition("@/")
     return {"URL": f"{head}@/{database}?{rest.partition('?')[2]}"}
+
+
+def database_url(url: str, database: str) -> str:
+    """The URL of ``database`` on the server at ``url``: a complete $DBP_SQL_URL."""
+    return str(section(url, database)["URL"])
