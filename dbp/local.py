@@ -78,6 +78,16 @@ class LocalServers:
         with self._locked():
             return [engine for engine, spec in ENGINES.items() if spec.module("local").stop(self.root)]
 
+    def delete(self) -> None:
+        """Stop the servers and remove their data for good (also data kept outside ``root``)."""
+        import shutil
+
+        with self._locked():
+            for spec in ENGINES.values():
+                spec.module("local").stop(self.root)
+                spec.module("local").delete(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def status(self) -> list[ServerState]:
         states: list[ServerState] = [spec.module("local").status(self.root) for spec in ENGINES.values()]
         return states
@@ -200,7 +210,9 @@ def private_file(path: Path, text: str) -> None:
 def make_private(root: Path) -> None:
     """``root`` 0700 and every file dbp keeps directly in it 0600 (also those an older dbp left 0644)."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    legacy = os.geteuid() == 0 and (root / "pg").is_dir() and not (root / "pg").is_symlink()
+    # (as root, data an older dbp kept in ROOT/pg belongs to another user, who must traverse ROOT)
+    os.chmod(root, 0o711 if legacy else 0o700)
     for entry in root.iterdir():
         if entry.is_file() and not entry.is_symlink():
             os.chmod(entry, 0o600)

@@ -9,7 +9,6 @@ test gets a fresh database on them, dropped afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import uuid
@@ -44,8 +43,7 @@ def local_servers() -> Iterator[LocalServers]:
     root = server_root("dbp-test-servers-")
     servers = LocalServers(root)
     yield servers
-    servers.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    servers.delete()  # also their data kept outside root (as root, PostgreSQL's)
 
 
 @pytest.fixture(scope="session")

