@@ -161,7 +161,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     local.add_argument(
         "action", choices=["start", "stop", "status", "env"],
-        help="what to do; env starts them and prints DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell "
+        help="what to do; env starts them and prints export DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell "
         "to eval (they hold the local Mongo password)",
     )
     local.set_defaults(handler=_local)
@@ -334,7 +334,7 @@ def _local(args: argparse.Namespace) -> int:
         import shlex
 
         for name, value in servers.env(engines).items():
-            print(f"{name}={shlex.quote(value)}")
+            print(f"export {name}={shlex.quote(value)}")
     elif args.action == "start":
         servers.start(engines)
         for state in servers.status():

@@ -177,6 +177,12 @@ def _clear_stale(root: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
+        # The socket's lock file names the killed postmaster too; PostgreSQL refuses to start while that
+        # pid exists, and a killed process stays a zombie until its parent reaps it.
+        for lock in data.glob(".s.PGSQL.*.lock"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if not is_ours(int(lock.read_text().splitlines()[0]), data):
+                    lock.unlink()
 
 
 def start(root: Path) -> str:
