@@ -108,12 +108,24 @@ def initdb(config: Config, engines: Sequence[str], *, adopt: bool = False) -> li
 
 
 def dropdb(config: Config, engines: Sequence[str], *, force: bool = False) -> list[str]:
-    """Drop each engine's database; refuse one dbp did not initialize unless ``force``."""
+    """Drop each engine's database; refuse one dbp did not initialize unless ``force``.
+
+    Every database is checked before any is dropped: one refusal drops nothing,
+    and the error names each refused database.
+    """
+    refused = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        reason = spec.module("admin").drop_refusal(spec.connection_class()(settings=config.settings(engine)), force)
+        if reason:
+            refused.append(reason)
+    if refused:
+        raise OperationError("; ".join(refused) + "; nothing was dropped", details=refused if len(refused) > 1 else ())
     done = []
     for engine in engines:
         spec = ENGINES[engine]
         db = spec.connection_class()(settings=config.settings(engine))
-        done.append(spec.module("admin").dropdb(db, force=force))
+        done.append(spec.module("admin").dropdb(db, force=True))
     return done
 
 

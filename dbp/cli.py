@@ -115,6 +115,8 @@ def get_parser() -> argparse.ArgumentParser:
                          help="accept applied migrations whose file changed (records the new checksum)")
     migrate.add_argument("--allow-out-of-order", action="store_true",
                          help="apply migrations numbered below the last applied one")
+    migrate.add_argument("--allow-missing", action="store_true",
+                         help="apply newer migrations even though an applied migration's file is gone")
     _lock_options(migrate)
     _schema_options(migrate)
     migrate.set_defaults(handler=_migrate)
@@ -174,7 +176,10 @@ def _lock_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                         help="Mongo: how long the lock outlives a run that dies (default 30)")
     parser.add_argument("--break-lock", action="store_true",
-                        help="Mongo: remove a dead run's lock first (never while another run is alive)")
+                        help="Mongo: remove a dead run's lock first; refused while its holder is alive on this "
+                        "host, or holds it from another host")
+    parser.add_argument("--force", action="store_true",
+                        help="with --break-lock: break the lock even so (make sure its holder is dead)")
 
 
 def _schema_options(parser: argparse.ArgumentParser) -> None:
@@ -255,7 +260,7 @@ def _lock_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from dbp.migrations import Progress
 
     return {"lock_timeout": args.lock_timeout, "lease_seconds": args.lease, "break_lock": args.break_lock,
-            "progress": Progress()}
+            "force": args.force, "progress": Progress()}
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -264,7 +269,8 @@ def _migrate(args: argparse.Namespace) -> int:
     config = _config(args)
     done = migrate(
         config, configured_engines(config, args.engine), to=args.to, dry_run=args.dry_run,
-        allow_changed=args.allow_changed, allow_out_of_order=args.allow_out_of_order, **_lock_kwargs(args),
+        allow_changed=args.allow_changed, allow_out_of_order=args.allow_out_of_order,
+        allow_missing=args.allow_missing, **_lock_kwargs(args),
     )
     if not args.dry_run:
         for engine, ids in done.items():

@@ -102,6 +102,17 @@ def mongo_db(mongo_settings: MongoSettings) -> Iterator[MongoConnection]:
         yield db
 
 
+def with_userinfo(url: str, userinfo: str) -> str:
+    """``url`` (``mongodb://[user:pw@]host...``) with its credentials replaced by ``userinfo`` (``user:pw``).
+
+    The local SecantusDB runs with authentication, so the session's Mongo URL
+    carries dbp's own credentials; a test that wants others swaps them.
+    """
+    scheme, _, rest = url.partition("://")
+    head, slash, tail = rest.partition("/")
+    return f"{scheme}://{userinfo}@{head.rpartition('@')[2]}{slash}{tail}"
+
+
 def sql_section(settings: SQLSettings) -> dict[str, Any]:
     """A DB_CONFIG.SQL section (URL form) for ``settings``, e.g. to write into a settings file."""
     params = dict(settings.params)
