@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import select
 import threading
 import time
 import weakref
@@ -59,28 +60,36 @@ def open_connection(settings: SQLSettings, database: Optional[str] = None) -> Pg
 
 STATEMENT_CACHE_SIZE = 512
 _streams = itertools.count()
+_OK = pq.ConnStatus.OK
+_IDLE = pq.TransactionStatus.IDLE
 #: The server ended the session: shut down, crashed, or not accepting connections yet.
 _SHUTDOWN = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
 
 
 def usable(conn: PgConnection) -> bool:
-    """False if ``conn`` is closed, or idle and dropped by the server (one non-blocking read, no round trip).
+    """False if ``conn`` is closed, or idle and dropped by the server; about a microsecond, no round trip.
 
     A server that shut down or restarted has already sent its farewell and
     closed the socket, so a statement that would meet it is never sent: the
-    caller opens a new session instead and runs it there.
+    caller opens a new session instead and runs it there. An idle session
+    with nothing to read (a poll) is fine.
     """
-    if conn.closed:
+    pgconn = conn.pgconn
+    if pgconn.status != _OK:
         return False
-    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+    if pgconn.transaction_status != _IDLE:
         return True  # in use: its own statements will tell
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN)
+    if not poller.poll(0):
+        return True
     try:
         # Twice: a read that finds the server's farewell message stops there; the next one finds the EOF.
-        conn.pgconn.consume_input()
-        conn.pgconn.consume_input()
+        pgconn.consume_input()
+        pgconn.consume_input()
     except psycopg.OperationalError:
         return False
-    return conn.pgconn.status == pq.ConnStatus.OK
+    return pgconn.status == _OK
 
 
 class BoundedCache(OrderedDict):  # type: ignore[type-arg]
