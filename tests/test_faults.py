@@ -8,6 +8,7 @@ and no committed write is lost.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -32,7 +33,11 @@ from dbp.sql.connection import SQLConnection
 
 from .conftest import server_root
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # They start servers of their own, the same in every pass: once is enough.
+    pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers"),
+]
 
 TABLE = "CREATE TABLE item (id integer PRIMARY KEY, note text)"
 
