@@ -68,8 +68,7 @@ def own_pg() -> Iterator[OwnPostgres]:
     try:
         yield OwnPostgres(root, url)
     finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
 
 
 def pg_config(own: OwnPostgres, **extra: Any) -> dict[str, Any]:
