@@ -148,13 +148,25 @@ def _create_missing(db: Any, missing: DatabaseMissing) -> None:
 
 
 def dropdb(config: ConfigSource, engines: Sequence[str], *, force: bool = False) -> list[str]:
-    """Drop each engine's database; refuse one dbp did not initialize unless ``force``."""
+    """Drop each engine's database; refuse one dbp did not initialize unless ``force``.
+
+    Every database is checked before any is dropped: one refusal drops nothing,
+    and the error names each refused database.
+    """
     config = _resolve(config, engines)
+    refused = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        reason = spec.module("admin").drop_refusal(spec.connection_class()(settings=config.settings(engine)), force)
+        if reason:
+            refused.append(reason)
+    if refused:
+        raise OperationError("; ".join(refused) + "; nothing was dropped", details=refused if len(refused) > 1 else ())
     done = []
     for engine in engines:
         spec = ENGINES[engine]
         db = spec.connection_class()(settings=config.settings(engine))
-        done.append(spec.module("admin").dropdb(db, force=force))
+        done.append(spec.module("admin").dropdb(db, force=True))
     return done
 
 

@@ -117,6 +117,8 @@ def get_parser() -> argparse.ArgumentParser:
                          help="accept applied migrations whose file changed (records the new checksum)")
     migrate.add_argument("--allow-out-of-order", action="store_true",
                          help="apply migrations numbered below the last applied one")
+    migrate.add_argument("--allow-missing", action="store_true",
+                         help="apply newer migrations even though an applied migration's file is gone")
     _lock_options(migrate)
     _schema_options(migrate)
     migrate.set_defaults(handler=_migrate)
@@ -172,7 +174,11 @@ def get_parser() -> argparse.ArgumentParser:
         description="Manage the project-local PostgreSQL and MongoDB servers (data under "
         "$DBP_LOCAL_DIR or ./.dbp).",
     )
-    local.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    local.add_argument(
+        "action", choices=["start", "stop", "status", "env"],
+        help="what to do; env starts them and prints export DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell "
+        "to eval (they hold the local Mongo password)",
+    )
     local.set_defaults(handler=_local)
     return parser
 
@@ -183,7 +189,10 @@ def _lock_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                         help="Mongo: how long the lock outlives a run that dies (default 30)")
     parser.add_argument("--break-lock", action="store_true",
-                        help="Mongo: remove a dead run's lock first (never while another run is alive)")
+                        help="Mongo: remove a dead run's lock first; refused while its holder is alive on this "
+                        "host, or holds it from another host")
+    parser.add_argument("--force", action="store_true",
+                        help="with --break-lock: break the lock even so (make sure its holder is dead)")
 
 
 def _schema_options(parser: argparse.ArgumentParser) -> None:
@@ -267,7 +276,7 @@ def _lock_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from dbp.migrations import Progress
 
     return {"lock_timeout": args.lock_timeout, "lease_seconds": args.lease, "break_lock": args.break_lock,
-            "progress": Progress()}
+            "force": args.force, "progress": Progress()}
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -276,7 +285,8 @@ def _migrate(args: argparse.Namespace) -> int:
     config = _config(args)
     done = migrate(
         config, configured_engines(config, args.engine), to=args.to, dry_run=args.dry_run,
-        allow_changed=args.allow_changed, allow_out_of_order=args.allow_out_of_order, **_lock_kwargs(args),
+        allow_changed=args.allow_changed, allow_out_of_order=args.allow_out_of_order,
+        allow_missing=args.allow_missing, **_lock_kwargs(args),
     )
     if not args.dry_run:
         for engine, ids in done.items():
@@ -360,9 +370,17 @@ def _local(args: argparse.Namespace) -> int:
     from dbp.local import LocalServers
 
     servers = LocalServers()
-    if args.action == "start":
-        for engine, url in servers.start().items():
-            print(f"{engine:<6} running  {url}")
+    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    if args.action == "env":
+        import shlex
+
+        for name, value in servers.env(engines).items():
+            print(f"export {name}={shlex.quote(value)}")
+    elif args.action == "start":
+        servers.start(engines)
+        for state in servers.status():
+            if state.engine in engines:
+                print(f"{state.engine:<6} running  {state.where}")
         print(f"data in {servers.root}")
     elif args.action == "stop":
         stopped = servers.stop()

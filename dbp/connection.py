@@ -110,9 +110,19 @@ class Connection(ABC, Generic[S]):
         return f"<{type(self).__name__} {where} {state}>"
 
 
-def connect(config: ConfigSource = None, engine: str = "sql") -> Connection[Any]:
-    """Open a connection to ``engine`` (``"sql"`` or ``"mongo"``); use it in a ``with`` block."""
+def connect(config: ConfigSource = None, engine: str = "sql", *, local: bool = False) -> Connection[Any]:
+    """Open a connection to ``engine`` (``"sql"`` or ``"mongo"``); use it in a ``with`` block.
+
+    ``local=True`` connects to the project-local server instead (see dbp.local:
+    ``$DBP_LOCAL_DIR`` or ``./.dbp``, database ``dbp``), starting it if needed.
+    """
     spec = ENGINES.get(engine)
     if spec is None:
         raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if local:
+        from dbp.local import LocalServers
+
+        if config is not None:
+            raise ConfigError("connect(local=True) uses the project-local servers: give no config with it")
+        config = LocalServers().config([engine])
     return spec.connection_class()(config).connect()

@@ -43,7 +43,7 @@ def default_root() -> Path:
 class ServerState:
     engine: str
     running: bool
-    #: A URL (no password: the local servers trust local connections), or the data folder when stopped.
+    #: A URL (its password masked), or the data folder when stopped.
     where: str
     pid: Optional[int] = None
 
@@ -59,8 +59,9 @@ class LocalServers:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as handle:
+        make_private(self.root)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -77,6 +78,16 @@ class LocalServers:
         with self._locked():
             return [engine for engine, spec in ENGINES.items() if spec.module("local").stop(self.root)]
 
+    def delete(self) -> None:
+        """Stop the servers and remove their data for good (also data kept outside ``root``)."""
+        import shutil
+
+        with self._locked():
+            for spec in ENGINES.values():
+                spec.module("local").stop(self.root)
+                spec.module("local").delete(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def status(self) -> list[ServerState]:
         states: list[ServerState] = [spec.module("local").status(self.root) for spec in ENGINES.values()]
         return states
@@ -92,6 +103,21 @@ class LocalServers:
         for engine in urls:
             ENGINES[engine].connection_class()(config).create_db()
         return config
+
+
+    def env(self, engines: Iterable[str] = tuple(ENGINES), database: str = LOCAL_DATABASE) -> dict[str, str]:
+        """``{"DBP_SQL_URL": ..., "DBP_MONGO_URL": ...}`` for ``database`` on the servers (started if needed).
+
+        Each URL is a complete configuration for its engine (see dbp.config);
+        the Mongo one holds the local server's password.
+        """
+        engines = list(engines)
+        self.config(engines, database)  # starts the servers, creates the database
+        urls = self.start(engines)
+        return {
+            ENGINES[engine].url_env: ENGINES[engine].module("local").database_url(urls[engine], database)
+            for engine in engines
+        }
 
 
 # -- process helpers the engines' local modules share ---------------------------------------
@@ -125,10 +151,71 @@ def alive(pid: int) -> bool:
 
 
 def cmdline(pid: int) -> str:
+    return " ".join(argv(pid))
+
+
+def argv(pid: int) -> list[str]:
+    """The arguments ``pid`` was started with ([] if it is gone or unreadable)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def start_time(pid: int) -> Optional[int]:
+    """When ``pid`` started, in clock ticks since boot: with the pid, it identifies one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def listens(pid: int, port: int) -> bool:
+    """True if ``pid`` holds the socket listening on TCP ``port`` (so the server answering there is it)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{parts[9]}]")
+    if not inodes:
+        return False
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return True
+    return False
+
+
+def private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (0600), replacing it atomically."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(temp, 0o600)
+    os.replace(temp, path)
+
+
+def make_private(root: Path) -> None:
+    """``root`` 0700 and every file dbp keeps directly in it 0600 (also those an older dbp left 0644)."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    legacy = os.geteuid() == 0 and (root / "pg").is_dir() and not (root / "pg").is_symlink()
+    # (as root, data an older dbp kept in ROOT/pg belongs to another user, who must traverse ROOT)
+    os.chmod(root, 0o711 if legacy else 0o700)
+    for entry in root.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            os.chmod(entry, 0o600)
 
 
 def wait_gone(pid: int, timeout: float = STOP_TIMEOUT) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, TextIO
@@ -115,8 +115,13 @@ class EngineStatus:
         }
 
 
-def reconcile(files: Sequence[MigrationFile], ledger: Mapping[str, LedgerEntry]) -> list[MigrationStatus]:
-    """The state of every migration, in order; ledger entries without a file come last as ``missing``."""
+def reconcile(files: Sequence[MigrationFile], ledger: Mapping[str, LedgerEntry], *, live_run: bool = False
+              ) -> list[MigrationStatus]:
+    """The state of every migration, in order; ledger entries without a file come last as ``missing``.
+
+    ``live_run``: another run holds the lock now, so a migration recorded as
+    ``running`` is being applied, not left behind by a run that died.
+    """
     done = [i for i, e in ledger.items() if e.status in ("applied", "baseline")]
     last_done = max((order_key(i) for i in done), default=None)
     out = []
@@ -125,7 +130,10 @@ def reconcile(files: Sequence[MigrationFile], ledger: Mapping[str, LedgerEntry])
         if entry is None or entry.status == "running":
             late = last_done is not None and order_key(f.id) < last_done
             state = "out-of-order" if late else "pending"
-            error = "interrupted: a run stopped while applying it" if entry is not None else None
+            error = None
+            if entry is not None:
+                error = ("running: another run is applying it now" if live_run
+                         else "interrupted: a run stopped while applying it")
             out.append(MigrationStatus(f.id, state, f.description, error=error))
         elif entry.status == "failed":
             out.append(MigrationStatus(f.id, "failed", f.description, entry.applied_at, entry.error))
@@ -148,8 +156,15 @@ def plan(
     to: Optional[str] = None,
     allow_changed: bool = False,
     allow_out_of_order: bool = False,
+    allow_missing: bool = False,
 ) -> list[str]:
     """The ids a ``migrate`` run applies, in order; raise if the ledger and files disagree."""
+    missing = [s.id for s in statuses if s.state == "missing"]
+    if missing and not allow_missing:
+        raise OperationError(
+            f"{engine}: applied migration(s) {', '.join(missing)} have no file any more; restore the file(s), "
+            "or pass --allow-missing to apply newer migrations on top anyway"
+        )
     changed = [s.id for s in statuses if s.state == "changed"]
     if changed and not allow_changed:
         raise OperationError(
@@ -171,16 +186,32 @@ def plan(
     return ids
 
 
-def rollback_targets(engine: str, applied: Sequence[str], steps: Optional[int], to: Optional[str]) -> list[str]:
-    """What a rollback undoes, newest first: the last ``steps`` (default 1), or all applied after ``to``."""
+def rollback_targets(engine: str, applied: Sequence[str], steps: Optional[int], to: Optional[str],
+                     baseline: Collection[str] = ()) -> list[str]:
+    """What a rollback undoes, newest first: the last ``steps`` (default 1), or all applied after ``to``.
+
+    ``baseline``: migrations initdb recorded as applied without running them;
+    a rollback never reaches them, and refuses before undoing anything.
+    """
     if to is not None:
         if to not in applied:
             raise OperationError(f"{engine}: {to!r} is not an applied migration")
-        return list(reversed(applied[list(applied).index(to) + 1 :]))
-    count = 1 if steps is None else steps
-    if count < 1:
-        raise OperationError(f"{engine}: --steps must be at least 1")
-    return list(reversed(applied))[:count]
+        targets = list(reversed(applied[list(applied).index(to) + 1 :]))
+    else:
+        count = 1 if steps is None else steps
+        if count < 1:
+            raise OperationError(f"{engine}: --steps must be at least 1")
+        targets = list(reversed(applied))[:count]
+    reached = [i for i in targets if i in baseline]
+    if reached:
+        possible = len([i for i in targets if i not in baseline])
+        first = reached[0]
+        raise OperationError(
+            f"{engine}: cannot roll back {first}: initdb recorded it as applied (the baseline) without running "
+            f"it, so there is nothing of it to undo; rollback stops at the baseline ({possible} migration(s) "
+            "can be rolled back before it); nothing was rolled back"
+        )
+    return targets
 
 
 def slug(name: str) -> str:

@@ -10,7 +10,6 @@ test gets a fresh database on them, dropped afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import uuid
@@ -45,8 +44,7 @@ def local_servers() -> Iterator[LocalServers]:
     root = server_root("dbp-test-servers-")
     servers = LocalServers(root)
     yield servers
-    servers.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    servers.delete()  # also their data kept outside root (as root, PostgreSQL's)
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +101,17 @@ def mongo_settings(mongo_server_url: str) -> Iterator[MongoSettings]:
 def mongo_db(mongo_settings: MongoSettings) -> Iterator[MongoConnection]:
     with MongoConnection(settings=mongo_settings) as db:
         yield db
+
+
+def with_userinfo(url: str, userinfo: str) -> str:
+    """``url`` (``mongodb://[user:pw@]host...``) with its credentials replaced by ``userinfo`` (``user:pw``).
+
+    The local SecantusDB runs with authentication, so the session's Mongo URL
+    carries dbp's own credentials; a test that wants others swaps them.
+    """
+    scheme, _, rest = url.partition("://")
+    head, slash, tail = rest.partition("/")
+    return f"{scheme}://{userinfo}@{head.rpartition('@')[2]}{slash}{tail}"
 
 
 def sql_section(settings: SQLSettings) -> dict[str, Any]:

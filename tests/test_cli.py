@@ -18,7 +18,7 @@ from dbp.engines import ENGINES
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.settings import SQLSettings
 
-from .conftest import sql_section
+from .conftest import sql_section, with_userinfo
 from .test_config import BAD_CONFIGS
 from .test_connections import closed_port
 
@@ -105,7 +105,7 @@ def test_no_secret_leaks_from_the_cli(
 ) -> None:
     """A refused password, a down server and a URL with a password: the secret appears nowhere."""
     port = closed_port()
-    mongo_url = mongo_settings.host.replace("mongodb://", f"mongodb://intruder:{quote(SECRET, safe='')}@")
+    mongo_url = with_userinfo(mongo_settings.host, f"intruder:{quote(SECRET, safe='')}")
     (tmp_path / "dbp.toml").write_text(
         f'[DB_CONFIG.SQL]\nHOST="127.0.0.1"\nPORT={port}\nUSER="u"\nDB_NAME="d"\nPASSWORD="{SECRET}"\n'
         f'[DB_CONFIG.MONGO]\nURL="{mongo_url}"\nDATABASE="d"\n'
@@ -131,7 +131,7 @@ def test_no_secret_leaks_from_the_library(
     caplog.set_level(logging.DEBUG)
     port = closed_port()
     secret = quote("lib-" + SECRET, safe="")
-    mongo_url = mongo_settings.host.replace("mongodb://", f"mongodb://intruder:{secret}@")
+    mongo_url = with_userinfo(mongo_settings.host, f"intruder:{secret}")
     path = tmp_path / "dbp.toml"
     path.write_text(
         f'[DB_CONFIG.SQL]\nURL="postgresql://u:{secret}@127.0.0.1:{port}/d"\n'

@@ -141,4 +141,6 @@ def test_sql_lock_timeout_is_a_clean_error(project: Project, run_dbp: Any, sql_s
         result = run_dbp("migrate", "--engine", "sql", "--lock-timeout", "0.3")
     assert result.returncode == 75
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "holds the migration lock" in lines[0]
+    assert "another dbp run holds the migration lock" in lines[0] and "waiting up to 0.3 s" in lines[0]  # said at once
+    errors = [line for line in lines if line.startswith("dbp: error:")]
+    assert len(errors) == 1 and "holds the migration lock" in errors[0]

@@ -19,7 +19,7 @@ from dbp.config import resolve_config
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.settings import SQLSettings
 
-from .conftest import ROOT
+from .conftest import ROOT, with_userinfo
 
 
 def closed_port() -> int:
@@ -210,7 +210,7 @@ def test_mongo_database_and_collection(mongo_db: MongoConnection) -> None:
 
 
 def test_mongo_refused_credentials(mongo_settings: MongoSettings) -> None:
-    url = mongo_settings.host.replace("mongodb://", "mongodb://nobody:wrong-pw-7@")
+    url = with_userinfo(mongo_settings.host, "nobody:wrong-pw-7")
     config = resolve_config({"MONGO": {"URL": url, "DATABASE": "d"}}, environ={})
     with pytest.raises(ServerUnavailable) as info:
         dbp.connect(config, engine="mongo")

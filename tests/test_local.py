@@ -57,6 +57,7 @@ def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> Non
     again = run_dbp("--local", "check-config", "--engine", "sql", env=env)
     assert again.returncode == 0, again.stderr
     run_dbp("local", "stop", env=env)
+    LocalServers(root).delete()  # also the data kept outside root (as root, PostgreSQL's)
     shutil.rmtree(root.parent, ignore_errors=True)
 
 

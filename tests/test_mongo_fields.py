@@ -79,7 +79,7 @@ def test_paths_inside_declared_fields_are_free(objects: Any) -> None:
     assert objects.update({"_id": "AL2"}, {"features.lc.period": 2.5}) == 1
     assert objects.find_one({"features.lc.period": 2.5}, projection=["_id"]) == {"_id": "AL2"}
     assert objects.bulk_update([{"_id": "AL2"}], [{"features.lc.amplitude": 0.3}]) == 1
-    with pytest.raises(FilterError, match="'features..x' is not a field name or dotted path"):
+    with pytest.raises(FilterError, match=r"'features\.\.x' is not a field name or dotted path"):
         objects.update({"_id": "AL2"}, {"features..x": 1})  # the update language refuses it first
     with refused("features.x"):  # an inserted key is a name: MongoDB would store a field called "features.x"
         objects.bulk_insert([{"_id": "AL7", "features.x": 1}])

@@ -26,7 +26,7 @@ from dbp.mongo.ledger import (
 from dbp.mongo.lock import Lease
 from dbp.mongo.schema import MongoSchema, index_differences
 
-__all__ = ["dropdb", "initdb"]
+__all__ = ["drop_refusal", "dropdb", "initdb"]
 
 
 def initdb(db: MongoConnection, *, adopt: bool = False, lock_timeout: float = 60.0) -> InitReport:
@@ -103,11 +103,25 @@ def _create(db: MongoConnection, schema: MongoSchema) -> None:
         ) from None
 
 
-def dropdb(db: MongoConnection, *, force: bool = False) -> str:
+def drop_refusal(db: MongoConnection, force: bool = False) -> str:
+    """Why ``dropdb`` must not drop this database ("" if it may)."""
+    if force:
+        return ""
     with db:
-        if not force and read_marker(db.database) is None:
-            raise OperationError(
-                f"refusing to drop {db.address}: dbp did not initialize it (use --force to drop it anyway)"
-            )
+        try:
+            exists = db.settings.database in db.client.list_database_names()
+            initialized = read_marker(db.database) is not None
+        except PyMongoError as exc:
+            raise OperationError(f"cannot read {db.address}: {reason(exc)}") from None
+    if exists and not initialized:
+        return f"refusing to drop mongo {db.address}: dbp did not initialize it (use --force to drop it anyway)"
+    return ""
+
+
+def dropdb(db: MongoConnection, *, force: bool = False) -> str:
+    refusal = drop_refusal(db, force)
+    if refusal:
+        raise OperationError(refusal)
+    with db:
         existed = db.drop_db()
     return f"mongo: dropped {db.address}" if existed else f"mongo: {db.address} does not exist; nothing dropped"

@@ -24,6 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from dbp.errors import LockTimeout
+from dbp.local import alive, start_time
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "break_lock"]
 
@@ -57,6 +58,7 @@ class Lease:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.05
+        waited = False
         while True:
             now = _now()
             try:
@@ -64,14 +66,21 @@ class Lease:
                     {"_id": self.name, "$or": [{"expires_at": {"$lt": now}}, {"owner": self.owner}]},
                     {"$set": {
                         "owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+                        "started": start_time(os.getpid()),
                         "acquired_at": now, "expires_at": now + timedelta(seconds=self.lease_seconds),
                     }},
                     upsert=True,
                 )
                 del taken
                 break
-            except DuplicateKeyError:
-                pass  # held by someone else, not expired
+            except DuplicateKeyError:  # held by someone else, not expired
+                if not waited:
+                    waited = True
+                    held = self.collection.find_one({"_id": self.name}) or {}
+                    log.warning(
+                        "another dbp run (host %s, pid %s) holds the Mongo migration lock until %s; waiting up "
+                        "to %g s", held.get("host", "?"), held.get("pid", "?"), _stamp(held.get("expires_at")),
+                        self.timeout)
             if time.monotonic() >= deadline:
                 holder = self.collection.find_one({"_id": self.name}) or {}
                 raise LockTimeout(
@@ -117,6 +126,23 @@ class Lease:
         self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
         self.release()
+
+
+def holder(db: Database[Any], name: str = LOCK_ID) -> Optional[dict[str, Any]]:
+    """The lease document if someone holds the lock now (not expired), else None."""
+    found: Optional[dict[str, Any]] = db[LOCKS].find_one({"_id": name, "expires_at": {"$gte": _now()}})
+    return found
+
+
+def held_by_live_process(lease: dict[str, Any]) -> bool:
+    """True if the lease's holder runs on this host and its process (pid and start time) is alive."""
+    pid = lease.get("pid")
+    if lease.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if not alive(pid):
+        return False
+    started = lease.get("started")
+    return started is None or start_time(pid) == started
 
 
 def break_lock(db: Database[Any], name: str = LOCK_ID) -> bool:

@@ -43,7 +43,7 @@ from dbp.migrations import (
 )
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.ledger import LEDGER, migration_files, read_marker
-from dbp.mongo.lock import DEFAULT_LEASE_SECONDS, Lease, break_lock
+from dbp.mongo.lock import DEFAULT_LEASE_SECONDS, Lease, break_lock, held_by_live_process, holder
 from dbp.mongo.schema import CollectionSpec, IndexSpec, MongoSchema, index_differences
 
 __all__ = ["make_migration", "migrate", "rollback", "status"]
@@ -54,7 +54,14 @@ log = logging.getLogger("dbp.mongo")
 def describe(path: Path) -> tuple[str, bool]:
     """The module docstring's first line, and whether ``down`` is defined; nothing is executed."""
     try:
-        tree = ast.parse(path.read_bytes(), str(path))
+        source = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MigrationFailed(
+            f"mongo: migration file {path} is not UTF-8: byte {exc.start} (0x{exc.object[exc.start]:02x}) "
+            "cannot be decoded; save it as UTF-8"
+        ) from None
+    try:
+        tree = ast.parse(source, str(path))
     except SyntaxError as exc:
         raise MigrationFailed(f"mongo: migration {path.stem} has a syntax error at line {exc.lineno}") from None
     doc = (ast.get_docstring(tree) or "").strip().splitlines()
@@ -89,7 +96,9 @@ def status(conn: MongoConnection) -> EngineStatus:
     schema_root = MongoSchema.load(conn.settings.schema_dir).root
     _, infos = load_files(schema_root)
     initialized = read_marker(conn.database) is not None
-    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database)), initialized=initialized)
+    live = holder(conn.database) is not None
+    return EngineStatus("mongo", conn.address, reconcile(infos, read_ledger(conn.database), live_run=live),
+                        initialized=initialized)
 
 
 def _require_initialized(conn: MongoConnection) -> None:
@@ -99,10 +108,25 @@ def _require_initialized(conn: MongoConnection) -> None:
 
 @contextmanager
 def _locked(
-    conn: MongoConnection, lock_timeout: float, lease_seconds: float, breaking: bool
+    conn: MongoConnection, lock_timeout: float, lease_seconds: float, breaking: bool, force: bool = False
 ) -> Iterator[Lease]:
-    if breaking and break_lock(conn.database):
-        log.warning("mongo: broke the migration lock on %s", conn.address)
+    if breaking:
+        held = holder(conn.database)
+        if held is not None and not force:
+            who = f"host {held.get('host', '?')}, pid {held.get('pid', '?')}"
+            if held_by_live_process(held):
+                raise OperationError(
+                    f"mongo: refusing --break-lock: the run holding the migration lock on {conn.address} ({who}) "
+                    "is alive on this host; wait for it, or stop it (--force breaks the lock anyway)"
+                )
+            if held.get("host") != socket.gethostname():
+                raise OperationError(
+                    f"mongo: refusing --break-lock: the migration lock on {conn.address} is held by {who} until "
+                    f"{held.get('expires_at')}, on another host, where dbp cannot tell whether that run is alive; "
+                    "make sure it is dead, then add --force"
+                )
+        if break_lock(conn.database):
+            log.warning("mongo: broke the migration lock on %s", conn.address)
     with Lease(conn.database, timeout=lock_timeout, lease_seconds=lease_seconds) as lease:
         yield lease
 
@@ -138,18 +162,21 @@ def migrate(
     dry_run: bool = False,
     allow_changed: bool = False,
     allow_out_of_order: bool = False,
+    allow_missing: bool = False,
     lock_timeout: float = 60.0,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     break_lock: bool = False,
+    force: bool = False,
     progress: Optional[Progress] = None,
 ) -> list[str]:
     progress = progress or Progress()
     paths, infos, info_by_id = _files(conn)
     db = conn.database
     _require_initialized(conn)
+    allowed = {"allow_changed": allow_changed, "allow_out_of_order": allow_out_of_order,
+               "allow_missing": allow_missing}
     if dry_run:
-        ids = plan("mongo", reconcile(infos, read_ledger(db)), to=to, allow_changed=allow_changed,
-                   allow_out_of_order=allow_out_of_order)
+        ids = plan("mongo", reconcile(infos, read_ledger(db)), to=to, **allowed)
         if not ids:
             progress.note("mongo: nothing to apply")
         for migration_id in ids:
@@ -157,9 +184,9 @@ def migrate(
             progress.note(f"mongo: would apply {migration_id}" + (f": {description}" if description else ""))
             progress.note(f"    up(db) from {paths[migration_id]}")
         return ids
-    with _locked(conn, lock_timeout, lease_seconds, break_lock) as lease:
+    with _locked(conn, lock_timeout, lease_seconds, break_lock, force) as lease:
         statuses = reconcile(infos, read_ledger(db))
-        ids = plan("mongo", statuses, to=to, allow_changed=allow_changed, allow_out_of_order=allow_out_of_order)
+        ids = plan("mongo", statuses, to=to, **allowed)
         if allow_changed:
             for s in statuses:
                 if s.state == "changed":
@@ -212,16 +239,17 @@ def rollback(
     lock_timeout: float = 60.0,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     break_lock: bool = False,
+    force: bool = False,
     progress: Optional[Progress] = None,
 ) -> list[str]:
     progress = progress or Progress()
     paths, _, info_by_id = _files(conn)
     db = conn.database
-    with _locked(conn, lock_timeout, lease_seconds, break_lock):
-        applied = sorted(
-            (i for i, e in read_ledger(db).items() if e.status in ("applied", "baseline")), key=order_key
-        )
-        targets = rollback_targets("mongo", applied, steps, to)
+    with _locked(conn, lock_timeout, lease_seconds, break_lock, force):
+        ledger = read_ledger(db)
+        applied = sorted((i for i, e in ledger.items() if e.status in ("applied", "baseline")), key=order_key)
+        baseline = {i for i, e in ledger.items() if e.status == "baseline"}
+        targets = rollback_targets("mongo", applied, steps, to, baseline)
         for migration_id in targets:
             if migration_id not in info_by_id:
                 raise OperationError(f"mongo: cannot roll back {migration_id}: the migration file is gone")

@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from dbp._values import convert_row, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
+from dbp.mongo.errors import translate
 from dbp.mongo.fields import check, declared_fields
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row, collapse
@@ -185,10 +186,8 @@ class MongoQuery(BaseQuery):
             return [self._shape(doc, projection) for doc in cursor]
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
-        except OperationFailure as exc:  # the server refused the query itself
-            raise FilterError(f"find on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
-            raise OperationError(f"find on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "find", self.name, FilterError) from None
 
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
@@ -197,6 +196,10 @@ class MongoQuery(BaseQuery):
         try:
             for doc in cursor:
                 yield self._shape(doc, projection)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"find on {self.name}", exc) from None
+        except PyMongoError as exc:
+            raise translate(exc, "find", self.name, FilterError) from None
         finally:
             cursor.close()
 
@@ -210,10 +213,8 @@ class MongoQuery(BaseQuery):
             return self.collection.count_documents(compile_filter(node), limit=limit)
         except UNENCODABLE as exc:
             raise _unencodable(f"count on {self.name}", exc) from None
-        except OperationFailure as exc:
-            raise FilterError(f"count on {self.name}: {_reason(exc)}") from None
         except PyMongoError as exc:
-            raise OperationError(f"count on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "count", self.name, FilterError) from None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -221,7 +222,11 @@ class MongoQuery(BaseQuery):
         """``_id`` and the unique, non-partial indexes' keys; read once per query object."""
         if self._keys is None or refresh:
             keys: list[tuple[str, ...]] = [("_id",)]
-            for info in self.collection.index_information().values():
+            try:
+                indexes = self.collection.index_information()
+            except PyMongoError as exc:
+                raise translate(exc, "reading the unique indexes", self.name) from None
+            for info in indexes.values():
                 if info.get("unique") and "partialFilterExpression" not in info:
                     keys.append(tuple(str(k) for k, _ in info["key"]))
             self._keys = keys
@@ -260,13 +265,16 @@ class MongoQuery(BaseQuery):
             except UNENCODABLE as exc:
                 raise _unencodable(f"get_or_create on {self.name}", exc) from None
             except PyMongoError as exc:
-                raise OperationError(f"get_or_create on {self.name}: {_reason(exc)}") from None
+                raise translate(exc, "get_or_create", self.name) from None
             if found is not None:
                 return found
             # A racing upsert inserted first (a duplicate key, or a server that answered the retried upsert
             # with no document): retried, ours matches its document, as MongoDB advises.
             time.sleep(0.005 * (attempt + 1))
-        existing = self.collection.find_one(eq)
+        try:
+            existing = self.collection.find_one(eq)
+        except PyMongoError as exc:
+            raise translate(exc, "get_or_create", self.name) from None
         if existing is None:
             raise OperationError(
                 f"get_or_create on {self.name}: a document with the same unique key exists but does not match "
@@ -296,7 +304,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"update on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise OperationError(f"update on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "update", self.name) from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
@@ -310,7 +318,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"upsert on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise OperationError(f"upsert on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "upsert", self.name) from None
         assert doc is not None
         return doc
 
@@ -321,7 +329,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"delete on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise OperationError(f"delete on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "delete", self.name) from None
 
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         check(self.fields, "bulk_update", names=[*keys, *{c.path for _, changes in rounds for row in changes
@@ -344,7 +352,7 @@ class MongoQuery(BaseQuery):
         except PyMongoBulkWriteError as exc:
             raise _bulk_error(self.name, "bulk_update", exc) from None
         except PyMongoError as exc:
-            raise OperationError(f"bulk_update on {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "bulk_update", self.name) from None
         return matched
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
@@ -372,7 +380,7 @@ class MongoQuery(BaseQuery):
                 return int(exc.details.get("nInserted", 0))
             raise _bulk_error(self.name, "bulk_insert", exc, ignore_duplicates=on_conflict == "ignore") from None
         except PyMongoError as exc:
-            raise OperationError(f"bulk_insert into {self.name}: {_reason(exc)}") from None
+            raise translate(exc, "bulk_insert", self.name) from None
 
     def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]]) -> int:
         """Upserting ``UpdateOne``s: ``$set`` for the fields to update, ``$setOnInsert`` for the rest."""

@@ -26,7 +26,7 @@ from dbp.sql.ledger import (
 from dbp.sql.migrations import load_migrations, record_baseline
 from dbp.sql.schema import SchemaFiles
 
-__all__ = ["dropdb", "initdb"]
+__all__ = ["drop_refusal", "dropdb", "initdb"]
 
 
 def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
@@ -77,15 +77,22 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
     )
 
 
+def drop_refusal(db: SQLConnection, force: bool = False) -> str:
+    """Why ``dropdb`` must not drop this database ("" if it may)."""
+    if force or not db.database_exists():
+        return ""
+    with db, db.connection() as conn:
+        state = read_state(conn)
+    if not state.initialized:
+        return f"refusing to drop sql {db.address}: dbp did not initialize it (use --force to drop it anyway)"
+    return ""
+
+
 def dropdb(db: SQLConnection, *, force: bool = False) -> str:
     if not db.database_exists():
         return f"sql: {db.address} does not exist; nothing dropped"
-    if not force:
-        with db, db.connection() as conn:
-            state = read_state(conn)
-        if not state.initialized:
-            raise OperationError(
-                f"refusing to drop {db.address}: dbp did not initialize it (use --force to drop it anyway)"
-            )
+    refusal = drop_refusal(db, force)
+    if refusal:
+        raise OperationError(refusal)
     db.drop_db()
     return f"sql: dropped {db.address}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import re
+import select
 import threading
 import time
 import weakref
@@ -13,7 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.abc import Params
 from psycopg.rows import DictRow, dict_row
 
@@ -72,6 +75,37 @@ def open_connection(settings: SQLSettings, database: Optional[str] = None) -> Pg
 
 
 STATEMENT_CACHE_SIZE = 512
+_streams = itertools.count()
+_OK = pq.ConnStatus.OK
+_IDLE = pq.TransactionStatus.IDLE
+#: The server ended the session: shut down, crashed, or not accepting connections yet.
+_SHUTDOWN = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
+
+
+def usable(conn: PgConnection) -> bool:
+    """False if ``conn`` is closed, or idle and dropped by the server; about a microsecond, no round trip.
+
+    A server that shut down or restarted has already sent its farewell and
+    closed the socket, so a statement that would meet it is never sent: the
+    caller opens a new session instead and runs it there. An idle session
+    with nothing to read (a poll) is fine.
+    """
+    pgconn = conn.pgconn
+    if pgconn.status != _OK:
+        return False
+    if pgconn.transaction_status != _IDLE:
+        return True  # in use: its own statements will tell
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN)
+    if not poller.poll(0):
+        return True
+    try:
+        # Twice: a read that finds the server's farewell message stops there; the next one finds the EOF.
+        pgconn.consume_input()
+        pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return pgconn.status == _OK
 
 
 class BoundedCache(OrderedDict):  # type: ignore[type-arg]
@@ -94,21 +128,34 @@ class BoundedCache(OrderedDict):  # type: ignore[type-arg]
 
 
 class SQLConnection(Connection[SQLSettings]):
-    """A PostgreSQL database. ``execute`` and ``transaction`` share one session per thread.
+    """A PostgreSQL database: one session per thread.
 
-    Outside :meth:`transaction`, each statement commits on its own (autocommit).
-    With ``POOL`` configured, every call borrows a pooled connection, and a
-    transaction keeps its connection until it ends.
+    Each thread that uses the object gets a psycopg connection of its own,
+    opened on first use and closed by :meth:`close` (or when the thread has
+    ended and another thread opens one), so that one thread's transaction
+    never holds, commits or rolls back another thread's statements. Outside
+    :meth:`transaction`, each statement commits on its own (autocommit).
+    With ``POOL`` configured, every call borrows a pooled connection instead,
+    and a transaction keeps its connection until it ends.
+
+    A session the server dropped (a restart, a network fault) makes the call
+    that finds it raise :class:`~dbp.errors.ServerUnavailable`; the next call
+    opens a new session, so the object keeps working once the server is back.
     """
 
     engine = "sql"
 
     def __init__(self, config: Any = None, *, settings: Optional[SQLSettings] = None) -> None:
         super().__init__(config, settings=settings)
-        self._conn: Optional[PgConnection] = None
+        self._is_open = False
+        #: close() ran after a connect(): errors then say so, rather than "call connect() first".
+        self._was_closed = False
         self._pool: Any = None
         self._close_pool: Optional[weakref.finalize[Any, Any]] = None
         self._local = threading.local()
+        #: Every session opened for a thread or a stream, with its owner, to close at close().
+        self._sessions: list[tuple[threading.Thread, PgConnection]] = []
+        self._sessions_lock = threading.Lock()
         self._catalog: Optional[Catalog] = None
         self._code_point: Optional[bool] = None
         self._queries: dict[str, SQLQuery] = {}
@@ -119,12 +166,17 @@ class SQLConnection(Connection[SQLSettings]):
     def closed(self) -> bool:
         if self._pool is not None:
             return bool(self._pool.closed)
-        return self._conn is None or self._conn.closed
+        return not self._is_open
 
     def _open(self) -> None:
         settings = self.settings
         if settings.pool is None:
-            self._conn = open_connection(settings)
+            self._is_open = True
+            try:
+                self._session()  # connect now, so that connect() reports an unreachable server
+            except BaseException:
+                self._is_open = False
+                raise
             log.debug("connected to PostgreSQL at %s", settings.address)
             return
         try:
@@ -133,7 +185,11 @@ class SQLConnection(Connection[SQLSettings]):
             raise ConfigError(
                 "DB_CONFIG.SQL.POOL needs psycopg_pool: pip install 'alerce-dbp[pool]'"
             ) from None
-        options = dict(settings.pool)
+        timeout = self._timeout()
+        # One direct attempt first: it names the cause (wrong password, no such database, a silent
+        # host after connect_timeout), which the pool would only report as a timeout.
+        open_connection(settings).close()
+        options = {"timeout": timeout, **settings.pool}
         pool = ConnectionPool(
             settings.conninfo(),
             open=False,
@@ -141,13 +197,10 @@ class SQLConnection(Connection[SQLSettings]):
             name=f"dbp {settings.address}",
             **options,
         )
-        timeout = float(settings.params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
         try:
             pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
             pool.close()
-            # The pool hides the cause; one direct attempt names it.
-            open_connection(settings).close()
             raise ServerUnavailable(
                 f"cannot connect to PostgreSQL at {settings.address}: pool did not fill in {timeout:g} s"
             ) from None
@@ -157,32 +210,150 @@ class SQLConnection(Connection[SQLSettings]):
         self._close_pool = weakref.finalize(self, pool.close)
         log.debug("opened a pool to PostgreSQL at %s", settings.address)
 
+    def _not_open(self) -> OperationError:
+        if self._was_closed:
+            return OperationError(
+                f"the connection to {self.address} is not open: it was closed (by close(), or at the end of its "
+                "with block), and a find_all(paginate=False) stream must be read before that; connect() opens it "
+                "again"
+            )
+        return OperationError(f"the connection to {self.address} is not open; call connect() first")
+
+    def _timeout(self) -> float:
+        return float(self.settings.params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+
     def close(self) -> None:
+        """Close the pool, or every thread's session (and any open stream's); connect() opens it again."""
+        if self._is_open or self._close_pool is not None:
+            self._was_closed = True
         if self._close_pool is not None:
             self._close_pool()
             self._close_pool = None
             self._pool = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._is_open = False
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for _, conn in sessions:
+            conn.close()
+        self._local = threading.local()
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def _register(self, conn: PgConnection) -> None:
+        me = threading.current_thread()
+        with self._sessions_lock:
+            # Sessions of threads that have ended go now, rather than at close().
+            ended = [c for t, c in self._sessions if not t.is_alive()]
+            self._sessions = [(t, c) for t, c in self._sessions if t.is_alive() and not c.closed]
+            self._sessions.append((me, conn))
+        for c in ended:
+            c.close()
+
+    def _forget(self, conn: PgConnection) -> None:
+        with self._sessions_lock:
+            self._sessions = [(t, c) for t, c in self._sessions if c is not conn]
+        conn.close()
+
+    def _session(self) -> PgConnection:
+        """This thread's own session (plain mode), opened now if it has none or the server dropped it."""
+        conn: Optional[PgConnection] = getattr(self._local, "session", None)
+        if conn is not None:
+            if usable(conn):
+                return conn
+            self._local.session = None
+            self._forget(conn)
+        if not self._is_open:
+            raise self._not_open()
+        conn = open_connection(self.settings)
+        self._register(conn)
+        self._local.session = conn
+        return conn
+
+    @property
+    def _conn(self) -> Optional[PgConnection]:
+        """The calling thread's session (plain mode), or None when closed."""
+        return None if self.closed or self._pool is not None else self._session()
+
+    def _failed(self, conn: PgConnection, exc: BaseException) -> Optional[ServerUnavailable]:
+        """If ``exc`` came from a dead session, drop the session and return the error to raise instead."""
+        if isinstance(exc, ServerUnavailable) or not (conn.closed or conn.broken or isinstance(exc, _SHUTDOWN)):
+            return None
+        if self._pool is None:
+            if getattr(self._local, "session", None) is conn:
+                self._local.session = None
+            self._forget(conn)
+        else:
+            conn.close()  # the pool discards it when it comes back
+            with contextlib.suppress(Exception):
+                self._pool.check()  # and the others that the same fault killed
+        text = reason(exc) if isinstance(exc, psycopg.Error) else str(exc)
+        return ServerUnavailable(f"lost the connection to PostgreSQL at {self.address}: {text}")
 
     @contextmanager
     def connection(self) -> Iterator[PgConnection]:
-        """The psycopg connection to use now: the current transaction's, the single one, or a pooled one."""
+        """The psycopg connection to use now: the current transaction's, this thread's, or a pooled one.
+
+        An error that leaves the session dead leaves this block as
+        :class:`~dbp.errors.ServerUnavailable`; the next call reconnects.
+        """
         current: Optional[PgConnection] = getattr(self._local, "conn", None)
         if current is not None:
             yield current
-        elif self._pool is not None:
-            with self._pool.connection() as conn:
-                yield conn
-        elif self._conn is not None and not self._conn.closed:
-            yield self._conn
-        else:
-            raise OperationError(f"the connection to {self.address} is not open; call connect() first")
+            return
+        if self._pool is not None:
+            with self._borrow() as conn:
+                try:
+                    yield conn
+                except Exception as exc:
+                    lost = self._failed(conn, exc)
+                    if lost is None:
+                        raise
+                    raise lost from exc
+            return
+        conn = self._session()
+        try:
+            yield conn
+        except Exception as exc:
+            lost = self._failed(conn, exc)
+            if lost is None:
+                raise
+            raise lost from exc
+
+    @contextmanager
+    def _borrow(self) -> Iterator[PgConnection]:
+        """A pooled connection that the server has not dropped, for the duration of the block."""
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        pool = self._pool
+        try:
+            conn = pool.getconn()
+            if not usable(conn):
+                # Dropped by the server since it was last used: the pool discards it, checks the others
+                # (the same fault has likely killed them too) and opens new ones; we wait for one.
+                conn.close()
+                pool.putconn(conn)
+                pool.check()
+                conn = pool.getconn()
+        except PoolTimeout:
+            raise ServerUnavailable(
+                f"PostgreSQL at {self.address}: no pooled connection within {pool.timeout:g} s "
+                "(the server is down, or every connection is busy)"
+            ) from None
+        except PoolClosed:
+            raise self._not_open() from None
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[PgConnection]:
-        """A transaction: commit on success, roll back on error; nested ones are savepoints."""
+        """A transaction: commit on success, roll back on error; nested ones are savepoints.
+
+        It holds this thread's session (or a pooled connection) until it ends;
+        other threads are not affected. If the server goes away inside it, the
+        transaction is lost and raises ServerUnavailable; the next one reconnects.
+        """
         with self.connection() as conn:
             outer = getattr(self._local, "conn", None)
             self._local.conn = conn
@@ -192,6 +363,59 @@ class SQLConnection(Connection[SQLSettings]):
             finally:
                 self._local.conn = outer
 
+    @contextmanager
+    def stream_cursor(self, query: QueryText, params: Optional[Params], itersize: int
+                      ) -> Iterator[psycopg.Cursor[DictRow]]:
+        """``query`` run on a server-side cursor, fetched ``itersize`` rows at a time.
+
+        Outside :meth:`transaction` the cursor lives in a read transaction on a
+        session of its own (plain mode: opened for it; pooled: borrowed), so
+        that whatever the caller writes while reading commits on its own,
+        whichever way the loop ends. Inside :meth:`transaction` it runs in that
+        transaction: it sees its writes and ends with it.
+        """
+        name = f"dbp_stream_{next(_streams)}"
+        current: Optional[PgConnection] = getattr(self._local, "conn", None)
+        if current is not None:
+            with current.cursor(name=name, row_factory=dict_row) as cur:
+                cur.itersize = itersize
+                with current.transaction():  # a bad query must not abort the caller's transaction
+                    cur.execute(cast(Any, query), params)
+                yield cur
+            return
+        if self.closed:
+            raise self._not_open()
+        if self._pool is not None:
+            with self._borrow() as conn, self._streaming(conn, name, query, params, itersize) as cur:
+                yield cur
+            return
+        conn = open_connection(self.settings)
+        self._register(conn)
+        try:
+            with self._streaming(conn, name, query, params, itersize) as cur:
+                yield cur
+        finally:
+            self._forget(conn)
+
+    @contextmanager
+    def _streaming(self, conn: PgConnection, name: str, query: QueryText, params: Optional[Params],
+                   itersize: int) -> Iterator[psycopg.Cursor[DictRow]]:
+        try:
+            with conn.transaction(), conn.cursor(name=name, row_factory=dict_row) as cur:
+                cur.itersize = itersize
+                cur.execute(cast(Any, query), params)
+                yield cur
+        except Exception as exc:
+            if self.closed and not isinstance(exc, DbpError):
+                raise OperationError(
+                    f"the stream on {self.address} was cut: the with block (or close()) of its connection "
+                    "closed it before the stream was read to the end"
+                ) from None
+            lost = self._failed(conn, exc)
+            if lost is None:
+                raise
+            raise lost from exc
+
     def execute(
         self, query: QueryText, params: Optional[Params] = None
     ) -> psycopg.Cursor[DictRow]:
@@ -200,9 +424,15 @@ class SQLConnection(Connection[SQLSettings]):
         With a pool, fetch the results inside :meth:`transaction` or
         :meth:`connection`, where the connection is still yours.
         """
-        conn = self._conn
-        if conn is not None and getattr(self._local, "conn", None) is None and not conn.closed:
-            return conn.execute(cast(Any, query), params)  # the common case, without a context manager
+        conn: Optional[PgConnection] = getattr(self._local, "session", None)
+        if conn is not None and getattr(self._local, "conn", None) is None and self._is_open and usable(conn):
+            try:  # the common case, without a context manager
+                return conn.execute(cast(Any, query), params)
+            except psycopg.OperationalError as exc:
+                lost = self._failed(conn, exc)
+                if lost is None:
+                    raise
+                raise lost from exc
         with self.connection() as conn:
             # psycopg takes any Composable, though its stubs list only SQL and Composed
             return conn.execute(cast(Any, query), params)

@@ -10,7 +10,9 @@ after.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import socket
 import time
@@ -51,7 +53,8 @@ from dbp.sql.ledger import (
     read_state,
     yoyo_backend,
 )
-from dbp.sql.schema import SchemaFiles
+from dbp.sql.schema import SchemaFiles, not_utf8
+from dbp.sql.script import read_script, transaction_control
 
 __all__ = ["make_migration", "migrate", "rollback", "status"]
 
@@ -65,11 +68,16 @@ def migration_lock(db: SQLConnection, timeout: float) -> Iterator[None]:
     key = advisory_key(db.settings.database)
     deadline = time.monotonic() + timeout
     delay = 0.05
+    waiting = False
     try:
         while True:
             row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()
             if row is not None and row["ok"]:
                 break
+            if not waiting:
+                waiting = True
+                log.warning("sql: another dbp run holds the migration lock on %s; waiting up to %g s",
+                            db.address, timeout)
             if time.monotonic() >= deadline:
                 holder = conn.execute(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -98,6 +106,12 @@ def load_migrations(files: SchemaFiles) -> tuple[list[Any], list[MigrationFile]]
 
     if not files.migrations_dir.is_dir():
         return [], []
+    for path in sorted(files.migrations_dir.iterdir()):
+        if path.suffix in (".sql", ".py") and path.is_file():
+            try:
+                path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise OperationError(f"sql: migration file {path} is not UTF-8: {not_utf8(exc)}") from None
     migrations = sorted(read_migrations(str(files.migrations_dir)), key=lambda m: order_key(m.id))
     infos = []
     for m in migrations:
@@ -143,8 +157,9 @@ def read_ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerEntry]:
             query = sql.SQL("SELECT migration_id, applied_at_utc FROM {}").format(sql.Identifier(MIGRATION_TABLE))
             for row in cur.execute(query):
                 info = extra.get(row["migration_id"], {})
+                recorded = "baseline" if info.get("status") == "baseline" else "applied"
                 ledger[row["migration_id"]] = LedgerEntry(
-                    row["migration_id"], "applied", info.get("checksum"), row["applied_at_utc"]
+                    row["migration_id"], recorded, info.get("checksum"), row["applied_at_utc"]
                 )
     for migration_id, row in extra.items():
         if migration_id not in ledger and row["status"] == "failed":
@@ -173,6 +188,7 @@ def migrate(
     dry_run: bool = False,
     allow_changed: bool = False,
     allow_out_of_order: bool = False,
+    allow_missing: bool = False,
     lock_timeout: float = 60.0,
     progress: Optional[Progress] = None,
     **_: Any,
@@ -180,18 +196,21 @@ def migrate(
     """Apply pending migrations in order; return the ids applied (or, with ``dry_run``, planned)."""
     progress = progress or Progress()
     infos, by_id, info_by_id = _files(db)
+    allowed = {"allow_changed": allow_changed, "allow_out_of_order": allow_out_of_order,
+               "allow_missing": allow_missing}
     if dry_run:
         with db.connection() as conn:
             _require_initialized(conn, db.address)
-            ids = plan("sql", reconcile(infos, read_ledger(conn)), to=to, allow_changed=allow_changed,
-                       allow_out_of_order=allow_out_of_order)
+            ids = plan("sql", reconcile(infos, read_ledger(conn)), to=to, **allowed)
+        _check_statements([by_id[i] for i in ids], "apply")
         _print_plan(progress, [by_id[i] for i in ids], info_by_id)
         return ids
     with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:
         conn = backend.connection
         _require_initialized(conn, db.address)
         statuses = reconcile(infos, read_ledger(conn))
-        ids = plan("sql", statuses, to=to, allow_changed=allow_changed, allow_out_of_order=allow_out_of_order)
+        ids = plan("sql", statuses, to=to, **allowed)
+        _check_statements([by_id[i] for i in ids], "apply")  # every one, before the first runs
         with backend.transaction():
             ensure_yoyo_tables(backend)
             conn.execute(LEDGER_DDL)
@@ -206,6 +225,32 @@ def migrate(
             seconds = _apply_one(backend, by_id[migration_id], info_by_id[migration_id])
             progress.done(index, migration_id, seconds)
     return ids
+
+
+def _check_statements(migrations: Sequence[Any], direction: str) -> None:
+    """Refuse a transactional migration with COMMIT, BEGIN, ... in it: it would end dbp's transaction half-way."""
+    from yoyo.exceptions import BadMigration
+
+    for migration in migrations:
+        try:
+            migration.load()
+        except BadMigration as exc:
+            raise MigrationFailed(f"sql: migration {migration.id} cannot be loaded: {exc}") from None
+        if not migration.use_transactions or not migration.is_raw_sql():
+            continue
+        path = Path(migration.path)
+        if direction == "rollback":
+            path = path.with_name(path.name[: -len(".sql")] + ".rollback.sql")
+        if not path.exists():
+            continue
+        for statement in read_script(path):
+            command = transaction_control(statement)
+            if command:
+                raise MigrationFailed(
+                    f"sql: {path.name}:{statement.line}: {command} is not allowed in a transactional migration: "
+                    "dbp runs it in one transaction with its ledger rows; remove it (or make the migration "
+                    "'-- transactional: false'); nothing was run"
+                )
 
 
 def _print_plan(progress: Progress, migrations: Sequence[Any], infos: dict[str, MigrationFile]) -> None:
@@ -239,8 +284,10 @@ def _run_steps(backend: Any, migration: Any, direction: str) -> None:
         texts.reverse()
     done: list[Any] = []
     for step, text in zip(steps, texts):
+        output = io.StringIO()
         try:
-            getattr(step, direction)(backend)
+            with contextlib.redirect_stdout(output):  # yoyo prints the rows a SELECT returns
+                getattr(step, direction)(backend)
         except psycopg.Error as exc:
             if not migration.use_transactions:
                 _undo(backend, migration, done, direction)
@@ -248,6 +295,8 @@ def _run_steps(backend: Any, migration: Any, direction: str) -> None:
             raise MigrationFailed(
                 f"sql: migration {migration.id} failed: {cause} in: {' '.join(text.split())[:200]}"
             ) from None
+        if output.getvalue():
+            log.debug("sql: %s printed:\n%s", migration.id, output.getvalue())
         done.append(step)
 
 
@@ -327,8 +376,9 @@ def record_baseline(conn: psycopg.Connection[Any], infos: Sequence[MigrationFile
 
 
 def applied_ids(conn: psycopg.Connection[Any]) -> list[str]:
+    """Applied migrations, baselined ones included, in order."""
     ledger = read_ledger(conn)
-    return sorted((i for i, e in ledger.items() if e.status == "applied"), key=order_key)
+    return sorted((i for i, e in ledger.items() if e.status in ("applied", "baseline")), key=order_key)
 
 
 def rollback(
@@ -345,8 +395,10 @@ def rollback(
     _infos, by_id, info_by_id = _files(db)
     with migration_lock(db, lock_timeout), yoyo_backend(db.settings) as backend:
         conn = backend.connection
+        ledger = read_ledger(conn)
         applied = applied_ids(conn)
-        targets = rollback_targets("sql", applied, steps, to)
+        baseline = {i for i, e in ledger.items() if e.status == "baseline"}
+        targets = rollback_targets("sql", applied, steps, to, baseline)
         missing = [i for i in targets if i not in by_id]
         if missing:
             raise OperationError(f"sql: cannot roll back {', '.join(missing)}: the migration file is gone")
@@ -356,6 +408,7 @@ def rollback(
                 f"sql: migration {no_rollback[0]} has no rollback ({no_rollback[0]}.rollback.sql); "
                 "nothing was rolled back"
             )
+        _check_statements([by_id[i] for i in targets], "rollback")
         progress.start("sql", len(targets))
         for index, migration_id in enumerate(targets, 1):
             migration = by_id[migration_id]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import TYPE_CHECKING, Any, Optional
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from dbp.errors import FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
@@ -266,16 +265,13 @@ class SQLQuery(BaseQuery):
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
         text, params = self._statement("select", node, sort, projection)
-        with self.db.transaction() as conn, conn.cursor(
-                name=f"dbp_stream_{next(_counter)}", row_factory=dict_row) as cur:
-            cur.itersize = batch
-            try:
-                cur.execute(cast(Any, text), params)
-            except (psycopg.DataError, psycopg.ProgrammingError) as exc:
-                raise FilterError(f"{self.name}: {_cause(exc)}") from None
-            except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
-                raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
-            yield from cur
+        try:  # on a session of its own: the caller's writes while reading are never part of its transaction
+            with self.db.stream_cursor(text, params, batch) as cur:
+                yield from cur
+        except (psycopg.DataError, psycopg.ProgrammingError) as exc:
+            raise FilterError(f"{self.name}: {_cause(exc)}") from None
+        except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
+            raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
         text, params = self._statement("count", node, limit=limit is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,9 +15,14 @@ from psycopg import sql
 from dbp._bundled import bundled
 from dbp.errors import ConfigError, OperationError
 from dbp.sql.catalog import Catalog, read_catalog
-from dbp.sql.script import Statement, read_script
+from dbp.sql.script import Statement, read_script, transaction_control
 
 __all__ = ["SchemaFiles", "StatementError"]
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: the byte offset and the byte."""
+    return f"byte {exc.start} (0x{exc.object[exc.start]:02x}) cannot be decoded; save it as UTF-8"
+
 
 class StatementError(OperationError):
     """A statement of a schema or migration file failed; the message names file, line and cause."""
@@ -61,8 +67,17 @@ class SchemaFiles:
         for path in self.files():
             try:
                 out.extend(read_script(path))
-            except (OSError, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"schema file {path} is not UTF-8: {not_utf8(exc)}") from None
+            except OSError as exc:
                 raise ConfigError(f"cannot read schema file {path}: {exc}") from None
+        for statement in out:
+            command = transaction_control(statement)
+            if command:
+                raise ConfigError(
+                    f"{statement.where}: {command} is not allowed in a schema file: dbp runs the whole schema in "
+                    "one transaction, which it would end half-way; remove it"
+                )
         return out
 
     def checksum(self) -> str:
@@ -81,8 +96,8 @@ class SchemaFiles:
 
     def scratch_catalog(self, conn: psycopg.Connection[Any]) -> Catalog:
         """The catalog these files create, built in a throw-away schema and rolled back."""
-        scratch = "dbp_scratch"
-        with conn.transaction(force_rollback=True):
+        scratch = f"dbp_scratch_{uuid.uuid4().hex[:12]}"  # unique: a leftover or a concurrent one never collides
+        with conn.transaction(force_rollback=True):  # the rollback drops it, whatever happens inside
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
             conn.execute("SELECT set_config('search_path', %s, true)", (scratch,))
             self.apply(conn)

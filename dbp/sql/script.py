@@ -6,9 +6,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Statement", "read_script", "split_statements"]
+__all__ = ["Statement", "read_script", "split_statements", "transaction_control"]
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_TRANSACTION_CONTROL = re.compile(
+    r"(COMMIT|ROLLBACK|BEGIN|START\s+TRANSACTION|END|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,13 @@ def _quote_end(text: str, i: int, quote: str, escapes: bool = False) -> int:
 
 def read_script(path: Path) -> list[Statement]:
     return split_statements(path.read_text(encoding="utf-8"), source=path.name)
+
+
+def transaction_control(statement: Statement) -> str:
+    """The transaction-control command ``statement`` is (``COMMIT``, ``BEGIN``, ...), or "" if none.
+
+    dbp runs a schema or a transactional migration in one transaction; such a
+    statement would end it half-way.
+    """
+    match = _TRANSACTION_CONTROL.match(statement.text)
+    return " ".join(match.group(1).upper().split()) if match else ""
