@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 from dbp._version import __version__
 from dbp.config import Config, load_config
 from dbp.errors import (
+    AuthenticationFailed,
     BulkWriteError,
     ConfigError,
+    DatabaseNotFound,
     DbpError,
     FilterError,
     LockTimeout,
     OperationError,
+    QueryError,
     ServerUnavailable,
 )
 
@@ -26,15 +29,18 @@ if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
 
 __all__ = [
+    "AuthenticationFailed",
     "BulkWriteError",
     "Config",
     "ConfigError",
     "Connection",
+    "DatabaseNotFound",
     "DbpError",
     "FilterError",
     "LockTimeout",
     "MongoConnection",
     "OperationError",
+    "QueryError",
     "SQLConnection",
     "ServerUnavailable",
     "__version__",

@@ -1,7 +1,8 @@
 """``python -m dbp``: a thin layer over :mod:`dbp.admin` and :mod:`dbp.local`.
 
-Exit codes: 0 ok, 1 failed operation, 2 usage, 69 server unavailable,
-78 configuration error. Errors print as one line on stderr; ``-v`` adds the
+Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work, 65 bad
+filter or value, 66 database not found, 69 server unavailable, 75 lock
+timeout, 77 credentials refused, 78 configuration error. Errors print as one line on stderr; ``-v`` adds the
 traceback (scrubbed of secrets like everything else dbp prints).
 """
 
@@ -15,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from dbp._redact import ScrubFormatter, scrub
+from dbp._redact import ScrubFormatter, scrub, shorten
 from dbp._version import __version__
 from dbp.engines import ENGINES
-from dbp.errors import DbpError
+from dbp.errors import MAX_MESSAGE, DbpError
 
 __all__ = ["get_parser", "main"]
 
@@ -66,8 +67,8 @@ def get_parser() -> argparse.ArgumentParser:
         description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
         parents=[_common(suppress=False)],
         epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work, "
-        "69 server unavailable, 75 lock timeout, "
-        "78 configuration error",
+        "65 bad filter or value, 66 database not found, 69 server unavailable (worth a retry), "
+        "75 lock timeout, 77 credentials refused, 78 configuration error",
     )
     parser.add_argument("--version", action="version", version=f"dbp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -76,7 +77,8 @@ def get_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", parents=common, help="load the settings and try to reach each server",
         description="Load DB_CONFIG, connect to each configured engine, and report whether "
-        "it answers. Exits 69 if any server is unreachable.",
+        "it answers. Exits 69 if a server is unreachable, 77 if it refuses the credentials, "
+        "66 if the database does not exist.",
     )
     check.set_defaults(handler=_check_config)
 
@@ -373,7 +375,8 @@ def _report(exc: BaseException, verbose: int) -> None:
         print(f"  {line}")
     if verbose:
         sys.stderr.write(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = str(exc).strip()
+    text = shorten(text.splitlines()[0], MAX_MESSAGE) if text else ""
     if not isinstance(exc, DbpError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     print(f"dbp: error: {scrub(text)}", file=sys.stderr)

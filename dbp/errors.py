@@ -5,33 +5,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Optional
 
-from dbp._redact import scrub
+from dbp._redact import scrub, shorten
 
 __all__ = [
+    "AuthenticationFailed",
     "BulkWriteError",
     "ConfigError",
+    "DatabaseNotFound",
     "DbpError",
     "FilterError",
     "LockTimeout",
     "OperationError",
+    "QueryError",
     "ServerUnavailable",
     "UsageError",
 ]
+
+#: The longest message an error keeps; values and names in it are cut shorter where they are quoted.
+MAX_MESSAGE = 2000
 
 
 class DbpError(Exception):
     """Base class of every error dbp raises on purpose.
 
-    The message is scrubbed of every registered secret when the error is built,
-    so ``str(exc)`` is always safe to log.
+    The message is bounded (:data:`MAX_MESSAGE` characters) and scrubbed of every
+    registered secret when the error is built, so ``str(exc)`` is always safe to log.
     """
 
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
-        super().__init__(scrub(message))
+        super().__init__(scrub(shorten(message, MAX_MESSAGE)))
         #: Supporting lines (e.g. every schema difference), printed before the message.
-        self.details = [scrub(line) for line in details]
+        self.details = [scrub(shorten(line, MAX_MESSAGE)) for line in details[:1000]]
 
     @property
     def message(self) -> str:
@@ -51,9 +57,21 @@ class ConfigError(DbpError):
 
 
 class ServerUnavailable(DbpError):
-    """A server could not be reached, or it refused the credentials."""
+    """A server could not be reached (down, starting, full, timed out): a retry may succeed."""
 
     exit_code = 69
+
+
+class AuthenticationFailed(DbpError):
+    """The server refused the credentials (wrong password, unknown user, no access): retrying will not help."""
+
+    exit_code = 77
+
+
+class DatabaseNotFound(DbpError):
+    """The server is up but the configured database does not exist: create it (``create_db``) first."""
+
+    exit_code = 66
 
 
 class LockTimeout(DbpError):
@@ -72,6 +90,17 @@ class OperationError(DbpError):
     """An operation on a reachable server failed."""
 
     exit_code = 1
+
+
+class QueryError(OperationError):
+    """A statement failed on the server; ``sqlstate`` is PostgreSQL's error code (None if unknown).
+
+    ``__cause__`` is the driver's error with its message redacted.
+    """
+
+    def __init__(self, message: str, *, sqlstate: Optional[str] = None, details: Sequence[str] = ()) -> None:
+        super().__init__(message, details=details)
+        self.sqlstate = sqlstate
 
 
 class BulkWriteError(OperationError):

@@ -16,8 +16,18 @@ from psycopg import sql
 from psycopg.abc import Params
 from psycopg.rows import DictRow, dict_row
 
+from dbp._redact import shown
 from dbp.connection import Connection
-from dbp.errors import ConfigError, FilterError, OperationError, ServerUnavailable
+from dbp.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    DatabaseNotFound,
+    DbpError,
+    FilterError,
+    OperationError,
+    ServerUnavailable,
+)
+from dbp.sql.errors import query_error
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 
 if TYPE_CHECKING:
@@ -44,15 +54,47 @@ def reason(exc: BaseException) -> str:
     return text.replace("FATAL:  ", "").strip()
 
 
+#: libpq / server messages at connection time that mean the credentials were refused (SQLSTATE class 28).
+_AUTH_FAILURES = (
+    "password authentication failed", "no password supplied", "authentication failed for user",
+    "no pg_hba.conf entry", "pg_hba.conf rejects",
+    "scram authentication requires", "authentication method", "permission denied for database",
+    "is not permitted to log in", "certificate authentication failed", "sslpassword",
+)
+
+
+def connect_error(exc: psycopg.Error, address: str, database: str) -> DbpError:
+    """The DbpError for a failed connection attempt: refused credentials, a missing database, or unavailable.
+
+    libpq reports connection failures without a SQLSTATE, so the server's
+    message decides. The message is dbp's own; the driver's text is not kept.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    fatal = lowered.rsplit("fatal:", 1)[1].strip() if "fatal:" in lowered else lowered
+    if fatal.startswith("database ") and fatal.rstrip().endswith("does not exist"):
+        return DatabaseNotFound(
+            f"PostgreSQL at {address.rsplit('/', 1)[0]} has no database {database!r}; create it first "
+            "(dbp initdb, or create_db())"
+        )
+    if (fatal.startswith("role ") and "does not exist" in fatal) or any(m in fatal for m in _AUTH_FAILURES):
+        return AuthenticationFailed(f"PostgreSQL at {address} refused the credentials: {reason(exc)}")
+    return ServerUnavailable(f"cannot connect to PostgreSQL at {address}: {reason(exc)}")
+
+
 def open_connection(settings: SQLSettings, database: Optional[str] = None) -> PgConnection:
-    """A plain autocommit psycopg connection, dict rows; failures name the address."""
+    """A plain autocommit psycopg connection, dict rows; failures name the address.
+
+    Raises :class:`AuthenticationFailed`, :class:`DatabaseNotFound` or, for what
+    a retry may fix, :class:`ServerUnavailable`.
+    """
     target = settings if database is None else settings.with_database(database)
+    failure: DbpError
     try:
         return psycopg.connect(settings.conninfo(database), row_factory=dict_row, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise ServerUnavailable(
-            f"cannot connect to PostgreSQL at {target.address}: {reason(exc)}"
-        ) from None
+        failure = connect_error(exc, target.address, target.database)
+    raise failure  # outside the handler: no __context__ keeps the driver's error
 
 
 STATEMENT_CACHE_SIZE = 512
@@ -181,9 +223,22 @@ class SQLConnection(Connection[SQLSettings]):
     ) -> psycopg.Cursor[DictRow]:
         """Run one statement with server-side parameters; the cursor yields dicts.
 
+        A statement the server refuses raises :class:`dbp.QueryError` (``.sqlstate``).
+
         With a pool, fetch the results inside :meth:`transaction` or
         :meth:`connection`, where the connection is still yours.
         """
+        failure: DbpError
+        try:
+            return self.execute_raw(query, params)
+        except psycopg.Error as exc:
+            failure = query_error(exc, "execute")
+        raise failure  # outside the handler: __cause__ is the redacted driver error, no raw __context__
+
+    def execute_raw(
+        self, query: QueryText, params: Optional[Params] = None
+    ) -> psycopg.Cursor[DictRow]:
+        """:meth:`execute` letting psycopg's errors through, for dbp's own code that maps them itself."""
         conn = self._conn
         if conn is not None and getattr(self._local, "conn", None) is None and not conn.closed:
             return conn.execute(cast(Any, query), params)  # the common case, without a context manager
@@ -193,11 +248,12 @@ class SQLConnection(Connection[SQLSettings]):
 
     def query(self, name: str) -> SQLQuery:
         """Queries on table ``name`` (of the current schema); unknown tables raise FilterError."""
+        from dbp.query import check_name
         from dbp.sql.query import SQLQuery
 
-        query = self._queries.get(name)
+        query = self._queries.get(name) if isinstance(name, str) else None
         if query is None:
-            query = self._queries[name] = SQLQuery(self, name)
+            query = self._queries[check_name(name)] = SQLQuery(self, name)
         return query
 
     def catalog(self, *, refresh: bool = False) -> Catalog:
@@ -217,12 +273,27 @@ class SQLConnection(Connection[SQLSettings]):
         if not isinstance(name, str) or not name:
             raise FilterError(f"a table name is a non-empty string, not {name!r}")
         table = self.catalog().tables.get(name)
+        if table is None and self._table_exists(name):
+            table = self.catalog(refresh=True).tables.get(name)  # created since we last looked
         if table is None:
-            table = self.catalog(refresh=True).tables.get(name)  # created since we last looked?
-        if table is None:
-            known = ", ".join(sorted(self.catalog().tables)) or "none"
-            raise FilterError(f"no table {name!r} in {self.address}; its tables are {known}")
+            names = sorted(self.catalog().tables)
+            known = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+            raise FilterError(f"no table {shown(name, 100)} in {self.address}; its tables are {known or 'none'}")
         return table
+
+    def _table_exists(self, name: str) -> bool:
+        """One cheap catalog probe, so that an unknown name neither re-reads the catalog nor clears caches."""
+        from dbp.sql.catalog import LEDGER_TABLES
+
+        if len(name.encode()) > 63 or "\x00" in name or name in LEDGER_TABLES:  # never in the catalog
+            return False
+        schema = self.catalog().schema
+        row = self.execute_raw(  # the tables read_catalog reads
+            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+            (schema, name),
+        ).fetchone()
+        return row is not None
 
     def code_point_collation(self) -> bool:
         """True if the database sorts text by code point (C, POSIX, C.UTF-8), as MongoDB does."""
@@ -237,7 +308,7 @@ class SQLConnection(Connection[SQLSettings]):
     def ping(self) -> float:
         start = time.perf_counter()
         try:
-            self.execute("SELECT 1").fetchone()
+            self.execute_raw("SELECT 1").fetchone()
         except psycopg.OperationalError as exc:
             raise ServerUnavailable(f"PostgreSQL at {self.address} did not answer: {reason(exc)}") from None
         return time.perf_counter() - start
@@ -251,13 +322,13 @@ class SQLConnection(Connection[SQLSettings]):
     @contextmanager
     def _maintenance(self) -> Iterator[PgConnection]:
         """A connection to a database other than ours, to create or drop ours."""
-        last: Optional[ServerUnavailable] = None
+        last: Optional[DbpError] = None
         for name in MAINTENANCE_DATABASES:
             if name == self.settings.database:
                 continue
             try:
                 conn = open_connection(self.settings, name)
-            except ServerUnavailable as exc:
+            except (ServerUnavailable, DatabaseNotFound) as exc:
                 last = exc
                 continue
             with conn:

@@ -31,6 +31,7 @@ from dbp.migrations import (
     MigrationFailed,
     MigrationFile,
     Progress,
+    description,
     next_number,
     order_key,
     plan,
@@ -41,6 +42,7 @@ from dbp.migrations import (
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.connection import SQLConnection, open_connection
 from dbp.sql.ddl import migration_ddl
+from dbp.sql.errors import cause, elide_literals
 from dbp.sql.ledger import (
     LEDGER_DDL,
     LEDGER_TABLE,
@@ -147,7 +149,9 @@ def read_ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerEntry]:
                 )
     for migration_id, row in extra.items():
         if migration_id not in ledger and row["status"] == "failed":
-            ledger[migration_id] = LedgerEntry(migration_id, "failed", None, row["applied_at"], row["error"])
+            # elided again on reading: errors recorded by older versions kept the literals
+            error = elide_literals(row["error"]) if row["error"] else row["error"]
+            ledger[migration_id] = LedgerEntry(migration_id, "failed", None, row["applied_at"], error)
     return ledger
 
 
@@ -237,15 +241,17 @@ def _run_steps(backend: Any, migration: Any, direction: str) -> None:
         texts.reverse()
     done: list[Any] = []
     for step, text in zip(steps, texts):
+        failure = None
         try:
             getattr(step, direction)(backend)
         except psycopg.Error as exc:
             if not migration.use_transactions:
                 _undo(backend, migration, done, direction)
-            cause = exc.diag.message_primary or str(exc).splitlines()[0]
-            raise MigrationFailed(
-                f"sql: migration {migration.id} failed: {cause} in: {' '.join(text.split())[:200]}"
-            ) from None
+            # string literals elided, in the cause too: a statement may hold a password ('CREATE ROLE ...')
+            statement = elide_literals(" ".join(text[:10_000].split()))[:200]
+            failure = MigrationFailed(f"sql: migration {migration.id} failed: {cause(exc)} in: {statement}")
+        if failure is not None:  # outside the handler: no __context__ keeps the driver's error
+            raise failure
         done.append(step)
 
 
@@ -406,7 +412,9 @@ def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
     files.migrations_dir.mkdir(parents=True, exist_ok=True)
-    header = f"-- {name}\n" + "".join(f"-- {line}\n" for line in summary if summary != ["(empty)"])
+    header = f"-- {description(name)}\n" + "".join(
+        f"-- {description(line, 500)}\n" for line in summary if summary != ["(empty)"]
+    )
     apply_path = files.migrations_dir / f"{stem}.sql"
     rollback_path = files.migrations_dir / f"{stem}.rollback.sql"
     apply_path.write_text(header + "\n" + up)

@@ -287,7 +287,7 @@ class SQLQuery(BaseQuery):
 
     def _run(self, query: Any, params: Sequence[Any]) -> psycopg.Cursor[Any]:
         try:
-            return self.db.execute(query, params)
+            return self.db.execute_raw(query, params)
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
 
@@ -361,7 +361,7 @@ class SQLQuery(BaseQuery):
             with self.db.connection() as conn:
                 text = self.db.statement_cache[cache_key] = insert.as_string(conn)
         try:
-            created = self.db.execute(text, values).fetchone()
+            created = self.db.execute_raw(text, values).fetchone()
         except psycopg.IntegrityError as exc:
             raise OperationError(f"get_or_create on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
@@ -390,7 +390,7 @@ class SQLQuery(BaseQuery):
 
     def _write(self, query: Any, params: Sequence[Any], what: str) -> psycopg.Cursor[Any]:
         try:
-            return self.db.execute(query, params)
+            return self.db.execute_raw(query, params)
         except psycopg.IntegrityError as exc:
             raise OperationError(f"{what} on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
