@@ -95,6 +95,9 @@ class MongoSettings(EngineSettings):
         if "serverselectiontimeoutms" not in lowered:
             options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
         register_public(database)
+        for address in _hosts(host, options).split(","):  # printed in every message: never masked
+            register_public(address)
+            register_public(address.rpartition(":")[0] if address.rpartition(":")[2].isdigit() else address)
         if options.get("username"):
             register_public(options["username"])
         schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None

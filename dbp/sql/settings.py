@@ -162,6 +162,8 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
         raise ConfigError(
             f"{where}: scheme {named} is not PostgreSQL; use postgresql://user:password@host:port/dbname"
         )
+    if "%00" in rest:  # libpq would refuse it quoting the text around it; a NUL is never valid
+        raise ConfigError(f"{where}: the URL contains a NUL character (%00)")
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
     if any(c in userinfo for c in "/?#@"):
