@@ -100,7 +100,7 @@ def find_settings(
         named, how = Path(env[SETTINGS_ENV]), f"settings file from ${SETTINGS_ENV}"
     else:
         for name in DEFAULT_FILES:
-            if (base / name).is_file():
+            if (base / name).exists():  # a FIFO or a folder by that name is refused when read, not skipped
                 return base / name
         return None
     named = named if named.is_absolute() else base / named

@@ -253,7 +253,8 @@ class SQLConnection(Connection[SQLSettings]):
 
         query = self._queries.get(name) if isinstance(name, str) else None
         if query is None:
-            query = self._queries[check_name(name)] = SQLQuery(self, name)
+            check_name(name)
+            query = self._queries[name] = SQLQuery(self, name)
         return query
 
     def catalog(self, *, refresh: bool = False) -> Catalog:

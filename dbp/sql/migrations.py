@@ -59,6 +59,22 @@ __all__ = ["make_migration", "migrate", "rollback", "status"]
 log = logging.getLogger("dbp.sql")
 
 
+class _ElideLiterals(logging.Filter):
+    """yoyo logs each statement it runs (debug): with string literals elided, as a password may be one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                elide_literals(a.decode("ascii", "replace") if isinstance(a, bytes) else a)
+                if isinstance(a, (str, bytes)) else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("yoyo.migrations").addFilter(_ElideLiterals())
+
+
 @contextmanager
 def migration_lock(db: SQLConnection, timeout: float) -> Iterator[None]:
     """Hold the advisory lock of schema changes for the run; the server frees it if we die."""
