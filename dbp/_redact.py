@@ -27,10 +27,13 @@ MASK = "***"
 _SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "authmechanismproperties", "credential")
 #: A secret shorter than this is not scrubbed from foreign text (it would match everywhere).
 MIN_SCRUB_LENGTH = 4
+#: Nor one longer than this (messages are bounded far below it; a megabyte "password" is an attack).
+MAX_SCRUB_LENGTH = 1024
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _public: set[str] = set()
+_AUTHORITY_END = re.compile(r"[\s\"'<>/?#]")
 _ORDINARY = re.compile(r"[A-Za-z]+|[0-9]{1,6}")
 # password=... in key/value conninfo strings; the quoted form is bounded so that the scan stays linear.
 _KV_PASSWORD = re.compile(r"(?i)(\b[a-z_]*pass(?:word)?\s*=\s*)('(?:[^'\\]|\\.){0,256}'|[^\s&'\"]+)")
@@ -52,7 +55,8 @@ def register_public(value: object) -> None:
 
 def register_secret(secret: object) -> None:
     """Remember ``secret`` so that :func:`scrub` hides it in foreign text from now on."""
-    if not isinstance(secret, str) or len(secret) < MIN_SCRUB_LENGTH or _ORDINARY.fullmatch(secret):
+    if (not isinstance(secret, str) or not MIN_SCRUB_LENGTH <= len(secret) <= MAX_SCRUB_LENGTH
+            or _ORDINARY.fullmatch(secret)):
         return
     forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
     with _lock:
@@ -181,11 +185,9 @@ def _mask_urls(text: str) -> str:
     pos = text.find("://")
     while pos >= 0:
         begin = pos + 3
-        stop = begin
-        n = len(text)
         # the authority: up to whitespace, a quote, '/', '?' or '#'
-        while stop < n and text[stop] not in " \t\r\n\"'<>/?#":
-            stop += 1
+        end = _AUTHORITY_END.search(text, begin)
+        stop = end.start() if end else len(text)
         at = text.rfind("@", begin, stop)
         if at >= 0:
             colon = text.find(":", begin, at)

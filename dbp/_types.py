@@ -9,6 +9,9 @@ from typing import Any
 from dbp._redact import shown
 from dbp.errors import ConfigError
 
+#: The longest string setting (a URL, a password, an option): longer ones are refused unread.
+MAX_SETTING_LENGTH = 65536
+
 
 def check_str(value: Any, where: str, *, empty: bool = False) -> str:
     """``value`` as a string; the error never repeats the value (it may be a secret)."""
@@ -16,6 +19,8 @@ def check_str(value: Any, where: str, *, empty: bool = False) -> str:
         raise ConfigError(f"{where} must be a string, not {type(value).__name__}")
     if not value and not empty:
         raise ConfigError(f"{where} must not be empty")
+    if len(value) > MAX_SETTING_LENGTH:
+        raise ConfigError(f"{where} is longer than {MAX_SETTING_LENGTH:,} characters")
     if "\x00" in value:  # libpq and pymongo would cut the value there, silently
         raise ConfigError(f"{where} contains a NUL character")
     return value
