@@ -365,6 +365,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DbpError as exc:
         _report(exc, args.verbose)
         return exc.exit_code
+    except SystemExit:  # user code (a Python migration) called sys.exit(): its message may hold anything
+        print("dbp: error: user code (a settings file or migration) called sys.exit(); stopped", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the CLI is the last line of defence
         _report(exc, args.verbose)
         return EXIT_FAILED

@@ -195,6 +195,18 @@ def test_sys_exit_in_mongo_migration_is_a_failed_migration(
     assert status["engines"]["mongo"]["migrations"][0]["state"] == "failed"
 
 
+def test_sys_exit_in_a_python_sql_migration_is_a_failure(
+    tmp_path: Path, run_dbp: Any, sql_settings: SQLSettings, mongo_settings: MongoSettings
+) -> None:
+    project = make_project(tmp_path, sql_settings, mongo_settings)
+    assert run_dbp("initdb", "--engine", "sql").returncode == 0
+    (project.sql_migrations / "0001_exit.py").write_text(
+        "import sys\nfrom yoyo import step\nsys.exit('Hunter2-in-exit')\nsteps = [step('SELECT 1')]\n")
+    result = run_dbp("migrate", "--engine", "sql")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sys.exit()" in result.stderr and "Hunter2" not in result.stdout + result.stderr
+
+
 # -- make_migrations NAME ------------------------------------------------------------------------
 
 HOSTILE_NAMES = [
