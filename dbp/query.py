@@ -58,6 +58,23 @@ def _positive_int(name: str, value: Any, *, minimum: int = 0, maximum: int = MAX
     return value
 
 
+def _mapping(name: str, value: Any) -> Any:
+    """``value`` if it is a dict-like mapping; FilterError naming argument ``name`` otherwise."""
+    if not isinstance(value, Mapping):
+        raise FilterError(f"{name} must be a dict, not {type(value).__name__}")
+    return value
+
+
+def _rows(name: str, value: Any) -> Any:
+    """``value`` if it is a list (sequence) of dicts; FilterError naming argument ``name`` otherwise."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise FilterError(f"{name} must be a list of dicts, not {type(value).__name__}")
+    bad = next((i for i, row in enumerate(value) if not isinstance(row, Mapping)), None)
+    if bad is not None:
+        raise FilterError(f"{name}[{bad}] must be a dict, not {type(value[bad]).__name__}")
+    return value
+
+
 def check_name(name: Any, what: str = "a table or collection name") -> str:
     """A table / collection name for ``db.query(name)``; FilterError if it cannot be one."""
     if not isinstance(name, str):
@@ -110,7 +127,7 @@ class BaseQuery(ABC):
 
     def update(self, filter_by: Filter, attrs: Mapping[str, Any]) -> int:
         """Set ``attrs`` on every matching row; return how many rows matched."""
-        if not attrs:
+        if not _mapping("attrs", attrs):
             raise FilterError("update needs attributes to set")
         return self._update(parse(filter_by), attrs)
 
@@ -122,8 +139,10 @@ class BaseQuery(ABC):
 
         Unequal lengths raise ValueError. One round trip per batch.
         """
-        if len(instances) != len(attrs):
-            raise ValueError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
+        _rows("instances", instances)
+        _rows("attrs", attrs)
+        if len(instances) != len(attrs):  # a FilterError is a ValueError, as db-plugins raised
+            raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
         empty = next((i for i, changes in enumerate(attrs) if not changes), None)
         if empty is not None:
             raise FilterError(f"bulk_update: attrs[{empty}] is empty")
@@ -143,8 +162,8 @@ class BaseQuery(ABC):
         overwrites them with the new values.
         """
         if on_conflict not in ("ignore", "error", "update"):
-            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
-        return self._bulk_insert(rows, on_conflict) if rows else 0
+            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {shown(on_conflict, 40)}")
+        return self._bulk_insert(_rows("rows", rows), on_conflict) if rows else 0
 
     @abstractmethod
     def _update(self, node: Node, attrs: Mapping[str, Any]) -> int: ...

@@ -360,6 +360,15 @@ BAD_CALLS: dict[str, Callable[[Any], Any]] = {
     "delete filter str": lambda q: q.delete("everything"),
     "bulk_insert bad mode": lambda q: q.bulk_insert([{"n": 1}], on_conflict="maybe"),
     "get_or_create operator filter": lambda q: q.get_or_create({"n": {"$gt": 1}}),
+    "get_or_create filter str": lambda q: q.get_or_create("n"),
+    "update attrs str": lambda q: q.update({"n": 1}, "n=2"),
+    "update attrs list": lambda q: q.update({"n": 1}, [("n", 2)]),
+    "bulk_insert rows int": lambda q: q.bulk_insert(5),
+    "bulk_insert rows str": lambda q: q.bulk_insert("rows"),
+    "bulk_insert rows of ints": lambda q: q.bulk_insert([1, 2]),
+    "bulk_update unequal": lambda q: q.bulk_update([{"n": 1}], [{"n": 2}, {"n": 3}]),
+    "bulk_update instances dict": lambda q: q.bulk_update({"n": 1}, [{"n": 2}]),
+    "bulk_update attrs of str": lambda q: q.bulk_update([{"n": 1}], ["n"]),
 }
 
 
