@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dbp._version import __version__
 from dbp.config import Config, load_config
 from dbp.errors import (
+    AuthenticationFailed,
     BulkWriteError,
     ConcurrencyError,
     ConfigError,
@@ -19,6 +20,7 @@ from dbp.errors import (
     FilterError,
     LockTimeout,
     OperationError,
+    QueryError,
     ServerUnavailable,
 )
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
 
 __all__ = [
+    "AuthenticationFailed",
     "BulkWriteError",
     "ConcurrencyError",
     "Config",
@@ -39,6 +42,7 @@ __all__ = [
     "LockTimeout",
     "MongoConnection",
     "OperationError",
+    "QueryError",
     "SQLConnection",
     "ServerUnavailable",
     "__version__",

@@ -1,7 +1,8 @@
 """``python -m dbp``: a thin layer over :mod:`dbp.admin` and :mod:`dbp.local`.
 
-Exit codes: 0 ok, 1 failed operation, 2 usage, 69 server unavailable,
-78 configuration error. Errors print as one line on stderr; ``-v`` adds the
+Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work, 65 bad
+filter or value, 66 database not found, 69 server unavailable, 75 lock
+timeout, 77 credentials refused, 78 configuration error. Errors print as one line on stderr; ``-v`` adds the
 traceback (scrubbed of secrets like everything else dbp prints).
 """
 
@@ -15,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from dbp._redact import ScrubFormatter, scrub
+from dbp._redact import ScrubFormatter, scrub, shorten
 from dbp._version import __version__
 from dbp.engines import ENGINES
-from dbp.errors import DbpError
+from dbp.errors import MAX_MESSAGE, DbpError
 
 __all__ = ["get_parser", "main"]
 
@@ -68,7 +69,8 @@ def get_parser() -> argparse.ArgumentParser:
         description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
         parents=[_common(suppress=False)],
         epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work, "
-        "4 status --exit-code found a database not initialized, 69 server unavailable, 75 lock timeout, "
+        "4 status --exit-code found a database not initialized, 65 bad filter or value, 66 database not found, "
+        "69 server unavailable (worth a retry), 75 lock timeout or colliding writers, 77 credentials refused, "
         "78 configuration error",
     )
     parser.add_argument("--version", action="version", version=f"dbp {__version__}")
@@ -78,7 +80,8 @@ def get_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", parents=common, help="load the settings and try to reach each server",
         description="Load DB_CONFIG, connect to each configured engine, and report whether "
-        "it answers. Exits 69 if any server is unreachable.",
+        "it answers. Exits 69 if a server is unreachable, 77 if it refuses the credentials, "
+        "66 if the database does not exist.",
     )
     check.set_defaults(handler=_check_config)
 
@@ -416,6 +419,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DbpError as exc:
         _report(exc, args.verbose)
         return exc.exit_code
+    except SystemExit:  # user code (a Python migration) called sys.exit(): its message may hold anything
+        print("dbp: error: user code (a settings file or migration) called sys.exit(); stopped", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the CLI is the last line of defence
         _report(exc, args.verbose)
         return EXIT_FAILED
@@ -426,7 +432,8 @@ def _report(exc: BaseException, verbose: int) -> None:
         print(f"  {line}")
     if verbose:
         sys.stderr.write(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = str(exc).strip()
+    text = shorten(text.splitlines()[0], MAX_MESSAGE) if text else ""
     if not isinstance(exc, DbpError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     print(f"dbp: error: {scrub(text)}", file=sys.stderr)

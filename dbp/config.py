@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import traceback
 from collections.abc import Mapping
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import quote, urlencode
 
-from dbp._redact import MASK, mask_url, register_secret
+from dbp._redact import is_secret_key, mask_mapping, register_secret
+from dbp._types import MAX_DEPTH, too_deep
 from dbp.engines import ENGINES, EngineSettings, engine_for_section
 from dbp.errors import ConfigError
 
@@ -33,6 +35,8 @@ DEFAULT_FILES = ("dbp.toml", "settings.py")
 #: Section keys whose values are mappings of driver parameters, kept as given.
 _VERBATIM_KEYS = frozenset({"OPTIONS", "POOL"})
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A settings file larger than this is refused unread (no DB_CONFIG needs a megabyte).
+MAX_SETTINGS_BYTES = 1 << 20
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -72,15 +76,9 @@ class Config(dict):  # type: ignore[type-arg]
         return spec.settings_class().from_section(section, where=f"DB_CONFIG.{spec.section}")
 
 
-def _masked(value: Any, key: str = "") -> Any:
-    if isinstance(value, Mapping):
-        return {k: _masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, str):
-        upper = key.upper()
-        if "PASSWORD" in upper or "SECRET" in upper:
-            return MASK
-        return mask_url(value)
-    return value
+def _masked(value: Any) -> Any:
+    """Settings data with every secret masked by its key, and every URL by its structure."""
+    return mask_mapping(value)
 
 
 def find_settings(
@@ -102,14 +100,20 @@ def find_settings(
         named, how = Path(env[SETTINGS_ENV]), f"settings file from ${SETTINGS_ENV}"
     else:
         for name in DEFAULT_FILES:
-            if (base / name).is_file():
+            if (base / name).exists():  # a FIFO or a folder by that name is refused when read, not skipped
                 return base / name
         return None
     named = named if named.is_absolute() else base / named
-    if not named.exists():
+    try:
+        mode = named.stat().st_mode
+    except OSError:
+        mode = None
+    if mode is None:
         raise ConfigError(f"{how} {named} does not exist")
-    if named.is_dir():
+    if stat.S_ISDIR(mode):
         raise ConfigError(f"{how} {named} is a directory, not a file")
+    if not stat.S_ISREG(mode):  # a FIFO would block for ever, /dev/zero never ends
+        raise ConfigError(f"{how} {named} is not a regular file")
     return named
 
 
@@ -176,13 +180,20 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     else:  # pragma: no cover - exercised on old Pythons only
         import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read settings file {path}: {_reason(exc)}") from None
+        text = _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read settings file {path}: it is not UTF-8 text") from None
+    problem = None
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:  # its message names the line and column, never the text
+        problem = f"invalid TOML: {str(exc).splitlines()[0][:200]}"
+    except RecursionError:
+        problem = "invalid TOML: it nests too deeply"
+    if problem is not None:  # raised here, so that no __context__ keeps the file's text
+        raise ConfigError(f"{path}: {problem}")
+    if too_deep(doc):
+        raise ConfigError(f"{path}: tables and arrays nest more than {MAX_DEPTH} levels deep")
     if "DB_CONFIG" not in doc:
         raise ConfigError(f"{path} has no [DB_CONFIG] table (expected [DB_CONFIG.SQL] and/or [DB_CONFIG.MONGO])")
     result: dict[str, Any] = _expand_env(doc["DB_CONFIG"], env, f"{path}: DB_CONFIG")
@@ -209,32 +220,66 @@ def _expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
     return _ENV_REF.sub(sub, value)
 
 
-def _read_python(path: Path) -> Any:
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing a file that is not regular or is larger than MAX_SETTINGS_BYTES."""
+    problem = None
     try:
-        source = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problem = "it is not a regular file"
+            else:
+                with os.fdopen(fd, "rb", closefd=False) as handle:
+                    data = handle.read(MAX_SETTINGS_BYTES + 1)
+                if len(data) > MAX_SETTINGS_BYTES:
+                    problem = f"it is larger than {MAX_SETTINGS_BYTES // 1024} KiB"
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise ConfigError(f"cannot read settings file {path}: {_reason(exc)}") from None
+        problem = _reason(exc)
+    if problem is not None:
+        raise ConfigError(f"cannot read settings file {path}: {problem}")
+    return data
+
+
+#: User-code exceptions whose message names code (a variable, a module), never a value.
+_NAMING_ERRORS = (NameError, ImportError)
+
+
+def _read_python(path: Path) -> Any:
+    source = _read_bytes(path)
+    problem = None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:  # message and line only: the offending text may hold a secret
-        raise ConfigError(f"{path}: Python syntax error at line {exc.lineno}: {exc.msg}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: cannot compile settings file: {exc}") from None
+        problem = f"Python syntax error at line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        problem = f"cannot compile settings file: {type(exc).__name__}"
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "dbp_settings"}
     try:
         exec(code, namespace)
-    except Exception as exc:  # noqa: BLE001 - any failure of user code is a config error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure of user code, sys.exit() too, is a config error
         line = next(
             (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(path)),
             None,
         )
-        # Only messages that name things (not values) are repeated.
-        detail = f": {exc}" if isinstance(exc, (NameError, ImportError, KeyError, AttributeError)) else ""
-        raise ConfigError(
-            f"{path}: settings file raised {type(exc).__name__} at line {line}{detail}"
-        ) from None
+        if isinstance(exc, SystemExit):
+            problem = f"settings file called sys.exit() at line {line}"
+        else:
+            # Only messages that name code (not values, as KeyError's key may be) are repeated.
+            detail = f": {str(exc)[:200]}" if isinstance(exc, _NAMING_ERRORS) else ""
+            problem = f"settings file raised {type(exc).__name__} at line {line}{detail}"
+        del exc
+    if problem is not None:  # raised outside the handler: no __context__ keeps user code's exception
+        raise ConfigError(f"{path}: {problem}")
     if "DB_CONFIG" not in namespace:
         raise ConfigError(f"{path} does not define DB_CONFIG")
+    if too_deep(namespace["DB_CONFIG"]):
+        raise ConfigError(f"{path}: DB_CONFIG nests more than {MAX_DEPTH} levels deep")
     return namespace["DB_CONFIG"]
 
 
@@ -247,6 +292,8 @@ def _reason(exc: BaseException) -> str:
 def _normalize(raw: Any, where: str) -> dict[str, Section]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: DB_CONFIG must be a table/dict, not {type(raw).__name__}")
+    if too_deep(raw):
+        raise ConfigError(f"{where}: DB_CONFIG nests more than {MAX_DEPTH} levels deep")
     out: dict[str, Section] = {}
     for key, value in raw.items():
         name = str(key).upper()
@@ -254,19 +301,27 @@ def _normalize(raw: Any, where: str) -> dict[str, Section]:
             raise ConfigError(f"{where}: section {name} is given twice (keys are case-insensitive)")
         if engine_for_section(name) is None:
             valid = ", ".join(spec.section for spec in ENGINES.values())
-            raise ConfigError(f"{where}: unknown section DB_CONFIG.{key}; expected {valid}")
+            raise ConfigError(f"{where}: unknown section DB_CONFIG.{shown_name(key)}; expected {valid}")
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: DB_CONFIG.{name} must be a table/dict, not {type(value).__name__}")
         section = Section()
         for k, v in value.items():
             upper = str(k).upper()
             if upper in section:
-                raise ConfigError(f"{where}: DB_CONFIG.{name}.{upper} is given twice (keys are case-insensitive)")
+                raise ConfigError(
+                    f"{where}: DB_CONFIG.{name}.{shown_name(upper)} is given twice (keys are case-insensitive)"
+                )
             if upper in _VERBATIM_KEYS and isinstance(v, Mapping):
                 v = {str(ik).lower(): iv for ik, iv in v.items()}
             section[upper] = v
         out[name] = section
     return out
+
+
+def shown_name(key: Any, limit: int = 60) -> str:
+    """A setting's name for a message, cut to ``limit`` characters."""
+    text = str(key)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
@@ -333,7 +388,8 @@ def _airflow_uri(value: str, var: str) -> str:
     userinfo = quote(str(conn.get("login") or ""), safe="")
     if password:
         userinfo += ":" + quote(str(password), safe="")
-    netloc = (userinfo + "@" if userinfo else "") + str(conn.get("host") or "")
+    # a unix-socket directory is percent-encoded, as libpq reads it from a URI's host
+    netloc = (userinfo + "@" if userinfo else "") + quote(str(conn.get("host") or ""), safe="[]:,")
     if conn.get("port"):
         netloc += f":{conn['port']}"
     extra = conn.get("extra") or {}
@@ -342,6 +398,10 @@ def _airflow_uri(value: str, var: str) -> str:
             extra = json.loads(extra)
         except ValueError:
             extra = {}
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            if is_secret_key(key) and value:
+                register_secret(str(value))
     query = urlencode({"__extra__": json.dumps(extra)}) if extra else ""
     schema = quote(str(conn.get("schema") or ""), safe="")
     return f"{conn['conn_type']}://{netloc}/{schema}" + (f"?{query}" if query else "")

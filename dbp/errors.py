@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Optional
 
-from dbp._redact import scrub
+from dbp._redact import scrub, shorten
 
 __all__ = [
+    "AuthenticationFailed",
     "BulkWriteError",
     "ConcurrencyError",
     "ConfigError",
@@ -16,24 +17,28 @@ __all__ = [
     "FilterError",
     "LockTimeout",
     "OperationError",
+    "QueryError",
     "ServerUnavailable",
     "UsageError",
 ]
+
+#: The longest message an error keeps; values and names in it are cut shorter where they are quoted.
+MAX_MESSAGE = 2000
 
 
 class DbpError(Exception):
     """Base class of every error dbp raises on purpose.
 
-    The message is scrubbed of every registered secret when the error is built,
-    so ``str(exc)`` is always safe to log.
+    The message is bounded (:data:`MAX_MESSAGE` characters) and scrubbed of every
+    registered secret when the error is built, so ``str(exc)`` is always safe to log.
     """
 
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
-        super().__init__(scrub(message))
+        super().__init__(scrub(shorten(message, MAX_MESSAGE)))
         #: Supporting lines (e.g. every schema difference), printed before the message.
-        self.details = [scrub(line) for line in details]
+        self.details = [scrub(shorten(line, MAX_MESSAGE)) for line in details[:1000]]
 
     @property
     def message(self) -> str:
@@ -53,9 +58,15 @@ class ConfigError(DbpError):
 
 
 class ServerUnavailable(DbpError):
-    """A server could not be reached, or it refused the credentials."""
+    """A server could not be reached (down, starting, full, timed out): a retry may succeed."""
 
     exit_code = 69
+
+
+class AuthenticationFailed(DbpError):
+    """The server refused the credentials (wrong password, unknown user, no access): retrying will not help."""
+
+    exit_code = 77
 
 
 class LockTimeout(DbpError):
@@ -85,15 +96,28 @@ class OperationError(DbpError):
     exit_code = 1
 
 
-class DatabaseMissing(OperationError):
-    """The server answers, but the configured database does not exist; not worth a retry.
+class DatabaseMissing(DbpError):
+    """The server answers, but the configured database does not exist: create it first; a retry will not help.
 
     ``create_sql`` is the statement that creates it, for a role that may (where the engine has one).
     """
 
+    exit_code = 66
+
     def __init__(self, message: str, *, create_sql: str = "", details: Sequence[str] = ()) -> None:
         super().__init__(message, details=details)
         self.create_sql = create_sql
+
+
+class QueryError(OperationError):
+    """A statement failed on the server; ``sqlstate`` is PostgreSQL's error code (None if unknown).
+
+    ``__cause__`` is the driver's error with its message redacted.
+    """
+
+    def __init__(self, message: str, *, sqlstate: Optional[str] = None, details: Sequence[str] = ()) -> None:
+        super().__init__(message, details=details)
+        self.sqlstate = sqlstate
 
 
 class BulkWriteError(OperationError):

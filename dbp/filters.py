@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import plain
 from dbp.errors import FilterError
 
@@ -188,6 +189,8 @@ def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
         return And(())
     if not isinstance(filter_by, Mapping):
         raise FilterError(f"a filter is a dict, not {type(filter_by).__name__}")
+    if too_deep(filter_by):  # before recursing: Python's own limit would raise RecursionError
+        raise FilterError(f"the filter nests more than {MAX_DEPTH} levels deep")
     nodes: list[Node] = []
     for key, value in filter_by.items():
         if isinstance(key, str) and key in ("$and", "$or"):

@@ -30,6 +30,7 @@ __all__ = [
     "plan",
     "reconcile",
     "rollback_targets",
+    "description",
     "slug",
 ]
 
@@ -215,11 +216,26 @@ def rollback_targets(engine: str, applied: Sequence[str], steps: Optional[int], 
 
 
 def slug(name: str) -> str:
-    """A migration name as a file-name part: ``Add mag index`` -> ``add_mag_index``."""
-    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+    """A migration name as a file-name part: ``Add mag index`` -> ``add_mag_index`` (``[a-z0-9_]`` only)."""
+    if not isinstance(name, str):
+        raise OperationError(f"a migration name is a string, not {type(name).__name__}")
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", name[:1000]).strip("_").lower()
     if not cleaned:
-        raise OperationError(f"migration name {name!r} has no letters or digits")
-    return cleaned[:60]
+        raise OperationError("a migration name needs letters or digits (it becomes the file name)")
+    return cleaned[:60].rstrip("_")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9 _.,:;()+=<>*/-]+")
+
+
+def description(name: str, limit: int = 200) -> str:
+    """``name`` as one line of text that is safe inside a SQL comment or a Python docstring.
+
+    Only letters, digits, spaces and ``_.,:;()+=<>*/-`` are kept; quotes,
+    backslashes, ``#`` and every line break (``\\n``, ``\\r``, ``\\u2028``, ...) become a space.
+    """
+    text = " ".join(_UNSAFE.sub(" ", name[: limit * 4]).split())[:limit]
+    return text.replace("*/", "* /") or "(no description)"
 
 
 def next_number(existing: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Optional, Union
 
+from dbp._redact import shown
 from dbp._values import is_frame, records
 from dbp.errors import ConfigError, FilterError
 from dbp.filters import After, And, Node, check_key_value, parse, parse_projection, parse_sort
@@ -41,6 +42,50 @@ ConflictMode = Literal["ignore", "error", "update"]
 Round = tuple[list[dict[str, Any]], list[tuple[Change, ...]]]
 DEFAULT_PER_PAGE = 10
 STREAM_BATCH = 2000
+#: The largest ``batch_size`` of a streamed find_all (rows held in memory at once).
+MAX_BATCH = 100_000
+#: Offsets, limits and counts stay within a signed 64-bit integer on both servers.
+MAX_ROWS = 2**62
+#: The longest table / collection name (MongoDB's namespace limit; PostgreSQL's is 63 bytes).
+MAX_NAME = 255
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 0, maximum: int = MAX_ROWS) -> int:
+    """``value`` as an int for argument ``name``; FilterError naming it if it is not a whole number in range.
+
+    Floats are refused, even whole ones, so that ``page=1.5`` cannot silently mean another page.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FilterError(f"{name} must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise FilterError(f"{name} must be from {minimum} to {maximum:,}, not {shown(value, 40)}")
+    return value
+
+
+def _mapping(name: str, value: Any) -> Any:
+    """``value`` if it is a dict-like mapping; FilterError naming argument ``name`` otherwise."""
+    if not isinstance(value, Mapping):
+        raise FilterError(f"{name} must be a dict, not {type(value).__name__}")
+    return value
+
+
+def _rows(name: str, value: Any) -> Any:
+    """``value`` if it is a list (sequence) of dicts; FilterError naming argument ``name`` otherwise."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise FilterError(f"{name} must be a list of dicts, not {type(value).__name__}")
+    bad = next((i for i, row in enumerate(value) if not isinstance(row, Mapping)), None)
+    if bad is not None:
+        raise FilterError(f"{name}[{bad}] must be a dict, not {type(value[bad]).__name__}")
+    return value
+
+
+def check_name(name: Any, what: str = "a table or collection name") -> str:
+    """A table / collection name for ``db.query(name)``; FilterError if it cannot be one."""
+    if not isinstance(name, str):
+        raise FilterError(f"{what} is a string, not {type(name).__name__}")
+    if not name or len(name) > MAX_NAME or "\x00" in name:
+        raise FilterError(f"{what} is 1 to {MAX_NAME} characters without NUL, not {shown(name, 60)}")
+    return name
 
 
 def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool
@@ -171,7 +216,9 @@ class BaseQuery(ABC):
             attrs = records(attrs)
         if attrs is None:
             raise FilterError("bulk_update needs attrs (or a DataFrame of instances)")
-        if len(instances) != len(attrs):
+        _rows("instances", instances)
+        _rows("attrs", attrs)
+        if len(instances) != len(attrs):  # a FilterError is a ValueError, as db-plugins raised
             raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
@@ -219,7 +266,7 @@ class BaseQuery(ABC):
         (NaN, NaT and NA stored as NULL).
         """
         if on_conflict not in ("ignore", "error", "update"):
-            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {on_conflict!r}")
+            raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {shown(on_conflict, 40)}")
         if is_frame(rows):
             rows = records(rows)
         if update_fields is not None:
@@ -269,8 +316,8 @@ class BaseQuery(ABC):
 
     def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:
         """How many rows match, counting at most ``limit``."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise FilterError(f"limit must be a non-negative integer, not {limit!r}")
+        if limit is not None:
+            limit = _positive_int("limit", limit)
         return self._count(parse(filter_by), limit)
 
     def find_all(
@@ -284,7 +331,7 @@ class BaseQuery(ABC):
         """
         if paginate:
             return self.paginate(filter_by, sort=sort, projection=projection, **kwargs)
-        batch = int(kwargs.pop("batch_size", STREAM_BATCH))
+        batch = _positive_int("batch_size", kwargs.pop("batch_size", STREAM_BATCH), minimum=1, maximum=MAX_BATCH)
         if kwargs:
             raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
         return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
@@ -319,11 +366,17 @@ class BaseQuery(ABC):
         ``after=token`` (or ``keyset=True`` for the first page) it returns a
         :class:`KeysetPage`, whose cost does not grow with depth.
         """
+        per_page = _positive_int("per_page", per_page, minimum=-MAX_ROWS)
         if per_page < 0:
             per_page = DEFAULT_PER_PAGE
+        if after is not None and not isinstance(after, str):
+            raise FilterError(f"after must be a token string from a previous page, not {type(after).__name__}")
         if after is not None or keyset:
             return self._keyset(filter_by, per_page, sort, projection, after)
-        page = max(page, 1)
+        page = max(_positive_int("page", page, minimum=-MAX_ROWS), 1)
+        max_results = _positive_int("max_results", max_results)
+        if (page - 1) * per_page > MAX_ROWS:
+            raise FilterError(f"page {page} of {per_page} rows starts beyond row {MAX_ROWS:,}")
         node = parse(filter_by)
         order = self._full_sort(sort)
         fields = parse_projection(projection)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from pymongo import IndexModel
 
-from dbp import OperationError
+from dbp import OperationError, QueryError
 from dbp._bundled import bundled
 from dbp.admin import initdb
 from dbp.config import resolve_config
@@ -345,8 +345,9 @@ def test_a_users_own_schema_dir(sql_settings: SQLSettings, mongo_settings: Mongo
     with SQLConnection(settings=sql_settings) as db:
         applied = db.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
     assert applied == [{"migration_id": "0001_add_mass"}]  # the baseline: recorded, not run
-    with SQLConnection(settings=sql_settings) as db, pytest.raises(psycopg.errors.UndefinedColumn):
+    with SQLConnection(settings=sql_settings) as db, pytest.raises(QueryError) as info:
         db.execute("SELECT mass FROM star")
+    assert isinstance(info.value.__cause__, psycopg.errors.UndefinedColumn)
 
 
 # -- the installed wheel ----------------------------------------------------------------------

@@ -18,9 +18,10 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from dbp._redact import shown
 from dbp._version import __version__
 from dbp.connection import Connection
-from dbp.errors import ConfigError, OperationError, ServerUnavailable
+from dbp.errors import AuthenticationFailed, ConfigError, DbpError, FilterError, OperationError, ServerUnavailable
 from dbp.mongo.ledger import MARKER
 from dbp.mongo.settings import MongoSettings
 
@@ -47,6 +48,11 @@ def reason(exc: PyMongoError) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:300] if text else "") or type(exc).__name__
+
+
 class MongoConnection(Connection[MongoSettings]):
     """A MongoDB database: :attr:`database` and :meth:`collection` are the escape hatches."""
 
@@ -63,14 +69,17 @@ class MongoConnection(Connection[MongoSettings]):
 
     def _open(self) -> None:
         settings = self.settings
+        problem = None
         try:
             client: MongoClient[Document] = MongoClient(
                 settings.host, connect=False, appname="dbp", **settings.options
             )
-        except ConfigurationError as exc:
-            raise ConfigError(f"DB_CONFIG.MONGO: {exc}") from None
+        except ConfigurationError as exc:  # an unresolvable mongodb+srv:// name, among others
+            problem = _first_line(exc)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"DB_CONFIG.MONGO: {exc}") from None
+            problem = _first_line(exc)
+        if problem is not None:  # raised outside the handler: no __context__ keeps the driver's error
+            raise ConfigError(f"DB_CONFIG.MONGO ({settings.masked_url()}): {problem}")
         self._client = client
         try:
             self.ping()
@@ -101,28 +110,39 @@ class MongoConnection(Connection[MongoSettings]):
     def query(self, name: str) -> MongoQuery:
         """Queries on collection ``name``."""
         from dbp.mongo.query import MongoQuery
+        from dbp.query import check_name
 
-        query = self._queries.get(name)
+        query = self._queries.get(name) if isinstance(name, str) else None
         if query is None:
+            if "$" in check_name(name):
+                raise FilterError(f"a MongoDB collection name cannot contain '$': {shown(name, 60)}")
             query = self._queries[name] = MongoQuery(self, name)
         return query
 
     def ping(self) -> float:
         start = time.perf_counter()
+        failure: DbpError
         try:
             self.database.command("ping")
-        except OperationFailure as exc:
+            return time.perf_counter() - start
+        except PyMongoError as exc:
+            failure = self._connect_error(exc)
+        raise failure  # outside the handler: no __context__ keeps the driver's error
+
+    def _connect_error(self, exc: PyMongoError) -> DbpError:
+        """Refused credentials, a configuration pymongo cannot use, or a server that is unavailable."""
+        if isinstance(exc, OperationFailure):
             if exc.code in _AUTH_CODES:
-                raise ServerUnavailable(
-                    f"MongoDB at {self.address} refused the credentials: {reason(exc)}"
-                ) from None
-            raise OperationError(f"MongoDB at {self.address}: {reason(exc)}") from None
-        except ConnectionFailure as exc:
-            raise ServerUnavailable(
+                return AuthenticationFailed(f"MongoDB at {self.address} refused the credentials: {reason(exc)}")
+            return OperationError(f"MongoDB at {self.address}: {reason(exc)}")
+        if isinstance(exc, ConnectionFailure):
+            return ServerUnavailable(
                 f"cannot connect to MongoDB at {self.address}: {reason(exc)} "
                 f"(timeout {self.settings.timeout_seconds:g} s)"
-            ) from None
-        return time.perf_counter() - start
+            )
+        if isinstance(exc, ConfigurationError):  # e.g. MONGODB-AWS without pymongo-auth-aws
+            return ConfigError(f"DB_CONFIG.MONGO: {reason(exc)}")
+        return OperationError(f"MongoDB at {self.address}: {reason(exc)}")
 
     def server_version(self) -> str:
         info = self.client.server_info()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from pymongo.database import Database
 
 from dbp._bundled import bundled, require_writable
-from dbp._redact import scrub
+from dbp._redact import scrub, shorten
 from dbp._version import __version__
 from dbp.errors import OperationError
 from dbp.migrations import (
@@ -34,6 +34,7 @@ from dbp.migrations import (
     MigrationFailed,
     MigrationFile,
     Progress,
+    description,
     next_number,
     order_key,
     plan,
@@ -136,15 +137,25 @@ def _module(migration_id: str, path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise MigrationFailed(f"mongo: cannot load migration {migration_id} from {path}")
     module = importlib.util.module_from_spec(spec)
+    error = None
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any error in user code
-        raise MigrationFailed(f"mongo: migration {migration_id} cannot be loaded: {_error(exc)}") from None
+    except USER_CODE_ERRORS as exc:  # any error in user code, sys.exit() included
+        error = _error(exc)
+    if error is not None:  # outside the handler: no __context__ keeps user code's exception
+        raise MigrationFailed(f"mongo: migration {migration_id} cannot be loaded: {error}")
     return module
 
 
+#: What a migration's code may raise and dbp records as a failure; only Ctrl-C goes through.
+USER_CODE_ERRORS = (Exception, SystemExit)
+
+
 def _error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SystemExit):
+        return "it called sys.exit()"
+    text = str(exc).strip()
+    text = shorten(text.splitlines()[0], 500) if text else ""
     return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
@@ -211,15 +222,17 @@ def _apply_one(db: Database[Any], migration_id: str, path: Path, info: Migration
         {"$set": {"status": "running", "started_at": datetime.now(timezone.utc), "host": host}},
         upsert=True,
     )
+    error = None
     try:
         up(db)
-    except Exception as exc:  # noqa: BLE001 - recorded, then reported
+    except USER_CODE_ERRORS as exc:  # recorded, then reported
         error = _error(exc)
+    if error is not None:  # outside the handler: no __context__ keeps user code's exception
         db[LEDGER].update_one(
             {"_id": migration_id},
             {"$set": {"status": "failed", "error": error, "applied_at": datetime.now(timezone.utc)}},
         )
-        raise MigrationFailed(f"mongo: migration {migration_id} failed: {error}") from None
+        raise MigrationFailed(f"mongo: migration {migration_id} failed: {error}")
     seconds = time.perf_counter() - start
     db[LEDGER].update_one(
         {"_id": migration_id},
@@ -262,10 +275,13 @@ def rollback(
             progress.step(index, migration_id, "rolling back")
             start = time.perf_counter()
             down = _function(_module(migration_id, paths[migration_id]), migration_id, "down")
+            error = None
             try:
                 down(db)
-            except Exception as exc:  # noqa: BLE001
-                raise MigrationFailed(f"mongo: rollback of {migration_id} failed: {_error(exc)}") from None
+            except USER_CODE_ERRORS as exc:
+                error = _error(exc)
+            if error is not None:
+                raise MigrationFailed(f"mongo: rollback of {migration_id} failed: {error}")
             db[LEDGER].delete_one({"_id": migration_id})
             progress.done(index, migration_id, time.perf_counter() - start, "rolled back")
     return targets
@@ -330,9 +346,9 @@ def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> 
         if not up:
             return []
     path = schema.root / f"{next_number([i.id for i in infos])}_{slug(name)}.py"
-    notes = "".join(f"\n- {line}" for line in summary)
-    text = (
-        f'"""{name}\n\nWritten by dbp make_migrations{":" if notes else "."}{notes}\n"""\n\n\n'
+    notes = "".join(f"\n- {description(line, 500)}" for line in summary)
+    text = (  # the name only as description(): no quote, backslash or line break can end the docstring
+        f'"""{description(name)}\n\nWritten by dbp make_migrations{":" if notes else "."}{notes}\n"""\n\n\n'
         + _function_text("up", up) + "\n\n" + _function_text("down", down)
     )
     path.write_text(text)

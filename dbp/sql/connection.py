@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import re
 import select
 import threading
 import time
@@ -20,8 +19,18 @@ from psycopg import pq, sql
 from psycopg.abc import Params
 from psycopg.rows import DictRow, dict_row
 
+from dbp._redact import shown
 from dbp.connection import Connection
-from dbp.errors import ConfigError, DatabaseMissing, DbpError, FilterError, OperationError, ServerUnavailable
+from dbp.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    DatabaseMissing,
+    DbpError,
+    FilterError,
+    OperationError,
+    ServerUnavailable,
+)
+from dbp.sql.errors import query_error
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 
 if TYPE_CHECKING:
@@ -35,7 +44,6 @@ log = logging.getLogger("dbp.sql")
 PgConnection = psycopg.Connection[DictRow]
 #: A statement: a literal string, or one composed with :mod:`psycopg.sql`.
 QueryText = Union[str, bytes, sql.Composable]
-_MISSING_DATABASE = re.compile(r'database ".*" does not exist')
 #: Databases to connect to when creating or dropping the configured one.
 MAINTENANCE_DATABASES = ("postgres", "template1")
 
@@ -57,21 +65,49 @@ def create_statement(settings: SQLSettings) -> str:
     return statement.as_string(None)
 
 
+#: libpq / server messages at connection time that mean the credentials were refused (SQLSTATE class 28).
+_AUTH_FAILURES = (
+    "password authentication failed", "no password supplied", "authentication failed for user",
+    "no pg_hba.conf entry", "pg_hba.conf rejects",
+    "scram authentication requires", "authentication method", "permission denied for database",
+    "is not permitted to log in", "certificate authentication failed", "sslpassword",
+)
+
+
+def connect_error(exc: psycopg.Error, settings: SQLSettings) -> DbpError:
+    """The DbpError for a failed connection attempt: refused credentials, a missing database, or unavailable.
+
+    libpq reports connection failures without a SQLSTATE, so the server's
+    message decides. The message is dbp's own; the driver's text is not kept.
+    """
+    address, database = settings.address, settings.database
+    text = str(exc)
+    lowered = text.lower()
+    fatal = lowered.rsplit("fatal:", 1)[1].strip() if "fatal:" in lowered else lowered
+    if fatal.startswith("database ") and fatal.rstrip().endswith("does not exist"):
+        return DatabaseMissing(
+            f"database {database} does not exist on {address.rsplit('/', 1)[0]}: "
+            "`dbp initdb` creates it (library: SQLConnection(config).create_db())",
+            create_sql=create_statement(settings),
+        )
+    if (fatal.startswith("role ") and "does not exist" in fatal) or any(m in fatal for m in _AUTH_FAILURES):
+        return AuthenticationFailed(f"PostgreSQL at {address} refused the credentials: {reason(exc)}")
+    return ServerUnavailable(f"cannot connect to PostgreSQL at {address}: {reason(exc)}")
+
+
 def open_connection(settings: SQLSettings, database: Optional[str] = None) -> PgConnection:
-    """A plain autocommit psycopg connection, dict rows; failures name the address."""
+    """A plain autocommit psycopg connection, dict rows; failures name the address.
+
+    Raises :class:`AuthenticationFailed`, :class:`DatabaseMissing` or, for what
+    a retry may fix, :class:`ServerUnavailable`.
+    """
     target = settings if database is None else settings.with_database(database)
+    failure: DbpError
     try:
         return psycopg.connect(settings.conninfo(database), row_factory=dict_row, autocommit=True)
     except psycopg.OperationalError as exc:
-        if _MISSING_DATABASE.search(reason(exc)):  # libpq gives no SQLSTATE for start-up failures
-            raise DatabaseMissing(
-                f"database {target.database} does not exist on {target.address.rsplit('/', 1)[0]}: "
-                "`dbp initdb` creates it (library: SQLConnection(config).create_db())",
-                create_sql=create_statement(target),
-            ) from None
-        raise ServerUnavailable(
-            f"cannot connect to PostgreSQL at {target.address}: {reason(exc)}"
-        ) from None
+        failure = connect_error(exc, target)
+    raise failure  # outside the handler: no __context__ keeps the driver's error
 
 
 STATEMENT_CACHE_SIZE = 512
@@ -421,8 +457,24 @@ class SQLConnection(Connection[SQLSettings]):
     ) -> psycopg.Cursor[DictRow]:
         """Run one statement with server-side parameters; the cursor yields dicts.
 
+        A statement the server refuses raises :class:`dbp.QueryError` (``.sqlstate``).
+
         With a pool, fetch the results inside :meth:`transaction` or
         :meth:`connection`, where the connection is still yours.
+        """
+        failure: DbpError
+        try:
+            return self.execute_raw(query, params)
+        except psycopg.Error as exc:
+            failure = query_error(exc, "execute")
+        raise failure  # outside the handler: __cause__ is the redacted driver error, no raw __context__
+
+    def execute_raw(
+        self, query: QueryText, params: Optional[Params] = None
+    ) -> psycopg.Cursor[DictRow]:
+        """:meth:`execute` letting psycopg's errors through, for dbp's own code that maps them itself.
+
+        A session lost to a fault still raises :class:`ServerUnavailable`.
         """
         conn: Optional[PgConnection] = getattr(self._local, "session", None)
         if conn is not None and getattr(self._local, "conn", None) is None and self._is_open and usable(conn):
@@ -439,10 +491,12 @@ class SQLConnection(Connection[SQLSettings]):
 
     def query(self, name: str) -> SQLQuery:
         """Queries on table ``name`` (of the current schema); unknown tables raise FilterError."""
+        from dbp.query import check_name
         from dbp.sql.query import SQLQuery
 
-        query = self._queries.get(name)
+        query = self._queries.get(name) if isinstance(name, str) else None
         if query is None:
+            check_name(name)
             query = self._queries[name] = SQLQuery(self, name)
         return query
 
@@ -463,12 +517,27 @@ class SQLConnection(Connection[SQLSettings]):
         if not isinstance(name, str) or not name:
             raise FilterError(f"a table name is a non-empty string, not {name!r}")
         table = self.catalog().tables.get(name)
+        if table is None and self._table_exists(name):
+            table = self.catalog(refresh=True).tables.get(name)  # created since we last looked
         if table is None:
-            table = self.catalog(refresh=True).tables.get(name)  # created since we last looked?
-        if table is None:
-            known = ", ".join(sorted(self.catalog().tables)) or "none"
-            raise FilterError(f"no table {name!r} in {self.address}; its tables are {known}")
+            names = sorted(self.catalog().tables)
+            known = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+            raise FilterError(f"no table {shown(name, 100)} in {self.address}; its tables are {known or 'none'}")
         return table
+
+    def _table_exists(self, name: str) -> bool:
+        """One cheap catalog probe, so that an unknown name neither re-reads the catalog nor clears caches."""
+        from dbp.sql.catalog import LEDGER_TABLES
+
+        if len(name.encode()) > 63 or "\x00" in name or name in LEDGER_TABLES:  # never in the catalog
+            return False
+        schema = self.catalog().schema
+        row = self.execute_raw(  # the tables read_catalog reads
+            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+            (schema, name),
+        ).fetchone()
+        return row is not None
 
     def code_point_collation(self) -> bool:
         """True if the database sorts text by code point (C, POSIX, C.UTF-8), as MongoDB does."""
@@ -483,7 +552,7 @@ class SQLConnection(Connection[SQLSettings]):
     def ping(self) -> float:
         start = time.perf_counter()
         try:
-            self.execute("SELECT 1").fetchone()
+            self.execute_raw("SELECT 1").fetchone()
         except psycopg.OperationalError as exc:
             raise ServerUnavailable(f"PostgreSQL at {self.address} did not answer: {reason(exc)}") from None
         return time.perf_counter() - start

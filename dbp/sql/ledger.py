@@ -21,8 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dbp._version import __version__
-from dbp.errors import ServerUnavailable
-from dbp.sql.connection import reason
+from dbp.sql.connection import connect_error
 from dbp.sql.settings import SQLSettings
 
 __all__ = ["LedgerState", "advisory_key", "read_state", "yoyo_backend", "yoyo_url"]
@@ -88,12 +87,15 @@ def yoyo_backend(settings: SQLSettings) -> Iterator[Any]:
     from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
     from yoyo.connections import parse_uri
 
+    failure = None
     try:
         # yoyo does not unquote the database in the URL path: give it the name itself
         uri = parse_uri(yoyo_url(settings))._replace(database=settings.database)
         backend = PostgresqlPsycopgBackend(uri, MIGRATION_TABLE)
     except psycopg.OperationalError as exc:
-        raise ServerUnavailable(f"cannot connect to PostgreSQL at {settings.address}: {reason(exc)}") from None
+        failure = connect_error(exc, settings)
+    if failure is not None:  # outside the handler: no __context__ keeps the driver's error
+        raise failure
     try:
         yield backend
     finally:

@@ -34,6 +34,7 @@ from dbp.migrations import (
     MigrationFailed,
     MigrationFile,
     Progress,
+    description,
     next_number,
     order_key,
     plan,
@@ -44,6 +45,7 @@ from dbp.migrations import (
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.connection import SQLConnection, open_connection
 from dbp.sql.ddl import migration_ddl
+from dbp.sql.errors import cause, elide_literals
 from dbp.sql.ledger import (
     LEDGER_DDL,
     LEDGER_TABLE,
@@ -59,6 +61,22 @@ from dbp.sql.script import read_script, transaction_control
 __all__ = ["make_migration", "migrate", "rollback", "status"]
 
 log = logging.getLogger("dbp.sql")
+
+
+class _ElideLiterals(logging.Filter):
+    """yoyo logs each statement it runs (debug): with string literals elided, as a password may be one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                elide_literals(a.decode("ascii", "replace") if isinstance(a, bytes) else a)
+                if isinstance(a, (str, bytes)) else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("yoyo.migrations").addFilter(_ElideLiterals())
 
 
 @contextmanager
@@ -163,7 +181,9 @@ def read_ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerEntry]:
                 )
     for migration_id, row in extra.items():
         if migration_id not in ledger and row["status"] == "failed":
-            ledger[migration_id] = LedgerEntry(migration_id, "failed", None, row["applied_at"], row["error"])
+            # elided again on reading: errors recorded by older versions kept the literals
+            error = elide_literals(row["error"]) if row["error"] else row["error"]
+            ledger[migration_id] = LedgerEntry(migration_id, "failed", None, row["applied_at"], error)
     return ledger
 
 
@@ -285,16 +305,18 @@ def _run_steps(backend: Any, migration: Any, direction: str) -> None:
     done: list[Any] = []
     for step, text in zip(steps, texts):
         output = io.StringIO()
+        failure = None
         try:
             with contextlib.redirect_stdout(output):  # yoyo prints the rows a SELECT returns
                 getattr(step, direction)(backend)
         except psycopg.Error as exc:
             if not migration.use_transactions:
                 _undo(backend, migration, done, direction)
-            cause = exc.diag.message_primary or str(exc).splitlines()[0]
-            raise MigrationFailed(
-                f"sql: migration {migration.id} failed: {cause} in: {' '.join(text.split())[:200]}"
-            ) from None
+            # string literals elided, in the cause too: a statement may hold a password ('CREATE ROLE ...')
+            statement = elide_literals(" ".join(text[:10_000].split()))[:200]
+            failure = MigrationFailed(f"sql: migration {migration.id} failed: {cause(exc)} in: {statement}")
+        if failure is not None:  # outside the handler: no __context__ keeps the driver's error
+            raise failure
         if output.getvalue():
             log.debug("sql: %s printed:\n%s", migration.id, output.getvalue())
         done.append(step)
@@ -462,7 +484,9 @@ def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
     files.migrations_dir.mkdir(parents=True, exist_ok=True)
-    header = f"-- {name}\n" + "".join(f"-- {line}\n" for line in summary if summary != ["(empty)"])
+    header = f"-- {description(name)}\n" + "".join(
+        f"-- {description(line, 500)}\n" for line in summary if summary != ["(empty)"]
+    )
     apply_path = files.migrations_dir / f"{stem}.sql"
     rollback_path = files.migrations_dir / f"{stem}.rollback.sql"
     apply_path.write_text(header + "\n" + up)

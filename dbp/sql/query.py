@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Optional
 import psycopg
 from psycopg import sql
 
-from dbp.errors import FilterError, OperationError
+from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
-from dbp.sql.bulk import bulk_insert, retrying
+from dbp.sql.bulk import LOCK_NOT_AVAILABLE, TRANSIENT, bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
+from dbp.sql.errors import query_error
 from dbp.sql.types import ColumnRule, integral
 from dbp.sql.updates import compile_changes, operand_getter, operand_value, shape
 from dbp.updates import Change, initial
@@ -239,11 +240,13 @@ class SQLQuery(BaseQuery):
 
     def _run(self, query: Any, params: Sequence[Any]) -> psycopg.Cursor[Any]:
         try:
-            return self.db.execute(query, params)
+            return self.db.execute_raw(query, params)
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
         except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
             raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
+        except psycopg.Error as exc:
+            raise _driver_error(exc, f"query on {self.name}") from None
 
     # -- primitives ----------------------------------------------------------------------------
 
@@ -315,13 +318,15 @@ class SQLQuery(BaseQuery):
             with self.db.connection() as conn:
                 text = self.db.statement_cache[cache_key] = insert.as_string(conn)
         try:
-            created = self.db.execute(text, values).fetchone()
+            created = self.db.execute_raw(text, values).fetchone()
         except psycopg.IntegrityError as exc:
             raise OperationError(f"get_or_create on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
         except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
             raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
+        except psycopg.Error as exc:
+            raise _driver_error(exc, f"get_or_create on {self.name}") from None
         if created is not None:
             return created, True
         found = self._select(node, [], None, limit=1)
@@ -360,13 +365,15 @@ class SQLQuery(BaseQuery):
 
     def _write(self, query: Any, params: Sequence[Any], what: str) -> psycopg.Cursor[Any]:
         try:
-            return self.db.execute(query, params)
+            return self.db.execute_raw(query, params)
         except psycopg.IntegrityError as exc:
             raise OperationError(f"{what} on {self.name}: {_cause(exc)}") from None
         except (psycopg.DataError, psycopg.ProgrammingError) as exc:
             raise FilterError(f"{what} on {self.name}: {_cause(exc)}") from None
         except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
             raise FilterError(f"{what} on {self.name}: {_unsendable(exc)}") from None
+        except psycopg.Error as exc:
+            raise _driver_error(exc, f"{what} on {self.name}") from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         """UPDATE first (an existing row needs no other NOT NULL values), then INSERT ... ON CONFLICT DO NOTHING.
@@ -464,6 +471,13 @@ class SQLQuery(BaseQuery):
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
         return bulk_insert(self, rows, on_conflict, update_fields)
+
+
+def _driver_error(exc: psycopg.Error, what: str) -> DbpError:
+    """A lock or deadlock (another writer: worth a retry) as ConcurrencyError, anything else as QueryError."""
+    if exc.sqlstate in TRANSIENT or exc.sqlstate == LOCK_NOT_AVAILABLE:
+        return ConcurrencyError(f"{what}: {_cause(exc)}; nothing of this call was written, and it can be retried")
+    return query_error(exc, what)
 
 
 def _unsendable(exc: Exception) -> str:

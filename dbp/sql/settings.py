@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_plus, urlencode
 
-from dbp._redact import MASK, register_secret
+from dbp._redact import MASK, is_secret_key, register_public, register_secret, shown, userinfo_end
 from dbp._types import check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
@@ -25,6 +26,8 @@ ENGINE_NAMES = ("postgresql", "postgres")
 URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "psql")
 DEFAULT_PORT = 5432
 DEFAULT_CONNECT_TIMEOUT = 5
+#: psycopg_pool's own default min_size.
+POOL_DEFAULT_MIN_SIZE = 4
 POOL_KEYS = {
     "min_size": int,
     "max_size": int,
@@ -37,6 +40,9 @@ POOL_KEYS = {
 }
 # Set through the main keys, never through OPTIONS.
 _ADDRESS_PARAMS = frozenset({"host", "hostaddr", "port", "user", "password", "dbname"})
+#: Keys that may accompany URL, filling in or replacing the URL's own user and password.
+_URL_COMPANIONS = {"USER": "user", "PASSWORD": "password"}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @lru_cache(maxsize=1)
@@ -68,21 +74,24 @@ class SQLSettings(EngineSettings):
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], *, where: str) -> SQLSettings:
-        unknown = sorted(set(section) - set(KEYS))
+        unknown = sorted(str(k) for k in set(section) - set(KEYS))
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(KEYS)}"
+                f"{where}: unknown key(s) {_names(unknown)}; valid keys are {', '.join(KEYS)}"
             )
         engine = section.get("ENGINE", "postgresql")
         if not isinstance(engine, str) or engine.lower() not in ENGINE_NAMES:
-            raise ConfigError(f"{where}.ENGINE: unknown engine {engine!r}; dbp supports 'postgresql'")
+            raise ConfigError(f"{where}.ENGINE: unknown engine {shown(engine, 40)}; dbp supports 'postgresql'")
         if "URL" in section:
-            clash = [k for k in ("HOST", "PORT", "USER", "PASSWORD", "DB_NAME") if k in section]
+            clash = [k for k in ("HOST", "PORT", "DB_NAME") if k in section]
             if clash:
                 raise ConfigError(
-                    f"{where}: give either URL or {'/'.join(clash)}, not both"
+                    f"{where}: give either URL or {'/'.join(clash)}, not both (USER and PASSWORD may accompany URL)"
                 )
             params = parse_url(check_str(section["URL"], f"{where}.URL"), where=f"{where}.URL")
+            for key, param in _URL_COMPANIONS.items():
+                if section.get(key) is not None:
+                    params[param] = check_str(section[key], f"{where}.{key}", empty=key == "PASSWORD")
         else:
             missing = [k for k in ("HOST", "USER", "DB_NAME") if k not in section]
             if missing:
@@ -95,14 +104,19 @@ class SQLSettings(EngineSettings):
             }
             if section.get("PASSWORD") is not None:
                 params["password"] = check_str(section["PASSWORD"], f"{where}.PASSWORD", empty=True)
-                register_secret(params["password"])
         params.update(_options(section.get("OPTIONS", {}), f"{where}.OPTIONS"))
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        for key in ("host", "user", "dbname", "port"):
+            if params.get(key) is not None:
+                register_public(params[key])
+        for key, value in params.items():
+            if is_secret_key(key):
+                register_secret(str(value))
         schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
         return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"), schema_dir=schema_dir)
 
     def secrets(self) -> Iterable[str]:
-        return [str(v) for k, v in self.params.items() if k in ("password", "sslpassword") and v]
+        return [str(v) for k, v in self.params.items() if is_secret_key(k) and v]
 
     def conninfo(self, database: Optional[str] = None) -> str:
         """A libpq conninfo string (it holds the password: never log it)."""
@@ -135,44 +149,78 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
     """libpq parameters from a ``postgresql://``, ``postgres://`` or Airflow URI.
 
     Query parameters libpq would reject (Airflow's ``__extra__`` and friends)
-    are dropped; libpq parameters found inside ``__extra__`` are kept.
+    are dropped; libpq parameters found inside ``__extra__`` are kept. Values
+    are percent-decoded as libpq does (a ``+`` stays a ``+``). Errors never
+    quote the URL: a malformed one may hold a password.
     """
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
-    parts = urlsplit(url)
-    if parts.password:
-        register_secret(parts.password)
-    scheme = parts.scheme.lower()
-    if scheme not in URL_SCHEMES:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in URL_SCHEMES:
+        named = f"{shown(scheme, 20)[1:-1]}://" if sep and scheme.isalnum() else "(none)"
         raise ConfigError(
-            f"{where}: scheme {scheme + '://' if scheme else '(none)'} is not PostgreSQL; "
-            "use postgresql://user:password@host:port/dbname"
+            f"{where}: scheme {named} is not PostgreSQL; use postgresql://user:password@host:port/dbname"
         )
+    if "%00" in rest:  # libpq would refuse it quoting the text around it; a NUL is never valid
+        raise ConfigError(f"{where}: the URL contains a NUL character (%00)")
+    at = userinfo_end(rest)
+    userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    if any(c in userinfo for c in "/?#@"):
+        raise ConfigError(
+            f"{where}: the user name or password holds an unescaped '/', '?', '#' or '@'; "
+            "percent-encode it (urllib.parse.quote(password, safe=''))"
+        )
+    if _BAD_ESCAPE.search(userinfo):
+        raise ConfigError(f"{where}: the user name or password holds a '%' that starts no %XX escape; write it %25")
+    password = unquote(userinfo.partition(":")[2])
+    register_secret(password)
+    hostpart, _, query = address.partition("?")
+    query = query.partition("#")[0]
     known = libpq_keywords()
     kept: list[tuple[str, str]] = []
     dropped: list[str] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "__extra__":
-            for ekey, evalue in _json_object(value).items():
+    for item in query.split("&") if query else []:
+        raw_key, _, raw_value = item.partition("=")
+        key = unquote(raw_key)
+        if key == "__extra__":  # Airflow encodes it with '+' for spaces
+            for ekey, evalue in _json_object(unquote_plus(raw_value)).items():
+                if is_secret_key(ekey):
+                    register_secret(str(evalue))
                 (kept.append((ekey, str(evalue))) if ekey in known else dropped.append(ekey))
         elif key in known:
-            kept.append((key, value))
+            kept.append((key, unquote(raw_value)))
         else:
             dropped.append(key)
     if dropped:
-        log.info("%s: ignoring parameter(s) libpq does not accept: %s", where, ", ".join(dropped))
-    clean = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), ""))
+        log.info("%s: ignoring parameter(s) libpq does not accept: %s", where, _names(dropped))
+    for key, value in kept:
+        if is_secret_key(key):
+            register_secret(value)
+    clean = f"postgresql://{userinfo + '@' if at >= 0 else ''}{hostpart}"
+    if kept:
+        clean += "?" + urlencode(kept, quote_via=quote)
+    problem = None
     try:
         params: dict[str, Any] = conninfo_to_dict(clean)
     except ProgrammingError as exc:
-        raise ConfigError(f"{where}: invalid PostgreSQL URL: {exc}") from None
-    for secret_key in ("password", "sslpassword"):
-        if params.get(secret_key):
-            register_secret(params[secret_key])
+        # libpq quotes the offending text (which may be the password): keep only what went wrong
+        problem = re.split(r'[:"]', str(exc).strip().splitlines()[0] if str(exc).strip() else "", maxsplit=1)[0]
+    if problem is not None:
+        raise ConfigError(f"{where}: invalid PostgreSQL URL ({problem[:100] or 'libpq refused it'})")
+    for key, value in params.items():
+        if "\x00" in str(value):
+            raise ConfigError(f"{where}: the {'password' if is_secret_key(key) else key} contains a NUL character")
     if "port" in params:
-        params["port"] = check_port(params["port"], f"{where} port")
+        params["port"] = check_port(params["port"], f"{where}: the port", show=False)
     return params
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    """At most ``limit`` names, each cut short, for a message."""
+    out = [n if len(n) <= 60 else n[:60] + "..." for n in list(names)[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(out) + more
 
 
 def _json_object(value: str) -> dict[str, Any]:
@@ -192,13 +240,13 @@ def _options(options: Any, where: str) -> dict[str, Any]:
         if key in _ADDRESS_PARAMS:
             raise ConfigError(f"{where}.{key}: set the address with HOST/PORT/USER/PASSWORD/DB_NAME or URL")
         if key not in known:
-            raise ConfigError(f"{where}.{key}: not a libpq connection parameter")
+            raise ConfigError(f"{where}.{_names([str(key)])}: not a libpq connection parameter")
         if isinstance(value, bool):
             value = int(value)
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}.{key} must be a string or a number, not {type(value).__name__}")
-        if key == "sslpassword":
-            register_secret(str(value))
+        if isinstance(value, str):
+            check_str(value, f"{where}.{key}", empty=True)
         out[key] = value
     return out
 
@@ -214,10 +262,18 @@ def _pool(pool: Any, where: str) -> Optional[dict[str, Any]]:
     for key, value in pool.items():
         kind = POOL_KEYS.get(key)
         if kind is None:
-            raise ConfigError(f"{where}.{key}: unknown pool setting; valid: {', '.join(POOL_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where}.{key} must be a non-negative number, not {value!r}")
+            raise ConfigError(f"{where}.{_names([str(key)])}: unknown pool setting; valid: {', '.join(POOL_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise ConfigError(f"{where}.{key} must be a non-negative number, not {shown(value, 40)}")
         if kind is int and value != int(value):
-            raise ConfigError(f"{where}.{key} must be a whole number, not {value!r}")
+            raise ConfigError(f"{where}.{key} must be a whole number, not {shown(value, 40)}")
         out[key] = kind(value)
+    # psycopg_pool's min_size defaults to 4 and must not exceed max_size
+    if "max_size" in out:
+        if out["max_size"] < 1:
+            raise ConfigError(f"{where}.max_size must be at least 1")
+        if "min_size" not in out:
+            out["min_size"] = min(POOL_DEFAULT_MIN_SIZE, out["max_size"])
+        elif out["min_size"] > out["max_size"]:
+            raise ConfigError(f"{where}: min_size ({out['min_size']}) is larger than max_size ({out['max_size']})")
     return out
