@@ -27,7 +27,7 @@ from dbp.sql.migrations import make_migration as sql_make_migration
 from dbp.sql.script import split_statements
 from dbp.sql.settings import SQLSettings
 
-from .conftest import sql_section
+from .conftest import sql_section, with_userinfo
 from .projects import make_project
 
 
@@ -463,8 +463,8 @@ def test_unknown_tables_are_cheap_and_evict_nothing(sql_db: SQLConnection) -> No
 
 
 def test_mongo_url_password_with_space_is_masked_everywhere(mongo_settings: MongoSettings) -> None:
-    url = mongo_settings.host.replace("mongodb://", f"mongodb://alerce:{quote('Summer 2024!')}@")
-    raw = mongo_settings.host.replace("mongodb://", "mongodb://alerce:Summer 2024!@")
+    url = with_userinfo(mongo_settings.host, f"alerce:{quote('Summer 2024!')}")
+    raw = with_userinfo(mongo_settings.host, "alerce:Summer 2024!")
     for given_url in (url, raw):
         config = resolve_config({"MONGO": {"URL": given_url, "DATABASE": "d"}}, environ={})
         conn = MongoConnection(config)

@@ -103,13 +103,19 @@ def test_init_project_copies_the_schema_and_refuses_to_overwrite(run_dbp: Any, t
     assert "[DB_CONFIG.SQL]" not in (tmp_path / "mongo-only" / "dbp.toml").read_text()
 
 
+def mongo_url(settings: MongoSettings) -> str:
+    """The session's Mongo URL (credentials and options included) naming ``settings``' database."""
+    head, mark, options = settings.host.partition("?")
+    return f"{head.rstrip('/')}/{settings.database}{mark}{options}"
+
+
 def test_a_project_from_init_project_runs_the_whole_cycle(
     run_dbp: Any, tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSettings
 ) -> None:
     """init-project, then initdb / edit / make_migrations / migrate / status on servers named by $DBP_*_URL."""
     assert run_dbp("init-project").returncode == 0
     env = {"DBP_SQL_URL": sql_section(sql_settings)["URL"],
-           "DBP_MONGO_URL": f"{mongo_settings.host.rstrip('/')}/{mongo_settings.database}"}
+           "DBP_MONGO_URL": mongo_url(mongo_settings)}
     first = run_dbp("initdb", env=env)
     assert first.returncode == 0, first.stderr
     assert "created 17 tables" in first.stdout
@@ -202,7 +208,7 @@ def test_initdb_without_the_right_to_create_names_the_sql_and_is_not_retryable(
         limited = SQLSettings(params={**missing_sql.params, "user": role})
         (tmp_path / "dbp.toml").write_text(f'[DB_CONFIG.SQL]\nURL = "{sql_section(limited)["URL"]}"\n')
         refused = run_dbp("initdb")
-        assert refused.returncode == 1, refused.stderr  # not 69: no retry makes the database appear
+        assert refused.returncode == 66, refused.stderr  # not 69: no retry makes the database appear
         statement = f'CREATE DATABASE "{missing_sql.database}" OWNER "{role}"'
         assert statement in refused.stderr, refused.stderr
         assert "permission denied to create database" in refused.stderr

@@ -505,14 +505,17 @@ def test_missing_database_is_its_own_error(sql_target: Target, run_dbp: Any, tmp
     sql_target.set_password(REAL_PASSWORD)
     section = {"SQL": {"HOST": sql_target.host, "PORT": sql_target.port, "USER": SQL_ROLE,
                        "PASSWORD": REAL_PASSWORD, "DB_NAME": "no_such_db_here"}}
-    with pytest.raises(DatabaseMissing, match="no database 'no_such_db_here'") as info:
+    with pytest.raises(DatabaseMissing, match="database no_such_db_here does not exist") as info:
         dbp.connect(section, engine="sql")
     assert info.value.exit_code == 66
     assert not isinstance(info.value, (ServerUnavailable, AuthenticationFailed))
     (tmp_path / "settings.py").write_text(f"DB_CONFIG = {section!r}\n")
-    result = run_dbp("status")
+    result = run_dbp("migrate")
     assert result.returncode == 66, result.stderr
     assert REAL_PASSWORD not in result.stderr
+    status = run_dbp("status", "--exit-code")  # status reports it, as a database not initialized
+    assert status.returncode == 4 and "does not exist" in status.stdout, status
+    assert REAL_PASSWORD not in status.stdout + status.stderr
 
 
 def test_down_server_is_server_unavailable(sql_target: Target) -> None:
