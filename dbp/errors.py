@@ -128,3 +128,5 @@ class BulkWriteError(OperationError):
         self.rows = list(rows)
         #: The server's SQLSTATE, where the server refused the write.
         self.sqlstate: Optional[str] = None
+        #: The column the server named, where it named one.
+        self.column: Optional[str] = None

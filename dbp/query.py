@@ -13,7 +13,7 @@ and last descending, and compare text by code point, on both engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Optional, Union
 
@@ -88,14 +88,17 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
     return name
 
 
-def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool
+def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool,
+             normalize: Optional[Callable[[tuple[Any, ...]], tuple[Any, ...]]] = None,
              ) -> tuple[list[Mapping[str, Any]], list[int]]:
     """One row per key value, and the index in ``rows`` each comes from.
 
     With ``last_wins`` the rows of one key merge in order, so each field keeps
     its last value (and fields only earlier rows carry stay); otherwise the
-    first row wins. Rows lacking a key field, or with an unhashable key value,
-    are kept as they are (the server refuses them).
+    first row wins. Key values compare as ``normalize`` makes them (an aware and
+    a naive datetime of one instant are one key), a bool never equal to a
+    number. Rows lacking a key field, or with an unhashable key value, are kept
+    as they are (the server refuses them).
     """
     out: list[Mapping[str, Any]] = []
     origin: list[int] = []
@@ -103,6 +106,9 @@ def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins
     for i, row in enumerate(rows):
         try:
             value = tuple(row[k] for k in key)
+            if normalize is not None:
+                value = normalize(value)
+            value = tuple((type(v) is bool, v) for v in value)  # True is not 1 to either engine
             at = position.get(value) if key else None
         except (KeyError, TypeError):
             at, value = None, None
@@ -235,17 +241,18 @@ class BaseQuery(ABC):
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
             value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
+            ident = tuple((type(v) is bool, v) for v in value)  # True is not 1 to either engine
             if plain:
-                at = position.get(value)
+                at = position.get(ident)
                 if at is None:
-                    position[value] = len(merged)
+                    position[ident] = len(merged)
                     found.append(dict(zip(keys, value)))
                     merged.append(dict(change))
                 else:
                     merged[at].update(change)
                 continue
-            seen = position.get(value, 0)  # operators apply in order: a repeated key waits for a later round
-            position[value] = seen + 1
+            seen = position.get(ident, 0)  # operators apply in order: a repeated key waits for a later round
+            position[ident] = seen + 1
             while len(rounds) <= seen:
                 rounds.append(([], []))
             rounds[seen][0].append(dict(zip(keys, value)))

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from dbp._values import plain
 from dbp.errors import FilterError
 
-__all__ = ["OPERATORS", "Change", "initial", "is_plain", "parse_update", "replaces"]
+__all__ = ["OPERATORS", "Change", "initial", "is_plain", "parse_update", "replaces", "same", "unique"]
 
 #: Update operators, by their spelling, and the name dbp uses for each.
 OPERATORS = {"$set": "set", "$unset": "unset", "$inc": "inc", "$mul": "mul", "$min": "min", "$max": "max",
@@ -64,6 +64,8 @@ def _path(name: Any, where: str) -> str:
     if any(not p or p.startswith("$") or "\x00" in p for p in parts) or len(parts) > MAX_DEPTH:
         raise FilterError(f"{where}: {_short(name)} is not a field name or dotted path "
                           "(a part is empty, starts with $ or holds a NUL)")
+    if any(p.isdigit() for p in parts[1:]):
+        raise FilterError(f"{where}: {_short(name)}: array positions in paths are not supported")
     return name
 
 
@@ -90,11 +92,8 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
     """
     if not isinstance(update, Mapping) or not update:
         raise FilterError(f"{what} needs a non-empty dict of fields or update operators")
-    try:
-        shape = tuple((op, tuple(fields) if type(fields) is dict else None) for op, fields in update.items())
-        template = _TEMPLATES.get(shape)
-    except TypeError:  # an unhashable key: the full check names it
-        shape, template = (), None
+    shape = _shape(update)
+    template = _TEMPLATES.get(shape) if shape else None
     if template is None:
         template = _template(update, what)
         if shape and len(_TEMPLATES) < _TEMPLATE_LIMIT:
@@ -102,6 +101,26 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
     if template[0][1] == "":  # plain fields: an implicit $set
         return tuple([Change("set", path, plain(update[path])) for _, _, path in template])
     return tuple([Change(name, path, _operand(name, op, update[op][path], what)) for name, op, path in template])
+
+
+def _shape(update: Mapping[Any, Any]) -> tuple[Any, ...]:
+    """The key under which ``update``'s checked structure is cached; () where it must not be cached."""
+    if type(update) is not dict:
+        return ()
+    items: list[tuple[Any, Any]] = []
+    for op, fields in update.items():
+        if type(fields) is dict:
+            items.append((op, tuple(fields)))
+        elif isinstance(fields, Mapping):
+            return ()  # another mapping type: checked every time
+        else:
+            items.append((op, None))
+    shape = tuple(items)
+    try:
+        hash(shape)
+    except TypeError:  # an unhashable name: the full check names it
+        return ()
+    return shape
 
 
 def _template(update: Mapping[Any, Any], what: str) -> tuple[tuple[str, str, str], ...]:
@@ -153,8 +172,8 @@ def _operand(name: str, op: str, operand: Any, what: str) -> Any:
         return (operand,)
     if name == "pull":
         if isinstance(operand, Mapping):
-            if not operand or any(not isinstance(k, str) or k.startswith("$") or isinstance(v, (Mapping, list))
-                                  for k, v in operand.items()):
+            if not operand or any(not isinstance(k, str) or k.startswith("$") or "." in k
+                                  or isinstance(v, (Mapping, list)) for k, v in operand.items()):
                 raise FilterError(f"{where}: a document condition is a dict of plain field values, "
                                   f"e.g. {{'classifier_name': 'lc'}}")
         elif isinstance(operand, (list, tuple)):
@@ -186,11 +205,7 @@ def _apply_missing(change: Change) -> tuple[bool, Any]:
     if op == "push":
         return True, list(value)
     if op == "add_to_set":
-        unique: list[Any] = []
-        for item in value:
-            if item not in unique:
-                unique.append(item)
-        return True, unique
+        return True, unique(value)
     return False, None  # unset, pull
 
 
@@ -210,6 +225,20 @@ def initial(changes: Sequence[Change]) -> dict[str, Any]:
             target = nested
         target[parts[-1]] = value
     return row
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as stored values: ``True`` is not ``1`` (bool and number differ in both engines)."""
+    return (type(a) is bool) == (type(b) is bool) and a == b
+
+
+def unique(items: Sequence[Any]) -> list[Any]:
+    """``items`` without repeats, in order (``same`` decides)."""
+    out: list[Any] = []
+    for item in items:
+        if not any(same(item, seen) for seen in out):
+            out.append(item)
+    return out
 
 
 def replaces(changes: Sequence[Change]) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 from bson import ObjectId, encode
 from bson.codec_options import TypeRegistry
 from bson.errors import InvalidDocument
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError as PyMongoBulkWriteError
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -335,16 +335,28 @@ class MongoQuery(BaseQuery):
         check(self.fields, "bulk_update", names=[*keys, *{c.path for _, changes in rounds for row in changes
                                                           for c in row}])
         matched = 0
+        # by _id, one document each; by other fields, every document that matches (as SQL's UPDATE)
+        write: Any = UpdateOne if keys == ["_id"] else UpdateMany
+        batches: list[list[tuple[dict[str, Any], dict[str, Any]]]] = []
+        for instances, changes in rounds:
+            first, second = [], []  # second: the $push of a $pull-then-$push on one path
+            for instance, row_changes in zip(instances, changes):
+                updates = compile_update(row_changes)
+                first.append((instance, updates[0]))
+                second += [(instance, u) for u in updates[1:]]
+            batches += [first, second] if second else [first]
+        if len(batches) > 1:  # several writes: check that BSON takes them all before the first one runs
+            codecs = self.collection.codec_options
+            try:
+                for batch in batches:
+                    for where, update in batch:
+                        encode(where, codec_options=codecs)
+                        encode(update, codec_options=codecs)
+            except UNENCODABLE as exc:
+                raise _unencodable(f"bulk_update on {self.name}", exc) from None
         try:
-            for number, (instances, changes) in enumerate(rounds):
-                first, second = [], []  # second: the $push of a $pull-then-$push on one path
-                for instance, row_changes in zip(instances, changes):
-                    updates = compile_update(row_changes)
-                    first.append(UpdateOne(instance, updates[0]))
-                    second += [UpdateOne(instance, u) for u in updates[1:]]
-                result = self.collection.bulk_write(first, ordered=False)
-                if second:
-                    self.collection.bulk_write(second, ordered=False)
+            for number, batch in enumerate(batches):
+                result = self.collection.bulk_write([write(w, u) for w, u in batch], ordered=False)
                 if number == 0:
                     matched = result.matched_count
         except UNENCODABLE as exc:
@@ -384,12 +396,14 @@ class MongoQuery(BaseQuery):
 
     def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]]) -> int:
         """Upserting ``UpdateOne``s: ``$set`` for the fields to update, ``$setOnInsert`` for the rest."""
-        missing = next((i for i, row in enumerate(rows) if "_id" not in row), None)
+        missing = next((i for i, row in enumerate(rows) if row.get("_id") is None), None)
         if missing is not None:
-            raise FilterError(f"bulk_insert(on_conflict='update') needs _id in every document; "
+            raise FilterError(f"bulk_insert(on_conflict='update') needs a non-null _id in every document; "
                               f"row {missing} has none")
         merged, _ = collapse([_document(r, keep_none=True) for r in rows], ["_id"], last_wins=True)
         wanted = None if update_fields is None else set(update_fields)
+        if wanted is not None and self.fields is not None:
+            check(self.fields, "bulk_insert: update_fields", names=wanted)
         operations = []
         for doc in merged:
             changes = {k: v for k, v in doc.items() if k != "_id" and (wanted is None or k in wanted)}

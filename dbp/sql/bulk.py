@@ -46,6 +46,8 @@ FAST_LOCK_WAIT = "200ms"
 #: Attempts at a batch that meets a deadlock or serialization failure.
 ATTEMPTS = 5
 UNIQUE_VIOLATION = "23505"
+#: A row that carries only some fields: fine for an existing row, which the merge path updates.
+NOT_NULL_VIOLATION = "23502"
 FOREIGN_KEY_VIOLATION = "23503"
 LOCK_NOT_AVAILABLE = "55P03"
 #: Failures that another attempt can cure.
@@ -71,10 +73,42 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
                 return len(rows)
             return _merge(q, conn, rows, on_conflict, key, fields)
 
+    failure: Optional[BulkWriteError] = None
     try:
         return retrying(q.name, "bulk_insert into", attempt)
     except psycopg.Error as exc:
-        raise _bulk_error(q, exc, _foreign_key_row(q, exc, rows)) from None
+        failure = _bulk_error(q, exc, _foreign_key_row(q, exc, rows))
+    except BulkWriteError as exc:
+        if exc.sqlstate != NOT_NULL_VIOLATION or exc.rows:
+            raise
+        failure = exc
+    if failure.sqlstate == NOT_NULL_VIOLATION and not failure.rows:  # from the merge: find the new row
+        failing = _new_row_without(q, failure.column, rows, key)
+        if failing is not None:
+            failure = BulkWriteError(failure.message.replace(f"bulk_insert into {q.name}: ",
+                                                             f"bulk_insert into {q.name}: row {failing}: ", 1),
+                                     [failing])
+            failure.sqlstate = NOT_NULL_VIOLATION
+    raise failure
+
+
+def _new_row_without(q: SQLQuery, column: Optional[str], rows: Sequence[Mapping[str, Any]], key: list[str]
+                     ) -> Optional[int]:
+    """The first row that lacks ``column`` and whose key is not in the table (a NOT NULL error's row)."""
+    if not column or not key:
+        return None
+    candidates = [i for i, row in enumerate(rows) if row.get(column) is None and all(k in row for k in key)]
+    if not candidates:
+        return None
+    arrays = [[q.rules[k].adapt(rows[i][k]) for i in candidates] for k in key]
+    found = q.db.execute_raw(sql.SQL("SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+        sql.SQL(", ").join(map(sql.Identifier, key)), q._ident, sql.SQL(", ").join(map(sql.Identifier, key)),
+        sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(q.columns[k].type)) for k in key)), arrays).fetchall()
+    existing = {tuple(r[k] for k in key) for r in found}
+    for i, values in zip(candidates, zip(*arrays)):
+        if tuple(values) not in existing:
+            return i
+    return None
 
 
 def retrying(name: str, what: str, attempt: Callable[[], T]) -> T:
@@ -121,7 +155,7 @@ def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mappin
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
         return True
     except BulkWriteError as exc:
-        if exc.sqlstate in (UNIQUE_VIOLATION, LOCK_NOT_AVAILABLE) or exc.sqlstate in TRANSIENT:
+        if exc.sqlstate in (UNIQUE_VIOLATION, NOT_NULL_VIOLATION, LOCK_NOT_AVAILABLE) or exc.sqlstate in TRANSIENT:
             return False
         raise
 
@@ -239,7 +273,22 @@ def _caller(index: int, origin: Optional[list[int]]) -> int:
 
 def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], on_conflict: str,
            key: list[str], fields: Optional[set[str]]) -> int:
-    merged, origin = collapse(rows, key, last_wins=on_conflict == "update")
+    """Write the batch through a temporary table: existing rows updated (or left), new rows inserted.
+
+    Rows are locked and inserted in key order. The temporary table has the
+    target's defaults but none of its NOT NULL constraints, so that a row which
+    carries only some fields may update an existing row; a new row still meets
+    the target's constraints when it is inserted.
+    """
+    rules = [q.rules[k] for k in key]
+
+    def normalize(value: tuple[Any, ...]) -> tuple[Any, ...]:  # equal for PostgreSQL: equal here
+        try:
+            return tuple(rule.adapt(v) for rule, v in zip(rules, value))
+        except FilterError:
+            return value
+
+    merged, origin = collapse(rows, key, last_wins=on_conflict == "update", normalize=normalize)
     shapes = list(dict.fromkeys(frozenset(row) for row in merged))
     temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
     union = [c for c in q.columns if any(c in names for names in shapes)]
@@ -248,31 +297,46 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     tags = {names: n for n, names in enumerate(shapes)} if len({tuple(s) for s in sets.values()}) > 1 else None
     conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS{}) ON COMMIT DROP").format(
         temp, q._ident, sql.SQL(", _dbp_group integer") if tags else sql.SQL("")))
+    required = [c for c, column in q.columns.items() if column.not_null]
+    if required:
+        conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
+            sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
     _copy_rows(q, conn, temp, merged, tags=tags, origin=origin)
-    names_sql = sql.SQL(", ").join(map(sql.Identifier, union))
-    order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, key))) if key else sql.SQL("")
-    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{} ON CONFLICT").format(
-        q._ident, names_sql, names_sql, temp, order)
+    names_sql = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in union)
+    columns_sql = sql.SQL(", ").join(map(sql.Identifier, union))
+    if not key:
+        return conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s ON CONFLICT DO NOTHING").format(
+            q._ident, columns_sql, names_sql, temp)).rowcount
+    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+    order = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key)
+    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    if on_conflict == "update":
+        # the existing rows, locked in key order, take the fields each row carries
+        conn.execute(sql.SQL("SELECT 1 FROM {} AS t JOIN {} AS s ON {} ORDER BY {} FOR UPDATE OF t").format(
+            q._ident, temp, match, order))
+        for names, columns in sets.items():
+            if columns:
+                only = sql.SQL(" AND s._dbp_group = {}").format(sql.Literal(tags[names])) if tags else sql.SQL("")
+                conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE {}{}").format(
+                    q._ident, sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns),
+                    temp, match, only))
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {}) "
+                     "ORDER BY {} ON CONFLICT").format(q._ident, columns_sql, names_sql, temp, q._ident, match, order)
     if on_conflict == "ignore":
         return conn.execute(sql.SQL("{} DO NOTHING").format(insert)).rowcount
+    # a row another writer inserted since: the fields all shapes share (its own, where there is one shape)
     common = [c for c in union if all(c in s for s in sets.values())]
-    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    action: sql.Composable
     if common:
         action = sql.SQL("DO UPDATE SET {}").format(
             sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in common))
-    else:  # lock the existing rows in key order without writing them; the updates below set their fields
-        action = sql.SQL("DO UPDATE SET {0} = EXCLUDED.{0} WHERE false").format(sql.Identifier(key[0]))
+    else:
+        action = sql.SQL("DO NOTHING")
     found = conn.execute(sql.SQL(
         "WITH written AS ({} ({}) {} RETURNING (xmax = 0) AS fresh) "
-        "SELECT count(*) FILTER (WHERE fresh) AS n FROM written").format(insert, keys, action)).fetchone()
-    if tags:
-        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
-        for names, tag in tags.items():
-            extra = [c for c in sets[names] if c not in common]
-            if extra:
-                conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE s._dbp_group = %s AND {}").format(
-                    q._ident, sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in extra),
-                    temp, match), (tag,))
+        "SELECT count(*) FILTER (WHERE fresh) AS n FROM written").format(
+            insert, keys, action) if common else sql.SQL(
+        "WITH written AS ({} {} RETURNING 1) SELECT count(*) AS n FROM written").format(insert, action)).fetchone()
     return int(found["n"]) if found else 0
 
 
@@ -299,4 +363,5 @@ def _bulk_error(q: SQLQuery, exc: psycopg.Error, failing: list[int]) -> BulkWrit
     detail = f" ({exc.diag.message_detail[:200]})" if exc.diag.message_detail else ""
     error = BulkWriteError(f"bulk_insert into {q.name}: {where}{cause[:300]}{detail}; nothing was written", failing)
     error.sqlstate = exc.sqlstate
+    error.column = exc.diag.column_name
     return error

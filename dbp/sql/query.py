@@ -8,6 +8,7 @@ temporary table and ``INSERT ... SELECT ... ON CONFLICT``.
 
 from __future__ import annotations
 
+import decimal
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
@@ -146,8 +147,11 @@ class SQLQuery(BaseQuery):
             kind = self.rules[column.name].category
             if kind == "int":  # compared as numbers: 2.0 is 2, and 1.5 equals no integer
                 present, array_type = integral(present), "bigint"
-            elif kind == "number" and (column.type != "numeric" or any(isinstance(v, float) for v in present)):
+            elif kind == "number" and (not column.type.startswith("numeric")
+                                       or any(isinstance(v, float) for v in present)):
                 present, array_type = [float(v) for v in present], "double precision"
+            elif kind == "number":  # numeric(p, s): compared exactly
+                present, array_type = [decimal.Decimal(v) for v in present], "numeric"
             if present:
                 params.append(present)
             shape.append((node.field, op, bool(present), with_null, array_type))
@@ -451,6 +455,7 @@ class SQLQuery(BaseQuery):
             for n in used:
                 get = operand_getter(self, first[n])
                 columns.append([get(changes[i][n]) for i in batch])
+            columns = [_one_kind(values) for values in columns]
             params: list[Any]
             if whole:
                 row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))
@@ -471,6 +476,15 @@ class SQLQuery(BaseQuery):
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
         return bulk_insert(self, rows, on_conflict, update_fields)
+
+
+def _one_kind(values: list[Any]) -> list[Any]:
+    """Numbers of one Python type, as psycopg sends a list: ints among floats as floats, among Decimals as Decimals."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and kinds <= {int, float, decimal.Decimal}:
+        convert: Any = float if float in kinds else decimal.Decimal
+        return [v if v is None else convert(v) for v in values]
+    return values
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:

@@ -141,6 +141,8 @@ class ColumnRule:
         if not self.accepts(type(value), write=write):
             raise self.refuse(value, where)
         kind = self.category
+        if kind == "int" and not write and type(value) is float:  # compared exactly, as MongoDB does
+            return int(value) if value.is_integer() else decimal.Decimal(value)
         if kind == "datetime":
             return _utc_naive(value)
         if kind == "datetimetz":

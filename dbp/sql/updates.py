@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from dbp.errors import FilterError
 from dbp.sql.types import ColumnRule, dumps
-from dbp.updates import Change
+from dbp.updates import Change, unique
 
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
@@ -83,7 +83,7 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
     if op in ("push", "add_to_set"):
         items = list(change.value)
         if op == "add_to_set":
-            items = _unique(items)
+            items = unique(items)
         if kind == "array":
             return rule.adapt(items, where=f"${_spelling(op)}: "), q.columns[change.field].type
         if kind == "json":
@@ -110,17 +110,17 @@ def operand_getter(q: SQLQuery, change: Change) -> Callable[[Change], Any]:
     return lambda c: operand_value(q, c)[0]
 
 
-def _unique(items: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return out
-
-
 def shape(changes: Sequence[Change]) -> tuple[Any, ...]:
     """What the SET text depends on besides the operands' values (for grouping bulk_update rows)."""
-    return tuple((c.op, c.path, type(c.value).__name__ if c.subpath or c.op == "pull" else None) for c in changes)
+    return tuple((c.op, c.path, _value_shape(c)) for c in changes)
+
+
+def _value_shape(change: Change) -> Any:
+    if change.op == "pull" and isinstance(change.value, dict):
+        return tuple((k, v is None) for k, v in change.value.items())  # each key's test is in the SQL text
+    if change.subpath or change.op == "pull":
+        return type(change.value).__name__
+    return None
 
 
 def compile_changes(q: SQLQuery, changes: Sequence[Change], operand: Operand,
@@ -171,19 +171,46 @@ def _apply(q: SQLQuery, change: Change, current: sql.Composable, operand: Operan
         return sql.SQL("array_remove({}, {})").format(current, arg)
     # a jsonb array
     if op == "push":
-        return sql.SQL("(COALESCE({}, '[]'::jsonb) || {})").format(current, arg)
+        return sql.SQL("(CASE WHEN {0} IS NULL OR jsonb_typeof({0}) = 'array' THEN COALESCE({0}, '[]'::jsonb) || {1} "
+                       "ELSE {2} END)").format(current, arg, _fail(f"$push needs an array at {change.path}", current))
     if op == "add_to_set":
         return sql.SQL(
             "(COALESCE({cur}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(u.e ORDER BY u.o) FROM "
             "jsonb_array_elements({arg}) WITH ORDINALITY AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM "
             "jsonb_array_elements(COALESCE({cur}, '[]'::jsonb)) AS x(y) WHERE x.y = u.e)), '[]'::jsonb))"
         ).format(cur=current, arg=arg)
-    match = sql.SQL("(jsonb_typeof(u.e) = 'object' AND u.e @> {})") if isinstance(change.value, dict) \
-        else sql.SQL("u.e = {}")
+    match = _condition(change.value, arg) if isinstance(change.value, dict) else sql.SQL("u.e = {}").format(arg)
     return sql.SQL(
         "(CASE WHEN {cur} IS NULL THEN NULL ELSE (SELECT COALESCE(jsonb_agg(u.e ORDER BY u.o), '[]'::jsonb) "
         "FROM jsonb_array_elements({cur}) WITH ORDINALITY AS u(e, o) WHERE NOT {match}) END)"
-    ).format(cur=current, match=match.format(arg))
+    ).format(cur=current, match=match)
+
+
+def _condition(condition: dict[str, Any], arg: sql.Composable) -> sql.Composable:
+    """An array element ``u.e`` matching ``$pull``'s document condition, as a MongoDB query would.
+
+    A field equals the value, or is an array holding it; a None matches a null or
+    missing field.
+    """
+    tests = []
+    for key, value in condition.items():
+        name = _literal(key)
+        if value is None:
+            tests.append(sql.SQL("(u.e -> {0} IS NULL OR u.e -> {0} = 'null'::jsonb)").format(name))
+        else:
+            tests.append(sql.SQL(
+                "(u.e -> {0} = {1} -> {0} OR (jsonb_typeof(u.e -> {0}) = 'array' "
+                "AND u.e -> {0} @> jsonb_build_array({1} -> {0})))").format(name, arg))
+    return sql.SQL("(jsonb_typeof(u.e) = 'object' AND {})").format(sql.SQL(" AND ").join(tests))
+
+
+def _fail(message: str, value: sql.Composable) -> sql.Composable:
+    """An expression that raises, naming ``message``, when a row reaches it (``CASE`` sends only bad rows).
+
+    It depends on the row's ``value``, so that the planner cannot fold it ahead of time.
+    """
+    return sql.SQL("(CAST((CASE WHEN {} IS NULL THEN NULL ELSE {} END) AS integer)::text::jsonb)").format(
+        value, _literal(f"dbp: {message}"))
 
 
 def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, value: Any) -> sql.Composable:
@@ -192,15 +219,25 @@ def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, va
     op = change.op
     if op == "unset" or (op == "set" and isinstance(value, Jsonb) and value.obj is None):
         return sql.SQL("({} #- {})").format(current, path)
+    at = sql.SQL("({} #> {})").format(current, path)
     if op == "set":
         new: sql.Composable = arg
     elif op in ("inc", "mul"):
-        number = sql.SQL("({} #>> {})::{}").format(
-            current, path, sql.SQL("double precision" if isinstance(value, float) else "numeric"))
-        sign = "+" if op == "inc" else "*"
-        new = sql.SQL("to_jsonb(COALESCE({}, 0) {} {})").format(number, sql.SQL(sign), arg)
+        sign = sql.SQL("+" if op == "inc" else "*")
+        as_double = sql.SQL("to_jsonb(COALESCE(({} #>> {})::double precision, 0) {} {}::double precision)").format(
+            current, path, sign, arg)
+        if isinstance(value, float):  # a double operand: double arithmetic, as MongoDB's
+            arithmetic: sql.Composable = as_double
+        else:  # integers stay exact; a double stored there makes it double arithmetic
+            arithmetic = sql.SQL(
+                "(CASE WHEN ({0} #>> {1}) IS NULL OR ({0} #>> {1}) ~ '^-?[0-9]+$' "
+                "THEN to_jsonb(COALESCE(({0} #>> {1})::numeric, 0) {2} {3}::numeric) ELSE {4} END)"
+            ).format(current, path, sign, arg, as_double)
+        new = sql.SQL("(CASE WHEN {0} IS NULL OR jsonb_typeof({0}) = 'number' THEN {1} ELSE {2} END)").format(
+            at, arithmetic, _fail(f"${op} needs a number at {change.path}", at))
     else:  # push
-        new = sql.SQL("(COALESCE({} #> {}, '[]'::jsonb) || {})").format(current, path, arg)
+        new = sql.SQL("(CASE WHEN {0} IS NULL OR jsonb_typeof({0}) = 'array' THEN COALESCE({0}, '[]'::jsonb) || {1} "
+                      "ELSE {2} END)").format(at, arg, _fail(f"$push needs an array at {change.path}", at))
     return _nest(current, list(parts), new)
 
 
