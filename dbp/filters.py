@@ -330,7 +330,7 @@ def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any
     items = node.items if isinstance(node, And) else (node,)
     out: dict[str, Any] = {}
     for item in items:
-        if not isinstance(item, Cmp) or item.op != "eq" or item.value is None:
+        if not isinstance(item, Cmp) or item.op != "eq" or item.value is None or isinstance(item.value, Mapping):
             raise FilterError("this needs a filter of plain equalities, e.g. {'oid': 'ZTF20aaa'}")
         out[item.field] = item.value
     if not out:

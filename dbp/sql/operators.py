@@ -294,8 +294,8 @@ def _json(q: SQLQuery, base: sql.Composable, path: list[str], node: Cmp, params:
         return sql.Composed([sql.SQL("("), sql.SQL(" AND ").join(p for p in parts if p is not None), sql.SQL(")")]) \
             if parts else sql.SQL("FALSE")
     if op == "in" and None in value:
-        shape.append("in-null")
         present = tuple(v for v in value if v is not None)
+        shape.append(("in-null", bool(present)))
         parts = [_json(q, base, path, Cmp(node.field, "eq", None), params, shape, build, depth - 1, where)]
         if present:
             parts.append(_json(q, base, path, Cmp(node.field, "in", present), params, shape, build, depth - 1,
