@@ -305,7 +305,8 @@ def _condition(draw: Any) -> dict[str, Any]:
         values = st.sampled_from(["a", "b", "c", "A"]) if field == "tags" else st.sampled_from([1, 2, 3, 5, 10, 2.0])
         return {field: {"$all": draw(st.lists(values, max_size=3))}}
     if kind == "size":
-        return {draw(st.sampled_from(["tags", "nums", "probs", "j.a", "j.b.c"])): {"$size": draw(st.integers(0, 3))}}
+        field = draw(st.sampled_from(["tags", "nums", "probs", "j", "j.a", "j.b.c"]))
+        return {field: {"$size": draw(st.integers(0, 3))}}
     if kind == "elem_scalar":
         field = draw(st.sampled_from(["tags", "nums"]))
         values = st.sampled_from(["a", "b", "c", "A"]) if field == "tags" else st.sampled_from([0, 1, 2, 3, 5, 10, 2.5])
@@ -314,6 +315,8 @@ def _condition(draw: Any) -> dict[str, Any]:
         return {field: {"$elemMatch": {op: draw(st.lists(values, max_size=3)) if op in ("$in", "$nin")
                                        else draw(values) for op in ops}}}
     if kind == "elem_doc":
+        if draw(st.booleans()):  # j holds one array of documents
+            return {"j": {"$elemMatch": {draw(st.sampled_from(["a", "c"])): draw(_path_op())}}}
         fields = draw(st.lists(st.sampled_from(_element_fields), min_size=1, max_size=2, unique=True))
         return {"probs": {"$elemMatch": {f: draw(_path_op()) for f in fields}}}
     if kind == "doc":
