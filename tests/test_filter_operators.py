@@ -29,6 +29,7 @@ CREATE TABLE thing (
     oid text,
     tags text[],
     nums integer[],
+    mags double precision[],
     j jsonb,
     probs jsonb
 );
@@ -45,6 +46,7 @@ OIDS: list[Any] = [
 ]
 TAGS: list[Any] = [[], ["a"], ["a", "b"], ["b", "c"], ["A"], ["c", "a", "b"], None]
 NUMS: list[Any] = [[], [1], [1, 2, 3], [5], [2, 10], [3, 3], None]
+MAGS: list[Any] = [[1.0, 2.5], [], [2.5], None, [18.2, 19.0, 1.0], [-0.5]]
 DOCS: list[Any] = [
     {"a": 1, "b": "x"}, {"b": "x", "a": 1}, {"a": 2.5, "s": "Beta"}, {"a": "1"}, {"a": True}, {"a": None}, {},
     {"a": [1, 2]}, {"a": {"z": 1}}, {"b": {"c": 3}}, {"b": {"c": [3, 4]}}, {"s": "alpha", "a": 0},
@@ -69,6 +71,7 @@ def dataset() -> list[dict[str, Any]]:
         "oid": OIDS[i % len(OIDS)],
         "tags": TAGS[i % len(TAGS)],
         "nums": NUMS[(i * 3) % len(NUMS)],
+        "mags": MAGS[(i * 7) % len(MAGS)],
         "j": DOCS[i % len(DOCS)],
         "probs": PROBS[(i * 5) % len(PROBS)],
     } for i in range(1, ROWS + 1)]
@@ -145,6 +148,9 @@ FILTERS: list[Any] = [
     {"nums": {"$all": [2.5]}},
     {"tags": {"$size": 0}},
     {"nums": {"$size": 2}},
+    {"mags": {"$all": [1, 2.5]}},
+    {"mags": {"$elemMatch": {"$gte": 18.2, "$lt": 19}}},
+    {"mags": {"$elemMatch": {"$in": [1, -0.5]}}},
     {"tags": {"$not": {"$size": 1}}},
     {"nums": {"$elemMatch": {"$gt": 2, "$lt": 6}}},
     {"nums": {"$elemMatch": {"$in": [10, 1.5]}}},
@@ -301,15 +307,17 @@ def _condition(draw: Any) -> dict[str, Any]:
             spec["$options"] = "i"
         return {"oid": spec}
     if kind == "all":
-        field = draw(st.sampled_from(["tags", "nums", "j.a"]))
-        values = st.sampled_from(["a", "b", "c", "A"]) if field == "tags" else st.sampled_from([1, 2, 3, 5, 10, 2.0])
+        field = draw(st.sampled_from(["tags", "nums", "mags", "j.a"]))
+        numbers = [1, 2, 3, 5, 10, 2.0, 2.5, 19, -0.5]
+        values = st.sampled_from(["a", "b", "c", "A"] if field == "tags" else numbers)
         return {field: {"$all": draw(st.lists(values, max_size=3))}}
     if kind == "size":
-        field = draw(st.sampled_from(["tags", "nums", "probs", "j", "j.a", "j.b.c"]))
+        field = draw(st.sampled_from(["tags", "nums", "mags", "probs", "j", "j.a", "j.b.c"]))
         return {field: {"$size": draw(st.integers(0, 3))}}
     if kind == "elem_scalar":
-        field = draw(st.sampled_from(["tags", "nums"]))
-        values = st.sampled_from(["a", "b", "c", "A"]) if field == "tags" else st.sampled_from([0, 1, 2, 3, 5, 10, 2.5])
+        field = draw(st.sampled_from(["tags", "nums", "mags"]))
+        numbers = [0, 1, 2, 3, 5, 10, 2.5, 18.2, -0.5]
+        values = st.sampled_from(["a", "b", "c", "A"] if field == "tags" else numbers)
         ops = draw(st.lists(st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]),
                             min_size=1, max_size=2, unique=True))
         return {field: {"$elemMatch": {op: draw(st.lists(values, max_size=3)) if op in ("$in", "$nin")

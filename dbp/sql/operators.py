@@ -125,9 +125,11 @@ def compare(q: SQLQuery, node: Cmp, params: list[Any], shape: list[Any], build: 
     element = _element_rule(q, name)
     values = [element.adapt(v, write=False, where=f"{name}.$all: ") for v in node.value]
     array_type = rule.type
-    if element.category == "int":
+    if element.category == "int":  # 2.0 is 2; an array of integers holds no 2.5
         kept = integral(values)
         values = kept if len(kept) == len(values) else []
+    elif element.category == "number":
+        values = [float(v) for v in values]
     possible = bool(values)
     if possible:
         params.append(values)
