@@ -382,6 +382,22 @@ def test_generated_patterns_match_identically(things: Things, pattern: str, icas
         assert regex.mongo == pattern
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pattern=st.text(alphabet=st.sampled_from(list("aAzZ.^$|?*+()[]{}\\-,:=!<029dwsbé\n\u212a")), max_size=10),
+       icase=st.booleans())
+def test_any_pattern_is_refused_on_both_or_matches_the_same(things: Things, pattern: str, icase: bool) -> None:
+    filter_by = {"oid": {"$regex": pattern, "$options": "i" if icase else ""}}
+    try:
+        regex = translate(pattern, "i" if icase else "")
+    except FilterError:
+        for engine in ("sql", "mongo"):
+            with pytest.raises(FilterError, match="regex"):
+                things.q[engine].count(filter_by)
+        return
+    expected = [r["id"] for r in dataset() if r["oid"] is not None and re.search(regex.mongo, r["oid"])]
+    assert things.both(filter_by) == expected
+
+
 OUTSIDE = [
     ("\\d", "the escape '\\\\d'"), ("\\w+", "the escape '\\\\w'"), ("\\s", "the escape"), ("a\\b", "the escape"),
     ("(?i)a", "group syntax"), ("(?=a)", "group syntax"), ("(?<n>a)", "group syntax"), ("(a)\\1", "backreference"),
