@@ -87,6 +87,12 @@ class Things:
         rows = self.q[engine].find_all(filter_by, sort=[(key, 1)], projection=[key], paginate=False)
         return [r[key] for r in rows]  # type: ignore[union-attr]
 
+    def page_ids(self, engine: str, filter_by: Any) -> list[int]:
+        """One page of up to 100 rows (no server-side cursor: threads may share the connection)."""
+        key = "id" if engine == "sql" else "_id"
+        page = self.q[engine].paginate(filter_by, per_page=100, count=False, sort=[(key, 1)], projection=[key])
+        return [r[key] for r in page.items]
+
     def both(self, filter_by: Any) -> list[int]:
         sql_ids, mongo_ids = self.ids("sql", filter_by), self.ids("mongo", filter_by)
         assert sql_ids == mongo_ids, filter_by
@@ -225,6 +231,29 @@ def test_fixed_filters_agree(things: Things) -> None:
             matched.add(repr(filter_by))
     # the filters discriminate: most match some rows but not all
     assert len(matched) > len(FILTERS) * 0.7
+
+
+def test_threads_sharing_the_connections_get_the_same_answers(things: Things) -> None:
+    """4 threads on the same two connections (one session per thread, one statement cache), filters shuffled."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {repr(f): things.both(f) for f in FILTERS}
+
+    def run(seed: int) -> list[str]:
+        order = list(FILTERS)
+        random.Random(seed).shuffle(order)
+        wrong = []
+        for filter_by in order * 2:
+            for engine in ("sql", "mongo"):
+                if things.page_ids(engine, filter_by) != expected[repr(filter_by)]:
+                    wrong.append(f"{engine} {filter_by!r}")
+        return wrong
+
+    things.sql.statement_cache.clear()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
+    assert results == [[], [], [], []]
 
 
 def test_every_new_operator_is_exercised() -> None:
