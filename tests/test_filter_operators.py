@@ -100,6 +100,18 @@ class Things:
         return sql_ids
 
 
+def _load(things: Things) -> None:
+    rows = dataset()
+    things.q["sql"].bulk_insert(rows)
+    docs = []
+    for row in rows:
+        doc = {("_id" if k == "id" else k): v for k, v in row.items()}
+        if doc["_id"] % 2 == 1:  # odd rows: NULLs as missing fields
+            doc = {k: v for k, v in doc.items() if v is not None}
+        docs.append(doc)
+    things.q["mongo"].bulk_insert(docs)
+
+
 @pytest.fixture(scope="module")
 def things(sql_server_url: str, mongo_server_url: str) -> Iterator[Things]:
     """Loaded once for the module: these tests only read (the hostile one only counts)."""
@@ -115,15 +127,7 @@ def things(sql_server_url: str, mongo_server_url: str) -> Iterator[Things]:
         with SQLConnection(settings=sql_settings) as sql_db, MongoConnection(settings=mongo_settings) as mongo_db:
             sql_db.execute(THING_SQL)
             loaded = Things(sql_db, mongo_db)
-            rows = dataset()
-            loaded.q["sql"].bulk_insert(rows)
-            docs = []
-            for row in rows:
-                doc = {("_id" if k == "id" else k): v for k, v in row.items()}
-                if doc["_id"] % 2 == 1:  # odd rows: NULLs as missing fields
-                    doc = {k: v for k, v in doc.items() if v is not None}
-                docs.append(doc)
-            loaded.q["mongo"].bulk_insert(docs)
+            _load(loaded)
             yield loaded
     finally:
         MongoConnection(settings=mongo_settings).drop_db()
@@ -254,6 +258,24 @@ def test_threads_sharing_the_connections_get_the_same_answers(things: Things) ->
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(4)))
     assert results == [[], [], [], []]
+
+
+def test_update_and_delete_take_the_new_operators(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
+    sql_db.execute(THING_SQL)
+    fresh = Things(sql_db, mongo_db)
+    _load(fresh)
+    selectors = [{"probs.classifier_name": "lc"}, {"oid": {"$regex": "^ztf", "$options": "i"}},
+                 {"tags": {"$all": ["a"]}, "j.a": {"$gte": 1}}, {P: {"$elemMatch": {"probability": {"$lt": 0.3}}}}]
+    for n, selector in enumerate(selectors):
+        expected = fresh.both(selector)
+        assert expected
+        counts = {e: fresh.q[e].update(selector, {"oid": f"updated {n}"}) for e in ("sql", "mongo")}
+        assert counts == {"sql": len(expected), "mongo": len(expected)}
+        assert fresh.both({"oid": f"updated {n}"}) == expected
+    gone = fresh.both({"j": {"b": "x", "a": 1}})
+    assert {e: fresh.q[e].delete({"j": {"a": 1, "b": "x"}}) for e in ("sql", "mongo")} == {
+        "sql": len(gone), "mongo": len(gone)}
+    assert fresh.both({}) == [i for i in range(1, ROWS + 1) if i not in gone]
 
 
 def test_every_new_operator_is_exercised() -> None:
