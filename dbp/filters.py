@@ -7,12 +7,20 @@ Syntax (a subset of MongoDB's)::
     {"fid": {"$in": [1, 2]}, "rb": {"$exists": True}}  # $in $nin $exists
     {"$or": [{"ndet": 1}, {"ndet": {"$gt": 10}}]}      # $and $or
     {"ndet": {"$not": {"$gt": 5}}}, {"$not": {...}}    # $not, on a field or a whole filter
+    {"oid": {"$regex": "^ZTF2[01]", "$options": "i"}}  # the portable subset of dbp.regex
+    {"tags": {"$all": ["a", "b"]}, "oids": {"$size": 2}}
+    {"probs": {"$elemMatch": {"name": "lc", "p": {"$gt": 0.5}}}}, {"nums": {"$elemMatch": {"$gt": 1}}}
+    {"j": {"a": 1, "b": [1, 2]}}                       # a whole embedded document (key order ignored)
+    {"j.a.b": 1}, {"probs.classifier": "lc"}           # dotted paths, through arrays of documents
 
 Semantics are the same on both engines, MongoDB's where they differ from
 SQL's: a missing field and a NULL are one thing; ``$ne``, ``$nin`` and ``$not``
-match NULLs; ``$exists: true`` means "present and not null". Each engine
-compiles the tree (:class:`Cmp`, :class:`And`, :class:`Or`, :class:`Not`,
-:class:`After`) into its own query, values always as parameters.
+match NULLs; ``$exists: true`` means "present and not null". On a dotted path
+(or a field inside ``$elemMatch``) "null" means "no non-null value is reached"
+on both engines (see README, Filters). NaN is refused. Each engine compiles the
+tree (:class:`Cmp`, :class:`And`, :class:`Or`, :class:`Not`,
+:class:`ElemMatch`, :class:`After`) into its own query, values always as
+parameters.
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ from typing import Any, Optional, Union
 from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import plain
 from dbp.errors import FilterError
+from dbp.regex import Regex, translate
 
 __all__ = [
     "OPERATORS",
     "After",
     "And",
     "Cmp",
+    "ElemMatch",
     "Node",
     "Not",
     "Or",
@@ -46,7 +56,12 @@ __all__ = [
 
 #: Comparison operators, by their filter spelling.
 OPERATORS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte",
-             "$in": "in", "$nin": "nin", "$exists": "exists"}
+             "$in": "in", "$nin": "nin", "$exists": "exists", "$regex": "regex", "$all": "all",
+             "$size": "size", "$elemMatch": "elemMatch"}
+#: Operators allowed in the operator form of ``$elemMatch`` (on each element of an array of values).
+ELEMENT_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$options")
+#: How deep an embedded document given as a value may nest.
+MAX_VALUE_DEPTH = 20
 LOGICAL = ("$and", "$or", "$not")
 SCALARS: tuple[type, ...] = (str, int, float, bool, _dt.datetime, _dt.date, decimal.Decimal, uuid.UUID, bytes)
 
@@ -60,10 +75,26 @@ def register_scalar(kind: type) -> None:
 
 @dataclass(frozen=True)
 class Cmp:
+    """``field`` (possibly dotted; ``""``: the element, inside an operator-form :class:`ElemMatch`)."""
+
     field: str
-    #: eq ne gt gte lt lte in nin exists
+    #: eq ne gt gte lt lte in nin exists; regex (a :class:`dbp.regex.Regex`), all (a tuple), size (an int)
     op: str
     value: Any
+
+
+@dataclass(frozen=True)
+class ElemMatch:
+    """Some element of the array at ``field`` matches ``item``.
+
+    ``scalar``: ``item`` compares the elements themselves (its fields are
+    ``""``); otherwise the elements are documents and ``item``'s fields are
+    relative to them.
+    """
+
+    field: str
+    item: Node
+    scalar: bool
 
 
 @dataclass(frozen=True)
@@ -106,24 +137,45 @@ class After:
         return Or(tuple(disjuncts))
 
 
-Node = Union[Cmp, And, Or, Not, After]
+Node = Union[Cmp, And, Or, Not, ElemMatch, After]
 
 
-def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list: bool = False) -> None:
+def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list: bool = False,
+                 allow_document: bool = False) -> None:
     if value is None:
         if not allow_none:
             raise FilterError(f"{where}: None cannot be compared with an ordering operator")
+        return
+    if isinstance(value, Mapping) and allow_document:
+        _check_document(value, where, 0)
         return
     if isinstance(value, (list, tuple)):
         if not allow_list:
             raise FilterError(f"{where}: a list is not a valid operand here")
         for item in value:
-            _check_value(item, where)
+            _check_value(item, where, allow_document=allow_document)
         return
     if (isinstance(value, float) and math.isnan(value)) or (isinstance(value, decimal.Decimal) and value.is_nan()):
         raise FilterError(f"{where}: NaN compares differently on each engine")
     if not isinstance(value, SCALARS):
         raise FilterError(f"{where}: values of type {type(value).__name__} are not supported")
+
+
+def _check_document(value: Any, where: str, depth: int) -> None:
+    """An embedded document or list given as a value: string keys, no operators, scalars inside."""
+    if depth > MAX_VALUE_DEPTH:
+        raise FilterError(f"{where}: a value nested more than {MAX_VALUE_DEPTH} deep")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
+                raise FilterError(f"{where}: {key!r} is not a usable key in a document value "
+                                  "(non-empty, no '$' first, no '.', no NUL)")
+            _check_document(item, where, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_document(item, where, depth + 1)
+    else:
+        _check_value(value, where)
 
 
 def check_key_value(value: Any, where: str) -> Any:
@@ -145,6 +197,20 @@ def _field(key: Any) -> str:
     return key
 
 
+def _filter_field(key: Any) -> str:
+    """A field to filter on: a name, or a dotted path of names (no empty part, no array position)."""
+    field = _field(key)
+    if "." in field:
+        for part in field.split("."):
+            if not part or part.startswith("$"):
+                raise FilterError(f"{field!r} is not a usable path: each part is a non-empty name, "
+                                  "not starting with '$'")
+            if part.isdigit():
+                raise FilterError(f"{field!r}: array positions ({part!r}) in paths are not supported; "
+                                  "use $elemMatch")
+    return field
+
+
 def _operand_list(value: Any, where: str) -> tuple[Any, ...]:
     value = plain(value)
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
@@ -156,6 +222,8 @@ def _operand_list(value: Any, where: str) -> tuple[Any, ...]:
 
 def _operators(field: str, spec: Mapping[Any, Any]) -> list[Node]:
     nodes: list[Node] = []
+    if "$options" in spec and "$regex" not in spec:
+        raise FilterError(f"{field}.$options goes with $regex")
     for op, operand in spec.items():
         where = f"{field}.{op}"
         operand = plain(operand)
@@ -166,9 +234,11 @@ def _operators(field: str, spec: Mapping[Any, Any]) -> list[Node]:
             inner = _operators(field, operand)
             nodes.append(Not(inner[0] if len(inner) == 1 else And(tuple(inner))))
             continue
+        if op == "$options":
+            continue  # read with $regex
         name = OPERATORS.get(op) if isinstance(op, str) else None
         if name is None:
-            valid = ", ".join([*OPERATORS, "$not"])
+            valid = ", ".join([*OPERATORS, "$options", "$not"])
             raise FilterError(f"unknown operator {op!r} on field {field!r}; valid: {valid}")
         if name in ("in", "nin"):
             nodes.append(Cmp(field, name, _operand_list(operand, where)))
@@ -176,11 +246,54 @@ def _operators(field: str, spec: Mapping[Any, Any]) -> list[Node]:
             if not isinstance(operand, bool):
                 raise FilterError(f"{where} takes true or false, not {operand!r}")
             nodes.append(Cmp(field, name, operand))
+        elif name == "regex":
+            regex: Regex = translate(operand, spec.get("$options", ""))
+            nodes.append(Cmp(field, name, regex))
+        elif name == "all":
+            values = _operand_list(operand, where)
+            if any(v is None or isinstance(v, (list, tuple)) for v in values):
+                raise FilterError(f"{where} takes a list of plain values (no None, no lists)")
+            nodes.append(Cmp(field, name, values))
+        elif name == "size":
+            if isinstance(operand, bool) or not isinstance(operand, int) or operand < 0:
+                raise FilterError(f"{where} takes a non-negative integer, not {operand!r}")
+            nodes.append(Cmp(field, name, operand))
+        elif name == "elemMatch":
+            nodes.append(_elem_match(field, operand, where))
         else:
             ordering = name in ("gt", "gte", "lt", "lte")
-            _check_value(operand, where, allow_none=not ordering, allow_list=not ordering)
-            nodes.append(Cmp(field, name, list(operand) if isinstance(operand, tuple) else operand))
+            _check_value(operand, where, allow_none=not ordering, allow_list=not ordering,
+                         allow_document=not ordering)
+            nodes.append(Cmp(field, name, _plain(operand)))
     return nodes
+
+
+def _elem_match(field: str, spec: Any, where: str) -> ElemMatch:
+    if not isinstance(spec, Mapping) or not spec:
+        raise FilterError(f"{where} takes a non-empty filter (for documents) or operators (for values)")
+    operator_form = [isinstance(k, str) and k.startswith("$") and k not in LOGICAL for k in spec]
+    if all(operator_form):
+        for op, operand in spec.items():
+            if op not in ELEMENT_OPERATORS:
+                raise FilterError(f"{where}: {op!r} is not supported on array elements; "
+                                  f"valid: {', '.join(ELEMENT_OPERATORS)}")
+            if operand is None or (isinstance(operand, (list, tuple)) and None in operand):
+                raise FilterError(f"{where}: None is not supported on array elements")
+        inner = _operators("", spec)
+        return ElemMatch(field, inner[0] if len(inner) == 1 else And(tuple(inner)), True)
+    if any(operator_form):
+        raise FilterError(f"{where} takes either a filter on the elements' fields or operators, not both")
+    return ElemMatch(field, parse(spec), False)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, numpy and pandas values as plain ones, all the way down (documents stay dicts)."""
+    value = plain(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
@@ -203,21 +316,17 @@ def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
                 raise FilterError("$not takes a filter dict or, on a field, operators")
             nodes.append(Not(parse(value)))
         else:
-            field = _field(key)
-            if isinstance(value, Mapping):
-                dollar = [isinstance(k, str) and k.startswith("$") for k in value]
-                if not value or not all(dollar):
-                    raise FilterError(
-                        f"field {field!r}: compare with operators ({{'$gt': 5}}); "
-                        "matching a whole embedded document is not supported"
-                    )
+            field = _filter_field(key)
+            dollar = [isinstance(k, str) and k.startswith("$") for k in value] if isinstance(value, Mapping) else []
+            if dollar and all(dollar):
                 nodes.extend(_operators(field, value))
+            elif any(dollar):
+                raise FilterError(f"field {field!r}: a dict mixes operators and fields; compare with "
+                                  "operators ({'$gt': 5}) or with a whole document ({'a': 1})")
             else:
                 value = plain(value)
-                if isinstance(value, (list, tuple)):
-                    value = [plain(item) for item in value]
-                _check_value(value, field, allow_list=True)
-                nodes.append(Cmp(field, "eq", value))
+                _check_value(value, field, allow_list=True, allow_document=True)
+                nodes.append(Cmp(field, "eq", _plain(value)))
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
 
 
@@ -227,11 +336,11 @@ def _not_a_filter(key: str, item: Any) -> Node:
 
 def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any]:
     """A filter of plain field equalities as a dict (for get_or_create, upsert); else FilterError."""
-    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, After)) else parse(filter_by)
+    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, ElemMatch, After)) else parse(filter_by)
     items = node.items if isinstance(node, And) else (node,)
     out: dict[str, Any] = {}
     for item in items:
-        if not isinstance(item, Cmp) or item.op != "eq" or item.value is None:
+        if not isinstance(item, Cmp) or item.op != "eq" or item.value is None or isinstance(item.value, Mapping):
             raise FilterError("this needs a filter of plain equalities, e.g. {'oid': 'ZTF20aaa'}")
         out[item.field] = item.value
     if not out:

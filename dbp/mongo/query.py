@@ -7,6 +7,7 @@ Writes use pymongo's bulk APIs: ``insert_many(ordered=False)`` and
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -22,7 +23,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp._values import convert_row, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
-from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse, register_scalar
+from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse, register_scalar
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import check, declared_fields
 from dbp.pagination import TokenTypes
@@ -49,23 +50,109 @@ def _path(field: str) -> str:
     return field
 
 
-def compile_filter(node: Node) -> dict[str, Any]:
-    """A query document for ``node``, with dbp's semantics (NULL and missing are one thing)."""
+#: Every BSON type but null: ``{path: {"$type": NON_NULL}}`` is "some non-null value is reached".
+NON_NULL = ["double", "string", "object", "array", "binData", "objectId", "bool", "date", "regex", "javascript",
+            "int", "timestamp", "long", "decimal", "minKey", "maxKey"]
+#: At most this many key orders of a document value (equality ignores key order, as jsonb's does).
+MAX_ORDERS = 120
+
+
+def _orders(value: Any) -> list[Any]:
+    """``value`` with its documents' keys in every order (MongoDB compares documents in key order)."""
+    if isinstance(value, Mapping):
+        keys = list(value)
+        variants: list[dict[str, Any]] = []
+        for order in itertools.permutations(keys):
+            for values in itertools.product(*(_orders(value[k]) for k in order)):
+                variants.append(dict(zip(order, values)))
+                if len(variants) > MAX_ORDERS:
+                    raise FilterError(f"a document value with more than {MAX_ORDERS} key orders (at most 5 keys "
+                                      "in all its documents): equality ignores key order")
+        return variants
+    if isinstance(value, list):
+        combos = [list(c) for c in itertools.product(*(_orders(v) for v in value))]
+        if len(combos) > MAX_ORDERS:
+            raise FilterError(f"a document value with more than {MAX_ORDERS} key orders: equality ignores key order")
+        return combos
+    return [value]
+
+
+def _equal(value: Any, json: bool) -> Any:
+    """The condition on one field for equality with ``value``."""
+    if value is None:
+        return {"$not": {"$type": NON_NULL}} if json else None
+    if isinstance(value, (Mapping, list)):
+        variants = _orders(value)
+        return {"$eq": value} if len(variants) == 1 else {"$in": variants}
+    return value
+
+
+def _condition(node: Cmp, json: bool) -> Any:
+    """The condition on ``node.field`` (a value or an operator dict)."""
+    op, value = node.op, node.value
+    if op == "eq":
+        return _equal(value, json)  # a plain None matches null and missing
+    if op == "ne":
+        if value is None and json:
+            return {"$type": NON_NULL}
+        equal = _equal(value, json)
+        return {"$nin": equal["$in"]} if isinstance(equal, dict) and "$in" in equal else {"$ne": value}
+    if op == "exists":
+        if json:
+            return {"$type": NON_NULL} if value else {"$not": {"$type": NON_NULL}}
+        return {"$ne": None} if value else None
+    if op in ("in", "nin"):
+        if json and None in value:
+            absent = {"$nin": [v for v in value if v is not None], "$type": NON_NULL}
+            return {"$not": absent} if op == "in" else absent
+        return {f"${op}": list(value)}
+    if op == "regex":
+        return {"$regex": value.mongo}
+    if op == "all":
+        return {"$all": list(value)} if value else {"$in": []}
+    return {f"${op}": value}
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document for a conjunction where fields do not collide (``$elemMatch`` on some servers has no ``$and``)."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, spec in part.items():
+            if key.startswith("$") or key in merged:
+                return {"$and": parts}
+            merged[key] = spec
+    return merged
+
+
+def compile_filter(node: Node, *, nested: bool = False) -> dict[str, Any]:
+    """A query document for ``node``, with dbp's semantics (NULL and missing are one thing).
+
+    On a dotted path, or a field inside ``$elemMatch`` (``nested``), "null"
+    means "no non-null value is reached", the meaning dbp gives it on both
+    engines; document values compare regardless of key order.
+    """
     if isinstance(node, Cmp):
-        field, op, value = _path(node.field), node.op, node.value
-        if op == "eq":
-            return {field: value}  # {field: None} matches null and missing
-        if op == "exists":
-            return {field: {"$ne": None}} if value else {field: None}
-        if op in ("in", "nin"):
-            return {field: {f"${op}": list(value)}}
-        return {field: {f"${op}": value}}
+        field = _path(node.field)
+        return {field: _condition(node, nested or "." in field)}
+    if isinstance(node, ElemMatch):
+        field = _path(node.field)
+        if not node.scalar:
+            return {field: {"$elemMatch": compile_filter(node.item, nested=True)}}
+        spec: dict[str, Any] = {}
+        for cmp in (node.item.items if isinstance(node.item, And) else (node.item,)):
+            assert isinstance(cmp, Cmp)
+            spec[f"${cmp.op}"] = cmp.value.mongo if cmp.op == "regex" else list(cmp.value) \
+                if isinstance(cmp.value, tuple) else cmp.value
+        return {field: {"$elemMatch": spec}}
     if isinstance(node, And):
-        return {"$and": [compile_filter(i) for i in node.items]} if node.items else {}
+        return _merge([compile_filter(i, nested=nested) for i in node.items]) if node.items else {}
     if isinstance(node, Or):
-        return {"$or": [compile_filter(i) for i in node.items]} if node.items else dict(_NOTHING)
+        return {"$or": [compile_filter(i, nested=nested) for i in node.items]} if node.items else dict(_NOTHING)
     if isinstance(node, Not):
-        return {"$nor": [compile_filter(node.item)]}
+        if isinstance(node.item, Cmp) and node.item.op not in ("eq", "exists", "in") and nested:
+            # a field-level $not, which servers without $nor inside $elemMatch accept
+            return {_path(node.item.field): {"$not": _condition(node.item, True)}}
+        return {"$nor": [compile_filter(node.item, nested=nested)]}
     assert isinstance(node, After)
     return compile_filter(node.expand())
 

@@ -17,8 +17,9 @@ import psycopg
 from psycopg import sql
 
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
-from dbp.filters import After, And, Cmp, Node, Not, Or, equalities, parse
+from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
+from dbp.sql import operators
 from dbp.sql.bulk import LOCK_NOT_AVAILABLE, TRANSIENT, bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
 from dbp.sql.errors import query_error
@@ -108,18 +109,22 @@ class SQLQuery(BaseQuery):
         assert condition is not None
         return condition, params
 
-    def _compile(self, node: Node, params: list[Any], shape: list[Any], *, build: bool
-                 ) -> Optional[sql.Composable]:
+    def _compile(self, node: Node, params: list[Any], shape: list[Any], *, build: bool,
+                 scope: Optional[operators.Scope] = None) -> Optional[sql.Composable]:
         """One walk for both uses: ``params`` and ``shape`` always, the statement only if ``build``.
 
         ``shape`` records everything the statement text depends on, so that a
         cached text is reused only where the same walk would build it again.
         """
         if isinstance(node, Cmp):
+            if operators.handles(self, node, scope):
+                return operators.compare(self, node, params, shape, build, scope)
             return self._compare(node, params, shape, build)
+        if isinstance(node, ElemMatch):
+            return operators.elem_match(self, node, params, shape, build, scope)
         if isinstance(node, (And, Or)):
             shape.append((type(node).__name__, len(node.items)))
-            parts = [self._compile(i, params, shape, build=build) for i in node.items]
+            parts = [self._compile(i, params, shape, build=build, scope=scope) for i in node.items]
             if not build:
                 return None
             if not parts:
@@ -128,7 +133,7 @@ class SQLQuery(BaseQuery):
             return sql.Composed([sql.SQL("("), joiner.join(p for p in parts if p is not None), sql.SQL(")")])
         if isinstance(node, Not):
             shape.append("not")
-            inner = self._compile(node.item, params, shape, build=build)
+            inner = self._compile(node.item, params, shape, build=build, scope=scope)
             return sql.Composed([sql.SQL("(("), inner, sql.SQL(") IS NOT TRUE)")]) if build and inner else None
         return self._after(node, params, shape, build)
 
