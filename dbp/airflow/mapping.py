@@ -94,7 +94,8 @@ def section_for(
         if isinstance(value, str) and any(h in key.lower() for h in _SECRET_HINTS):
             register_secret(value)
     where = f"Airflow connection {conn.conn_id!r}"
-    dbname = database or conn.schema or extras.pop("database", None) or extras.pop("dbname", None)
+    named = [extras.pop(k) for k in ("database", "dbname") if k in extras]  # as some providers allow
+    dbname = database or conn.schema or next((n for n in named if n), None)
     if not conn.host:
         raise ConfigError(f"{where} has no host")
     if not dbname:
@@ -126,11 +127,15 @@ def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: st
     if not conn.login:
         raise ConfigError(f"{where} has no login (the PostgreSQL user)")
     section: dict[str, Any] = {"HOST": conn.host, "USER": conn.login, "DB_NAME": dbname}
-    if conn.port:
+    if conn.port is not None:
         section["PORT"] = conn.port
     if conn.password is not None and conn.password != "":
         section["PASSWORD"] = conn.password
-    known = libpq_keywords() - {"host", "hostaddr", "port", "user", "password", "dbname"}
+    address = {"host", "hostaddr", "port", "user", "password", "dbname"}
+    clash = sorted(address & set(extras))
+    if clash:
+        raise ConfigError(f"{where}: extra(s) {', '.join(clash)} would change the address; set the fields instead")
+    known = libpq_keywords() - address
     options = {k: v for k, v in extras.items() if k in known and isinstance(v, (str, int, float, bool))}
     ignored = sorted(set(extras) - set(options))
     if ignored:
@@ -142,11 +147,15 @@ def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: st
 
 def _mongo(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: str) -> dict[str, Any]:
     srv = _truthy(extras.pop("srv", False))
-    if _truthy(extras.pop("allow_insecure", False)):
+    tls = _truthy(extras.get("tls", False)) or _truthy(extras.get("ssl", False))
+    if _truthy(extras.pop("allow_insecure", False)) and tls:  # as Airflow's MongoHook: only with TLS
         extras["tlsAllowInvalidCertificates"] = True
-    extras.pop("uri", None)  # a second address would contradict the connection's fields
     section: dict[str, Any] = {"DATABASE": dbname}
     auth_source = extras.pop("authSource", None) or extras.pop("auth_source", None)
+    if not auth_source and conn.login:
+        # Airflow's MongoHook puts the schema field in the URI's path, which makes it the
+        # database the credentials are checked against; the same here.
+        auth_source = conn.schema or dbname
     if auth_source:
         section["AUTH_SOURCE"] = auth_source
     if srv:  # SRV names a DNS record, not a host and port: only the URL form says it
@@ -156,7 +165,7 @@ def _mongo(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: 
         section["URL"] = "mongodb+srv://" + (userinfo + "@" if userinfo else "") + f"{conn.host}/"
     else:
         section["HOST"] = conn.host
-        if conn.port:
+        if conn.port is not None:
             section["PORT"] = conn.port
         if conn.login:
             section["USERNAME"] = conn.login
@@ -165,7 +174,7 @@ def _mongo(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: 
     for key, value in extras.items():
         if key.upper() in section or key.upper() in ("URL", "HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE",
                                                      "SCHEMA_DIR"):
-            raise ConfigError(f"{where}: extra {key!r} would change the connection's address; set the field instead")
+            raise ConfigError(f"{where}: extra {key!r} would change the address; set the fields instead")
         section[key] = value  # MongoClient options match names case-insensitively
     return section
 
