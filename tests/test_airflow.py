@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from dbp.local import LocalServers
+from dbp.sql.ledger import advisory_key
 from tests.conftest import ROOT
 
 pytestmark = [
@@ -66,9 +67,10 @@ class Leg:
                                  f"{done.stderr[-6000:]}")
         return done
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(VENV / "bin" / "airflow"), *args], env=self.env, cwd=self.root,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def spawn(self, out: Path, *args: str) -> subprocess.Popen[bytes]:
+        with out.open("wb") as handle:
+            return subprocess.Popen([str(VENV / "bin" / "airflow"), *args], env=self.env, cwd=self.root,
+                                    stdout=handle, stderr=subprocess.STDOUT)
 
     def admin(self, dbname: str) -> psycopg.Connection[Any]:
         """The superuser (trust, no password) on ``dbname``."""
@@ -235,10 +237,24 @@ def race_runs(leg: Leg) -> list[tuple[int, str]]:
         (schema / "migrations" / f"{n:04d}_step{n}.sql").write_text(
             f"-- step {n}\nINSERT INTO applied_log (id) VALUES ('{n:04d}');\nSELECT pg_sleep(0.5);\n"
             f"ALTER TABLE applied_log ADD COLUMN c{n} int;\n")
-    # Each its own logical date: two processes creating the same temporary dag run would collide.
-    runs = [leg.spawn("tasks", "test", "dbp_leg", task_id, day)
-            for task_id, day in (("migrate_a", "2026-01-02"), ("migrate_b", "2026-01-03"))]
-    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    # So that both runs contend for the lock, whatever their start-up times: the test holds
+    # dbp's migration lock until both have logged their plan, then lets go.
+    key = advisory_key("af_race")
+    outs = [leg.root / f"race-{name}.out" for name in ("a", "b")]
+    with leg.admin("af_race") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+        # Each its own logical date: two processes creating the same temporary dag run would collide.
+        runs = [leg.spawn(out, "tasks", "test", "dbp_leg", f"migrate_{name}", day)
+                for out, name, day in zip(outs, "ab", ("2026-01-02", "2026-01-03"))]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and any(run.poll() is None for run in runs):
+            if all("plan: 3 migration(s) pending" in out.read_text(errors="replace") for out in outs):
+                break
+            time.sleep(0.2)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    for run in runs:
+        run.wait(timeout=600)
+    outputs = [out.read_text(errors="replace") for out in outs]
     leg.outputs.extend(outputs)
     return [(run.returncode or 0, output) for run, output in zip(runs, outputs)]
 
@@ -254,8 +270,10 @@ def test_two_migrate_tasks_at_once_apply_each_migration_once(leg: Leg, race_runs
     assert columns == (RACE_MIGRATIONS,)
     applied = [_applied(o) for o in outputs]
     assert sorted(applied[0] + applied[1]) == [f"{n:04d}_step{n}" for n in range(1, RACE_MIGRATIONS + 1)]
-    for output in outputs:  # each logged its plan, and the status pushed to XCom
-        assert "plan: " in output and "status: {'applied': 3}" in output
+    for output in outputs:  # each planned all three while the lock was held, then logged the status
+        assert "plan: 3 migration(s) pending" in output and "status: {'applied': 3}" in output
+    assert sorted(len(a) for a in applied) == [0, 3]  # the lock holds for the whole run
+    assert any("another run applied 0001_step1, 0002_step2, 0003_step3 meanwhile" in o for o in outputs)
 
 
 def _applied(output: str) -> list[str]:
