@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Optional
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from dbp.airflow.mapping import engine_for, section_for
 from dbp.config import Config, resolve_config
@@ -20,12 +20,12 @@ __all__ = ["DbpHook", "mask"]
 
 
 def mask(secret: str) -> None:
-    """Have Airflow's log masker hide ``secret`` (and its URL-encoded form) in task logs."""
+    """Have Airflow's log masker hide ``secret`` (and its URL-encoded forms) in task logs."""
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow 2
         from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined,unused-ignore]
-    for form in {secret, quote(secret, safe="")}:
+    for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
         mask_secret(form)
 
 
