@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from urllib.parse import quote
@@ -38,3 +39,23 @@ def dbp_leg() -> None:
 
 
 dbp_leg()
+
+
+@dag(dag_id="dbp_leg_logs", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def dbp_leg_logs() -> None:
+    """Run by a scheduler, as in production: the supervisor masks the task's every output."""
+
+    @task
+    def careless_everywhere() -> None:
+        hook = DbpHook(CONN, settings={"SCHEMA_DIR": SCHEMA_DIR})
+        password = dict(hook.get_settings().params)["password"]  # type: ignore[attr-defined]
+        print(f"careless print: password={password}")
+        print(f"careless print: encoded={quote(password, safe='')}")
+        logging.getLogger("careless").warning("careless log: %s", password)
+        with hook.get_conn() as db:
+            print(f"careless: connected as {db.execute('SELECT current_user AS u').fetchone()}")
+
+    careless_everywhere()
+
+
+dbp_leg_logs()
