@@ -6,25 +6,19 @@ from collections.abc import Mapping
 from typing import Any, Optional
 from urllib.parse import quote, quote_plus
 
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
 from dbp.airflow.mapping import engine_for, section_for
 from dbp.config import Config, resolve_config
 from dbp.connection import Connection
 from dbp.engines import ENGINES, EngineSettings
-
-try:  # Airflow 3
-    from airflow.sdk import BaseHook
-except ImportError:  # pragma: no cover - Airflow 2
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 __all__ = ["DbpHook", "mask"]
 
 
 def mask(secret: str) -> None:
     """Have Airflow's log masker hide ``secret`` (and its URL-encoded forms) in task logs."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined,unused-ignore]
     for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
         mask_secret(form)
 

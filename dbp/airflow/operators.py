@@ -6,15 +6,12 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, TextIO, cast
 
+from airflow.sdk import BaseOperator
+
 from dbp import admin
 from dbp._version import __version__
 from dbp.airflow.hook import DbpHook
 from dbp.migrations import Progress
-
-try:  # Airflow 3
-    from airflow.sdk import BaseOperator
-except ImportError:  # pragma: no cover - Airflow 2
-    from airflow.models import BaseOperator  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 __all__ = ["DbpMigrateOperator"]
 
