@@ -1,0 +1,183 @@
+"""An Airflow connection as a ``DB_CONFIG`` section; needs no Airflow.
+
+Airflow's ``postgres`` and ``mongo`` connection types keep the address in the
+connection's fields (``host``, ``port``, ``login``, ``password``, ``schema`` =
+the database) and driver options in ``extra``. :func:`section_for` turns them
+into the keys :mod:`dbp.config` already checks, so there is one normalisation.
+Extras that only Airflow's own hooks understand are left out, by name, in a
+log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Optional, Protocol
+from urllib.parse import quote
+
+from dbp._redact import register_secret
+from dbp.errors import ConfigError
+
+__all__ = ["AirflowConnection", "CONN_TYPES", "engine_for", "section_for"]
+
+log = logging.getLogger("dbp.airflow")
+
+#: Airflow connection types and the dbp engine each one maps to (``dbp``: the engine the hook names).
+CONN_TYPES: dict[str, Optional[str]] = {
+    "postgres": "sql",
+    "postgresql": "sql",
+    "mongo": "mongo",
+    "mongodb": "mongo",
+    "dbp": None,
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+# Airflow's Mongo hook handles these itself instead of handing them to MongoClient.
+_MONGO_AIRFLOW_ONLY = frozenset({"srv", "allow_insecure"})
+_SECRET_HINTS = ("password", "secret")
+
+
+class AirflowConnection(Protocol):
+    """The fields of ``airflow.sdk.Connection`` that dbp reads."""
+
+    conn_id: str
+    conn_type: Optional[str]
+    host: Optional[str]
+    port: Optional[int]
+    login: Optional[str]
+    password: Optional[str]
+    schema: Optional[str]
+    extra: Optional[str]
+
+
+def engine_for(conn: AirflowConnection, engine: Optional[str] = None) -> str:
+    """The dbp engine for ``conn``: its type decides; ``engine`` must agree, or choose for type ``dbp``."""
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type not in CONN_TYPES:
+        raise ConfigError(
+            f"Airflow connection {conn.conn_id!r} has type {conn.conn_type!r}; dbp reads "
+            + ", ".join(repr(t) for t in CONN_TYPES)
+        )
+    implied = CONN_TYPES[conn_type] or _extras(conn).get("engine")
+    if engine is not None and engine not in ("sql", "mongo"):
+        raise ConfigError(f"unknown engine {engine!r}; expected 'sql' or 'mongo'")
+    if implied is not None and engine is not None and implied != engine:
+        raise ConfigError(
+            f"Airflow connection {conn.conn_id!r} is a {conn_type} connection ({implied}), not {engine}"
+        )
+    found = engine or implied
+    if found not in ("sql", "mongo"):
+        raise ConfigError(
+            f"Airflow connection {conn.conn_id!r} has type 'dbp': name the engine ('sql' or 'mongo') "
+            "in the hook or in the extra field 'engine'"
+        )
+    return str(found)
+
+
+def section_for(
+    conn: AirflowConnection,
+    engine: str,
+    *,
+    database: Optional[str] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """The ``DB_CONFIG`` section (``SQL`` or ``MONGO``) that ``conn`` describes.
+
+    ``database`` replaces the connection's ``schema`` field; ``settings`` adds
+    further keys of the section (``SCHEMA_DIR``, ``POOL``...), which win over
+    the connection's.
+    """
+    if conn.password:
+        register_secret(conn.password)
+    extras = {k: v for k, v in _extras(conn).items() if k != "engine"}
+    for key, value in extras.items():
+        if isinstance(value, str) and any(h in key.lower() for h in _SECRET_HINTS):
+            register_secret(value)
+    where = f"Airflow connection {conn.conn_id!r}"
+    named = [extras.pop(k) for k in ("database", "dbname") if k in extras]  # as some providers allow
+    dbname = database or conn.schema or next((n for n in named if n), None)
+    if not conn.host:
+        raise ConfigError(f"{where} has no host")
+    if not dbname:
+        raise ConfigError(f"{where} names no database: set its schema field, or pass database=")
+    section = _sql(conn, str(dbname), extras, where) if engine == "sql" else _mongo(conn, str(dbname), extras, where)
+    for key, value in (settings or {}).items():
+        section[str(key).upper()] = value
+    return section
+
+
+def _extras(conn: AirflowConnection) -> dict[str, Any]:
+    extra_dejson = getattr(conn, "extra_dejson", None)
+    if isinstance(extra_dejson, Mapping):  # Airflow's own parse, which also masks secret-looking values
+        return dict(extra_dejson)
+    if not conn.extra:
+        return {}
+    try:
+        parsed = json.loads(conn.extra)
+    except ValueError:
+        raise ConfigError(f"Airflow connection {conn.conn_id!r}: its extra field is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"Airflow connection {conn.conn_id!r}: its extra field is not a JSON object")
+    return parsed
+
+
+def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: str) -> dict[str, Any]:
+    from dbp.sql.settings import libpq_keywords
+
+    if not conn.login:
+        raise ConfigError(f"{where} has no login (the PostgreSQL user)")
+    section: dict[str, Any] = {"HOST": conn.host, "USER": conn.login, "DB_NAME": dbname}
+    if conn.port is not None:
+        section["PORT"] = conn.port
+    if conn.password is not None and conn.password != "":
+        section["PASSWORD"] = conn.password
+    address = {"host", "hostaddr", "port", "user", "password", "dbname"}
+    clash = sorted(address & set(extras))
+    if clash:
+        raise ConfigError(f"{where}: extra(s) {', '.join(clash)} would change the address; set the fields instead")
+    known = libpq_keywords() - address
+    options = {k: v for k, v in extras.items() if k in known and isinstance(v, (str, int, float, bool))}
+    ignored = sorted(set(extras) - set(options))
+    if ignored:
+        log.info("%s: extra(s) that are not libpq parameters left to Airflow: %s", where, ", ".join(ignored))
+    if options:
+        section["OPTIONS"] = options
+    return section
+
+
+def _mongo(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: str) -> dict[str, Any]:
+    srv = _truthy(extras.pop("srv", False))
+    tls = _truthy(extras.get("tls", False)) or _truthy(extras.get("ssl", False))
+    if _truthy(extras.pop("allow_insecure", False)) and tls:  # as Airflow's MongoHook: only with TLS
+        extras["tlsAllowInvalidCertificates"] = True
+    section: dict[str, Any] = {"DATABASE": dbname}
+    auth_source = extras.pop("authSource", None) or extras.pop("auth_source", None)
+    if not auth_source and conn.login:
+        # Airflow's MongoHook puts the schema field in the URI's path, which makes it the
+        # database the credentials are checked against; the same here.
+        auth_source = conn.schema or dbname
+    if auth_source:
+        section["AUTH_SOURCE"] = auth_source
+    if srv:  # SRV names a DNS record, not a host and port: only the URL form says it
+        userinfo = quote(conn.login or "", safe="")
+        if conn.password:
+            userinfo += ":" + quote(conn.password, safe="")
+        section["URL"] = "mongodb+srv://" + (userinfo + "@" if userinfo else "") + f"{conn.host}/"
+    else:
+        section["HOST"] = conn.host
+        if conn.port is not None:
+            section["PORT"] = conn.port
+        if conn.login:
+            section["USERNAME"] = conn.login
+        if conn.password is not None and conn.password != "":
+            section["PASSWORD"] = conn.password
+    for key, value in extras.items():
+        if key.upper() in section or key.upper() in ("URL", "HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE",
+                                                     "SCHEMA_DIR"):
+            raise ConfigError(f"{where}: extra {key!r} would change the address; set the fields instead")
+        section[key] = value  # MongoClient options match names case-insensitively
+    return section
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE)
