@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional
+from urllib.parse import unquote
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -165,10 +166,13 @@ def test_sql_connection_from_airflow_fields_reaches_the_server(sql_server_url: s
 
 def test_mongo_connection_from_airflow_fields_reaches_the_server(mongo_server_url: str) -> None:
     netloc = mongo_server_url.partition("://")[2].partition("/")[0].partition("?")[0]
-    host, _, port = netloc.rpartition("@")[2].rpartition(":")
+    userinfo, _, address = netloc.rpartition("@")
+    host, _, port = address.rpartition(":")
+    user, _, password = userinfo.partition(":")  # the local server's own credentials, if it has them
     name = unique_name()
-    settings = settings_of(Conn("mongo", host=host, port=int(port), login=None, schema=name,
-                                extra='{"directConnection": true}'))
+    extra = '{"directConnection": true, "authSource": "admin"}' if user else '{"directConnection": true}'
+    settings = settings_of(Conn("mongo", host=host, port=int(port), login=unquote(user) or None,
+                                password=unquote(password) or None, schema=name, extra=extra))
     try:
         with MongoConnection(settings=settings) as db:
             db.query("probe").bulk_insert([{"_id": 1}, {"_id": 1}], on_conflict="ignore")

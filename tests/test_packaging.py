@@ -122,7 +122,8 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
 
     from .conftest import server_root
 
-    venv = tmp_path / "venv"
+    venv = server_root("dbp-test-venv-") / "venv"  # as root, the local PostgreSQL's own user must reach it
+    venv.parent.chmod(0o755)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, str(built_wheel)], check=True, capture_output=True, timeout=600)
@@ -180,5 +181,6 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
         dbp("local", "stop")
         shutil.rmtree(local_dir.parent, ignore_errors=True)
     after = site_listing(site_packages)
+    shutil.rmtree(venv.parent, ignore_errors=True)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], f"site-packages changed: {changed[:20]}"
