@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import psycopg
 import pytest
@@ -56,6 +56,8 @@ class Leg:
     env: dict[str, str]
     pg: dict[str, Any]
     mongo_port: int
+    #: The local Mongo server's own credentials (it runs with authentication), or empty.
+    mongo_login: tuple[str, str] = ("", "")
     #: stdout+stderr of every airflow command, to search for secrets.
     outputs: list[str] = field(default_factory=list)
 
@@ -120,7 +122,10 @@ def leg() -> Iterator[Leg]:
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname),
                                                                            sql.Identifier(ROLE)))
         _require_password(pg, root / "servers" / "pg")
-        mongo_port = int(urls["mongo"].partition("://")[2].partition("/")[0].rpartition(":")[2].split("?")[0])
+        mongo_netloc = urls["mongo"].partition("://")[2].partition("/")[0].partition("?")[0]
+        mongo_userinfo, _, mongo_address = mongo_netloc.rpartition("@")
+        mongo_port = int(mongo_address.rpartition(":")[2])
+        mongo_user, _, mongo_password = (unquote(part) for part in mongo_userinfo.partition(":"))
 
         dags = root / "dags"
         dags.mkdir()
@@ -137,7 +142,7 @@ def leg() -> Iterator[Leg]:
             "DBP_LEG_SCHEMA_DIR": str(root / "race_schema"),
             "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}",
         })
-        leg = Leg(root, env, pg, mongo_port)
+        leg = Leg(root, env, pg, mongo_port, (mongo_user, mongo_password))
         leg.airflow("db", "migrate")
         host, port = str(pg["host"]), str(pg.get("port") or 5432)
         for conn_id, dbname in (("alerce_pg", "alerce_af"), ("af_race", "af_race")):
@@ -145,9 +150,11 @@ def leg() -> Iterator[Leg]:
                         "--conn-port", port, "--conn-login", ROLE, "--conn-password", PASSWORD,
                         "--conn-schema", dbname,
                         "--conn-extra", json.dumps({"application_name": "dbp-airflow-leg", "cursor": "dictcursor"}))
+        login = ["--conn-login", mongo_user, "--conn-password", mongo_password] if mongo_user else []
+        extra = {"directConnection": True, **({"authSource": "admin"} if mongo_user else {})}
         leg.airflow("connections", "add", "alerce_mongo", "--conn-type", "mongo", "--conn-host", "127.0.0.1",
-                    "--conn-port", str(mongo_port), "--conn-schema", "alerce_af",
-                    "--conn-extra", json.dumps({"directConnection": True}))
+                    "--conn-port", str(mongo_port), "--conn-schema", "alerce_af", *login,
+                    "--conn-extra", json.dumps(extra))
         yield leg
     finally:
         keep = os.environ.get("DBP_TEST_AIRFLOW_LOGS")  # a folder to keep the outputs and log files in
@@ -207,7 +214,7 @@ def test_example_dag_end_to_end_with_a_failed_try(leg: Leg, example_runs: Path) 
     mongo = _mongo(leg)
     try:
         assert mongo.detection.count_documents({}) == 200
-        assert len(mongo.detection.distinct("candid")) == 200
+        assert len(mongo.detection.distinct("_id")) == 200
         assert [d["ndet"] for d in mongo.object.find({}, {"ndet": 1})] == [4] * 50
     finally:
         mongo.client.close()
@@ -223,7 +230,10 @@ def test_example_dag_end_to_end_with_a_failed_try(leg: Leg, example_runs: Path) 
 def _mongo(leg: Leg) -> Any:
     from pymongo import MongoClient
 
-    client: Any = MongoClient("127.0.0.1", leg.mongo_port, directConnection=True, serverSelectionTimeoutMS=5000)
+    user, password = leg.mongo_login
+    login: dict[str, Any] = {"username": user, "password": password, "authSource": "admin"} if user else {}
+    client: Any = MongoClient("127.0.0.1", leg.mongo_port, directConnection=True, serverSelectionTimeoutMS=5000,
+                              **login)
     return client.alerce_af
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dbp.airflow import DbpHook, DbpMigrateOperator
+from dbp.mongo.documents import detection_document
 
 SQL_CONN = os.environ.get("DBP_EXAMPLE_SQL_CONN", "alerce_pg")
 MONGO_CONN = os.environ.get("DBP_EXAMPLE_MONGO_CONN", "alerce_mongo")
@@ -43,8 +44,8 @@ def detections(batch: int, size: int, engine: str) -> list[dict[str, Any]]:
             "magpsf": 18.0 + (j % 7) / 10, "sigmapsf": 0.05, "corrected": False, "dubious": False,
             "has_stamp": True, "step_id_corr": "dbp-example",
         }
-        if engine == "mongo":
-            row["_id"] = str(candid)  # MongoDB's key; PostgreSQL's is (candid, oid)
+        if engine == "mongo":  # ALeRCE's MongoDB shape: _id is the candid, other fields under extra_fields
+            row = detection_document({**row, "aid": row["oid"]})
         rows.append(row)
     return rows
 
