@@ -337,18 +337,18 @@ class SQLConnection(Connection[SQLSettings]):
             yield current
             return
         if self._pool is not None:
-            with self._borrow() as conn:
-                try:
-                    yield conn
-                except Exception as exc:
-                    lost = self._failed(conn, exc)
-                    if lost is None:
-                        raise
-                    raise lost from exc
+            with self._borrow() as conn, self._translating(conn):
+                yield conn
             return
         conn = self._session()
-        try:
+        with self._translating(conn):
             yield conn
+
+    @contextmanager
+    def _translating(self, conn: PgConnection) -> Iterator[None]:
+        """A fault that lost ``conn``'s session leaves the block as ServerUnavailable; other errors as they are."""
+        try:
+            yield
         except Exception as exc:
             lost = self._failed(conn, exc)
             if lost is None:
