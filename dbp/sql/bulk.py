@@ -100,10 +100,14 @@ def _new_row_without(q: SQLQuery, column: Optional[str], rows: Sequence[Mapping[
     candidates = [i for i, row in enumerate(rows) if row.get(column) is None and all(k in row for k in key)]
     if not candidates:
         return None
-    arrays = [[q.rules[k].adapt(rows[i][k]) for i in candidates] for k in key]
-    found = q.db.execute_raw(sql.SQL("SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
-        sql.SQL(", ").join(map(sql.Identifier, key)), q._ident, sql.SQL(", ").join(map(sql.Identifier, key)),
-        sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(q.columns[k].type)) for k in key)), arrays).fetchall()
+    try:  # only to name the row in the error: if this fails too, the error names none
+        arrays = [[q.rules[k].adapt(rows[i][k]) for i in candidates] for k in key]
+        found = q.db.execute_raw(sql.SQL("SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+            sql.SQL(", ").join(map(sql.Identifier, key)), q._ident, sql.SQL(", ").join(map(sql.Identifier, key)),
+            sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(q.columns[k].type)) for k in key)),
+            arrays).fetchall()
+    except (psycopg.Error, FilterError, TypeError, ValueError):
+        return None
     existing = {tuple(r[k] for k in key) for r in found}
     for i, values in zip(candidates, zip(*arrays)):
         if tuple(values) not in existing:
