@@ -506,9 +506,15 @@ class MongoQuery(BaseQuery):
         return self.collection.bulk_write(operations, ordered=False).upserted_count
 
 
+_NONE = type(None)
+
+
 def _document(row: Mapping[str, Any], *, keep_none: bool = False) -> dict[str, Any]:
     """A copy of ``row`` to store: numpy and pandas values made plain, None (missing) left out."""
-    steps = plan(tuple(map(type, row.values())))
+    kinds = tuple(map(type, row.values()))
+    steps = plan(kinds)
+    if steps is None and (keep_none or _NONE not in kinds):
+        return dict(row)  # the common case: plain values, nothing to leave out
     values = row.values() if steps is None else convert_row(list(row.values()), steps)
     if keep_none:
         return dict(zip(row, values))

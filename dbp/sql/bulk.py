@@ -206,6 +206,10 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
     seen: dict[tuple[type, ...], Optional[tuple[Optional[Converter], ...]]] = {}
     others: list[int] = []
     current = -1
+    last: tuple[type, ...] = ()  # the previous row's value types: most rows repeat them
+    steps: Optional[tuple[Optional[Converter], ...]] = None
+    plain_row = tag is None and not convert
+    kind_of, tuple_, map_, len_ = type, tuple, map, len  # locals: the loop runs once per row
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
             write = copy.write_row
@@ -216,15 +220,20 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
                 except (KeyError, TypeError):
                     others.append(current)
                     continue
-                if len(row) != width:
+                if len_(row) != width:
                     others.append(current)
                     continue
-                kinds = tuple(map(type, values))
-                try:
-                    steps = seen[kinds]
-                except KeyError:
-                    where = f"bulk_insert: row {_caller(current, origin)}: "
-                    steps = seen[kinds] = _check_kinds(rules, kinds, values, where)
+                kinds = tuple_(map_(kind_of, values))
+                if kinds != last:
+                    try:
+                        steps = seen[kinds]
+                    except KeyError:
+                        where = f"bulk_insert: row {_caller(current, origin)}: "
+                        steps = seen[kinds] = _check_kinds(rules, kinds, values, where)
+                    last = kinds
+                if plain_row and steps is None:
+                    write(values)
+                    continue
                 if steps is not None:  # numpy or pandas values: made plain once
                     values = convert_row(values, steps)
                     for rule, value in zip(rules, values):
