@@ -62,13 +62,6 @@ def _positive_int(name: str, value: Any, *, minimum: int = 0, maximum: int = MAX
     return value
 
 
-def _mapping(name: str, value: Any) -> Any:
-    """``value`` if it is a dict-like mapping; FilterError naming argument ``name`` otherwise."""
-    if not isinstance(value, Mapping):
-        raise FilterError(f"{name} must be a dict, not {type(value).__name__}")
-    return value
-
-
 def _rows(name: str, value: Any) -> Any:
     """``value`` if it is a list (sequence) of dicts; FilterError naming argument ``name`` otherwise."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
@@ -86,6 +79,11 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
     if not name or len(name) > MAX_NAME or "\x00" in name:
         raise FilterError(f"{what} is 1 to {MAX_NAME} characters without NUL, not {shown(name, 60)}")
     return name
+
+
+def key_identity(values: Sequence[Any]) -> tuple[Any, ...]:
+    """Key values as a dict key that tells a bool from a number (True is not 1 to either engine)."""
+    return tuple((type(v) is bool, v) for v in values)
 
 
 def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool,
@@ -108,7 +106,7 @@ def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins
             value = tuple(row[k] for k in key)
             if normalize is not None:
                 value = normalize(value)
-            value = tuple((type(v) is bool, v) for v in value)  # True is not 1 to either engine
+            value = key_identity(value)
             at = position.get(value) if key else None
         except (KeyError, TypeError):
             at, value = None, None
@@ -241,7 +239,7 @@ class BaseQuery(ABC):
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
             value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
-            ident = tuple((type(v) is bool, v) for v in value)  # True is not 1 to either engine
+            ident = key_identity(value)
             if plain:
                 at = position.get(ident)
                 if at is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, server_root
+from .conftest import ROOT, alive, server_root
 
 pytestmark = pytest.mark.slow
 
@@ -69,17 +69,6 @@ class Bench:
         code = self.proc.wait(timeout=timeout)
         self.reader.join(timeout=10)
         return code
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def processes_naming(root: Path) -> list[int]:

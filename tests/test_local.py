@@ -13,7 +13,7 @@ import pytest
 
 from dbp.local import LocalServers
 
-from .conftest import ROOT, server_root
+from .conftest import ROOT, alive, server_root
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("DBP_TEST_SQL_URL") and os.environ.get("DBP_TEST_MONGO_URL")),
@@ -51,7 +51,7 @@ def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> Non
         stopped = run_dbp("local", "stop", env=env)
     assert stopped.returncode == 0
     assert "sql" in stopped.stdout and "mongo" in stopped.stdout
-    assert not _alive(pids["sql"]) and not _alive(pids["mongo"])
+    assert not alive(pids["sql"]) and not alive(pids["mongo"])
     assert run_dbp("local", "status", env=env).stdout.count("stopped") == 2
     # data survives a restart
     again = run_dbp("--local", "check-config", "--engine", "sql", env=env)
@@ -59,14 +59,3 @@ def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> Non
     run_dbp("local", "stop", env=env)
     LocalServers(root).delete()  # also the data kept outside root (as root, PostgreSQL's)
     shutil.rmtree(root.parent, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
