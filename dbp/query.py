@@ -30,7 +30,7 @@ from dbp.pagination import (
     encode_token,
     fingerprint,
 )
-from dbp.updates import Change, is_plain, parse_update, replaces
+from dbp.updates import Change, Columns, columnar, is_plain, parse_update, replaces
 
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "Round", "Row", "Sort", "collapse"]
 
@@ -66,6 +66,8 @@ def _rows(name: str, value: Any) -> Any:
     """``value`` if it is a list (sequence) of dicts; FilterError naming argument ``name`` otherwise."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
         raise FilterError(f"{name} must be a list of dicts, not {type(value).__name__}")
+    if set(map(type, value)) <= {dict}:
+        return value
     bad = next((i for i, row in enumerate(value) if not isinstance(row, Mapping)), None)
     if bad is not None:
         raise FilterError(f"{name}[{bad}] must be a dict, not {type(value[bad]).__name__}")
@@ -119,6 +121,21 @@ def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins
             out[at] = {**out[at], **row}
             origin[at] = i
     return out, origin
+
+
+def _key_columns(instances: Sequence[Any], keys: Sequence[str]) -> Optional[list[list[Any]]]:
+    """bulk_update's key values by column, if every one is a plain int or str and no key repeats; else None."""
+    if not instances or set(map(type, instances)) != {dict}:
+        return None
+    try:
+        columns = [[instance[key] for instance in instances] for key in keys]
+    except KeyError:
+        return None
+    for column in columns:
+        if not set(map(type, column)) <= {int, str}:
+            return None
+    idents: Sequence[Any] = columns[0] if len(columns) == 1 else list(zip(*columns))
+    return columns if len(set(idents)) == len(idents) else None
 
 
 class BaseQuery(ABC):
@@ -226,6 +243,10 @@ class BaseQuery(ABC):
             raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
+        fast = _key_columns(instances, keys)
+        columns = columnar(attrs, "bulk_update: attrs") if fast is not None else None
+        if fast is not None and columns is not None:  # one shape, plain values, no repeated key
+            return self._bulk_update_columns(keys, fast, columns)
         plain = all(isinstance(change, Mapping) and is_plain(change) for change in attrs)
         position: dict[tuple[Any, ...], int] = {}  # plain: the key's merged row; otherwise: times seen
         rounds: list[Round] = []
@@ -290,6 +311,11 @@ class BaseQuery(ABC):
     @abstractmethod
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         """Apply each round in order; the rows matched by the first (which holds every key)."""
+
+    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
+        """bulk_update's fast path: distinct keys, by column, and updates of one shape (by column too)."""
+        found = [dict(zip(keys, values)) for values in zip(*key_values)]
+        return self._bulk_update(keys, [(found, columns.rows())])
 
     @abstractmethod
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,

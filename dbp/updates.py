@@ -24,12 +24,14 @@ pull applies first, so ``{"$pull": {"p": {"classifier_name": "lc"}}, "$push":
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any, NamedTuple, Optional
 
-from dbp._values import plain
+from dbp._values import converter, plain
 from dbp.errors import FilterError
 
-__all__ = ["OPERATORS", "Change", "initial", "is_plain", "parse_update", "replaces", "same", "unique"]
+__all__ = ["OPERATORS", "Change", "Columns", "columnar", "initial", "is_plain", "parse_update", "replaces", "same",
+           "unique"]
 
 #: Update operators, by their spelling, and the name dbp uses for each.
 OPERATORS = {"$set": "set", "$unset": "unset", "$inc": "inc", "$mul": "mul", "$min": "min", "$max": "max",
@@ -101,6 +103,70 @@ def parse_update(update: Any, what: str = "update") -> tuple[Change, ...]:
     if template[0][1] == "":  # plain fields: an implicit $set
         return tuple([Change("set", path, plain(update[path])) for _, _, path in template])
     return tuple([Change(name, path, _operand(name, op, update[op][path], what)) for name, op, path in template])
+
+
+class Columns(NamedTuple):
+    """Updates of one shape held by column: ``values[j][i]`` is update i's operand for ``template[j]``."""
+
+    #: ``(name, operator, path)`` per operand, in the order they apply (as parse_update's template).
+    template: tuple[tuple[str, str, str], ...]
+    values: list[list[Any]]
+
+    def changes(self, row: int) -> tuple[Change, ...]:
+        return tuple([Change(name, path, column[row]) for (name, _, path), column in zip(self.template, self.values)])
+
+    def rows(self) -> list[tuple[Change, ...]]:
+        """What parse_update returns for each update."""
+        names = [(name, path) for name, _, path in self.template]
+        return [tuple([Change(name, path, value) for (name, path), value in zip(names, row)])
+                for row in zip(*self.values)]
+
+
+#: Operators whose operands bulk_update checks a column at a time (on top-level fields).
+_COLUMNAR = frozenset({"set", "inc", "mul", "min", "max"})
+_ORDERABLE = frozenset({int, float, str, bool})
+
+
+def columnar(updates: Sequence[Any], what: str) -> Optional[Columns]:
+    """``updates`` by column, if they share one shape and their operands need no conversion; else None.
+
+    The fast path of bulk_update: one check per column and Python type instead
+    of a parse per update. It holds exactly what :func:`parse_update` would
+    return for each update; anything it does not cover (another shape, numpy
+    values, NaN, array operators, dotted paths) returns None, and the caller
+    parses each update, which also names the row of any error.
+    """
+    if not updates or type(updates[0]) is not dict:
+        return None
+    first = updates[0]
+    parse_update(first, f"{what}[0]")  # checks the shape once, and caches its template
+    template = _TEMPLATES.get(_shape(first))
+    if template is None or any(name not in _COLUMNAR or "." in path for name, _, path in template):
+        return None
+    if set(map(type, updates)) != {dict} or set(map(len, updates)) != {len(first)}:
+        return None
+    try:  # with as many keys as the first update, and each of its keys, an update has its shape
+        if template[0][1] == "":  # plain fields
+            values = [list(map(itemgetter(path), updates)) for _, _, path in template]
+        else:
+            inner = {}
+            for op, fields in first.items():
+                given = inner[op] = list(map(itemgetter(op), updates))
+                if set(map(type, given)) != {dict} or set(map(len, given)) != {len(fields)}:
+                    return None
+            values = [list(map(itemgetter(path), inner[op])) for _, op, path in template]
+    except KeyError:
+        return None
+    for (name, _, _), column in zip(template, values):
+        kinds = set(map(type, column))
+        if any(converter(kind) is not None for kind in kinds):
+            return None
+        if name in ("inc", "mul"):
+            if not kinds <= {int, float} or (float in kinds and any(v != v for v in column)):
+                return None
+        elif name in ("min", "max") and not kinds <= _ORDERABLE:
+            return None
+    return Columns(template, values)
 
 
 def _shape(update: Mapping[Any, Any]) -> tuple[Any, ...]:

@@ -104,7 +104,7 @@ def _new_row_without(q: SQLQuery, column: Optional[str], rows: Sequence[Mapping[
         arrays = [[q.rules[k].adapt(rows[i][k]) for i in candidates] for k in key]
         found = q.db.execute_raw(sql.SQL("SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
             sql.SQL(", ").join(map(sql.Identifier, key)), q._ident, sql.SQL(", ").join(map(sql.Identifier, key)),
-            sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(q.columns[k].type)) for k in key)),
+            sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(q.rules[k].cast)) for k in key)),
             arrays).fetchall()
     except (psycopg.Error, FilterError, TypeError, ValueError):
         return None

@@ -124,7 +124,7 @@ def compare(q: SQLQuery, node: Cmp, params: list[Any], shape: list[Any], build: 
         return sql.Composed([sql.SQL("cardinality("), q._q(name), sql.SQL(") = %s")]) if build else None
     element = _element_rule(q, name)
     values = [element.adapt(v, write=False, where=f"{name}.$all: ") for v in node.value]
-    array_type = rule.type
+    array_type = rule.cast
     if element.category == "int":  # 2.0 is 2; an array of integers holds no 2.5
         kept = integral(values)
         values = kept if len(kept) == len(values) else []
@@ -207,7 +207,7 @@ def _array_elements(q: SQLQuery, name: str, item: Node, params: list[Any], shape
             parts.append(sql.Composed([element, sql.SQL(" ~ %s")]))
         elif op in ("in", "nin"):
             values = [rule.adapt(v, write=False, where=f"{name}.$elemMatch: ") for v in cmp.value]
-            array_type = rule.type
+            array_type = rule.cast
             if rule.category == "int":
                 values, array_type = integral(values), "bigint"
             elif rule.category == "number":

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import decimal
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import psycopg
 from psycopg import sql
 
+from dbp._values import converter
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
@@ -25,14 +26,14 @@ from dbp.sql.catalog import Column, Table
 from dbp.sql.errors import query_error
 from dbp.sql.types import ColumnRule, integral
 from dbp.sql.updates import compile_changes, operand_getter, operand_value, shape
-from dbp.updates import Change, initial
+from dbp.updates import Change, Columns, initial
 
 if TYPE_CHECKING:
     from dbp.sql.connection import SQLConnection
 
 __all__ = ["SQLQuery"]
 
-_UPDATE_BATCH = 5000
+_UPDATE_BATCH = 25_000
 _UPSERT_ROUNDS = 5
 _counter = itertools.count()
 
@@ -148,7 +149,7 @@ class SQLQuery(BaseQuery):
         if op in ("in", "nin"):
             present = [self._check(column, v) for v in value if v is not None]
             with_null = len(present) != len(value)
-            array_type = column.type
+            array_type = self.rules[column.name].cast
             kind = self.rules[column.name].category
             if kind == "int":  # compared as numbers: 2.0 is 2, and 1.5 equals no integer
                 present, array_type = integral(present), "bigint"
@@ -422,6 +423,9 @@ class SQLQuery(BaseQuery):
         def attempt() -> int:
             matched = 0
             with self.db.transaction():
+                first = rounds[0][0]  # it holds every key
+                self._lock_rows(key_columns, [[self._value(c.name, row[c.name]) for row in first]
+                                              for c in key_columns])
                 for number, (instances, changes) in enumerate(rounds):
                     groups: dict[tuple[Any, ...], list[int]] = {}
                     for i, row_changes in enumerate(changes):
@@ -438,6 +442,50 @@ class SQLQuery(BaseQuery):
                       changes: Sequence[Sequence[Change]], indexes: list[int]) -> int:
         """One ``UPDATE ... FROM`` per batch of rows whose changes have the same shape."""
         first = list(changes[indexes[0]])
+
+        def columns(used: list[int], batch: list[int]) -> list[list[Any]]:
+            values = [[self._value(c.name, instances[i][c.name]) for i in batch] for c in keys]
+            for n in used:
+                get = operand_getter(self, first[n])
+                values.append([get(changes[i][n]) for i in batch])
+            return values
+
+        return self._update_batches(keys, first, indexes, columns)
+
+    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
+        key_columns = [self._column(k) for k in keys]
+        first = list(columns.changes(0))
+        for change in first:
+            operand_value(self, change)  # the column takes this operator and the first operand
+        rules = [self.rules[c.name] for c in key_columns] + [self.rules[c.field] for c in first]
+        every = [*key_values, *columns.values]
+
+        def values(used: list[int], batch: list[int]) -> list[list[Any]]:
+            wanted = list(range(len(keys))) + [len(keys) + n for n in used]
+            whole = len(batch) == len(every[0])
+            return [_adapted(rules[n], every[n] if whole else every[n][batch[0]:batch[-1] + 1]) for n in wanted]
+
+        def attempt() -> int:
+            with self.db.transaction():
+                self._lock_rows(key_columns, [_adapted(rule, column) for rule, column in zip(rules, key_values)])
+                return self._update_batches(key_columns, first, list(range(len(key_values[0]))), values)
+
+        return retrying(self.name, "bulk_update", attempt)
+
+    def _lock_rows(self, keys: list[Column], values: list[list[Any]]) -> None:
+        """Lock the rows a bulk_update will change, in key order, so that concurrent ones cannot deadlock."""
+        aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))]
+        order = [sql.SQL("t.{}").format(self._q(c.name)) for c in keys] + [sql.SQL("t.ctid")]
+        self._write(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS t JOIN unnest({}) AS v({}) ON {} "
+                            "ORDER BY {} FOR UPDATE OF t) AS locked").format(
+            self._table, sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(self.rules[c.name].cast)) for c in keys),
+            sql.SQL(", ").join(aliases),
+            sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), a) for c, a in zip(keys, aliases)),
+            sql.SQL(", ").join(order)), [_one_kind(v) for v in values], "bulk_update")
+
+    def _update_batches(self, keys: list[Column], first: list[Change], indexes: list[int],
+                        columns: Callable[[list[int], list[int]], list[list[Any]]]) -> int:
+        """Run ``first``'s SET over ``indexes`` in batches; ``columns(used, batch)`` gives their parameters."""
         used: list[int] = []
         types: list[str] = []
         position = {id(c): n for n, c in enumerate(first)}
@@ -448,7 +496,7 @@ class SQLQuery(BaseQuery):
             return sql.SQL("v.{}").format(sql.Identifier(f"s{len(types) - 1}"))
 
         sets = compile_changes(self, first, operand, lambda name: sql.Composed([sql.SQL("t."), self._q(name)]))
-        all_types = [c.type for c in keys] + types
+        all_types = [self.rules[c.name].cast for c in keys] + types
         aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))] + [
             sql.Identifier(f"s{n}") for n in range(len(types))]
         whole = any(t.endswith("[]") for t in all_types)  # unnest() would flatten arrays of arrays
@@ -456,21 +504,15 @@ class SQLQuery(BaseQuery):
         matched = 0
         for start in range(0, len(indexes), step):
             batch = indexes[start:start + step]
-            columns = [[self._value(c.name, instances[i][c.name]) for i in batch] for c in keys]
-            for n in used:
-                get = operand_getter(self, first[n])
-                columns.append([get(changes[i][n]) for i in batch])
-            columns = [_one_kind(values) for values in columns]
-            params: list[Any]
+            params: list[Any] = [_one_kind(values) for values in columns(used, batch)]
             if whole:
                 row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))
                                                                   for t in all_types))
                 source = sql.SQL("(VALUES {})").format(sql.SQL(", ").join(row for _ in batch))
-                params = [value for values in zip(*columns) for value in values]
+                params = [value for values in zip(*params) for value in values]
             else:
                 source = sql.SQL("unnest({})").format(
-                    sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in all_types))
-                params = columns
+                    sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(t)) for t in all_types))
             query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS v({}) WHERE {}").format(
                 self._table, sets, source, sql.SQL(", ").join(aliases),
                 sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
@@ -481,6 +523,14 @@ class SQLQuery(BaseQuery):
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
         return bulk_insert(self, rows, on_conflict, update_fields)
+
+
+def _adapted(rule: ColumnRule, values: list[Any]) -> list[Any]:
+    """``values`` as parameters for ``rule``'s column: checked once per Python type where none needs converting."""
+    kinds = set(map(type, values))
+    if not rule.per_value and all(converter(kind) is None and rule.accepts(kind) for kind in kinds):
+        return values
+    return [rule.adapt(value) for value in values]
 
 
 def _one_kind(values: list[Any]) -> list[Any]:

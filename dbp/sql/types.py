@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from functools import partial
@@ -26,7 +27,7 @@ from psycopg.types.json import Jsonb
 from dbp._values import converter, plain
 from dbp.errors import FilterError
 
-__all__ = ["ColumnRule", "category"]
+__all__ = ["ColumnRule", "cast_type", "category"]
 
 UTC = _dt.timezone.utc
 NUMBERS = (int, float, decimal.Decimal)
@@ -54,6 +55,25 @@ def category(type_name: str) -> str:
     if base in ("json", "jsonb"):
         return "json"
     return {"uuid": "uuid", "bytea": "bytes"}.get(base, "other")
+
+
+_TYPMOD = re.compile(r"\(\d+(?:,\d+)?\)")
+#: Types whose name without a modifier means a length of 1 (a cast to them would cut values).
+_UNBOUNDED = {"character": "bpchar", "bit": "bit varying"}
+
+
+def cast_type(type_name: str) -> str:
+    """``type_name`` without its modifier, for casting parameters.
+
+    A cast to ``character varying(3)`` cuts a longer value without an error,
+    and one to ``numeric(4,1)`` rounds; a parameter cast to the unmodified type
+    keeps its value, so that storing it applies the column's own checks (an
+    error for a value too long) and comparing it compares the whole value.
+    """
+    array = type_name.endswith("[]")
+    base = _TYPMOD.sub("", type_name[:-2] if array else type_name).strip()
+    base = _UNBOUNDED.get(base, base)
+    return base + "[]" if array else base
 
 
 #: Python types a write may store in a column of each kind; None: anything (the server decides).
@@ -101,11 +121,13 @@ def _utc_aware(value: _dt.datetime) -> _dt.datetime:
 class ColumnRule:
     """One column's rule: which Python types it takes, and the conversion they need."""
 
-    __slots__ = ("category", "element", "label", "name", "per_value", "type")
+    __slots__ = ("cast", "category", "element", "label", "name", "per_value", "type")
 
     def __init__(self, table: str, name: str, type_name: str) -> None:
         self.name = name
         self.type = type_name
+        #: The type to cast this column's parameters to (see :func:`cast_type`).
+        self.cast = cast_type(type_name)
         self.category = category(type_name)
         self.element = category(type_name[:-2]) if self.category == "array" else None
         self.label = f"{table}.{name}"

@@ -71,21 +71,21 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
             return Jsonb(list(change.value), dumps=dumps), "jsonb"
         return Jsonb(change.value, dumps=dumps), "jsonb"
     if op == "set":
-        return rule.adapt(change.value, where=f"{q.name}: "), q.columns[change.field].type
+        return rule.adapt(change.value, where=f"{q.name}: "), rule.cast
     if op in ("inc", "mul"):
         if kind not in _NUMERIC:
             raise _refuse(q, change, "it needs a numeric column")
-        return rule.adapt(change.value, where=f"${_spelling(op)}: "), q.columns[change.field].type
+        return rule.adapt(change.value, where=f"${_spelling(op)}: "), rule.cast
     if op in ("min", "max"):
         if kind not in _ORDERED:
             raise _refuse(q, change, "it needs a column of ordered values")
-        return rule.adapt(change.value, where=f"${_spelling(op)}: "), q.columns[change.field].type
+        return rule.adapt(change.value, where=f"${_spelling(op)}: "), rule.cast
     if op in ("push", "add_to_set"):
         items = list(change.value)
         if op == "add_to_set":
             items = unique(items)
         if kind == "array":
-            return rule.adapt(items, where=f"${_spelling(op)}: "), q.columns[change.field].type
+            return rule.adapt(items, where=f"${_spelling(op)}: "), rule.cast
         if kind == "json":
             return Jsonb(items, dumps=dumps), "jsonb"
         raise _refuse(q, change, "it needs an array or jsonb column")
@@ -94,7 +94,7 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
             if isinstance(change.value, dict):
                 raise _refuse(q, change, "a document condition needs a jsonb array of objects")
             element = _element_rule(q, change)
-            return element.adapt(change.value, where="$pull: "), element.type
+            return element.adapt(change.value, where="$pull: "), element.cast
         if kind == "json":
             return Jsonb(change.value, dumps=dumps), "jsonb"
         raise _refuse(q, change, "it needs an array or jsonb column")
@@ -149,7 +149,7 @@ def _apply(q: SQLQuery, change: Change, current: sql.Composable, operand: Operan
     if op == "unset":
         return sql.SQL("NULL")
     arg = operand(change, value, type_name)
-    column_type = sql.SQL(q.columns[change.field].type)
+    column_type = sql.SQL(q.rules[change.field].cast)
     if op == "set":
         return arg
     if op == "inc":
