@@ -467,8 +467,7 @@ class SQLQuery(BaseQuery):
 
         def attempt() -> int:
             with self.db.transaction():
-                self._lock_rows(key_columns, [_adapted(rule, column) for rule, column in zip(rules, key_values)])
-                return self._update_batches(key_columns, first, list(range(len(key_values[0]))), values)
+                return self._update_batches(key_columns, first, list(range(len(key_values[0]))), values, lock=True)
 
         return retrying(self.name, "bulk_update", attempt)
 
@@ -484,8 +483,12 @@ class SQLQuery(BaseQuery):
             sql.SQL(", ").join(order)), [_one_kind(v) for v in values], "bulk_update")
 
     def _update_batches(self, keys: list[Column], first: list[Change], indexes: list[int],
-                        columns: Callable[[list[int], list[int]], list[list[Any]]]) -> int:
-        """Run ``first``'s SET over ``indexes`` in batches; ``columns(used, batch)`` gives their parameters."""
+                        columns: Callable[[list[int], list[int]], list[list[Any]]], *, lock: bool = False) -> int:
+        """Run ``first``'s SET over ``indexes`` in batches; ``columns(used, batch)`` gives their parameters.
+
+        ``lock`` takes the rows' locks in key order first: in the statement itself
+        when there is one batch, otherwise in one statement before them all.
+        """
         used: list[int] = []
         types: list[str] = []
         position = {id(c): n for n, c in enumerate(first)}
@@ -501,6 +504,11 @@ class SQLQuery(BaseQuery):
             sql.Identifier(f"s{n}") for n in range(len(types))]
         whole = any(t.endswith("[]") for t in all_types)  # unnest() would flatten arrays of arrays
         step = max(1, 30000 // len(all_types)) if whole else _UPDATE_BATCH
+        joined = sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
+                                       for n, c in enumerate(keys))
+        if lock and len(indexes) > step:
+            self._lock_rows(keys, columns([], indexes))
+        embed = lock and len(indexes) <= step
         matched = 0
         for start in range(0, len(indexes), step):
             batch = indexes[start:start + step]
@@ -508,15 +516,22 @@ class SQLQuery(BaseQuery):
             if whole:
                 row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))
                                                                   for t in all_types))
-                source = sql.SQL("(VALUES {})").format(sql.SQL(", ").join(row for _ in batch))
+                source = sql.SQL("VALUES {}").format(sql.SQL(", ").join(row for _ in batch))
                 params = [value for values in zip(*params) for value in values]
             else:
-                source = sql.SQL("unnest({})").format(
+                source = sql.SQL("SELECT * FROM unnest({})").format(
                     sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(t)) for t in all_types))
-            query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS v({}) WHERE {}").format(
-                self._table, sets, source, sql.SQL(", ").join(aliases),
-                sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
-                                      for n, c in enumerate(keys)))
+            if embed:  # the locks, in key order, before the UPDATE reads a row (a one-time filter)
+                order = [sql.SQL("t.{}").format(self._q(c.name)) for c in keys] + [sql.SQL("t.ctid")]
+                query = sql.SQL(
+                    "WITH v({aliases}) AS ({source}), locked AS (SELECT 1 FROM {table} AS t JOIN v ON {joined} "
+                    "ORDER BY {order} FOR UPDATE OF t) "
+                    "UPDATE {table} AS t SET {sets} FROM v WHERE {joined} AND (SELECT count(*) FROM locked) >= 0"
+                ).format(aliases=sql.SQL(", ").join(aliases), source=source, table=self._table, joined=joined,
+                         order=sql.SQL(", ").join(order), sets=sets)
+            else:
+                query = sql.SQL("UPDATE {} AS t SET {} FROM ({}) AS v({}) WHERE {}").format(
+                    self._table, sets, source, sql.SQL(", ").join(aliases), joined)
             matched += self._write(query, params, "bulk_update").rowcount
         return matched
 
