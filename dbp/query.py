@@ -12,6 +12,7 @@ and last descending, and compare text by code point, on both engines.
 
 from __future__ import annotations
 
+import datetime as _dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -35,6 +36,7 @@ from dbp.updates import Change, Columns, columnar, is_plain, parse_update, repla
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "Round", "Row", "Sort", "collapse"]
 
 Row = dict[str, Any]
+_UTC = _dt.timezone.utc
 Filter = Optional[Mapping[str, Any]]
 Sort = Optional[Sequence[Any]]
 ConflictMode = Literal["ignore", "error", "update"]
@@ -228,6 +230,10 @@ class BaseQuery(ABC):
         batch. ``instances`` may be a pandas DataFrame: without ``attrs``, each
         row's fields other than the keys are set (NaN and NaT as NULL).
         """
+        if filter_fields is not None:
+            if isinstance(filter_fields, (str, bytes)) or not isinstance(filter_fields, Sequence):
+                raise FilterError("bulk_update: filter_fields is a list of field names")
+            self._check_fields(dict.fromkeys(filter_fields), "bulk_update: filter_fields")
         keys = list(filter_fields) if filter_fields is not None else self._key()
         if is_frame(instances):
             instances = records(instances)
@@ -243,7 +249,7 @@ class BaseQuery(ABC):
             raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
-        fast = _key_columns(instances, keys)
+        fast = _key_columns(instances, keys) if self._exact_keys(keys) else None
         columns = columnar(attrs, "bulk_update: attrs") if fast is not None else None
         if fast is not None and columns is not None:  # one shape, plain values, no repeated key
             return self._bulk_update_columns(keys, fast, columns)
@@ -260,7 +266,7 @@ class BaseQuery(ABC):
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
             value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
-            ident = key_identity(value)
+            ident = key_identity(self._key_form(keys, value))
             if plain:
                 at = position.get(ident)
                 if at is None:
@@ -311,6 +317,18 @@ class BaseQuery(ABC):
     @abstractmethod
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         """Apply each round in order; the rows matched by the first (which holds every key)."""
+
+    def _exact_keys(self, keys: list[str]) -> bool:
+        """True if int and str values of these key fields are equal exactly when the server's are."""
+        return True
+
+    def _key_form(self, keys: list[str], value: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Key values as the server compares them: one form for values that find the same row.
+
+        Datetimes follow the one rule of both engines: aware ones as naive UTC.
+        """
+        return tuple(v.astimezone(_UTC).replace(tzinfo=None) if isinstance(v, _dt.datetime) and v.tzinfo else v
+                     for v in value)
 
     def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
         """bulk_update's fast path: distinct keys, by column, and updates of one shape (by column too)."""

@@ -24,6 +24,7 @@ pull applies first, so ``{"$pull": {"p": {"classifier_name": "lc"}}, "$push":
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any, NamedTuple, Optional
 
@@ -164,7 +165,7 @@ def columnar(updates: Sequence[Any], what: str) -> Optional[Columns]:
         if name in ("inc", "mul"):
             if not kinds <= {int, float} or (float in kinds and any(v != v for v in column)):
                 return None
-        elif name in ("min", "max") and not kinds <= _ORDERABLE:
+        elif name in ("min", "max") and (not kinds <= _ORDERABLE or (float in kinds and any(v != v for v in column))):
             return None
     return Columns(template, values)
 
@@ -225,6 +226,8 @@ def _operand(name: str, op: str, operand: Any, what: str) -> Any:
     if name in ("min", "max"):
         if operand is None or isinstance(operand, (list, tuple, Mapping)):
             raise FilterError(f"{where} takes a plain, non-null value, not {_short(operand)}")
+        if (isinstance(operand, float) and operand != operand) or (isinstance(operand, Decimal) and operand.is_nan()):
+            raise FilterError(f"{where}: NaN orders differently on each engine")
         return operand
     if name in ("push", "add_to_set"):
         if isinstance(operand, Mapping) and any(isinstance(k, str) and k.startswith("$") for k in operand):

@@ -440,14 +440,16 @@ class MongoQuery(BaseQuery):
                         encode(where, codec_options=codecs)
                         encode(update, codec_options=codecs)
             except UNENCODABLE as exc:
-                raise _unencodable(f"bulk_update on {self.name}", exc) from None
+                raise _unencodable(f"bulk_update on {self.name}", exc, [{"w": w, "u": u} for w, u in batches[0]]
+                                   if len(rounds) == 1 else ()) from None
         try:
             for number, batch in enumerate(batches):
                 result = self.collection.bulk_write([write(w, u) for w, u in batch], ordered=False)
                 if number == 0:
                     matched = result.matched_count
         except UNENCODABLE as exc:
-            raise _unencodable(f"bulk_update on {self.name}", exc) from None
+            raise _unencodable(f"bulk_update on {self.name}", exc, [{"w": w, "u": u} for w, u in batches[0]]
+                               if len(rounds) == 1 else ()) from None
         except PyMongoBulkWriteError as exc:
             raise _bulk_error(self.name, "bulk_update", exc) from None
         except PyMongoError as exc:

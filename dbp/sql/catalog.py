@@ -31,6 +31,8 @@ class Column:
     type: str
     not_null: bool
     default: Optional[str] = None
+    #: A domain's base type, with its modifier (None for other types): values follow its rules.
+    base: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,10 @@ class Catalog:
 
 _COLUMNS = """
 SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-       a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default
+       a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default,
+       CASE WHEN ty.typtype = 'd' THEN format_type(ty.typbasetype, ty.typtypmod) END AS base
 FROM pg_attribute a
+JOIN pg_type ty ON ty.oid = a.atttypid
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -148,7 +152,8 @@ def read_catalog(
             if row["table"] in excluded:
                 continue
             table = catalog.tables.setdefault(row["table"], Table(row["table"]))
-            table.columns.append(Column(row["name"], row["type"], row["not_null"], row["default"]))
+            table.columns.append(Column(row["name"], row["type"], row["not_null"], row["default"],
+                                        row["base"]))
         for row in cur.execute(_CONSTRAINTS, args).fetchall():
             if row["table"] in catalog.tables:
                 catalog.tables[row["table"]].constraints[row["name"]] = Constraint(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLQuery"]
 
-_UPDATE_BATCH = 25_000
 _UPSERT_ROUNDS = 5
 _counter = itertools.count()
 
@@ -65,7 +65,7 @@ class SQLQuery(BaseQuery):
             self._names = {c: render(c) for c in self.columns}
         self._collate = not db.code_point_collation()
         #: What each column accepts (dbp.sql.types), for filters and writes alike.
-        self.rules = {c: ColumnRule(name, c, column.type) for c, column in self.columns.items()}
+        self.rules = {c: ColumnRule(name, c, column.type, base=column.base) for c, column in self.columns.items()}
         self._text = {c for c, rule in self.rules.items() if rule.category == "text"}
         self._unique_keys = self.table.unique_keys()
 
@@ -373,7 +373,8 @@ class SQLQuery(BaseQuery):
     def _update(self, node: Node, changes: Sequence[Change]) -> int:
         return self._write(*self._update_sql(node, changes), "update").rowcount
 
-    def _write(self, query: Any, params: Sequence[Any], what: str) -> psycopg.Cursor[Any]:
+    def _write(self, query: Any, params: Sequence[Any], what: str, *, retry: bool = False) -> psycopg.Cursor[Any]:
+        """Run a write; ``retry``: a deadlock or serialization failure stays a psycopg error, for ``retrying``."""
         try:
             return self.db.execute_raw(query, params)
         except psycopg.IntegrityError as exc:
@@ -383,6 +384,8 @@ class SQLQuery(BaseQuery):
         except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
             raise FilterError(f"{what} on {self.name}: {_unsendable(exc)}") from None
         except psycopg.Error as exc:
+            if retry and exc.sqlstate in TRANSIENT:
+                raise
             raise _driver_error(exc, f"{what} on {self.name}") from None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
@@ -424,8 +427,8 @@ class SQLQuery(BaseQuery):
             matched = 0
             with self.db.transaction():
                 first = rounds[0][0]  # it holds every key
-                self._lock_rows(key_columns, [[self._value(c.name, row[c.name]) for row in first]
-                                              for c in key_columns])
+                self._lock_rows(key_columns, [_adapted(self.rules[c.name], [row[c.name] for row in first],
+                                                       "bulk_update: instances") for c in key_columns])
                 for number, (instances, changes) in enumerate(rounds):
                     groups: dict[tuple[Any, ...], list[int]] = {}
                     for i, row_changes in enumerate(changes):
@@ -452,6 +455,16 @@ class SQLQuery(BaseQuery):
 
         return self._update_batches(keys, first, indexes, columns)
 
+    def _exact_keys(self, keys: list[str]) -> bool:
+        rules = [self.rules.get(k) for k in keys]
+        return all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules)
+
+    def _key_form(self, keys: list[str], value: tuple[Any, ...]) -> tuple[Any, ...]:
+        try:
+            return tuple(self.rules[k].adapt(v) for k, v in zip(keys, value))
+        except FilterError:  # the update names the value
+            return value
+
     def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
         key_columns = [self._column(k) for k in keys]
         first = list(columns.changes(0))
@@ -460,10 +473,9 @@ class SQLQuery(BaseQuery):
         rules = [self.rules[c.name] for c in key_columns] + [self.rules[c.field] for c in first]
         every = [*key_values, *columns.values]
 
-        def values(used: list[int], batch: list[int]) -> list[list[Any]]:
-            wanted = list(range(len(keys))) + [len(keys) + n for n in used]
-            whole = len(batch) == len(every[0])
-            return [_adapted(rules[n], every[n] if whole else every[n][batch[0]:batch[-1] + 1]) for n in wanted]
+        def values(used: list[int], batch: list[int]) -> list[list[Any]]:  # batch: every row
+            return [_adapted(rules[n], every[n], "bulk_update: instances" if n < len(keys) else "bulk_update: attrs")
+                    for n in [*range(len(keys)), *(len(keys) + n for n in used)]]
 
         def attempt() -> int:
             with self.db.transaction():
@@ -471,23 +483,30 @@ class SQLQuery(BaseQuery):
 
         return retrying(self.name, "bulk_update", attempt)
 
+    def _lock_order(self, keys: list[Column]) -> list[sql.Composable]:
+        """The order rows are locked in: the primary key's, whatever the filter fields, so that no two
+        bulk_updates (or merges) wait for each other in a cycle; the filter fields' without one."""
+        names = self._key() or [c.name for c in keys]
+        return [sql.SQL("t.{}").format(self._q(n)) for n in names] + [sql.SQL("t.ctid")]
+
     def _lock_rows(self, keys: list[Column], values: list[list[Any]]) -> None:
         """Lock the rows a bulk_update will change, in key order, so that concurrent ones cannot deadlock."""
         aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))]
-        order = [sql.SQL("t.{}").format(self._q(c.name)) for c in keys] + [sql.SQL("t.ctid")]
-        self._write(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS t JOIN unnest({}) AS v({}) ON {} "
-                            "ORDER BY {} FOR UPDATE OF t) AS locked").format(
-            self._table, sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(self.rules[c.name].cast)) for c in keys),
-            sql.SQL(", ").join(aliases),
-            sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), a) for c, a in zip(keys, aliases)),
-            sql.SQL(", ").join(order)), [_one_kind(v) for v in values], "bulk_update")
+        order = self._lock_order(keys)
+        types = [self.rules[c.name].cast for c in keys]
+        for source, params in _sources(types, values, len(values[0])):
+            self._write(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS t JOIN ({}) AS v({}) ON {} "
+                                "ORDER BY {} FOR UPDATE OF t) AS locked").format(
+                self._table, source, sql.SQL(", ").join(aliases),
+                sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), a) for c, a in zip(keys, aliases)),
+                sql.SQL(", ").join(order)), params, "bulk_update", retry=True)
 
     def _update_batches(self, keys: list[Column], first: list[Change], indexes: list[int],
                         columns: Callable[[list[int], list[int]], list[list[Any]]], *, lock: bool = False) -> int:
-        """Run ``first``'s SET over ``indexes`` in batches; ``columns(used, batch)`` gives their parameters.
+        """Run ``first``'s SET over ``indexes``; ``columns(used, indexes)`` gives their parameters.
 
         ``lock`` takes the rows' locks in key order first: in the statement itself
-        when there is one batch, otherwise in one statement before them all.
+        when it is one statement, otherwise in statements before them all.
         """
         used: list[int] = []
         types: list[str] = []
@@ -500,39 +519,28 @@ class SQLQuery(BaseQuery):
 
         sets = compile_changes(self, first, operand, lambda name: sql.Composed([sql.SQL("t."), self._q(name)]))
         all_types = [self.rules[c.name].cast for c in keys] + types
-        aliases = [sql.Identifier(f"k{n}") for n in range(len(keys))] + [
-            sql.Identifier(f"s{n}") for n in range(len(types))]
-        whole = any(t.endswith("[]") for t in all_types)  # unnest() would flatten arrays of arrays
-        step = max(1, 30000 // len(all_types)) if whole else _UPDATE_BATCH
-        joined = sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), aliases[n])
+        aliases = sql.SQL(", ").join([sql.Identifier(f"k{n}") for n in range(len(keys))] + [
+            sql.Identifier(f"s{n}") for n in range(len(types))])
+        joined = sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), sql.Identifier(f"k{n}"))
                                        for n, c in enumerate(keys))
-        if lock and len(indexes) > step:
-            self._lock_rows(keys, columns([], indexes))
-        embed = lock and len(indexes) <= step
+        every = columns(used, indexes)
+        sources = _sources(all_types, every, len(indexes))
+        if lock and len(sources) > 1:
+            self._lock_rows(keys, every[:len(keys)])
         matched = 0
-        for start in range(0, len(indexes), step):
-            batch = indexes[start:start + step]
-            params: list[Any] = [_one_kind(values) for values in columns(used, batch)]
-            if whole:
-                row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t))
-                                                                  for t in all_types))
-                source = sql.SQL("VALUES {}").format(sql.SQL(", ").join(row for _ in batch))
-                params = [value for values in zip(*params) for value in values]
-            else:
-                source = sql.SQL("SELECT * FROM unnest({})").format(
-                    sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(t)) for t in all_types))
-            if embed:  # the locks, in key order, before the UPDATE reads a row (a one-time filter)
-                order = [sql.SQL("t.{}").format(self._q(c.name)) for c in keys] + [sql.SQL("t.ctid")]
+        for source, params in sources:
+            if lock and len(sources) == 1:  # the locks, in key order, before the UPDATE reads a row
+                order = self._lock_order(keys)
                 query = sql.SQL(
                     "WITH v({aliases}) AS ({source}), locked AS (SELECT 1 FROM {table} AS t JOIN v ON {joined} "
                     "ORDER BY {order} FOR UPDATE OF t) "
                     "UPDATE {table} AS t SET {sets} FROM v WHERE {joined} AND (SELECT count(*) FROM locked) >= 0"
-                ).format(aliases=sql.SQL(", ").join(aliases), source=source, table=self._table, joined=joined,
+                ).format(aliases=aliases, source=source, table=self._table, joined=joined,
                          order=sql.SQL(", ").join(order), sets=sets)
             else:
                 query = sql.SQL("UPDATE {} AS t SET {} FROM ({}) AS v({}) WHERE {}").format(
-                    self._table, sets, source, sql.SQL(", ").join(aliases), joined)
-            matched += self._write(query, params, "bulk_update").rowcount
+                    self._table, sets, source, aliases, joined)
+            matched += self._write(query, params, "bulk_update", retry=True).rowcount
         return matched
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
@@ -540,21 +548,76 @@ class SQLQuery(BaseQuery):
         return bulk_insert(self, rows, on_conflict, update_fields)
 
 
-def _adapted(rule: ColumnRule, values: list[Any]) -> list[Any]:
-    """``values`` as parameters for ``rule``'s column: checked once per Python type where none needs converting."""
+#: The integer columns' ranges, checked before sending so that an error can name the row.
+_INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+
+
+def _adapted(rule: ColumnRule, values: list[Any], where: str = "") -> list[Any]:
+    """``values`` as parameters for ``rule``'s column, checked once per Python type where none needs converting.
+
+    A value that does not fit raises a FilterError naming its position (``where[i]``).
+    """
     kinds = set(map(type, values))
+    bound = _INT_BOUNDS.get(rule.cast)
     if not rule.per_value and all(converter(kind) is None and rule.accepts(kind) for kind in kinds):
-        return values
-    return [rule.adapt(value) for value in values]
+        if bound is None or int not in kinds:
+            return values
+        ints = [v for v in values if v is not None] if type(None) in kinds else values
+        if -bound <= min(ints) and max(ints) < bound:
+            return values
+    out = []
+    for i, value in enumerate(values):
+        try:
+            adapted = rule.adapt(value)
+        except FilterError as exc:
+            raise FilterError(f"{where}[{i}]: {exc}") from None
+        if bound is not None and type(adapted) is int and not -bound <= adapted < bound:
+            raise FilterError(f"{where}[{i}]: {rule.label} is {rule.type}; {adapted} is out of its range")
+        out.append(adapted)
+    return out
 
 
-def _one_kind(values: list[Any]) -> list[Any]:
-    """Numbers of one Python type, as psycopg sends a list: ints among floats as floats, among Decimals as Decimals."""
+def _one_kind(values: list[Any], type_name: str) -> Optional[list[Any]]:
+    """``values`` as one array psycopg can send for a ``type_name`` parameter; None if they cannot be one.
+
+    Floats for a numeric parameter become Decimals of their shortest repr (what
+    COPY stores; PostgreSQL's own float8 to numeric cast keeps 15 digits), ints
+    among them too; ints among floats become floats; UUIDs among strings, strings.
+    """
     kinds = {type(v) for v in values if v is not None}
-    if len(kinds) > 1 and kinds <= {int, float, decimal.Decimal}:
-        convert: Any = float if float in kinds else decimal.Decimal
-        return [v if v is None else convert(v) for v in values]
-    return values
+    if not kinds or (len(kinds) == 1 and (float not in kinds or type_name != "numeric")):
+        return values
+    if kinds <= {int, float, decimal.Decimal}:
+        if type_name == "numeric" or decimal.Decimal in kinds:
+            return [v if v is None or type(v) is decimal.Decimal else
+                    decimal.Decimal(repr(v)) if type(v) is float else decimal.Decimal(v) for v in values]
+        return [v if v is None else float(v) for v in values]
+    if kinds <= {uuid.UUID, str}:
+        return [v if v is None else str(v) for v in values]
+    return None
+
+
+def _sources(types: list[str], columns: list[list[Any]], rows: int) -> list[tuple[sql.Composable, list[Any]]]:
+    """Row sources for ``columns`` (a list of values per column) and their parameters.
+
+    One ``SELECT * FROM unnest(%b::type[], ...)`` of binary arrays; or, where an
+    array column (unnest would flatten it) or a column of mixed value types
+    rules arrays out, ``VALUES`` rows of single parameters, in batches that stay
+    within the protocol's 65,535 parameters.
+    """
+    sent = [_one_kind(values, t) for values, t in zip(columns, types)]
+    if all(values is not None for values in sent) and not any(t.endswith("[]") for t in types):
+        arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(t)) for t in types)
+        return [(sql.SQL("SELECT * FROM unnest({})").format(arrays), list(sent))]
+    values = [one if one is not None else every for one, every in zip(sent, columns)]
+    row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in types))
+    step = max(1, 30000 // len(types))
+    out: list[tuple[sql.Composable, list[Any]]] = []
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        params = [value for values_ in zip(*(v[start:stop] for v in values)) for value in values_]
+        out.append((sql.SQL("VALUES {}").format(sql.SQL(", ").join(row for _ in range(stop - start))), params))
+    return out
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:

@@ -37,12 +37,14 @@ def category(type_name: str) -> str:
     """The kind of a column, from ``format_type`` (``integer``, ``character varying(20)``, ``bigint[]``)."""
     if type_name.endswith("[]"):
         return "array"
+    if "with time zone" in type_name and type_name.startswith("timestamp"):
+        return "datetimetz"  # also timestamp(3) with time zone
     base = type_name.split("(")[0].strip()
     if base in ("smallint", "integer", "bigint"):
         return "int"
     if base in ("real", "double precision", "numeric"):
         return "number"
-    if base in ("character varying", "text", "character", "name", "citext"):
+    if base in ("character varying", "text", "character", "bpchar", "name", "citext"):
         return "text"
     if base == "boolean":
         return "bool"
@@ -123,13 +125,14 @@ class ColumnRule:
 
     __slots__ = ("cast", "category", "element", "label", "name", "per_value", "type")
 
-    def __init__(self, table: str, name: str, type_name: str) -> None:
+    def __init__(self, table: str, name: str, type_name: str, *, base: Optional[str] = None) -> None:
         self.name = name
         self.type = type_name
-        #: The type to cast this column's parameters to (see :func:`cast_type`).
-        self.cast = cast_type(type_name)
-        self.category = category(type_name)
-        self.element = category(type_name[:-2]) if self.category == "array" else None
+        #: The type to cast this column's parameters to (see :func:`cast_type`); a domain's base
+        #: type, whose checks (and the domain's) apply when the value is stored.
+        self.cast = cast_type(base or type_name)
+        self.category = category(base or type_name)
+        self.element = category(self.cast[:-2]) if self.category == "array" else None
         self.label = f"{table}.{name}"
         #: True if :meth:`adapt` changes values (so a COPY must convert each one).
         self.per_value = self.category in _PER_VALUE
@@ -163,8 +166,15 @@ class ColumnRule:
         if not self.accepts(type(value), write=write):
             raise self.refuse(value, where)
         kind = self.category
+        if kind == "number" and write and type(value) is float and self.cast == "numeric":
+            return decimal.Decimal(repr(value))  # as COPY stores it (a float8 cast keeps 15 digits)
         if kind == "int" and not write and type(value) is float:  # compared exactly, as MongoDB does
             return int(value) if value.is_integer() else decimal.Decimal(value)
+        if kind == "uuid" and type(value) is str:  # one form for each spelling of a uuid
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                raise self.refuse(value, where) from None
         if kind == "datetime":
             return _utc_naive(value)
         if kind == "datetimetz":
@@ -173,6 +183,8 @@ class ColumnRule:
             return Jsonb(value, dumps=dumps)
         if kind == "array":
             items = [plain(item) for item in value]
+            if self.element in ("datetime", "datetimetz"):  # the datetime rule, inside arrays too
+                items = _each(items, _utc_naive if self.element == "datetime" else _utc_aware)
             allowed = _ELEMENTS.get(self.element or "")
             if allowed is not None:
                 for item in _flatten(items):
@@ -182,6 +194,12 @@ class ColumnRule:
                                           f"{type(item).__name__} {item!r:.40}")
             return items
         return value
+
+
+def _each(items: Sequence[Any], convert: Any) -> list[Any]:
+    """``items`` (nested lists too) with ``convert`` applied to each datetime."""
+    return [_each(item, convert) if isinstance(item, (list, tuple)) else
+            convert(item) if isinstance(item, _dt.datetime) else item for item in items]
 
 
 def _flatten(items: Sequence[Any]) -> list[Any]:
