@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
@@ -36,6 +36,7 @@ from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 if TYPE_CHECKING:
     from dbp.sql.catalog import Catalog, Table
     from dbp.sql.query import SQLQuery
+    from dbp.sql.source import SQLSource
 
 __all__ = ["SQLConnection"]
 
@@ -489,7 +490,28 @@ class SQLConnection(Connection[SQLSettings]):
             # psycopg takes any Composable, though its stubs list only SQL and Composed
             return conn.execute(cast(Any, query), params)
 
-    def query(self, name: str) -> SQLQuery:
+    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[SQLQuery, SQLSource]:
+        """Queries on table ``name``, or on the named query ``name`` with ``params`` (read-only).
+
+        Unknown names raise FilterError; see README, Named queries.
+        """
+        from dbp.sql.source import resolve
+
+        return resolve(self, name, params)
+
+    def sql(self, text: str, params: Optional[Mapping[str, Any]] = None) -> SQLSource:
+        """A read-only, pageable source over an inline SELECT with ``%(name)s`` parameters."""
+        from dbp.sql.source import inline
+
+        return inline(self, text, params)
+
+    def run(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[int, list[DictRow]]:
+        """Run the named statement ``name``: its returned rows, or the row count; joins db.transaction()."""
+        from dbp.sql.source import run
+
+        return run(self, name, params)
+
+    def table_query(self, name: str) -> SQLQuery:
         """Queries on table ``name`` (of the current schema); unknown tables raise FilterError."""
         from dbp.query import check_name
         from dbp.sql.query import SQLQuery
