@@ -89,10 +89,10 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
             out.append("%%")
             continue
         param = match.group("name")
-        if param is None:
+        if param is None and match.group("bare") not in ("s", "b", "t"):
             raise ConfigError(f"{where} line {line}: a lone % (psycopg reads every % in a statement): "
                               "write %% for a literal %, and %(name)s for a parameter")
-        if match.group("fmt") != "s" or not NAME.fullmatch(param):
+        if param is None or match.group("fmt") != "s" or not NAME.fullmatch(param):
             raise ConfigError(f"{where} line {line}: parameters are %(name)s with a name of letters, digits "
                               f"and _, not {shown(token, 40)}")
         order.append(param)

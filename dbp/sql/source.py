@@ -182,11 +182,11 @@ def resolve(db: SQLConnection, name: str, params: Optional[Mapping[str, Any]]) -
 def inline(db: SQLConnection, text: Any, params: Optional[Mapping[str, Any]]) -> SQLSource:
     if not isinstance(text, str) or not text.strip() or "\x00" in text:
         raise FilterError("db.sql takes the statement as a non-empty string without NUL")
-    try:
-        statement = parse_sql("inline SQL", text, "inline SQL")
+    try:  # the caller's text: its mistakes are the caller's, not the configuration's
+        return SQLSource(db, parse_sql("inline SQL", text, "inline SQL"), params)
     except ConfigError as exc:
-        raise FilterError(str(exc)) from None
-    return SQLSource(db, statement, params)
+        failure = FilterError(str(exc))
+    raise failure
 
 
 def run(db: SQLConnection, name: Any, params: Optional[Mapping[str, Any]]) -> Union[int, list[Row]]:
