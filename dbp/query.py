@@ -78,6 +78,11 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
         raise FilterError(f"{what} is a string, not {type(name).__name__}")
     if not name or len(name) > MAX_NAME or "\x00" in name:
         raise FilterError(f"{what} is 1 to {MAX_NAME} characters without NUL, not {shown(name, 60)}")
+    if not name.isascii():
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise FilterError(f"{what} is valid UTF-8 text, not {shown(name, 60)} (a lone surrogate)") from None
     return name
 
 
