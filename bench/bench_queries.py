@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from psycopg import sql  # noqa: E402
+
 import dbp  # noqa: E402
 from dbp.local import LocalServers  # noqa: E402
 from dbp.mongo.connection import MongoConnection  # noqa: E402
@@ -55,7 +57,7 @@ WHERE p.class_name = %s AND p.probability >= %s AND o.ndet >= %s
 RAW_PAGE = JOIN + """ORDER BY p.probability DESC NULLS LAST, o.oid, p.classifier_version COLLATE "C" NULLS FIRST,
          p.class_name COLLATE "C" NULLS FIRST
 LIMIT %s OFFSET %s"""
-RAW_COUNT = "SELECT count(*) AS n FROM (" + JOIN + " LIMIT %s) AS matched"
+RAW_COUNT = sql.SQL("SELECT count(*) AS n FROM ({} LIMIT %s) AS matched").format(sql.SQL(JOIN))
 
 
 def best(fn: Callable[[], Any], repeat: int) -> float:
