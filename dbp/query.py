@@ -158,6 +158,10 @@ class ReadQuery(ABC):
 
     # -- engine-neutral ------------------------------------------------------------------------------
 
+    def _token_scope(self) -> Any:
+        """What a keyset token belongs to besides its filter and sort (a named query adds its parameters)."""
+        return self.name
+
     def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
         order = parse_sort(sort)
         named = {f for f, _ in order}
@@ -262,7 +266,7 @@ class ReadQuery(ABC):
         if not key:
             raise FilterError(f"keyset pagination of {self.name} needs a key: a primary key, or a named query's "
                               "declared key (-- key: in a .sql file, \"key\" in a pipeline)")
-        owner = fingerprint(self.name, repr(node), order)
+        owner = fingerprint(self._token_scope(), repr(node), order)
         fields = parse_projection(projection)
         wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
         if after:

@@ -135,6 +135,9 @@ def test_a_keyset_token_belongs_to_its_parameters(sql_db: SQLConnection) -> None
     assert other.paginate(per_page=3, after=first.next_token).items  # type: ignore[union-attr]
     with pytest.raises(FilterError, match="belongs to another query"):
         sql_db.query("light_curve", {"oid": "x"}).paginate(per_page=3, after=first.next_token)  # type: ignore
+    with pytest.raises(FilterError, match="belongs to another query"):  # other parameters: other rows
+        sql_db.query("object_list", {"classifier": "lc_classifier", "ranking": None}).paginate(
+            per_page=3, after=first.next_token)  # type: ignore[union-attr]
 
 
 # -- a project's own queries -----------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class PipelineSource(ReadOnly, ReadQuery):
     def _key(self) -> list[str]:
         return list(self.named.key)
 
+    def _token_scope(self) -> Any:
+        return [self.name, repr(self.stages)]
+
     def _shape(self, doc: Row, projection: Optional[list[str]]) -> Row:
         return {f: doc.get(f) for f in (projection or self.columns)}
 

@@ -103,6 +103,9 @@ class SQLSource(ReadOnly, SQLQuery):
     def _key(self) -> list[str]:
         return list(self.statement.key)
 
+    def _token_scope(self) -> Any:
+        return [self.name, self.statement.text, repr(self._bound)]
+
     def _statement(self, kind: str, node: Node, sort: Sequence[tuple[str, int]] = (),
                    projection: Optional[list[str]] = None, limit: bool = False, offset: bool = False,
                    ) -> tuple[str, list[Any]]:
