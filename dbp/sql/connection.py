@@ -34,6 +34,7 @@ from dbp.sql.errors import query_error
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 
 if TYPE_CHECKING:
+    from dbp.named import Queries
     from dbp.sql.catalog import Catalog, Table
     from dbp.sql.query import SQLQuery
     from dbp.sql.source import SQLSource
@@ -198,6 +199,8 @@ class SQLConnection(Connection[SQLSettings]):
         self._queries: dict[str, SQLQuery] = {}
         #: Statement texts by shape, for dbp.sql.query (bounded; cleared when the catalog is re-read).
         self.statement_cache: BoundedCache = BoundedCache(STATEMENT_CACHE_SIZE)
+        #: The named queries (dbp.sql.source), indexed when first used.
+        self.named_queries: Optional[Queries] = None
 
     @property
     def closed(self) -> bool:

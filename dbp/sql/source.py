@@ -149,10 +149,10 @@ class SQLSource(ReadOnly, SQLQuery):
 
 
 def queries(db: SQLConnection) -> Queries:
-    found: Optional[Queries] = db.statement_cache.get(("queries",))
+    """The connection's named queries (files are read when first used)."""
+    found = db.named_queries
     if found is None:
-        found = queries_for(db.settings.queries_dir)
-        db.statement_cache[("queries",)] = found
+        found = db.named_queries = queries_for(db.settings.queries_dir)
     return found
 
 
