@@ -60,19 +60,22 @@ LIMIT %s OFFSET %s"""
 RAW_COUNT = sql.SQL("SELECT count(*) AS n FROM ({} LIMIT %s) AS matched").format(sql.SQL(JOIN))
 
 
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    """The median of ``repeat`` timed runs, after one warm-up."""
-    fn()
-    times = []
+def pair(ours: Callable[[], Any], theirs: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """The median of ``repeat`` timed runs of each, interleaved (so that a busy machine slows both alike)."""
+    ours()
+    theirs()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, kept in ((ours, times[0]), (theirs, times[1])):
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def line(what: str, against: str, ours: float, theirs: float, target: float = 0.0) -> None:
+def line(what: str, against: str, timings: tuple[float, float], target: float = 0.0) -> None:
+    ours, theirs = timings
     ratio = ours / theirs
     verdict = f"target <= {target:g}x  {'ok' if ratio <= target else 'OVER'}" if target else "(reported)"
     print(f"  {what:<40} {ours * 1000:9.2f} ms  vs {against:<30} {theirs * 1000:9.2f} ms  "
@@ -155,20 +158,23 @@ def bench_sql(config: Any, args: argparse.Namespace) -> None:
             assert (ours.items, ours.total) == (items, total), "dbp and the hand-written SQL differ"
             print(f"  (page 3 of {total:,} matching rows, {args.per_page} a page)")
             line("paginate(object_list), page 3 + total", "hand-written SQL, raw psycopg",
-                 best(dbp_paginate, args.calls), best(raw_paginate, args.calls), 1.1)
+                 pair(dbp_paginate, raw_paginate, args.calls), 1.1)
 
         token, number = walk_to(source, args.deep_page, args.per_page)
-        first = best(lambda: db.query("object_list", PARAMS).paginate(per_page=args.per_page, keyset=True),
-                     args.calls)
-        deep = best(lambda: db.query("object_list", PARAMS).paginate(per_page=args.per_page, after=token),
-                    args.calls)
-        line(f"keyset page {number:,} (by the key)", "keyset page 1", deep, first, 3.0)
-        offset = best(lambda: source.paginate(page=number, per_page=args.per_page, count=False), args.calls)
-        line(f"offset page {number:,} (by the key)", "keyset page 1", offset, first)
-        token, number = walk_to(source, args.deep_page, args.per_page, [("ndet", 1)])
-        first = best(lambda: source.paginate(per_page=args.per_page, sort=[("ndet", 1)], keyset=True), args.calls)
-        deep = best(lambda: source.paginate(per_page=args.per_page, sort=[("ndet", 1)], after=token), args.calls)
-        line(f"keyset page {number:,} (by ndet, many ties)", "keyset page 1", deep, first)
+
+        def first() -> Any:
+            return db.query("object_list", PARAMS).paginate(per_page=args.per_page, keyset=True)
+
+        def deep() -> Any:
+            return db.query("object_list", PARAMS).paginate(per_page=args.per_page, after=token)
+
+        line(f"keyset page {number:,} (by the key)", "keyset page 1", pair(deep, first, args.calls), 3.0)
+        line(f"offset page {number:,} (by the key)", "keyset page 1",
+             pair(lambda: source.paginate(page=number, per_page=args.per_page, count=False), first, args.calls))
+        by_ndet, number = walk_to(source, args.deep_page, args.per_page, [("ndet", 1)])
+        line(f"keyset page {number:,} (by ndet, many ties)", "keyset page 1", pair(
+            lambda: source.paginate(per_page=args.per_page, sort=[("ndet", 1)], after=by_ndet),
+            lambda: source.paginate(per_page=args.per_page, sort=[("ndet", 1)], keyset=True), args.calls))
 
 
 def bench_mongo(config: Any, args: argparse.Namespace) -> None:
@@ -191,11 +197,11 @@ def bench_mongo(config: Any, args: argparse.Namespace) -> None:
             return db.query("object_list", PARAMS).paginate(FILTER, page=3, per_page=args.per_page, sort=SORT)
 
         line("paginate(object_list) pipeline, page 3", "the same stages, raw pymongo",
-             best(dbp_paginate, args.calls), best(raw_paginate, args.calls))
+             pair(dbp_paginate, raw_paginate, args.calls))
         token, number = walk_to(source, args.deep_page, args.per_page)
-        first = best(lambda: source.paginate(per_page=args.per_page, keyset=True), args.calls)
-        deep = best(lambda: source.paginate(per_page=args.per_page, after=token), args.calls)
-        line(f"pipeline keyset page {number:,}", "pipeline keyset page 1", deep, first)
+        line(f"pipeline keyset page {number:,}", "pipeline keyset page 1", pair(
+            lambda: source.paginate(per_page=args.per_page, after=token),
+            lambda: source.paginate(per_page=args.per_page, keyset=True), args.calls))
 
 
 def main() -> None:
