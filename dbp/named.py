@@ -202,6 +202,9 @@ def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
             ((op, body),) = node.items()
             if isinstance(body, dict) and len(body) == 1 and PARAM in body:  # {"$limit": {"$param": n}}
                 return {op: given[body[PARAM]]}
+            if op == "$facet" and isinstance(body, dict):
+                return {op: {k: [_fill(s, given, "stage") for s in v] if isinstance(v, list) else v
+                             for k, v in body.items()}}
             return {op: _fill(body, given, "query" if op == "$match" else "expr")}
         out = {}
         for key, value in node.items():

@@ -157,6 +157,10 @@ def project(tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSett
     (folder / "broken.sql").write_text("SELECT nope FROM object")
     (folder / "typed.sql").write_text("-- key: oid\nSELECT oid, ndet FROM object WHERE ndet >= %(n)s::integer")
     (folder / "limit_values.sql").write_text("SELECT 1 AS project_wins")
+    (folder / "faceted.json").write_text(json.dumps({
+        "collection": "object", "columns": ["small", "tag"],
+        "pipeline": [{"$facet": {"small": [{"$match": {"ndet": {"$lt": {"$param": "n"}}}}, {"$count": "n"}]}},
+                     {"$unwind": "$small"}, {"$project": {"small": "$small.n", "tag": {"$param": "n"}}}]}))
     (folder / "tagged.json").write_text(json.dumps({
         "collection": "object", "columns": ["oid", "tag", "ndet"], "key": ["oid"],
         "pipeline": [{"$match": {"ndet": {"$gte": {"$param": "n"}}}},
@@ -231,6 +235,7 @@ def test_pipeline_parameters_are_values_never_operators_or_paths(
     with pytest.raises(FilterError, match="parameter n is NaN"):
         mongo.query("tagged", {"n": float("nan"), "tag": 1})
     assert mongo.query("tagged", {"n": 0, "tag": [1, "$x"]}).find_one() == {"oid": "a", "tag": [1, "$x"], "ndet": 1}
+    assert mongo.query("faceted", {"n": 2}).find_one() == {"small": 1, "tag": 2}  # $facet's stages: a $match
 
 
 def test_inline_sql_is_a_source_too(project: tuple[Path, SQLConnection, Any]) -> None:
