@@ -383,3 +383,16 @@ def test_threads_page_one_source_concurrently(sql_db: SQLConnection, mongo_db: M
         t.join(120)
     assert not failures, failures[0]
     assert time.perf_counter() - start < 120
+
+
+def test_feature_oids_are_distinct_per_version(sql_db: SQLConnection) -> None:
+    load_sql(sql_db, [])
+    sql_db.query("object").bulk_insert([{"oid": o} for o in ("ZTFa", "ZTFb", "ZTFc")])
+    sql_db.query("feature_version").bulk_insert([{"version": "1"}, {"version": "2"}])
+    sql_db.query("feature").bulk_insert([
+        {"oid": oid, "name": name, "value": 1.0, "fid": fid, "version": version}
+        for oid, version in (("ZTFa", "1"), ("ZTFb", "1"), ("ZTFc", "2")) for name in ("amp", "period")
+        for fid in (1, 2)])
+    source = sql_db.query("feature_oids", {"version": "1"})
+    assert list(source.find_all(paginate=False)) == [{"oid": "ZTFa"}, {"oid": "ZTFb"}]
+    assert source.count() == 2 and source.paginate(per_page=1, keyset=True).items == [{"oid": "ZTFa"}]
