@@ -493,8 +493,8 @@ class SQLConnection(Connection[SQLSettings]):
             # psycopg takes any Composable, though its stubs list only SQL and Composed
             return conn.execute(cast(Any, query), params)
 
-    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[SQLQuery, SQLSource]:
-        """Queries on table ``name``, or on the named query ``name`` with ``params`` (read-only).
+    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> SQLQuery:
+        """Queries on table ``name``, or on the named query ``name`` with ``params`` (an SQLSource: read-only).
 
         Unknown names raise FilterError; see README, Named queries.
         """

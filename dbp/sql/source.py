@@ -162,7 +162,7 @@ def _named(db: SQLConnection, name: Any) -> Optional[NamedSQL]:
     return found
 
 
-def resolve(db: SQLConnection, name: str, params: Optional[Mapping[str, Any]]) -> Union[SQLQuery, SQLSource]:
+def resolve(db: SQLConnection, name: str, params: Optional[Mapping[str, Any]]) -> SQLQuery:
     """``db.query(name)``: a table's query, or a named query's source (see README, Named queries)."""
     check_name(name, "a table or query name")
     statement = _named(db, name)
