@@ -347,14 +347,15 @@ def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
 
 
 def _resolve_paths(section: Section, source: Optional[Path], where: str) -> Section:
-    """Make ``SCHEMA_DIR`` absolute, relative to the settings file (or the working directory)."""
-    value = section.get("SCHEMA_DIR")
-    if value is None:
-        return section
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise ConfigError(f"{where}.SCHEMA_DIR must be a path, not {type(value).__name__}")
-    base = source.parent if source is not None else Path.cwd()
-    section["SCHEMA_DIR"] = str((base / Path(value).expanduser()).resolve())
+    """Make ``SCHEMA_DIR`` and ``QUERIES_DIR`` absolute, relative to the settings file (or the working directory)."""
+    for key in ("SCHEMA_DIR", "QUERIES_DIR"):
+        value = section.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ConfigError(f"{where}.{key} must be a path, not {type(value).__name__}")
+        base = source.parent if source is not None else Path.cwd()
+        section[key] = str((base / Path(value).expanduser()).resolve())
     return section
 
 

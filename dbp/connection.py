@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Optional, TypeVar
 
@@ -11,7 +12,7 @@ from dbp.engines import ENGINES, EngineSettings
 from dbp.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dbp.query import BaseQuery
+    from dbp.query import ReadQuery
 
 __all__ = ["Connection", "connect"]
 
@@ -79,8 +80,12 @@ class Connection(ABC, Generic[S]):
         """The server's product and version, e.g. ``PostgreSQL 18.1``."""
 
     @abstractmethod
-    def query(self, name: str) -> BaseQuery:
-        """Queries on table / collection ``name``: the same methods on every engine."""
+    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> ReadQuery:
+        """Queries on table / collection ``name``, or a named query's read-only source: the same reads everywhere."""
+
+    @abstractmethod
+    def run(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Any:
+        """Run the named write ``name`` (SQL): its returned rows, or the row count."""
 
     @abstractmethod
     def create_db(self) -> bool:

@@ -110,14 +110,17 @@ class DatabaseMissing(DbpError):
 
 
 class QueryError(OperationError):
-    """A statement failed on the server; ``sqlstate`` is PostgreSQL's error code (None if unknown).
+    """A statement failed on the server; ``sqlstate`` is PostgreSQL's error code (None if unknown), ``query`` its name.
 
     ``__cause__`` is the driver's error with its message redacted.
     """
 
-    def __init__(self, message: str, *, sqlstate: Optional[str] = None, details: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, *, sqlstate: Optional[str] = None, details: Sequence[str] = (),
+                 query: Optional[str] = None) -> None:
         super().__init__(message, details=details)
         self.sqlstate = sqlstate
+        #: The named query that failed (None for db.execute and table queries).
+        self.query = query
 
 
 class BulkWriteError(OperationError):

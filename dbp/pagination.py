@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from dbp.errors import FilterError
 
 if TYPE_CHECKING:
-    from dbp.query import BaseQuery
+    from dbp.query import ReadQuery
 
 __all__ = ["KeysetPage", "Pagination", "PaginationNoCount", "decode_token", "encode_token"]
 
@@ -35,7 +35,7 @@ class Pagination:
 
     def __init__(
         self,
-        query: Optional[BaseQuery],
+        query: Optional[ReadQuery],
         page: int,
         per_page: int,
         total: Optional[int],
@@ -98,7 +98,7 @@ class PaginationNoCount(Pagination):
 
     def __init__(
         self,
-        query: Optional[BaseQuery],
+        query: Optional[ReadQuery],
         page: int,
         per_page: int,
         items: list[Row],

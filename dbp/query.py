@@ -16,7 +16,7 @@ import datetime as _dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, NoReturn, Optional, Union
 
 from dbp._redact import shown
 from dbp._values import is_frame, records
@@ -33,7 +33,7 @@ from dbp.pagination import (
 )
 from dbp.updates import Change, Columns, columnar, is_plain, parse_update, replaces
 
-__all__ = ["BaseQuery", "ConflictMode", "Filter", "Round", "Row", "Sort", "collapse"]
+__all__ = ["BaseQuery", "ConflictMode", "Filter", "ReadOnly", "ReadQuery", "Round", "Row", "Sort", "collapse"]
 
 Row = dict[str, Any]
 _UTC = _dt.timezone.utc
@@ -82,6 +82,11 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
         raise FilterError(f"{what} is a string, not {type(name).__name__}")
     if not name or len(name) > MAX_NAME or "\x00" in name:
         raise FilterError(f"{what} is 1 to {MAX_NAME} characters without NUL, not {shown(name, 60)}")
+    if not name.isascii():
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise FilterError(f"{what} is valid UTF-8 text, not {shown(name, 60)} (a lone surrogate)") from None
     return name
 
 
@@ -140,10 +145,10 @@ def _key_columns(instances: Sequence[Any], keys: Sequence[str]) -> Optional[list
     return columns if len(set(idents)) == len(idents) else None
 
 
-class BaseQuery(ABC):
-    """Queries on one table (SQL) or collection (MongoDB); get one with ``db.query(name)``."""
+class ReadQuery(ABC):
+    """The read half of the contract: a table, a collection, or a named query / pipeline (dbp.named)."""
 
-    #: The table or collection name.
+    #: The table, collection or query name.
     name: str
     #: Engine-specific value types that keyset tokens carry (see dbp.pagination.TokenTypes).
     token_types: ClassVar[TokenTypes] = MappingProxyType({})
@@ -169,6 +174,142 @@ class BaseQuery(ABC):
     @abstractmethod
     def _key(self) -> list[str]:
         """The fields that identify a row: the primary key or ``_id`` ([] if there is none)."""
+
+    # -- engine-neutral ------------------------------------------------------------------------------
+
+    def _token_scope(self) -> Any:
+        """What a keyset token belongs to besides its filter and sort (a named query adds its parameters)."""
+        return self.name
+
+    def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
+        order = parse_sort(sort)
+        named = {f for f, _ in order}
+        return order + [(k, 1) for k in self._key() if k not in named]
+
+    def check_exists(self, filter_by: Filter = None) -> bool:
+        return bool(self._select(parse(filter_by), [], None, limit=1))
+
+    def find_one(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
+                 ) -> Optional[Row]:
+        """The first matching row, or None."""
+        rows = self._select(parse(filter_by), parse_sort(sort), parse_projection(projection), limit=1)
+        return rows[0] if rows else None
+
+    def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:
+        """How many rows match, counting at most ``limit``."""
+        if limit is not None:
+            limit = _positive_int("limit", limit)
+        return self._count(parse(filter_by), limit)
+
+    def find_all(
+        self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None,
+        paginate: bool = True, **kwargs: Any,
+    ) -> Union[Pagination, KeysetPage, Iterator[Row]]:
+        """A page (``paginate=True``, with :meth:`paginate`'s keyword arguments), or every row streamed.
+
+        The stream reads from a server-side cursor (SQL) or a batched cursor
+        (MongoDB): memory stays flat however many rows match.
+        """
+        if paginate:
+            return self.paginate(filter_by, sort=sort, projection=projection, **kwargs)
+        batch = _positive_int("batch_size", kwargs.pop("batch_size", STREAM_BATCH), minimum=1, maximum=MAX_BATCH)
+        if kwargs:
+            raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
+        return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
+
+    def frame(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
+              ) -> Any:
+        """Every matching row in a pandas DataFrame (read as a stream, built once); pandas is optional."""
+        try:
+            import pandas
+        except ImportError:
+            raise ConfigError("query.frame() needs pandas: pip install 'alerce-dbp[pandas]'") from None
+        rows = self.find_all(filter_by, sort=sort, projection=projection, paginate=False)
+        assert not isinstance(rows, (Pagination, KeysetPage))
+        return pandas.DataFrame.from_records(list(rows), columns=list(projection) if projection else None)
+
+    def paginate(
+        self,
+        filter_by: Filter = None,
+        page: int = 1,
+        per_page: int = DEFAULT_PER_PAGE,
+        count: bool = True,
+        max_results: int = 50000,
+        sort: Sort = None,
+        projection: Optional[Sequence[str]] = None,
+        after: Optional[str] = None,
+        keyset: bool = False,
+    ) -> Union[Pagination, KeysetPage]:
+        """A page, as db-plugins pages: page < 1 is 1, negative ``per_page`` is 10.
+
+        ``count=True`` returns a :class:`Pagination` whose total counts at most
+        ``max_results``; ``count=False`` a :class:`PaginationNoCount`. With
+        ``after=token`` (or ``keyset=True`` for the first page) it returns a
+        :class:`KeysetPage`, whose cost does not grow with depth.
+        """
+        per_page = _positive_int("per_page", per_page, minimum=-MAX_ROWS)
+        if per_page < 0:
+            per_page = DEFAULT_PER_PAGE
+        if after is not None and not isinstance(after, str):
+            raise FilterError(f"after must be a token string from a previous page, not {type(after).__name__}")
+        if after is not None or keyset:
+            return self._keyset(filter_by, per_page, sort, projection, after)
+        page = max(_positive_int("page", page, minimum=-MAX_ROWS), 1)
+        max_results = _positive_int("max_results", max_results)
+        if (page - 1) * per_page > MAX_ROWS:
+            raise FilterError(f"page {page} of {per_page} rows starts beyond row {MAX_ROWS:,}")
+        node = parse(filter_by)
+        order = self._full_sort(sort)
+        fields = parse_projection(projection)
+        offset = (page - 1) * per_page
+
+        def again(new_page: int, new_per_page: int) -> Pagination:
+            result = self.paginate(filter_by, new_page, new_per_page, count, max_results, sort, projection)
+            assert isinstance(result, Pagination)
+            return result
+
+        if not count:
+            rows = self._select(node, order, fields, limit=per_page + 1, offset=offset) if per_page else []
+            return PaginationNoCount(self, page, per_page, rows[:per_page], len(rows) > per_page, repeat=again)
+        items = self._select(node, order, fields, limit=per_page, offset=offset) if per_page else []
+        total = self._count(node, max_results)
+        return Pagination(self, page, per_page, total, items, repeat=again)
+
+    def _keyset(
+        self, filter_by: Filter, per_page: int, sort: Sort, projection: Optional[Sequence[str]],
+        after: Optional[str],
+    ) -> KeysetPage:
+        node = parse(filter_by)
+        order = self._full_sort(sort)
+        key = self._key()
+        if not key:
+            raise FilterError(f"keyset pagination of {self.name} needs a key: a primary key, or a named query's "
+                              "declared key (-- key: in a .sql file, \"key\" in a pipeline)")
+        owner = fingerprint(self._token_scope(), repr(node), order)
+        fields = parse_projection(projection)
+        wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
+        if after:
+            values = decode_token(after, owner, len(order), self.token_types)
+            node = And((node, After(tuple(order), tuple(values))))
+        rows = self._select(node, order, wanted, limit=per_page + 1) if per_page else []
+        page = rows[:per_page]
+        token = None
+        if len(rows) > per_page and page:
+            token = encode_token([page[-1].get(f) for f, _ in order], owner, self.token_types)
+        if fields is not None:
+            page = [{f: row.get(f) for f in fields} for row in page]
+
+        def again(next_token: str) -> KeysetPage:
+            result = self.paginate(filter_by, per_page=per_page, sort=sort, projection=projection, after=next_token)
+            assert isinstance(result, KeysetPage)
+            return result
+
+        return KeysetPage(page, per_page, token, again)
+
+
+
+class BaseQuery(ReadQuery):
+    """Queries on one table (SQL) or collection (MongoDB); get one with ``db.query(name)``."""
 
     # -- writes each engine implements ----------------------------------------------------------
 
@@ -347,128 +488,30 @@ class BaseQuery(ABC):
     def delete(self, filter_by: Filter) -> int:
         """Delete every matching row; return how many."""
 
-    # -- engine-neutral ------------------------------------------------------------------------------
 
-    def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
-        order = parse_sort(sort)
-        named = {f for f, _ in order}
-        return order + [(k, 1) for k in self._key() if k not in named]
+class ReadOnly:
+    """Write methods that refuse: named queries and pipelines are read-only sources."""
 
-    def check_exists(self, filter_by: Filter = None) -> bool:
-        return bool(self._select(parse(filter_by), [], None, limit=1))
+    name: str
 
-    def find_one(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
-                 ) -> Optional[Row]:
-        """The first matching row, or None."""
-        rows = self._select(parse(filter_by), parse_sort(sort), parse_projection(projection), limit=1)
-        return rows[0] if rows else None
+    def _read_only(self, method: str) -> NoReturn:
+        raise FilterError(f"{method} on {self.name}: a named query is read-only; "
+                          "run a named write with db.run(name, params)")
 
-    def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:
-        """How many rows match, counting at most ``limit``."""
-        if limit is not None:
-            limit = _positive_int("limit", limit)
-        return self._count(parse(filter_by), limit)
+    def get_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("get_or_create")
 
-    def find_all(
-        self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None,
-        paginate: bool = True, **kwargs: Any,
-    ) -> Union[Pagination, KeysetPage, Iterator[Row]]:
-        """A page (``paginate=True``, with :meth:`paginate`'s keyword arguments), or every row streamed.
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("update")
 
-        The stream reads from a server-side cursor (SQL) or a batched cursor
-        (MongoDB): memory stays flat however many rows match.
-        """
-        if paginate:
-            return self.paginate(filter_by, sort=sort, projection=projection, **kwargs)
-        batch = _positive_int("batch_size", kwargs.pop("batch_size", STREAM_BATCH), minimum=1, maximum=MAX_BATCH)
-        if kwargs:
-            raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
-        return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
+    def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("bulk_update")
 
-    def frame(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
-              ) -> Any:
-        """Every matching row in a pandas DataFrame (read as a stream, built once); pandas is optional."""
-        try:
-            import pandas
-        except ImportError:
-            raise ConfigError("query.frame() needs pandas: pip install 'alerce-dbp[pandas]'") from None
-        rows = self.find_all(filter_by, sort=sort, projection=projection, paginate=False)
-        assert not isinstance(rows, (Pagination, KeysetPage))
-        return pandas.DataFrame.from_records(list(rows), columns=list(projection) if projection else None)
+    def bulk_insert(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("bulk_insert")
 
-    def paginate(
-        self,
-        filter_by: Filter = None,
-        page: int = 1,
-        per_page: int = DEFAULT_PER_PAGE,
-        count: bool = True,
-        max_results: int = 50000,
-        sort: Sort = None,
-        projection: Optional[Sequence[str]] = None,
-        after: Optional[str] = None,
-        keyset: bool = False,
-    ) -> Union[Pagination, KeysetPage]:
-        """A page, as db-plugins pages: page < 1 is 1, negative ``per_page`` is 10.
+    def upsert(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("upsert")
 
-        ``count=True`` returns a :class:`Pagination` whose total counts at most
-        ``max_results``; ``count=False`` a :class:`PaginationNoCount`. With
-        ``after=token`` (or ``keyset=True`` for the first page) it returns a
-        :class:`KeysetPage`, whose cost does not grow with depth.
-        """
-        per_page = _positive_int("per_page", per_page, minimum=-MAX_ROWS)
-        if per_page < 0:
-            per_page = DEFAULT_PER_PAGE
-        if after is not None and not isinstance(after, str):
-            raise FilterError(f"after must be a token string from a previous page, not {type(after).__name__}")
-        if after is not None or keyset:
-            return self._keyset(filter_by, per_page, sort, projection, after)
-        page = max(_positive_int("page", page, minimum=-MAX_ROWS), 1)
-        max_results = _positive_int("max_results", max_results)
-        if (page - 1) * per_page > MAX_ROWS:
-            raise FilterError(f"page {page} of {per_page} rows starts beyond row {MAX_ROWS:,}")
-        node = parse(filter_by)
-        order = self._full_sort(sort)
-        fields = parse_projection(projection)
-        offset = (page - 1) * per_page
-
-        def again(new_page: int, new_per_page: int) -> Pagination:
-            result = self.paginate(filter_by, new_page, new_per_page, count, max_results, sort, projection)
-            assert isinstance(result, Pagination)
-            return result
-
-        if not count:
-            rows = self._select(node, order, fields, limit=per_page + 1, offset=offset) if per_page else []
-            return PaginationNoCount(self, page, per_page, rows[:per_page], len(rows) > per_page, repeat=again)
-        items = self._select(node, order, fields, limit=per_page, offset=offset) if per_page else []
-        total = self._count(node, max_results)
-        return Pagination(self, page, per_page, total, items, repeat=again)
-
-    def _keyset(
-        self, filter_by: Filter, per_page: int, sort: Sort, projection: Optional[Sequence[str]],
-        after: Optional[str],
-    ) -> KeysetPage:
-        node = parse(filter_by)
-        order = self._full_sort(sort)
-        key = self._key()
-        if not key:
-            raise FilterError(f"keyset pagination of {self.name} needs a primary key")
-        owner = fingerprint(self.name, repr(node), order)
-        fields = parse_projection(projection)
-        wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
-        if after:
-            values = decode_token(after, owner, len(order), self.token_types)
-            node = And((node, After(tuple(order), tuple(values))))
-        rows = self._select(node, order, wanted, limit=per_page + 1) if per_page else []
-        page = rows[:per_page]
-        token = None
-        if len(rows) > per_page and page:
-            token = encode_token([page[-1].get(f) for f, _ in order], owner, self.token_types)
-        if fields is not None:
-            page = [{f: row.get(f) for f in fields} for row in page]
-
-        def again(next_token: str) -> KeysetPage:
-            result = self.paginate(filter_by, per_page=per_page, sort=sort, projection=projection, after=next_token)
-            assert isinstance(result, KeysetPage)
-            return result
-
-        return KeysetPage(page, per_page, token, again)
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._read_only("delete")

@@ -134,3 +134,21 @@ def test_an_existing_local_dir_is_kept_but_its_servers_stopped(bench_root: Path)
     assert not alive(pid)
     assert (bench_root / "mine.txt").read_text() == "not the bench's\n"
     assert f"bench: stopped sql server(s); kept {bench_root}" in bench.output
+
+
+def test_the_queries_bench_measures_every_figure_at_a_tiny_size(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    root = tmp_path / "servers"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_queries.py"), "--objects", "2000", "--mongo-objects", "150",
+         "--deep-page", "10", "--per-page", "10", "--calls", "2", "--local-dir", str(root)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for what in ("paginate(object_list), page 3 + total", "keyset page 10 (by the key)", "offset page 10",
+                 "keyset page 10 (by ndet, many ties)", "paginate(object_list) pipeline, page 3",
+                 "pipeline keyset page"):
+        assert any(line.strip().startswith(what) for line in done.stdout.splitlines()), (what, done.stdout)
+    assert "target <= 1.1x" in done.stdout and "target <= 3x" in done.stdout
+    assert "bench: stopped sql, mongo server(s)" in done.stdout
+    assert processes_naming(root) == []  # its servers are stopped

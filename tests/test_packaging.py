@@ -91,6 +91,8 @@ def test_wheel_is_alerce_dbp_with_package_and_command_dbp(built_wheel: Path) -> 
     assert re.search(r"^dbp = dbp\.cli:main$", entry_points, re.M), entry_points
     assert "dbp/_bundled/sql/schema/001_object.sql" in names
     assert "dbp/_bundled/mongo_migrations/collections.toml" in names
+    for query in ("object_list", "light_curve", "limit_values"):  # ALeRCE's named queries, SQL and pipeline
+        assert f"dbp/queries/{query}.sql" in names and f"dbp/queries/{query}.json" in names
 
 
 # -- a newcomer's whole path, from the wheel ----------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from pymongo import MongoClient
 from pymongo.collection import Collection
@@ -26,7 +27,9 @@ from dbp.mongo.ledger import MARKER
 from dbp.mongo.settings import MongoSettings
 
 if TYPE_CHECKING:
+    from dbp.mongo.pipeline import PipelineSource
     from dbp.mongo.query import MongoQuery
+    from dbp.named import Queries
 
 __all__ = ["MongoConnection"]
 
@@ -62,6 +65,9 @@ class MongoConnection(Connection[MongoSettings]):
         super().__init__(config, settings=settings)
         self._client: Optional[MongoClient[Document]] = None
         self._queries: dict[str, MongoQuery] = {}
+        self._named_queries: Optional[Queries] = None
+        #: Per name: "collection" or "query", decided once (see dbp.mongo.pipeline.resolve).
+        self._resolved: dict[str, str] = {}
 
     @property
     def closed(self) -> bool:
@@ -93,6 +99,7 @@ class MongoConnection(Connection[MongoSettings]):
             self._client.close()
             self._client = None
         self._queries.clear()
+        self._resolved.clear()
 
     @property
     def client(self) -> MongoClient[Document]:
@@ -107,7 +114,18 @@ class MongoConnection(Connection[MongoSettings]):
     def collection(self, name: str) -> Collection[Document]:
         return self.database[name]
 
-    def query(self, name: str) -> MongoQuery:
+    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[MongoQuery, PipelineSource]:
+        """Queries on collection ``name``, or on the named pipeline ``name`` with ``params`` (read-only)."""
+        from dbp.mongo.pipeline import resolve
+
+        return resolve(self, name, params)
+
+    def run(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[int, list[Document]]:
+        """Named writes are SQL statements; MongoDB has none (a named pipeline is read-only)."""
+        raise FilterError(f"db.run({shown(name, 60)}): named writes are .sql statements; on MongoDB use "
+                          "db.query(collection) writes or db.collection(name)")
+
+    def collection_query(self, name: str) -> MongoQuery:
         """Queries on collection ``name``."""
         from dbp.mongo.query import MongoQuery
         from dbp.query import check_name

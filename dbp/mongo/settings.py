@@ -16,7 +16,7 @@ from dbp.errors import ConfigError
 
 __all__ = ["MongoSettings"]
 
-KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR")
+KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR", "QUERIES_DIR")
 DEFAULT_PORT = 27017
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
 URL_SCHEMES = {"mongodb": "mongodb", "mongodb+srv": "mongodb+srv", "mongo": "mongodb"}
@@ -40,6 +40,8 @@ class MongoSettings(EngineSettings):
     options: Mapping[str, Any] = field(default_factory=dict)
     #: The user's ``mongo_migrations/`` folder; None: the bundled ALeRCE one.
     schema_dir: Optional[Path] = None
+    #: The named queries' folder (QUERIES_DIR); None: ``./queries`` if it exists, and dbp's bundled ones.
+    queries_dir: Optional[Path] = None
     address: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +103,9 @@ class MongoSettings(EngineSettings):
         if options.get("username"):
             register_public(options["username"])
         schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
-        return cls(host=host, database=database, options=options, schema_dir=schema_dir)
+        queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
+        return cls(host=host, database=database, options=options, schema_dir=schema_dir,
+                   queries_dir=queries_dir)
 
     def secrets(self) -> Iterable[str]:
         found = [str(v) for k, v in self.options.items() if is_secret_key(k) and v]

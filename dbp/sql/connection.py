@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
@@ -34,8 +34,10 @@ from dbp.sql.errors import query_error
 from dbp.sql.settings import DEFAULT_CONNECT_TIMEOUT, SQLSettings
 
 if TYPE_CHECKING:
+    from dbp.named import Queries
     from dbp.sql.catalog import Catalog, Table
     from dbp.sql.query import SQLQuery
+    from dbp.sql.source import SQLSource
 
 __all__ = ["SQLConnection"]
 
@@ -197,6 +199,8 @@ class SQLConnection(Connection[SQLSettings]):
         self._queries: dict[str, SQLQuery] = {}
         #: Statement texts by shape, for dbp.sql.query (bounded; cleared when the catalog is re-read).
         self.statement_cache: BoundedCache = BoundedCache(STATEMENT_CACHE_SIZE)
+        #: The named queries (dbp.sql.source), indexed when first used.
+        self.named_queries: Optional[Queries] = None
 
     @property
     def closed(self) -> bool:
@@ -489,7 +493,28 @@ class SQLConnection(Connection[SQLSettings]):
             # psycopg takes any Composable, though its stubs list only SQL and Composed
             return conn.execute(cast(Any, query), params)
 
-    def query(self, name: str) -> SQLQuery:
+    def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> SQLQuery:
+        """Queries on table ``name``, or on the named query ``name`` with ``params`` (an SQLSource: read-only).
+
+        Unknown names raise FilterError; see README, Named queries.
+        """
+        from dbp.sql.source import resolve
+
+        return resolve(self, name, params)
+
+    def sql(self, text: str, params: Optional[Mapping[str, Any]] = None) -> SQLSource:
+        """A read-only, pageable source over an inline SELECT with ``%(name)s`` parameters."""
+        from dbp.sql.source import inline
+
+        return inline(self, text, params)
+
+    def run(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[int, list[DictRow]]:
+        """Run the named statement ``name``: its returned rows, or the row count; joins db.transaction()."""
+        from dbp.sql.source import run
+
+        return run(self, name, params)
+
+    def table_query(self, name: str) -> SQLQuery:
         """Queries on table ``name`` (of the current schema); unknown tables raise FilterError."""
         from dbp.query import check_name
         from dbp.sql.query import SQLQuery

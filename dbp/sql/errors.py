@@ -93,11 +93,11 @@ def redacted(exc: psycopg.Error) -> psycopg.Error:
     return copy.with_traceback(exc.__traceback__)
 
 
-def query_error(exc: psycopg.Error, what: str = "query") -> QueryError:
+def query_error(exc: psycopg.Error, what: str = "query", *, query: Optional[str] = None) -> QueryError:
     """A :class:`QueryError` for ``exc``, naming the SQLSTATE, with the redacted driver error as its cause."""
     sqlstate = getattr(exc, "sqlstate", None)
     error = QueryError(f"{what} failed: {cause(exc)}" + (f" (SQLSTATE {sqlstate})" if sqlstate else ""),
-                       sqlstate=sqlstate)
+                       sqlstate=sqlstate, query=query)
     error.__cause__ = redacted(exc)
     error.__suppress_context__ = True
     return error

@@ -51,6 +51,8 @@ class SQLQuery(BaseQuery):
     def __init__(self, db: SQLConnection, name: str) -> None:
         self.db = db
         self.name = name
+        #: What cached statement texts are filed under (a named query's differs from a table's).
+        self.cache_id: Any = name
         self.table: Table = db.table(name)
         self.columns: dict[str, Column] = {c.name: c for c in self.table.columns}
         schema = db.catalog().schema
@@ -227,7 +229,7 @@ class SQLQuery(BaseQuery):
         self._compile(node, params, shape, build=False)
         for name, _ in sort:
             self._column(name)
-        key = (self.name, kind, tuple(shape), tuple(sort), tuple(projection) if projection else None, limit, offset)
+        key = (self.cache_id, kind, tuple(shape), tuple(sort), tuple(projection) if projection else None, limit, offset)
         cache = self.db.statement_cache
         text = cache.get(key)
         if text is None:

@@ -21,7 +21,7 @@ __all__ = ["SQLSettings"]
 
 log = logging.getLogger("dbp.sql")
 
-KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL", "SCHEMA_DIR")
+KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL", "SCHEMA_DIR", "QUERIES_DIR")
 ENGINE_NAMES = ("postgresql", "postgres")
 URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "psql")
 DEFAULT_PORT = 5432
@@ -61,6 +61,8 @@ class SQLSettings(EngineSettings):
     pool: Optional[Mapping[str, Any]] = None
     #: The user's ``sql/`` folder (``schema/`` and ``migrations/``); None: the bundled ALeRCE schema.
     schema_dir: Optional[Path] = None
+    #: The named queries' folder (QUERIES_DIR); None: ``./queries`` if it exists, and dbp's bundled ones.
+    queries_dir: Optional[Path] = None
     address: str = field(init=False)
     database: str = field(init=False)
 
@@ -113,7 +115,9 @@ class SQLSettings(EngineSettings):
             if is_secret_key(key):
                 register_secret(str(value))
         schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
-        return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"), schema_dir=schema_dir)
+        queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
+        return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"), schema_dir=schema_dir,
+                   queries_dir=queries_dir)
 
     def secrets(self) -> Iterable[str]:
         return [str(v) for k, v in self.params.items() if is_secret_key(k) and v]

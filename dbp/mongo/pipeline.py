@@ -1,0 +1,149 @@
+"""Named aggregation pipelines as read-only, pageable sources (the Mongo side of dbp.named).
+
+dbp appends the request to the file's stages: ``$match`` (the filter, on the
+output columns), ``$sort``, ``$skip``/``$limit``; counts end in ``$count``,
+and a keyset page is a ``$match`` on the sort keys. Rows are shaped to the
+file's ``columns``, a missing field reading as None, as a NULL does in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from dbp._redact import shown
+from dbp.errors import ConfigError, FilterError
+from dbp.filters import Node
+from dbp.mongo.errors import translate
+from dbp.mongo.fields import DeclaredFields, check
+from dbp.mongo.query import UNENCODABLE, MongoQuery, _path, _unencodable, compile_filter
+from dbp.named import NamedPipeline, Queries, queries_for
+from dbp.pagination import TokenTypes
+from dbp.query import ReadOnly, ReadQuery, Row, check_name
+
+if TYPE_CHECKING:
+    from dbp.mongo.connection import MongoConnection
+
+__all__ = ["PipelineSource", "resolve"]
+
+
+class PipelineSource(ReadOnly, ReadQuery):
+    """A read-only query object over a named pipeline; get one with ``db.query(name, params)``."""
+
+    token_types: ClassVar[TokenTypes] = MappingProxyType({"$oid": (ObjectId, str, ObjectId)})
+
+    def __init__(self, db: MongoConnection, named: NamedPipeline, params: Optional[Mapping[str, Any]]) -> None:
+        self.db = db
+        self.name = named.name
+        self.named = named
+        self.stages = named.bind(params)
+        self.columns = named.columns
+        self.fields = DeclaredFields(named.name, frozenset(named.columns))
+        self.collection = db.collection(named.collection)
+
+    def __repr__(self) -> str:
+        return f"<PipelineSource {self.name} on {self.db.address}>"
+
+    def _key(self) -> list[str]:
+        return list(self.named.key)
+
+    def _token_scope(self) -> Any:
+        return [self.name, repr(self.stages)]
+
+    def _shape(self, doc: Row, projection: Optional[list[str]]) -> Row:
+        return {f: doc.get(f) for f in (projection or self.columns)}
+
+    def _pipeline(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]] = None
+                  ) -> list[dict[str, Any]]:
+        for name in [f for f, _ in sort] + (projection or []):
+            _path(name)
+        check(self.fields, "find", node=node, sort=sort, projection=projection)
+        stages = list(self.stages)
+        condition = compile_filter(node)
+        if condition:
+            stages.append({"$match": condition})
+        if sort:
+            stages.append({"$sort": dict(sort)})
+        return stages
+
+    def _aggregate(self, stages: list[dict[str, Any]], what: str, **kwargs: Any) -> Any:
+        try:
+            return self.collection.aggregate(stages, **kwargs)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"{what} on {self.name}", exc) from None
+        except PyMongoError as exc:
+            raise translate(exc, what, self.name) from None
+
+    def _select(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
+                limit: Optional[int] = None, offset: int = 0) -> list[Row]:
+        if limit == 0:
+            return []
+        stages = self._pipeline(node, sort, projection)
+        if offset:
+            stages.append({"$skip": offset})
+        if limit is not None:
+            stages.append({"$limit": limit})
+        try:
+            return [self._shape(doc, projection) for doc in self._aggregate(stages, "aggregate")]
+        except PyMongoError as exc:  # raised while reading the cursor
+            raise translate(exc, "aggregate", self.name) from None
+
+    def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+                ) -> Iterator[Row]:
+        cursor = self._aggregate(self._pipeline(node, sort, projection), "aggregate", batchSize=batch)
+        try:
+            for doc in cursor:
+                yield self._shape(doc, projection)
+        except PyMongoError as exc:
+            raise translate(exc, "aggregate", self.name) from None
+        finally:
+            cursor.close()
+
+    def _count(self, node: Node, limit: Optional[int]) -> int:
+        if limit == 0:
+            return 0
+        stages = self._pipeline(node, [])
+        stages += [{"$limit": limit}] if limit is not None else []
+        stages.append({"$count": "n"})
+        try:
+            found = list(self._aggregate(stages, "count"))
+        except PyMongoError as exc:
+            raise translate(exc, "count", self.name) from None
+        return int(found[0]["n"]) if found else 0
+
+
+def queries(db: MongoConnection) -> Queries:
+    found = db._named_queries
+    if found is None:
+        found = queries_for(db.settings.queries_dir)
+        db._named_queries = found
+    return found
+
+
+def resolve(db: MongoConnection, name: str, params: Optional[Mapping[str, Any]]
+            ) -> Union[MongoQuery, PipelineSource]:
+    """``db.query(name)``: a collection's query, or a named pipeline's source (see README, Named queries)."""
+    check_name(name)
+    named = queries(db).get(name, ".json")
+    if named is not None:
+        assert isinstance(named, NamedPipeline)
+        decided = db._resolved.get(name)
+        if decided is None:
+            try:
+                exists = bool(db.database.list_collection_names(filter={"name": name}))
+            except PyMongoError as exc:
+                raise translate(exc, "listing collections", name) from None
+            if exists and not queries(db).bundled(name, ".json"):
+                raise ConfigError(f"{name} is both a collection and a named pipeline ({named.where}); "
+                                  "rename the pipeline file")
+            decided = db._resolved[name] = "collection" if exists else "query"
+        if decided == "query":
+            return PipelineSource(db, named, params)
+    if params is not None:
+        raise FilterError(f"collection {shown(name, 60)} takes no parameters (there is no named pipeline "
+                          f"{shown(name, 60)})")
+    return db.collection_query(name)

@@ -1,0 +1,355 @@
+"""Named queries: ``NAME.sql`` statements and ``NAME.json`` Mongo pipelines in a queries folder.
+
+One statement per file, named by the file. A ``.sql`` file is plain SQL with
+psycopg's ``%(name)s`` parameters; its leading comment block may declare
+``-- key: a, b`` (the output columns that identify a row: stable pages and
+keyset pagination) and ``-- not null: a`` (output columns that are never NULL,
+so that ORDER BY can use a plain index). A ``.json`` file is an object with
+``collection``, ``columns``, ``key`` and ``pipeline``, whose parameters are
+``{"$param": "name"}``: a one-key document under a ``$`` name that no stored
+field and no MongoDB operator has.
+
+Folders are read lazily: a file is parsed when its name is first used, and a
+malformed one raises :class:`~dbp.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from dbp._redact import shown
+from dbp.errors import ConfigError, FilterError
+
+__all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
+
+#: dbp's own ALeRCE queries (package data).
+BUNDLED = Path(__file__).resolve().parent / "queries"
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_PLACEHOLDER = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<fmt>.)|(?P<bare>.)|$)", re.S)
+_HEADER = re.compile(r"--\s*(key|not null)\s*:(.*)", re.I)
+_READS = ("select", "with", "values", "table")
+_WRITES = ("insert", "update", "delete", "merge")
+#: Pipeline stages that write: a source that wrote on every read would be a trap.
+_WRITING_STAGES = ("$out", "$merge")
+PARAM = "$param"
+#: Parameter values a pipeline accepts (documents are refused: they could carry operators).
+_SCALARS = (str, int, float, bool, _dt.datetime, _dt.date)
+
+
+def _names(raw: str, where: str) -> tuple[str, ...]:
+    found = tuple(n.strip() for n in raw.split(",") if n.strip())
+    if not found:
+        raise ConfigError(f"{where}: a header line names no column")
+    return found
+
+
+@dataclass(frozen=True)
+class NamedSQL:
+    """A parsed ``.sql`` statement; ``text`` has positional ``%s`` marks, filled from ``order``."""
+
+    name: str
+    where: str
+    text: str
+    order: tuple[str, ...]
+    params: frozenset[str]
+    key: tuple[str, ...] = ()
+    not_null: frozenset[str] = frozenset()
+    #: The statement's first keyword (select, with, insert, ...).
+    verb: str = "select"
+
+    @property
+    def writes(self) -> bool:
+        return self.verb in _WRITES
+
+    def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
+        """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
+        given = bind(self.name, self.params, params)
+        return [given[n] for n in self.order]
+
+
+def parse_sql(name: str, text: str, where: str) -> NamedSQL:
+    """Parse a named statement; ConfigError (naming ``where``) if psycopg could not run it as written."""
+    order: list[str] = []
+    out: list[str] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(text):
+        out.append(text[last:match.start()])
+        last = match.end()
+        token = match.group()
+        line = text.count("\n", 0, match.start()) + 1
+        if token == "%%":
+            out.append("%%")
+            continue
+        param = match.group("name")
+        if param is None and match.group("bare") not in ("s", "b", "t"):
+            raise ConfigError(f"{where} line {line}: a lone % (psycopg reads every % in a statement): "
+                              "write %% for a literal %, and %(name)s for a parameter")
+        if param is None or match.group("fmt") != "s" or not NAME.fullmatch(param):
+            raise ConfigError(f"{where} line {line}: parameters are %(name)s with a name of letters, digits "
+                              f"and _, not {shown(token, 40)}")
+        order.append(param)
+        out.append("%s")
+    out.append(text[last:])
+    body = "".join(out)
+    key: tuple[str, ...] = ()
+    not_null: frozenset[str] = frozenset()
+    lines = body.splitlines()
+    for text_line in lines:  # the leading comment block
+        stripped = text_line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        header = _HEADER.match(stripped)
+        if header and header.group(1).lower() == "key":
+            key = _names(header.group(2), where)
+        elif header:
+            not_null = frozenset(_names(header.group(2), where))
+    while lines and (not lines[-1].strip() or lines[-1].strip().startswith("--")):
+        lines.pop()  # a trailing comment would swallow what dbp appends
+    body = "\n".join(lines).rstrip().rstrip(";").rstrip()
+    words = re.sub(r"--[^\n]*|/\*.*?\*/", " ", body, flags=re.S).replace("(", " ").split()
+    if not words:
+        raise ConfigError(f"{where}: the file holds no statement")
+    verb = words[0].lower()
+    if verb not in _READS + _WRITES:
+        raise ConfigError(f"{where}: a named query is one SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or "
+                          f"MERGE statement, not {shown(words[0], 30)}")
+    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb)
+
+
+def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """``params`` if it gives exactly ``wanted``; FilterError naming what is missing or unexpected."""
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise FilterError(f"the parameters of {name} are a dict, not {type(params).__name__}")
+    bad = [k for k in params if not isinstance(k, str)]
+    if bad:
+        raise FilterError(f"parameter names of {name} are strings, not {shown(bad[0], 40)}")
+    missing = sorted(wanted - params.keys())
+    unexpected = sorted(set(params) - wanted)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing parameter(s) {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected parameter(s) {', '.join(shown(u, 40) for u in unexpected[:10])}")
+        takes = ", ".join(sorted(wanted)) or "none"
+        raise FilterError(f"{name}: {'; '.join(parts)} (it takes: {takes})")
+    return params
+
+
+# -- pipelines ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamedPipeline:
+    """A parsed pipeline file: stages run on ``collection``, rows shaped to ``columns``."""
+
+    name: str
+    where: str
+    collection: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    pipeline: tuple[Any, ...]
+    params: frozenset[str]
+
+    def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
+        given = bind(self.name, self.params, params)
+        for param, value in given.items():
+            _check_param(self.name, param, value)
+        return [_fill(stage, given, "stage") for stage in self.pipeline]
+
+
+def _check_param(name: str, param: str, value: Any, depth: int = 0) -> None:
+    if value is None:
+        return
+    if isinstance(value, (list, tuple)) and depth == 0:
+        for item in value:
+            _check_param(name, param, item, 1)
+        return
+    if isinstance(value, float) and math.isnan(value):
+        raise FilterError(f"{name}: parameter {param} is NaN, which compares differently on each engine")
+    if not isinstance(value, _SCALARS):
+        raise FilterError(f"{name}: parameter {param} is a {type(value).__name__}; pipeline parameters are "
+                          "None, str, int, float, bool, dates, or a list of those")
+
+
+def _literal(value: Any) -> Any:
+    return {"$literal": list(value) if isinstance(value, tuple) else value}
+
+
+def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
+    """``node`` with each ``{"$param": n}`` replaced: as it is in a query, as ``$literal`` in an expression.
+
+    ``context`` is ``stage`` (a stage document), ``query`` (a $match filter) or
+    ``expr`` (an aggregation expression, where a string starting with $ would be read as a field path).
+    """
+    if isinstance(node, dict):
+        if len(node) == 1 and PARAM in node:
+            value = given[node[PARAM]]
+            value = list(value) if isinstance(value, tuple) else value
+            return value if context == "query" else _literal(value)
+        if context == "stage":
+            ((op, body),) = node.items()
+            if isinstance(body, dict) and len(body) == 1 and PARAM in body:  # {"$limit": {"$param": n}}
+                return {op: given[body[PARAM]]}
+            if op == "$facet" and isinstance(body, dict):
+                return {op: {k: [_fill(s, given, "stage") for s in v] if isinstance(v, list) else v
+                             for k, v in body.items()}}
+            return {op: _fill(body, given, "query" if op == "$match" else "expr")}
+        out = {}
+        for key, value in node.items():
+            if key == "$expr":
+                out[key] = _fill(value, given, "expr")
+            elif key == "$literal":
+                out[key] = value
+            elif key == "pipeline" and isinstance(value, list):
+                out[key] = [_fill(s, given, "stage") for s in value]
+            else:
+                out[key] = _fill(value, given, context if context != "stage" else "expr")
+        return out
+    if isinstance(node, list):
+        return [_fill(item, given, context) for item in node]
+    return node
+
+
+def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> None:
+    """Collect parameter names; refuse a malformed placeholder or a writing stage."""
+    if isinstance(node, dict):
+        if PARAM in node:
+            value = node[PARAM]
+            if len(node) != 1 or not isinstance(value, str) or not NAME.fullmatch(value):
+                raise ConfigError(f'{where}: a parameter is {{"$param": "name"}} alone, not {shown(node, 60)}')
+            found.add(value)
+            return
+        if stage:
+            if len(node) != 1:
+                raise ConfigError(f"{where}: each stage is a document with one key, not {shown(list(node), 60)}")
+            if next(iter(node)) in _WRITING_STAGES:
+                raise ConfigError(f"{where}: a named pipeline is read-only; {next(iter(node))} writes")
+        for key, value in node.items():
+            if key == "$literal":
+                continue
+            is_stages = key in ("pipeline",) and isinstance(value, list)
+            if key == "$facet" and isinstance(value, dict):
+                for sub in value.values():
+                    for s in sub if isinstance(sub, list) else []:
+                        _scan(s, where, found, stage=True)
+                continue
+            for item in (value if is_stages else [value]):
+                _scan(item, where, found, stage=is_stages)
+    elif isinstance(node, list):
+        for item in node:
+            _scan(item, where, found)
+
+
+_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "description")
+
+
+def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: {what} is a list of field names")
+    return tuple(value)
+
+
+def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a pipeline file is a JSON object with {', '.join(_PIPELINE_KEYS[:4])}")
+    unknown = sorted(set(data) - set(_PIPELINE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; keys are {', '.join(_PIPELINE_KEYS)}")
+    collection = data.get("collection")
+    if not isinstance(collection, str) or not collection or "$" in collection:
+        raise ConfigError(f"{where}: collection is the name of the collection the pipeline starts from")
+    columns = _strings(data.get("columns"), "columns", where)
+    key = _strings(data.get("key", []), "key", where)
+    stray = [k for k in key if k not in columns]
+    if stray:
+        raise ConfigError(f"{where}: key field(s) {', '.join(stray)} are not among the columns")
+    pipeline = data.get("pipeline")
+    if not isinstance(pipeline, list) or not all(isinstance(s, dict) for s in pipeline):
+        raise ConfigError(f"{where}: pipeline is a list of stage documents")
+    found: set[str] = set()
+    for stage in pipeline:
+        _scan(stage, where, found, stage=True)
+    return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found))
+
+
+# -- folders --------------------------------------------------------------------------------------
+
+Parsed = Union[NamedSQL, NamedPipeline]
+
+
+class Queries:
+    """The named queries of a project folder and dbp's bundled ones; the project's win on a name."""
+
+    def __init__(self, folder: Optional[Path], *, explicit: bool = False) -> None:
+        self.folder = folder
+        self.explicit = explicit
+        self._index: Optional[dict[tuple[str, str], tuple[Path, bool]]] = None
+        self._parsed: dict[tuple[str, str], Parsed] = {}
+        self._lock = threading.Lock()
+
+    def _files(self) -> dict[tuple[str, str], tuple[Path, bool]]:
+        if self._index is None:
+            index: dict[tuple[str, str], tuple[Path, bool]] = {}
+            folders: list[tuple[Path, bool]] = [(BUNDLED, True)]
+            if self.folder is not None:
+                if self.folder.is_dir():
+                    folders.append((self.folder, False))
+                elif self.explicit:
+                    raise ConfigError(f"QUERIES_DIR {self.folder} is not a folder")
+            for folder, bundled in folders:
+                for path in sorted(folder.glob("*")):
+                    if path.suffix in (".sql", ".json") and path.is_file() and NAME.fullmatch(path.stem):
+                        index[(path.stem, path.suffix)] = (path, bundled)
+            self._index = index
+        return self._index
+
+    def names(self, suffix: str) -> list[str]:
+        return sorted(n for n, s in self._files() if s == suffix)
+
+    def bundled(self, name: str, suffix: str) -> bool:
+        found = self._files().get((name, suffix))
+        return bool(found and found[1])
+
+    def get(self, name: Any, suffix: str) -> Optional[Parsed]:
+        """The parsed query ``name`` (``.sql`` or ``.json``), or None if there is no such file."""
+        if not isinstance(name, str):
+            return None
+        key = (name, suffix)
+        with self._lock:
+            parsed = self._parsed.get(key)
+            if parsed is not None:
+                return parsed
+            found = self._files().get(key)
+            if found is None:
+                return None
+            path = found[0]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read named query {path}: {exc}") from None
+            parsed = parse_sql(name, text, str(path)) if suffix == ".sql" else parse_pipeline(name, text, str(path))
+            self._parsed[key] = parsed
+            return parsed
+
+
+def queries_for(folder: Optional[Path]) -> Queries:
+    """The queries of ``folder`` (QUERIES_DIR), or of ``./queries`` if it exists."""
+    if folder is not None:
+        return Queries(folder, explicit=True)
+    return Queries(Path.cwd() / "queries")

@@ -1,0 +1,206 @@
+"""Named and inline SQL statements as read-only, pageable sources, and named writes.
+
+A source compiles a request as ``SELECT ... FROM (<statement>) AS q WHERE ...
+ORDER BY ... LIMIT ...``: the filter language, sort and projection apply to the
+statement's output columns, which are learnt by running it once with ``LIMIT
+0`` and cached per connection. The statement's own parameters come first, the
+filter's after them, all as server-side parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import psycopg
+from psycopg import sql
+
+from dbp._redact import shown
+from dbp.errors import ConfigError, FilterError
+from dbp.filters import After, Node
+from dbp.named import NamedSQL, Queries, parse_sql, queries_for
+from dbp.query import ReadOnly, Row, check_name
+from dbp.sql.catalog import Column, Table
+from dbp.sql.errors import query_error
+from dbp.sql.query import SQLQuery, _unsendable
+from dbp.sql.types import ColumnRule
+
+if TYPE_CHECKING:
+    from dbp.sql.connection import SQLConnection
+
+__all__ = ["SQLSource", "inline", "resolve", "run"]
+
+#: A query source's own params are values for a positional statement.
+Described = tuple[dict[str, Column], dict[str, sql.SQL]]
+
+
+def _wrapped(statement: NamedSQL) -> sql.Composed:
+    """The statement as a subquery; its text is the project's (a file, or the caller's db.sql), never a value."""
+    return sql.SQL("SELECT * FROM (\n{}\n) AS q").format(sql.SQL(statement.text))
+
+
+def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> Described:
+    """The statement's output columns (name, type) and their quoted names; cached per connection."""
+    key = ("describe", statement.text, tuple(sorted(statement.not_null)))
+    cached: Optional[Described] = db.statement_cache.get(key)
+    if cached is not None:
+        return cached
+    cur = _execute(db, statement, _wrapped(statement) + sql.SQL(" LIMIT 0"), values)
+    description = cur.description or []
+    names = [c.name for c in description]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{statement.where}: output column(s) {', '.join(twice)} appear more than once; "
+                          "name each with AS")
+    for what, wanted in (("key", statement.key), ("not null", sorted(statement.not_null))):
+        stray = [k for k in wanted if k not in names]
+        if stray:
+            raise ConfigError(f"{statement.where}: the -- {what}: line names {', '.join(stray)}, which is not an "
+                              f"output column ({', '.join(names)})")
+    oids = [c.type_code for c in description]
+    rows = _execute(db, statement, "SELECT format_type(t, NULL) AS type FROM unnest(%s::oid[]) "
+                    "WITH ORDINALITY AS u(t, n) ORDER BY n", [oids]).fetchall() if oids else []
+    columns = {n: Column(n, str(r["type"]), n in statement.not_null) for n, r in zip(names, rows)}
+    with db.connection() as conn:
+        quoted = {n: sql.SQL("q." + sql.Identifier(n).as_string(conn).replace("%", "%%")) for n in names}
+    described = (columns, quoted)
+    db.statement_cache[key] = described
+    return described
+
+
+def _execute(db: SQLConnection, statement: NamedSQL, text: Any, values: Sequence[Any]) -> psycopg.Cursor[Any]:
+    try:
+        return db.execute_raw(text, list(values))
+    except (TypeError, ValueError) as exc:  # a value psycopg cannot send
+        raise FilterError(f"{statement.name}: {_unsendable(exc)}") from None
+    except psycopg.Error as exc:
+        raise query_error(exc, f"query {statement.name}", query=statement.name) from None
+
+
+class SQLSource(ReadOnly, SQLQuery):
+    """A read-only query object over a named (or inline) statement; get one with ``db.query(name, params)``."""
+
+    def __init__(self, db: SQLConnection, statement: NamedSQL, params: Optional[Mapping[str, Any]]) -> None:
+        if statement.writes:
+            raise FilterError(f"{statement.name} is a named write ({statement.verb.upper()}): run it with "
+                              "db.run(name, params); db.query reads")
+        self.db = db
+        self.name = statement.name
+        self.statement = statement
+        self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)))
+        self._bound = statement.bind(params)
+        self.columns, self._names = describe(db, statement, self._bound)
+        self.table = Table(statement.name, columns=list(self.columns.values()))
+        self._table = sql.SQL("(\n" + statement.text + "\n) AS q")  # the project's text, as _wrapped
+        self._collate = not db.code_point_collation()
+        self.rules = {c: ColumnRule(self.name, c, column.type) for c, column in self.columns.items()}
+        self._text = {c for c, rule in self.rules.items() if rule.category == "text"}
+        self._unique_keys = []
+
+    def __repr__(self) -> str:
+        return f"<SQLSource {self.name} on {self.db.address}>"
+
+    def _key(self) -> list[str]:
+        return list(self.statement.key)
+
+    def _token_scope(self) -> Any:
+        return [self.name, self.statement.text, repr(self._bound)]
+
+    def _statement(self, kind: str, node: Node, sort: Sequence[tuple[str, int]] = (),
+                   projection: Optional[list[str]] = None, limit: bool = False, offset: bool = False,
+                   ) -> tuple[str, list[Any]]:
+        text, params = super()._statement(kind, node, sort, projection, limit, offset)
+        return text, [*self._bound, *params]
+
+    def _after(self, node: After, params: list[Any], shape: list[Any], build: bool) -> Optional[sql.Composable]:
+        """The keyset condition, led by a plain bound on the first sort key so that an index can start there.
+
+        Output columns may be NULL, so the condition is usually the expanded
+        OR of ANDs, which no index serves; the rows after an ascending key's
+        non-null value all have a value at least as large (NULLs sort first).
+        """
+        (field, direction), value = node.keys[0], node.values[0]
+        if value is None or (direction != 1 and not self._column(field).not_null):
+            return super()._after(node, params, shape, build)
+        params.append(self._check(self._column(field), value))
+        shape.append(("lead", field, direction))
+        rest = super()._after(node, params, shape, build)
+        if not build:
+            return None
+        lead = sql.Composed([self._ref(field, ordering=True), sql.SQL(" >= %s" if direction == 1 else " <= %s")])
+        return sql.Composed([sql.SQL("("), lead, sql.SQL(" AND "), rest or sql.SQL("TRUE"), sql.SQL(")")])
+
+    def _run(self, query: Any, params: Sequence[Any]) -> psycopg.Cursor[Any]:
+        return _execute(self.db, self.statement, query, params)
+
+    def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+                ) -> Iterator[Row]:
+        text, params = self._statement("select", node, sort, projection)
+        try:
+            with self.db.stream_cursor(text, params, batch) as cur:
+                yield from cur
+        except (TypeError, ValueError) as exc:
+            raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
+        except psycopg.Error as exc:
+            raise query_error(exc, f"query {self.name}", query=self.name) from None
+
+
+# -- the connection's entry points ----------------------------------------------------------------
+
+
+def queries(db: SQLConnection) -> Queries:
+    """The connection's named queries (files are read when first used)."""
+    found = db.named_queries
+    if found is None:
+        found = db.named_queries = queries_for(db.settings.queries_dir)
+    return found
+
+
+def _named(db: SQLConnection, name: Any) -> Optional[NamedSQL]:
+    found = queries(db).get(name, ".sql")
+    assert found is None or isinstance(found, NamedSQL)
+    return found
+
+
+def resolve(db: SQLConnection, name: str, params: Optional[Mapping[str, Any]]) -> SQLQuery:
+    """``db.query(name)``: a table's query, or a named query's source (see README, Named queries)."""
+    check_name(name, "a table or query name")
+    statement = _named(db, name)
+    if statement is not None:
+        decided = db.statement_cache.get(("resolved", name))
+        if decided is None:
+            is_table = name in db.catalog().tables or db._table_exists(name)
+            if is_table and not queries(db).bundled(name, ".sql"):
+                raise ConfigError(f"{name} is both a table and a named query ({statement.where}); "
+                                  "rename the query file")
+            decided = "table" if is_table else "query"
+            db.statement_cache[("resolved", name)] = decided
+        if decided == "query":
+            return SQLSource(db, statement, params)
+    if params is not None:
+        raise FilterError(f"table {shown(name, 60)} takes no parameters (there is no named query {shown(name, 60)})")
+    return db.table_query(name)
+
+
+def inline(db: SQLConnection, text: Any, params: Optional[Mapping[str, Any]]) -> SQLSource:
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise FilterError("db.sql takes the statement as a non-empty string without NUL")
+    try:  # the caller's text: its mistakes are the caller's, not the configuration's
+        return SQLSource(db, parse_sql("inline SQL", text, "inline SQL"), params)
+    except ConfigError as exc:
+        failure = FilterError(str(exc))
+    raise failure
+
+
+def run(db: SQLConnection, name: Any, params: Optional[Mapping[str, Any]]) -> Union[int, list[Row]]:
+    """``db.run(name, params)``: the returned rows if the statement returns any, else the row count."""
+    check_name(name, "a named query")
+    statement = _named(db, name)
+    if statement is None:
+        known = ", ".join(queries(db).names(".sql")) or "none"
+        raise FilterError(f"no named query {shown(name, 60)}; named queries: {known}")
+    cur = _execute(db, statement, statement.text, statement.bind(params))
+    if cur.description is not None:
+        rows: list[Row] = cur.fetchall()
+        return rows
+    return int(cur.rowcount)
