@@ -49,7 +49,8 @@ class PipelineSource(ReadOnly, ReadQuery):
         return f"<PipelineSource {self.name} on {self.db.address}>"
 
     def _key(self) -> list[str]:
-        return list(self.named.key)
+        """The declared key; without one, every output column, so that ties sort one way on every page."""
+        return list(self.named.key) or list(self.columns)
 
     def _token_scope(self) -> Any:
         return [self.name, repr(self.stages)]

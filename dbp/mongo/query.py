@@ -195,7 +195,7 @@ def compile_update(changes: Sequence[Change]) -> list[dict[str, Any]]:
 
 def _valid_name(name: Any) -> str:
     if (not isinstance(name, str) or not name or "\x00" in name or "$" in name or name.startswith(("system.", "."))
-            or name.endswith(".")):
+            or name.endswith(".") or ".." in name):
         raise FilterError(f"{name!r} is not a usable collection name")
     return name
 

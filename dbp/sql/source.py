@@ -34,18 +34,29 @@ __all__ = ["SQLSource", "inline", "resolve", "run"]
 Described = tuple[dict[str, Column], dict[str, sql.SQL]]
 
 
+#: Output types with no ordering, left out of a keyless source's tie-break.
+_UNSORTABLE = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+
+
 def _wrapped(statement: NamedSQL) -> sql.Composed:
     """The statement as a subquery; its text is the project's (a file, or the caller's db.sql), never a value."""
     return sql.SQL("SELECT * FROM (\n{}\n) AS q").format(sql.SQL(statement.text))
 
 
 def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> Described:
-    """The statement's output columns (name, type) and their quoted names; cached per connection."""
-    key = ("describe", statement.text, tuple(sorted(statement.not_null)))
+    """The statement's output columns (name, type) and their quoted names; cached per connection.
+
+    The description runs with a parameter, so through the extended protocol,
+    which takes one statement only: a text that closes the subquery to add a
+    statement of its own (``SELECT 1) AS q; DELETE ...``) fails here, before
+    anything runs, and every later statement shares this one's prefix. The
+    cache key holds the parameters' types, on which output types can depend.
+    """
+    key = ("describe", statement.text, tuple(sorted(statement.not_null)), tuple(type(v).__name__ for v in values))
     cached: Optional[Described] = db.statement_cache.get(key)
     if cached is not None:
         return cached
-    cur = _execute(db, statement, _wrapped(statement) + sql.SQL(" LIMIT 0"), values)
+    cur = _execute(db, statement, _wrapped(statement) + sql.SQL(" LIMIT %s"), [*values, 0])
     description = cur.description or []
     names = [c.name for c in description]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -87,8 +98,9 @@ class SQLSource(ReadOnly, SQLQuery):
         self.db = db
         self.name = statement.name
         self.statement = statement
-        self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)))
         self._bound = statement.bind(params)
+        self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)),
+                         tuple(type(v).__name__ for v in self._bound))
         self.columns, self._names = describe(db, statement, self._bound)
         self.table = Table(statement.name, columns=list(self.columns.values()))
         self._table = sql.SQL("(\n" + statement.text + "\n) AS q")  # the project's text, as _wrapped
@@ -101,7 +113,9 @@ class SQLSource(ReadOnly, SQLQuery):
         return f"<SQLSource {self.name} on {self.db.address}>"
 
     def _key(self) -> list[str]:
-        return list(self.statement.key)
+        """The declared key; without one, every output column that sorts (not json), so that ties sort
+        one way on every page (PostgreSQL's top-N sort orders ties differently for each LIMIT)."""
+        return list(self.statement.key) or [c for c, rule in self.rules.items() if rule.cast not in _UNSORTABLE]
 
     def _token_scope(self) -> Any:
         return [self.name, self.statement.text, repr(self._bound)]

@@ -17,6 +17,7 @@ import datetime as _dt
 import decimal
 import json
 import re
+import struct
 import uuid
 from collections.abc import Sequence
 from functools import partial
@@ -168,6 +169,8 @@ class ColumnRule:
         kind = self.category
         if kind == "number" and write and type(value) is float and self.cast == "numeric":
             return decimal.Decimal(repr(value))  # as COPY stores it (a float8 cast keeps 15 digits)
+        if kind == "number" and not write and type(value) is float and self.cast == "real":
+            return _as_real(value)  # compared in the column's precision: a value read back finds its row
         if kind == "int" and not write and type(value) is float:  # compared exactly, as MongoDB does
             return int(value) if value.is_integer() else decimal.Decimal(value)
         if kind == "uuid" and type(value) is str:  # one form for each spelling of a uuid
@@ -193,6 +196,14 @@ class ColumnRule:
                         raise FilterError(f"{where}{self.label} is {self.type}; it cannot hold "
                                           f"{type(item).__name__} {item!r:.40}")
             return items
+        return value
+
+
+def _as_real(value: float) -> float:
+    """``value`` rounded to float4, as a ``real`` column holds it (unchanged where float4 cannot hold it)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except (OverflowError, struct.error):
         return value
 
 
