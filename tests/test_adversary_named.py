@@ -1,7 +1,7 @@
 """Adversary repros for named queries and pipelines (issue 12).
 
-Each test states a promise from the issue or the README and fails while dbp
-breaks it; none of them is a test of dbp's fix (there is none yet).
+Each test states a promise from the issue or the README; an independent adversary
+wrote them without seeing the suite, and each failed until the cause it names was fixed.
 """
 
 from __future__ import annotations
