@@ -184,7 +184,11 @@ class ReadQuery(ABC):
     def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
         order = parse_sort(sort)
         named = {f for f, _ in order}
-        return order + [(k, 1) for k in self._key() if k not in named]
+        return order + [(k, 1) for k in self._tie_break() if k not in named]
+
+    def _tie_break(self) -> list[str]:
+        """The fields that order rows whose sort values tie: the key (a keyless named query overrides it)."""
+        return self._key()
 
     def check_exists(self, filter_by: Filter = None) -> bool:
         return bool(self._select(parse(filter_by), [], None, limit=1))

@@ -49,7 +49,10 @@ class PipelineSource(ReadOnly, ReadQuery):
         return f"<PipelineSource {self.name} on {self.db.address}>"
 
     def _key(self) -> list[str]:
-        """The declared key; without one, every output column, so that ties sort one way on every page."""
+        return list(self.named.key)
+
+    def _tie_break(self) -> list[str]:
+        """Without a declared key, every output column, so that ties sort one way on every page."""
         return list(self.named.key) or list(self.columns)
 
     def _token_scope(self) -> Any:

@@ -113,8 +113,12 @@ class SQLSource(ReadOnly, SQLQuery):
         return f"<SQLSource {self.name} on {self.db.address}>"
 
     def _key(self) -> list[str]:
-        """The declared key; without one, every output column that sorts (not json), so that ties sort
-        one way on every page (PostgreSQL's top-N sort orders ties differently for each LIMIT)."""
+        return list(self.statement.key)
+
+    def _tie_break(self) -> list[str]:
+        """Without a declared key, every output column that sorts (not json), so that ties sort one way
+        on every page (PostgreSQL's top-N sort orders ties differently for each LIMIT). Keyset pages
+        still need a declared key: rows equal in every column would be one position."""
         return list(self.statement.key) or [c for c, rule in self.rules.items() if rule.cast not in _UNSORTABLE]
 
     def _token_scope(self) -> Any:
