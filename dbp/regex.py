@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from dbp.errors import FilterError
 
-__all__ = ["MAX_LENGTH", "Regex", "translate"]
+__all__ = ["MAX_LENGTH", "Regex", "escape", "translate"]
 
 MAX_LENGTH = 256
 MAX_QUANTIFIERS = 8
@@ -277,3 +277,8 @@ def translate(pattern: object, options: object = "") -> Regex:
     if parser.i != len(pattern):  # a ')' with no '('
         raise parser.error("an unmatched ')'")
     return Regex(pattern, options == "i", mongo, postgres)
+
+
+def escape(text: str) -> str:
+    """``text`` as a pattern that matches it literally, on both engines (for user input in a ``$regex``)."""
+    return "".join("\\" + ch if ch in META else ch for ch in text)
