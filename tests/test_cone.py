@@ -319,7 +319,7 @@ def crossmatch_positions(points: list[tuple[int, float, float]], n: int, seed: i
 
 def test_crossmatch_equals_the_oracle(loaded: Sky, engine: str, points: list[tuple[int, float, float]]) -> None:
     q, key = loaded.q[engine], loaded.key(engine)
-    positions = crossmatch_positions(points, 400, 7) + [("nowhere", 1.0, 1.0), ("pole", 10.0, 90.0)]
+    positions = [*crossmatch_positions(points, 400, 7), ("nowhere", 1.0, 1.0), ("pole", 10.0, 90.0)]
     want = oracle_nearest(points, positions, 2.0)
     matches = q.crossmatch(positions, 2.0, batch_size=150)
     assert {m.id: m.row[key] for m in matches} == {p: i for p, (i, _) in want.items()}

@@ -5,9 +5,11 @@ A cone is ``$geoWithin``/``$centerSphere`` on the collection's GeoJSON point
 ``$expr`` that keeps the documents whose exact distance (the atan2 form of
 :func:`dbp.sky.separation`, computed by the server) is at most the radius.
 The point's longitude is ra + ``ra_offset`` (ALeRCE: ra - 180), declared in
-``collections.toml``. A sort or projection naming ``$distance`` runs as an
-aggregation that adds the distance as a field (``$near`` is not used: some
-servers do not sort by it).
+``collections.toml``. Reads with a cone run as an aggregation whose first
+``$match`` is the cones' plain ``$geoWithin`` (index-backed everywhere; with
+``$expr`` beside it SecantusDB scans the collection), then the whole filter;
+``$distance`` is a field it adds (``$near`` is not used: some servers do not
+sort by it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from dbp.errors import FilterError
+from dbp.filters import And, Node
 from dbp.sky import (
     DISTANCE,
     DISTANCE_FIELD,
@@ -31,7 +34,6 @@ from dbp.sky import (
 )
 
 if TYPE_CHECKING:
-    from dbp.filters import Node
     from dbp.mongo.query import MongoQuery
 
 __all__ = ["candidates", "compile_cone", "crossmatch", "distance_expression", "pipeline"]
@@ -84,12 +86,31 @@ def compile_cone(cone: Cone, position: Optional[Position], name: str) -> dict[st
                      {"$expr": {"$lte": [distance_expression(cone, where), cone.radius]}}]}
 
 
-def pipeline(q: MongoQuery, match: dict[str, Any], cone: Cone, sort: list[tuple[str, int]],
+def top_cones(node: Node) -> list[Cone]:
+    """The cones every match must lie in (the filter's top-level conjunction)."""
+    if isinstance(node, Cone):
+        return [node]
+    if isinstance(node, And):
+        return [c for item in node.items for c in top_cones(item)]
+    return []
+
+
+def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
              limit: Optional[int], offset: int) -> list[dict[str, Any]]:
-    """An aggregation: the filter, the distance as a field, the sort (``$distance`` on that field)."""
-    stages: list[dict[str, Any]] = [{"$match": match},
-                                    {"$addFields": {_DISTANCE: distance_expression(cone, _require(q.position,
-                                                                                                  q.name))}}]
+    """An aggregation for a filter with cones: index-backed candidates first, then the whole filter.
+
+    (A find whose filter holds ``$expr`` is not index-backed on every server;
+    a leading ``$match`` of plain ``$geoWithin`` is.) ``centre``: the cone
+    ``$distance`` measures from, added as a field to sort or project.
+    """
+    where = _require(q.position, q.name)
+    first = [candidates(where, c.ra, c.dec, c.radius) for c in top_cones(node)]
+    stages: list[dict[str, Any]] = []
+    if first:
+        stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
+    stages.append({"$match": q._filter(node)})
+    if centre is not None:
+        stages.append({"$addFields": {_DISTANCE: distance_expression(centre, where)}})
     if sort:
         stages.append({"$sort": {(_DISTANCE if f == DISTANCE else f): d for f, d in sort}})
     if offset:
@@ -106,16 +127,22 @@ def shape(doc: dict[str, Any], projection: Optional[list[str]]) -> dict[str, Any
     return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f)) for f in projection}
 
 
-def rows(q: MongoQuery, match: dict[str, Any], cone: Cone, sort: list[tuple[str, int]],
+def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
          projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
          ) -> Iterator[dict[str, Any]]:
-    stages = pipeline(q, match, cone, sort, limit, offset)
+    stages = pipeline(q, node, centre, sort, limit, offset)
     cursor = q.collection.aggregate(stages, batchSize=batch) if batch else q.collection.aggregate(stages)
     try:
         for doc in cursor:
             yield shape(doc, projection)
     finally:
         cursor.close()
+
+
+def count(q: MongoQuery, node: Node, limit: Optional[int]) -> int:
+    stages = [*pipeline(q, node, None, [], limit, 0), {"$count": "n"}]
+    found = list(q.collection.aggregate(stages))
+    return int(found[0]["n"]) if found else 0
 
 
 def _point(doc: dict[str, Any], path: str) -> Optional[tuple[float, float]]:
@@ -151,8 +178,7 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
 
 
 def explain(q: MongoQuery, node: Node) -> dict[str, Any]:
-    """The server's explain of a find with ``node`` (for tests and benchmarks)."""
-    from dbp.mongo.query import compile_filter
-
-    found: dict[str, Any] = q.collection.find(compile_filter(node, position=q.position, name=q.name)).explain()
+    """The server's explain of the aggregation a read with ``node`` runs (for tests and benchmarks)."""
+    found: dict[str, Any] = q.collection.database.command(
+        "aggregate", q.collection.name, pipeline=pipeline(q, node, None, [], None, 0), explain=True)
     return found

@@ -271,16 +271,16 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise translate(exc, "crossmatch", self.name, FilterError) from None
 
-    def _near(self, node: Node, centre: Cone, sort: list[tuple[str, int]], projection: Optional[list[str]],
-              limit: Optional[int], offset: int, batch: int = 0) -> Iterator[Row]:
-        """Rows whose sort or projection names ``$distance``: an aggregation (dbp.mongo.cone)."""
+    def _near(self, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+              projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0) -> Iterator[Row]:
+        """Rows of a filter with a cone: an aggregation (dbp.mongo.cone)."""
         plain_sort = [(f, d) for f, d in sort if f != DISTANCE]
         check(self.fields, "find", node=node, sort=plain_sort,
               projection=[f for f in projection or () if f != DISTANCE])
         for name in [f for f, _ in plain_sort] + [f for f in projection or () if f != DISTANCE]:
             _path(name)
         try:
-            yield from cones.rows(self, self._filter(node), centre, sort, projection, limit, offset, batch)
+            yield from cones.rows(self, node, centre, sort, projection, limit, offset, batch)
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -309,7 +309,7 @@ class MongoQuery(BaseQuery):
         if limit == 0:
             return []  # pymongo's limit(0) means "no limit"
         centre = cone_for(node, sort, projection)
-        if centre is not None:
+        if centre is not None or cones.top_cones(node):
             return list(self._near(node, centre, sort, projection, limit, offset))
         try:
             cursor = self.collection.find(**self._find_args(node, sort, projection), skip=offset, limit=limit or 0)
@@ -323,7 +323,7 @@ class MongoQuery(BaseQuery):
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
         centre = cone_for(node, sort, projection)
-        if centre is not None:
+        if centre is not None or cones.top_cones(node):
             yield from self._near(node, centre, sort, projection, None, 0, batch)
             return
         cursor = self.collection.find(**self._find_args(node, sort, projection), batch_size=batch)
@@ -342,6 +342,8 @@ class MongoQuery(BaseQuery):
         if limit == 0:
             return 0
         try:
+            if cones.top_cones(node):
+                return cones.count(self, node, limit)
             if limit is None:
                 return self.collection.count_documents(self._filter(node))
             return self.collection.count_documents(self._filter(node), limit=limit)
