@@ -365,3 +365,67 @@ def test_alerce_object_positions(sql_db: SQLConnection, mongo_db: MongoConnectio
         assert [r[key] for r in near] == ["ZTF0", "ZTF1"]
         across = {r[key] for r in q.find_all(cone(0.0, 0.0, 1.0), paginate=False)}
         assert across == {"ZTF2", "ZTF3"}  # across ra 0/360 (Mongo's antimeridian)
+
+
+# -- q3c and the portable path: the same rows, both on an index ------------------------------------------
+
+
+def explain_cone(q: Any, filter_by: dict[str, Any]) -> str:
+    from dbp.sql import cone as sql_cone
+
+    text, params = q._statement("select", parse(filter_by))
+    return sql_cone.explain(q, text, params)
+
+
+def test_portable_path_uses_an_index(loaded: Sky) -> None:
+    q = loaded.q["sql"]
+    q.cone_path = "portable"
+    loaded.sql.execute("ANALYZE src")
+    for ra, dec in CENTRES:
+        plan = explain_cone(q, cone(ra, dec, 2.0))
+        assert "src_dec_ra" in plan and "Seq Scan" not in plan, plan
+    from dbp.sql import cone as sql_cone
+
+    text, params = sql_cone.crossmatch_statement(q, [(1, 10.0, 10.0), (2, 359.9999, 0.0)], 2.0, True, parse(None))
+    plan = sql_cone.explain(q, text, params)
+    assert "src_dec_ra" in plan and "Seq Scan on src" not in plan, plan
+
+
+@pytest.fixture
+def q3c(sky: Sky) -> Sky:
+    available = sky.sql.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'q3c'").fetchone()
+    if available is None:
+        pytest.skip("q3c is not installed on this PostgreSQL (CI installs postgresql-15-q3c on the system server)")
+    sky.sql.execute("CREATE EXTENSION IF NOT EXISTS q3c")
+    sky.sql.execute("CREATE INDEX src_q3c ON src (q3c_ang2ipix(ra, dec))")
+    return sky
+
+
+def test_q3c_and_portable_paths_equal_the_oracle(q3c: Sky, points: list[tuple[int, float, float]]) -> None:
+    q3c.load(points)
+    q3c.sql.execute("ANALYZE src")
+    q = q3c.sql.query("src")
+    from dbp.sql import cone as sql_cone
+
+    assert sql_cone.path(q) == "q3c"
+    plan = explain_cone(q, cone(10.68, 41.27, 2.0))
+    assert "q3c_radial_query" in plan or "q3c_ang2ipix" in plan, plan
+    assert "src_q3c" in plan and "Seq Scan" not in plan, plan
+    check_all_cones(q, "id", points)
+    from dbp.sql.query import SQLQuery
+
+    portable = SQLQuery(q3c.sql, "src")  # db.query() gives one shared object per table
+    portable.cone_path = "portable"
+    for ra, dec in CENTRES:
+        for radius in RADII:
+            found = [list(query.find_all(cone(ra, dec, radius), sort=[("$distance", 1)],
+                                         projection=["id", "$distance"], paginate=False)) for query in (q, portable)]
+            assert found[0] == found[1]
+    positions = crossmatch_positions(points, 300, 3)
+    want = oracle_nearest(points, positions, 2.0)
+    both = [[(m.id, m.row["id"], m.distance) for m in query.crossmatch(positions, 2.0)] for query in (q, portable)]
+    assert both[0] == both[1]
+    assert {p: i for p, i, _ in both[0]} == {p: i for p, (i, _) in want.items()}
+    text, params = sql_cone.crossmatch_statement(q, positions[:5], 2.0, True, parse(None))
+    plan = sql_cone.explain(q, text, params)
+    assert "src_q3c" in plan and "Seq Scan on src" not in plan, plan

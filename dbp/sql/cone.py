@@ -42,7 +42,8 @@ from dbp.sky import (
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
 
-__all__ = ["DECLARATION", "compile_cone", "crossmatch", "path", "position", "select_statement"]
+__all__ = ["DECLARATION", "compile_cone", "crossmatch", "crossmatch_statement", "explain", "path", "position",
+           "select_statement"]
 
 DECLARATION = "positions.toml"
 PATHS = ("q3c", "portable")
@@ -210,6 +211,17 @@ _FIELDS = ("i", "l", "c", "s", "ra", "dec", "dlo", "dhi", "a1", "b1", "a2", "b2"
 def crossmatch(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
                node: Node) -> list[Match]:
     """One statement: the positions ``unnest``-ed, each joined LATERAL with its cone (nearest first)."""
+    query, params = crossmatch_statement(q, positions, radius, nearest, node)
+    found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
+    for n, row in enumerate(q._run(query, params).fetchall()):
+        i = row.pop("_dbp_i")
+        distance = float(row.pop("_dbp_distance"))
+        found.setdefault(i, []).append((distance, n, row))
+    return nearest_first(found, [p[0] for p in positions], nearest)
+
+
+def crossmatch_statement(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                         node: Node) -> tuple[sql.Composable, list[Any]]:
     where = position(q)
     how = path(q)
     columns: list[list[Any]] = [[] for _ in _FIELDS]
@@ -244,16 +256,15 @@ def crossmatch(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: f
         names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, table=q._table,
         candidates=candidates, condition=condition,
         limit=sql.SQL(" ORDER BY {} LIMIT 1").format(inner_order) if nearest else sql.SQL(""))
-    params = [*columns, *extra, radius, *filter_params]
-    found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, row in enumerate(q._run(query, params).fetchall()):
-        i = row.pop("_dbp_i")
-        distance_value = float(row.pop("_dbp_distance"))
-        found.setdefault(i, []).append((distance_value, n, row))
-    return nearest_first(found, [p_[0] for p_ in positions], nearest)
+    return query, [*columns, *extra, radius, *filter_params]
 
 
-def explain(q: SQLQuery, filter_text: Any, params: list[Any]) -> str:
-    """EXPLAIN of a SELECT (for tests and benchmarks)."""
-    rows = q._run(sql.SQL("EXPLAIN ") + filter_text, params).fetchall()
+def explain(q: SQLQuery, query: Any, params: list[Any]) -> str:
+    """The plan of a statement built here or by :meth:`SQLQuery._statement` (for tests and benchmarks)."""
+    if isinstance(query, str):
+        text = query
+    else:
+        with q.db.connection() as conn:
+            text = query.as_string(conn)
+    rows = q._run("EXPLAIN " + text, params).fetchall()
     return "\n".join(str(next(iter(r.values()))) for r in rows)
