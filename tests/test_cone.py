@@ -429,3 +429,42 @@ def test_q3c_and_portable_paths_equal_the_oracle(q3c: Sky, points: list[tuple[in
     text, params = sql_cone.crossmatch_statement(q, positions[:5], 2.0, True, parse(None))
     plan = sql_cone.explain(q, text, params)
     assert "src_q3c" in plan and "Seq Scan on src" not in plan, plan
+
+
+# -- the index migration -----------------------------------------------------------------------------------
+
+
+def indexes(db: SQLConnection) -> set[str]:
+    return {r["indexname"] for r in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+
+
+@pytest.mark.parametrize("with_q3c", [False, True])
+def test_the_index_migration_comes_after_initdb(sql_db: SQLConnection, with_q3c: bool) -> None:
+    """initdb makes the ALeRCE catalog only; migrate adds the cone indexes (q3c ones only where q3c exists)."""
+    from dbp.sql.admin import initdb
+    from dbp.sql.migrations import migrate, rollback, status
+
+    if with_q3c:
+        if sql_db.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'q3c'").fetchone() is None:
+            pytest.skip("q3c is not installed on this PostgreSQL")
+        sql_db.execute("CREATE EXTENSION q3c")
+    report = initdb(sql_db)
+    assert report.baseline == []  # nothing recorded as applied: the migration really runs later
+    before = indexes(sql_db)
+    assert "ix_object_meandec" in before and "ix_object_meandec_meanra" not in before
+    assert [s.state for s in status(sql_db).migrations] == ["pending"]
+    assert migrate(sql_db) == ["0001_cone_search_indexes"]
+    added = indexes(sql_db) - before
+    cone_indexes = {"ix_object_meandec_meanra", "ix_detection_dec_ra"}
+    assert added == (cone_indexes | {"ix_object_q3c", "ix_detection_q3c"} if with_q3c else cone_indexes)
+    sql_db.catalog(refresh=True)
+    assert sql_cone_path(sql_db, "object") == ("q3c" if with_q3c else "portable")
+    assert rollback(sql_db, steps=1) == ["0001_cone_search_indexes"]
+    assert indexes(sql_db) == before
+
+
+def sql_cone_path(db: SQLConnection, table: str) -> str:
+    from dbp.sql import cone as sql_cone
+    from dbp.sql.query import SQLQuery
+
+    return sql_cone.path(SQLQuery(db, table))
