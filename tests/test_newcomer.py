@@ -62,6 +62,9 @@ def test_status_exit_code_fails_on_a_never_initialized_database(
     halves = json.loads(half.stdout)
     assert halves["engines"]["sql"]["initialized"] is True and halves["engines"]["mongo"]["initialized"] is False
     assert halves["ok"] is False
+    # initdb makes the ALeRCE catalog only: dbp's cone search indexes wait for migrate
+    assert run_dbp("status", "--exit-code", "--engine", "sql").returncode == 3
+    assert run_dbp("migrate", "--engine", "sql").returncode == 0
     assert run_dbp("status", "--exit-code", "--engine", "sql").returncode == 0
 
     assert run_dbp("initdb", "--engine", "mongo").returncode == 0
@@ -119,6 +122,7 @@ def test_a_project_from_init_project_runs_the_whole_cycle(
     first = run_dbp("initdb", env=env)
     assert first.returncode == 0, first.stderr
     assert "created 17 tables" in first.stdout
+    assert run_dbp("migrate", env=env).returncode == 0  # dbp's cone search indexes (0001), not part of initdb
     schema = tmp_path / "sql" / "schema" / "002_step.sql"
     schema.write_text(schema.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))
     declared = tmp_path / "mongo_migrations" / "collections.toml"
@@ -127,10 +131,11 @@ def test_a_project_from_init_project_runs_the_whole_cycle(
         '    { name = "mjd", keys = [["mjd", -1]] },', 1))
     made = run_dbp("make_migrations", "owner and mjd", env=env)
     assert made.returncode == 0, made.stderr
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("0001_*"))
-    assert written == ["mongo_migrations/0001_owner_and_mjd.py", "sql/migrations/0001_owner_and_mjd.rollback.sql",
-                       "sql/migrations/0001_owner_and_mjd.sql"]
-    assert "owner" in (tmp_path / "sql" / "migrations" / "0001_owner_and_mjd.sql").read_text()
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("000[12]_owner*"))
+    assert written == ["mongo_migrations/0001_owner_and_mjd.py", "sql/migrations/0002_owner_and_mjd.rollback.sql",
+                       "sql/migrations/0002_owner_and_mjd.sql"]
+    made_sql = (tmp_path / "sql" / "migrations" / "0002_owner_and_mjd.sql").read_text()
+    assert "owner" in made_sql and "meandec_meanra" not in made_sql  # the cone indexes are wanted, not dropped
     assert run_dbp("status", "--exit-code", env=env).returncode == 3
     applied = run_dbp("migrate", env=env)
     assert applied.returncode == 0, applied.stderr
