@@ -134,3 +134,18 @@ def test_an_existing_local_dir_is_kept_but_its_servers_stopped(bench_root: Path)
     assert not alive(pid)
     assert (bench_root / "mine.txt").read_text() == "not the bench's\n"
     assert f"bench: stopped sql server(s); kept {bench_root}" in bench.output
+
+
+def test_the_cone_bench_runs_tiny(bench_root: Path) -> None:
+    """bench/bench_cone.py at tiny sizes: every ratio printed, its servers stopped, its folder removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_cone.py"), "--objects", "3000", "--positions", "50",
+         "--cones", "10", "--mongo-objects", "500", "--local-dir", str(bench_root)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for what in ('2" cone, portable path', "crossmatch of 50, portable path", "portable plan: Index Scan",
+                 '2" cone (500 documents)'):
+        assert what in done.stdout, (what, done.stdout)
+    assert not bench_root.exists()
+    assert processes_naming(bench_root) == []

@@ -504,3 +504,49 @@ def test_crossmatch_of_10000_positions_against_100000_objects(sky: Sky) -> None:
     assert len(want) > 5000
     assert {m.id: m.row["id"] for m in matches} == {p: i for p, (_, i) in want.items()}
     assert max(abs(m.distance - want[m.id][0]) for m in matches) < 1e-3
+
+
+# -- concurrent and faulted ------------------------------------------------------------------------------------
+
+
+def test_concurrent_cones_and_crossmatches(loaded: Sky, engine: str, points: list[tuple[int, float, float]]) -> None:
+    """Threads sharing one connection object (one session each) get the oracle's rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    q, key = loaded.q[engine], loaded.key(engine)
+
+    def one(k: int) -> bool:
+        ra, dec = CENTRES[k % len(CENTRES)]
+        radius = RADII[k % len(RADII)]
+        got = {r[key] for r in q.find_all(cone(ra, dec, radius), paginate=False)}
+        positions = crossmatch_positions(points, 8, k)
+        matched = {m.id: m.row[key] for m in q.crossmatch(positions, 2.0)}
+        return got == set(oracle(points, ra, dec, radius)) and matched == {
+            p: i for p, (i, _) in oracle_nearest(points, positions, 2.0).items()}
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one, range(8)))
+
+
+def test_faults_are_clear_errors(sky: Sky, tmp_path: Path) -> None:
+    from dbp.errors import ConfigError, DbpError
+    from dbp.sql.query import SQLQuery
+
+    forced = SQLQuery(sky.sql, "src")
+    forced.cone_path = "q3c"
+    if sky.sql.execute("SELECT 1 FROM pg_extension WHERE extname = 'q3c'").fetchone() is None:
+        with pytest.raises(DbpError, match="q3c_radial_query"):
+            forced.find_one(cone(1, 1, 1))
+    forced.cone_path = "fast"
+    with pytest.raises(FilterError, match="cone_path"):
+        forced.find_one(cone(1, 1, 1))
+    positions = Path(sky.sql.settings.schema_dir or "") / "positions.toml"
+    positions.write_text('[src]\nra = "ra"\ndec = "declination"\n')
+    with pytest.raises(FilterError, match="declination"):
+        SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
+    positions.write_text('[src]\nra = "ra"\n')
+    with pytest.raises(ConfigError, match="positions.toml"):
+        SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
+    positions.write_text("[src\n")
+    with pytest.raises(ConfigError, match="positions.toml"):
+        SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
