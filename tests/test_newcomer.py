@@ -191,6 +191,8 @@ def test_initdb_creates_a_missing_database(
     assert "created database" not in next(line for line in result.stdout.splitlines() if line.startswith("mongo:"))
     again = run_dbp("initdb", "--engine", "sql")
     assert again.returncode == 0 and "already initialized" in again.stdout and "created database" not in again.stdout
+    assert run_dbp("status", "--exit-code").returncode == 3  # dbp's cone search indexes wait for migrate
+    assert run_dbp("migrate").returncode == 0
     assert run_dbp("status", "--exit-code").returncode == 0
 
 
@@ -294,7 +296,8 @@ def test_admin_functions_take_what_connect_takes(
     assert admin.configured_engines(full) == ["sql", "mongo"]
     assert {r.outcome for r in admin.initdb(full, ["sql", "mongo"])} == {"created"}
     assert all(r.initialized for r in admin.status({"DB_CONFIG": full}, ["sql", "mongo"]))
-    assert admin.migrate(sql_part, ["sql"]) == {"sql": []}  # a lone section, db-plugins style
+    # a lone section, db-plugins style; after initdb, dbp's cone search indexes are the one pending migration
+    assert admin.migrate(sql_part, ["sql"]) == {"sql": ["0001_cone_search_indexes"]}
     assert [r.reachable for r in admin.check(mongo_part, ["mongo"])] == [True]
     path = write_settings(tmp_path, sql_settings, mongo_settings)
     assert [s.engine for s in admin.status(str(path), ["sql"])] == ["sql"]
@@ -302,7 +305,7 @@ def test_admin_functions_take_what_connect_takes(
     for key in [k for k in os.environ if k.startswith("DBP_")]:
         monkeypatch.delenv(key)
     assert [s.engine for s in admin.status(None, ["sql", "mongo"])] == ["sql", "mongo"]  # ./dbp.toml
-    assert admin.rollback(full, "sql") == []
+    assert admin.rollback(full, "sql") == ["0001_cone_search_indexes"]  # the one migrate applied
 
 
 def test_no_settings_error_mentions_local_and_init_project(run_dbp: Any) -> None:
