@@ -545,8 +545,8 @@ def test_faults_are_clear_errors(sky: Sky, tmp_path: Path) -> None:
     with pytest.raises(FilterError, match="declination"):
         SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
     positions.write_text('[src]\nra = "ra"\n')
-    with pytest.raises(ConfigError, match="positions.toml"):
+    with pytest.raises(ConfigError, match=r"positions\.toml"):
         SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
     positions.write_text("[src\n")
-    with pytest.raises(ConfigError, match="positions.toml"):
+    with pytest.raises(ConfigError, match=r"positions\.toml"):
         SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
