@@ -81,6 +81,16 @@ def cone_rows(q: Any, ra: float, dec: float) -> list[Any]:
     return list(page.items)
 
 
+def scans(plan: str) -> str:
+    """The plan's scan nodes, repeated ones counted."""
+    found: dict[str, int] = {}
+    for line in plan.splitlines():
+        if "Scan" in line:
+            node = line.strip().lstrip("-> ").split("  (")[0]
+            found[node] = found.get(node, 0) + 1
+    return " / ".join(f"{n} x {node}" if n > 1 else node for node, n in found.items())
+
+
 def folders(root: Path) -> tuple[Path, Path]:
     sql_dir, mongo_dir = root / "sql", root / "mongo"
     sql_dir.mkdir(parents=True)
@@ -119,8 +129,8 @@ def bench_sql(db: SQLConnection, objects: int, positions: int, cones: int) -> No
         lam, c, s = Cone(ra, dec, RADIUS).trig
         return db.execute_raw(full_text, [lam, c, s, lam, s, c, lam, RADIUS]).fetchall()
 
-    scans = max(2, min(5, cones // 20))
-    full_time = statistics.median(timed(lambda ra=ra, dec=dec: full_scan(ra, dec)) for ra, dec in centres[:scans])
+    n_scans = max(2, min(5, cones // 20))
+    full_time = statistics.median(timed(lambda ra=ra, dec=dec: full_scan(ra, dec)) for ra, dec in centres[:n_scans])
     paths = {"portable": portable}
     if q3c:
         paths["q3c"] = SQLQuery(db, "obj")
@@ -156,10 +166,10 @@ def bench_sql(db: SQLConnection, objects: int, positions: int, cones: int) -> No
                match_time["portable"] / match_time["q3c"], "<= 3x")
         plan = sql_cone.explain(paths["q3c"], *paths["q3c"]._statement(
             "select", parse({"$cone": {"ra": 10.0, "dec": 10.0, "radius": RADIUS}})))
-        print("  q3c plan:", " / ".join(line.strip() for line in plan.splitlines() if "Scan" in line))
+        print("  q3c plan:", scans(plan))
     plan = sql_cone.explain(portable, *portable._statement(
         "select", parse({"$cone": {"ra": 10.0, "dec": 10.0, "radius": RADIUS}})))
-    print("  portable plan:", " / ".join(line.strip() for line in plan.splitlines() if "Scan" in line))
+    print("  portable plan:", scans(plan))
 
 
 def bench_mongo(mongo: MongoConnection, objects: int, cones: int) -> None:
