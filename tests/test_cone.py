@@ -550,3 +550,24 @@ def test_faults_are_clear_errors(sky: Sky, tmp_path: Path) -> None:
     positions.write_text("[src\n")
     with pytest.raises(ConfigError, match=r"positions\.toml"):
         SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(positions=st.lists(st.tuples(st.one_of(st.integers(), st.text(max_size=5)), st.floats(0, 360),
+                                    st.floats(-90, 90)), max_size=30),
+       radius=st.floats(0.01, 90 * 3600), nearest=st.booleans(),
+       extra=st.sampled_from([None, {"mag": {"$gt": 3}}, {"$or": [{"name": "s1"}, {"mag": None}]}]))
+def test_built_crossmatch_runs_for_any_batch(sky: Sky, positions: list[tuple[Any, float, float]], radius: float,
+                                             nearest: bool, extra: Any) -> None:
+    """Whatever the batch, the statement runs and every match is within the radius, as the oracle measures it."""
+    q = sky.q["sql"]
+    if q.count() == 0:
+        sky.load([(i, ra, dec) for i, ra, dec in dataset(seed=3, background=300, near=0)])
+    rows = {r["id"]: r for r in q.find_all(paginate=False)}
+    positions = [((k, pid), ra, dec) for k, (pid, ra, dec) in enumerate(positions)]  # ids may repeat: made unique
+    by_id = {p[0]: p for p in positions}
+    for match in q.crossmatch(positions, radius, nearest=nearest, filter_by=extra):
+        position = by_id[match.id]
+        row = rows[match.row["id"]]
+        assert abs(oracle_distance(position[1] % 360, position[2], row["ra"], row["dec"]) - match.distance) < 1e-3
+        assert match.distance <= radius
