@@ -580,3 +580,29 @@ def test_built_crossmatch_runs_for_any_batch(sky: Sky, positions: list[tuple[Any
         row = rows[match.row["id"]]
         assert abs(oracle_distance(position[1] % 360, position[2], row["ra"], row["dec"]) - match.distance) < 1e-3
         assert match.distance <= radius
+
+
+@pytest.mark.parametrize("position", ['"loc"', '{ point = "" }', '{ point = "loc", ra_offset = "x" }',
+                                      '{ point = "loc", ra_offset = true }', '{ point = "nowhere" }',
+                                      '{ point = "loc", unit = "deg" }'])
+def test_bad_mongo_position_declarations(tmp_path: Path, position: str) -> None:
+    from dbp.errors import ConfigError
+    from dbp.mongo.schema import MongoSchema
+
+    (tmp_path / "collections.toml").write_text(
+        f'[[collection]]\nname = "src"\nfields = ["loc"]\nposition = {position}\n')
+    with pytest.raises(ConfigError, match="position"):
+        MongoSchema.load(tmp_path)
+
+
+def test_the_bundled_declarations() -> None:
+    from dbp.mongo.schema import MongoSchema
+
+    spec = MongoSchema.load().collection("object")
+    assert spec is not None and spec.position == ("loc", -180.0)
+    from dbp._bundled import bundled
+    from dbp.sql.cone import _declarations
+
+    found = _declarations(bundled("sql"))
+    assert (found["object"].ra, found["object"].dec) == ("meanra", "meandec")
+    assert (found["detection"].ra, found["detection"].dec) == ("ra", "dec")
