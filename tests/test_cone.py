@@ -196,6 +196,12 @@ def test_cone_combines_with_other_operators(loaded: Sky, engine: str, points: li
     ranked = sorted(inside.items(), key=lambda kv: kv[1])
     assert [r[key] for r in page.items] == [i for i, _ in ranked[3:6]]
     assert page.total == len(inside)
+    keyset = q.paginate(cone(10.68, 41.27, 3600.0), per_page=7, sort=[("mag", 1)], keyset=True)
+    seen = [r[key] for r in keyset.items]
+    while keyset.has_next:
+        keyset = q.paginate(cone(10.68, 41.27, 3600.0), per_page=7, sort=[("mag", 1)], after=keyset.next_token)
+        seen += [r[key] for r in keyset.items]
+    assert sorted(seen) == sorted(inside) and len(seen) == len(set(seen))
     first = q.find_one(cone(10.68, 41.27, 3600.0), sort=[("$distance", 1)], projection=[key, "$distance"])
     assert first is not None and first[key] == ranked[0][0]
     assert q.delete(cone(0.0, 0.0, 2.0)) == len(oracle(points, 0.0, 0.0, 2.0))
