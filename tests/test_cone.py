@@ -612,3 +612,15 @@ def test_the_bundled_declarations() -> None:
     found = _declarations(bundled("sql"))
     assert (found["object"].ra, found["object"].dec) == ("meanra", "meandec")
     assert (found["detection"].ra, found["detection"].dec) == ("ra", "dec")
+
+
+def test_mongo_cone_reads_use_the_2dsphere_index(loaded: Sky) -> None:
+    """The aggregation's first $match is on the 2dsphere index (SecantusDB and mongod both say IXSCAN)."""
+    import json
+
+    from dbp.mongo import cone as mongo_cone
+
+    q = loaded.q["mongo"]
+    for filter_by in (cone(10.68, 41.27, 2.0), {**cone(0.0, 0.0, 60.0), "mag": {"$lt": 3}}):
+        plan = json.dumps(mongo_cone.explain(q, parse(filter_by)), default=str)
+        assert "IXSCAN" in plan and "2dsphere" in plan and "COLLSCAN" not in plan, plan[:2000]
