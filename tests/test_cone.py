@@ -204,6 +204,8 @@ def test_cone_combines_with_other_operators(loaded: Sky, engine: str, points: li
     assert sorted(seen) == sorted(inside) and len(seen) == len(set(seen))
     first = q.find_one(cone(10.68, 41.27, 3600.0), sort=[("$distance", 1)], projection=[key, "$distance"])
     assert first is not None and first[key] == ranked[0][0]
+    assert q.update(cone(0.0, 0.0, 60.0), {"mag": 99.0}) == len(oracle(points, 0.0, 0.0, 60.0))
+    assert q.count({"mag": 99.0}) == len(oracle(points, 0.0, 0.0, 60.0))
     assert q.delete(cone(0.0, 0.0, 2.0)) == len(oracle(points, 0.0, 0.0, 2.0))
     assert q.count(cone(0.0, 0.0, 60.0)) == len(oracle(points, 0.0, 0.0, 60.0)) - len(oracle(points, 0.0, 0.0, 2.0))
 
