@@ -12,6 +12,7 @@ Syntax (a subset of MongoDB's)::
     {"probs": {"$elemMatch": {"name": "lc", "p": {"$gt": 0.5}}}}, {"nums": {"$elemMatch": {"$gt": 1}}}
     {"j": {"a": 1, "b": [1, 2]}}                       # a whole embedded document (key order ignored)
     {"j.a.b": 1}, {"probs.classifier": "lc"}           # dotted paths, through arrays of documents
+    {"$cone": {"ra": 10.68, "dec": 41.27, "radius": 2.0}}  # within 2 arcseconds (dbp.sky)
 
 Semantics are the same on both engines, MongoDB's where they differ from
 SQL's: a missing field and a NULL are one thing; ``$ne``, ``$nin`` and ``$not``
@@ -37,6 +38,7 @@ from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import plain
 from dbp.errors import FilterError
 from dbp.regex import Regex, translate
+from dbp.sky import DISTANCE, Cone, cones, parse_cone
 
 __all__ = [
     "OPERATORS",
@@ -62,7 +64,7 @@ OPERATORS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", 
 ELEMENT_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$options")
 #: How deep an embedded document given as a value may nest.
 MAX_VALUE_DEPTH = 20
-LOGICAL = ("$and", "$or", "$not")
+LOGICAL = ("$and", "$or", "$not", "$cone")
 SCALARS: tuple[type, ...] = (str, int, float, bool, _dt.datetime, _dt.date, decimal.Decimal, uuid.UUID, bytes)
 
 
@@ -137,7 +139,7 @@ class After:
         return Or(tuple(disjuncts))
 
 
-Node = Union[Cmp, And, Or, Not, ElemMatch, After]
+Node = Union[Cmp, And, Or, Not, ElemMatch, After, Cone]
 
 
 def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list: bool = False,
@@ -283,7 +285,10 @@ def _elem_match(field: str, spec: Any, where: str) -> ElemMatch:
         return ElemMatch(field, inner[0] if len(inner) == 1 else And(tuple(inner)), True)
     if any(operator_form):
         raise FilterError(f"{where} takes either a filter on the elements' fields or operators, not both")
-    return ElemMatch(field, parse(spec), False)
+    item = parse(spec)
+    if any(cones(item)):
+        raise FilterError(f"{where}: $cone applies to rows, not to array elements")
+    return ElemMatch(field, item, False)
 
 
 def _plain(value: Any) -> Any:
@@ -311,6 +316,8 @@ def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
                 raise FilterError(f"{key} takes a non-empty list of filters")
             parts = tuple(parse(item) if isinstance(item, Mapping) else _not_a_filter(key, item) for item in value)
             nodes.append(And(parts) if key == "$and" else Or(parts))
+        elif isinstance(key, str) and key == "$cone":
+            nodes.append(parse_cone(value))
         elif isinstance(key, str) and key == "$not":
             if not isinstance(value, Mapping):
                 raise FilterError("$not takes a filter dict or, on a field, operators")
@@ -336,7 +343,7 @@ def _not_a_filter(key: str, item: Any) -> Node:
 
 def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any]:
     """A filter of plain field equalities as a dict (for get_or_create, upsert); else FilterError."""
-    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, ElemMatch, After)) else parse(filter_by)
+    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, ElemMatch, After, Cone)) else parse(filter_by)
     items = node.items if isinstance(node, And) else (node,)
     out: dict[str, Any] = {}
     for item in items:
@@ -361,7 +368,7 @@ def parse_sort(sort: Any) -> list[tuple[str, int]]:
         if (not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 2
                 or isinstance(item[1], bool) or item[1] not in (1, -1)):
             raise FilterError(f"sort entries are (field, 1 | -1) pairs, not {item!r}")
-        field = _field(item[0])
+        field = DISTANCE if item[0] == DISTANCE else _field(item[0])
         if field in (f for f, _ in out):
             raise FilterError(f"sort names {field!r} twice")
         out.append((field, int(item[1])))
@@ -374,7 +381,7 @@ def parse_projection(projection: Any) -> Optional[list[str]]:
         return None
     if isinstance(projection, (str, bytes, Mapping)) or not isinstance(projection, Sequence) or not projection:
         raise FilterError("projection is a non-empty list of field names")
-    out = [_field(f) for f in projection]
+    out = [DISTANCE if f == DISTANCE else _field(f) for f in projection]
     if len(set(out)) != len(out):
         raise FilterError("projection names a field twice")
     return out

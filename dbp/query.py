@@ -31,6 +31,7 @@ from dbp.pagination import (
     encode_token,
     fingerprint,
 )
+from dbp.sky import DISTANCE, DISTANCE_FIELD, Match, parse_positions, parse_radius
 from dbp.updates import Change, Columns, columnar, is_plain, parse_update, replaces
 
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "ReadOnly", "ReadQuery", "Round", "Row", "Sort", "collapse"]
@@ -44,6 +45,8 @@ ConflictMode = Literal["ignore", "error", "update"]
 Round = tuple[list[dict[str, Any]], list[tuple[Change, ...]]]
 DEFAULT_PER_PAGE = 10
 STREAM_BATCH = 2000
+#: Positions per crossmatch round trip.
+CROSSMATCH_BATCH = 2000
 #: The largest ``batch_size`` of a streamed find_all (rows held in memory at once).
 MAX_BATCH = 100_000
 #: Offsets, limits and counts stay within a signed 64-bit integer on both servers.
@@ -181,6 +184,29 @@ class ReadQuery(ABC):
         """What a keyset token belongs to besides its filter and sort (a named query adds its parameters)."""
         return self.name
 
+    def crossmatch(self, positions: Sequence[Any], radius: float, nearest: bool = True, filter_by: Filter = None,
+                   batch_size: int = CROSSMATCH_BATCH) -> list[Match]:
+        """The rows within ``radius`` arcseconds of each ``(id, ra, dec)``, as :class:`dbp.sky.Match` es.
+
+        In the positions' order, each position's nearest first; ``nearest``
+        keeps only the nearest row of each. Positions without a match are left
+        out. One round trip per ``batch_size`` positions.
+        """
+        checked = parse_positions(positions)
+        radius = parse_radius(radius, "crossmatch")
+        if not isinstance(nearest, bool):
+            raise FilterError(f"nearest is True or False, not {type(nearest).__name__}")
+        batch = _positive_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH)
+        node = parse(filter_by)
+        out: list[Match] = []
+        for start in range(0, len(checked), batch):
+            out += self._crossmatch(checked[start:start + batch], radius, nearest, node)
+        return out
+
+    def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                    node: Node) -> list[Match]:
+        raise FilterError(f"crossmatch is not available on {type(self).__name__}")
+
     def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
         order = parse_sort(sort)
         named = {f for f, _ in order}
@@ -230,7 +256,8 @@ class ReadQuery(ABC):
             raise ConfigError("query.frame() needs pandas: pip install 'alerce-dbp[pandas]'") from None
         rows = self.find_all(filter_by, sort=sort, projection=projection, paginate=False)
         assert not isinstance(rows, (Pagination, KeysetPage))
-        return pandas.DataFrame.from_records(list(rows), columns=list(projection) if projection else None)
+        columns = [DISTANCE_FIELD if f == DISTANCE else f for f in projection] if projection else None
+        return pandas.DataFrame.from_records(list(rows), columns=columns)
 
     def paginate(
         self,
@@ -291,6 +318,8 @@ class ReadQuery(ABC):
                               "declared key (-- key: in a .sql file, \"key\" in a pipeline)")
         owner = fingerprint(self._token_scope(), repr(node), order)
         fields = parse_projection(projection)
+        if DISTANCE in [f for f, _ in order] + (fields or []):
+            raise FilterError(f"keyset pagination cannot use {DISTANCE}; use page numbers (page=, per_page=)")
         wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
         if after:
             values = decode_token(after, owner, len(order), self.token_types)

@@ -152,3 +152,18 @@ def test_the_queries_bench_measures_every_figure_at_a_tiny_size(tmp_path: Path) 
     assert "target <= 1.1x" in done.stdout and "target <= 3x" in done.stdout
     assert "bench: stopped sql, mongo server(s)" in done.stdout
     assert processes_naming(root) == []  # its servers are stopped
+
+
+def test_the_cone_bench_runs_tiny(bench_root: Path) -> None:
+    """bench/bench_cone.py at tiny sizes: every ratio printed, its servers stopped, its folder removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_cone.py"), "--objects", "3000", "--positions", "50",
+         "--cones", "10", "--mongo-objects", "500", "--local-dir", str(bench_root)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for what in ('2" cone, portable path', "crossmatch of 50, portable path", "portable plan: Index Scan",
+                 '2" cone (500 documents)'):
+        assert what in done.stdout, (what, done.stdout)
+    assert not bench_root.exists()
+    assert processes_naming(bench_root) == []

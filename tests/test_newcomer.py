@@ -62,6 +62,9 @@ def test_status_exit_code_fails_on_a_never_initialized_database(
     halves = json.loads(half.stdout)
     assert halves["engines"]["sql"]["initialized"] is True and halves["engines"]["mongo"]["initialized"] is False
     assert halves["ok"] is False
+    # initdb makes the ALeRCE catalog only: dbp's cone search indexes wait for migrate
+    assert run_dbp("status", "--exit-code", "--engine", "sql").returncode == 3
+    assert run_dbp("migrate", "--engine", "sql").returncode == 0
     assert run_dbp("status", "--exit-code", "--engine", "sql").returncode == 0
 
     assert run_dbp("initdb", "--engine", "mongo").returncode == 0
@@ -119,6 +122,7 @@ def test_a_project_from_init_project_runs_the_whole_cycle(
     first = run_dbp("initdb", env=env)
     assert first.returncode == 0, first.stderr
     assert "created 17 tables" in first.stdout
+    assert run_dbp("migrate", env=env).returncode == 0  # dbp's cone search indexes (0001), not part of initdb
     schema = tmp_path / "sql" / "schema" / "002_step.sql"
     schema.write_text(schema.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))
     declared = tmp_path / "mongo_migrations" / "collections.toml"
@@ -127,10 +131,11 @@ def test_a_project_from_init_project_runs_the_whole_cycle(
         '    { name = "mjd", keys = [["mjd", -1]] },', 1))
     made = run_dbp("make_migrations", "owner and mjd", env=env)
     assert made.returncode == 0, made.stderr
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("0001_*"))
-    assert written == ["mongo_migrations/0001_owner_and_mjd.py", "sql/migrations/0001_owner_and_mjd.rollback.sql",
-                       "sql/migrations/0001_owner_and_mjd.sql"]
-    assert "owner" in (tmp_path / "sql" / "migrations" / "0001_owner_and_mjd.sql").read_text()
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("000[12]_owner*"))
+    assert written == ["mongo_migrations/0001_owner_and_mjd.py", "sql/migrations/0002_owner_and_mjd.rollback.sql",
+                       "sql/migrations/0002_owner_and_mjd.sql"]
+    made_sql = (tmp_path / "sql" / "migrations" / "0002_owner_and_mjd.sql").read_text()
+    assert "owner" in made_sql and "meandec_meanra" not in made_sql  # the cone indexes are wanted, not dropped
     assert run_dbp("status", "--exit-code", env=env).returncode == 3
     applied = run_dbp("migrate", env=env)
     assert applied.returncode == 0, applied.stderr
@@ -186,6 +191,8 @@ def test_initdb_creates_a_missing_database(
     assert "created database" not in next(line for line in result.stdout.splitlines() if line.startswith("mongo:"))
     again = run_dbp("initdb", "--engine", "sql")
     assert again.returncode == 0 and "already initialized" in again.stdout and "created database" not in again.stdout
+    assert run_dbp("status", "--exit-code").returncode == 3  # dbp's cone search indexes wait for migrate
+    assert run_dbp("migrate").returncode == 0
     assert run_dbp("status", "--exit-code").returncode == 0
 
 
@@ -289,7 +296,8 @@ def test_admin_functions_take_what_connect_takes(
     assert admin.configured_engines(full) == ["sql", "mongo"]
     assert {r.outcome for r in admin.initdb(full, ["sql", "mongo"])} == {"created"}
     assert all(r.initialized for r in admin.status({"DB_CONFIG": full}, ["sql", "mongo"]))
-    assert admin.migrate(sql_part, ["sql"]) == {"sql": []}  # a lone section, db-plugins style
+    # a lone section, db-plugins style; after initdb, dbp's cone search indexes are the one pending migration
+    assert admin.migrate(sql_part, ["sql"]) == {"sql": ["0001_cone_search_indexes"]}
     assert [r.reachable for r in admin.check(mongo_part, ["mongo"])] == [True]
     path = write_settings(tmp_path, sql_settings, mongo_settings)
     assert [s.engine for s in admin.status(str(path), ["sql"])] == ["sql"]
@@ -297,7 +305,7 @@ def test_admin_functions_take_what_connect_takes(
     for key in [k for k in os.environ if k.startswith("DBP_")]:
         monkeypatch.delenv(key)
     assert [s.engine for s in admin.status(None, ["sql", "mongo"])] == ["sql", "mongo"]  # ./dbp.toml
-    assert admin.rollback(full, "sql") == []
+    assert admin.rollback(full, "sql") == ["0001_cone_search_indexes"]  # the one migrate applied
 
 
 def test_no_settings_error_mentions_local_and_init_project(run_dbp: Any) -> None:

@@ -93,6 +93,8 @@ def test_wheel_is_alerce_dbp_with_package_and_command_dbp(built_wheel: Path) -> 
     assert "dbp/_bundled/mongo_migrations/collections.toml" in names
     for query in ("object_list", "light_curve", "limit_values"):  # ALeRCE's named queries, SQL and pipeline
         assert f"dbp/queries/{query}.sql" in names and f"dbp/queries/{query}.json" in names
+    assert "dbp/_bundled/sql/positions.toml" in names
+    assert "dbp/_bundled/sql/migrations/0001_cone_search_indexes.sql" in names
 
 
 # -- a newcomer's whole path, from the wheel ----------------------------------------------------------
@@ -161,7 +163,9 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
         assert first.returncode == 0, first.stderr
         assert "created 17 tables, 27 indexes" in first.stdout
         assert "created 5 collections, 13 indexes" in first.stdout
-        assert dbp("--local", "migrate", cwd=project).returncode == 0
+        cone_indexes = dbp("--local", "migrate", cwd=project)  # dbp's cone search indexes: after initdb
+        assert cone_indexes.returncode == 0 and "sql: 1 migration(s) applied" in cone_indexes.stdout, cone_indexes
+        assert "dbp/_bundled/sql/positions.toml" in before
 
         step = project / "sql" / "schema" / "002_step.sql"
         step.write_text(step.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))
@@ -171,8 +175,8 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
             '{ name = "sid_1", keys = [["sid", 1]] },\n    { name = "mjd", keys = [["mjd", -1]] },', 1))
         written = dbp("--local", "make_migrations", "add owner", cwd=project)
         assert written.returncode == 0, written.stderr
-        assert sorted(p.name for p in project.rglob("0001_*")) == [
-            "0001_add_owner.py", "0001_add_owner.rollback.sql", "0001_add_owner.sql"]
+        assert sorted(p.name for p in project.rglob("000[12]_add_owner*")) == [
+            "0001_add_owner.py", "0002_add_owner.rollback.sql", "0002_add_owner.sql"]
         assert dbp("--local", "status", "--exit-code", cwd=project).returncode == 3
         applied = dbp("--local", "migrate", cwd=project)
         assert applied.returncode == 0, applied.stderr

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from dbp._bundled import bundled
 from dbp.errors import FilterError
 from dbp.filters import After, And, Cmp, Node, Not, Or
-from dbp.mongo.schema import DECLARATION, MongoSchema
+from dbp.mongo.schema import DECLARATION, CollectionSpec, MongoSchema
 
 __all__ = ["DeclaredFields", "check", "declared_fields"]
 
@@ -98,6 +98,14 @@ def declared_fields(schema_dir: Optional[Path], collection: str) -> Optional[Dec
     The declaration is read once per version of the file. A folder without a
     ``collections.toml`` declares nothing.
     """
+    spec = declared(schema_dir, collection)
+    if spec is None or spec.fields is None:
+        return None
+    return DeclaredFields(collection, spec.fields)
+
+
+def declared(schema_dir: Optional[Path], collection: str) -> Optional[CollectionSpec]:
+    """What the schema folder's ``collections.toml`` declares of ``collection`` (None: nothing)."""
     root = schema_dir if schema_dir is not None else bundled("mongo_migrations")
     try:
         stamp = (root / DECLARATION).stat().st_mtime_ns
@@ -112,7 +120,4 @@ def declared_fields(schema_dir: Optional[Path], collection: str) -> Optional[Dec
             for old in [k for k in _CACHE if k[0] == root]:
                 del _CACHE[old]
             _CACHE[key] = schema
-    spec = schema.collection(collection)
-    if spec is None or spec.fields is None:
-        return None
-    return DeclaredFields(collection, spec.fields)
+    return schema.collection(collection)

@@ -24,10 +24,12 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from dbp._values import convert_row, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse, register_scalar
+from dbp.mongo import cone as cones
 from dbp.mongo.errors import translate
-from dbp.mongo.fields import check, declared_fields
+from dbp.mongo.fields import DeclaredFields, check, declared
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row, collapse
+from dbp.sky import DISTANCE, Cone, Match, Position, cone_for
 from dbp.updates import Change
 
 if TYPE_CHECKING:
@@ -124,13 +126,17 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def compile_filter(node: Node, *, nested: bool = False) -> dict[str, Any]:
+def compile_filter(node: Node, *, nested: bool = False, position: Optional[Position] = None,
+                   name: str = "this collection") -> dict[str, Any]:
     """A query document for ``node``, with dbp's semantics (NULL and missing are one thing).
 
     On a dotted path, or a field inside ``$elemMatch`` (``nested``), "null"
     means "no non-null value is reached", the meaning dbp gives it on both
-    engines; document values compare regardless of key order.
+    engines; document values compare regardless of key order. ``position``:
+    where collection ``name`` keeps positions, for ``$cone``.
     """
+    if isinstance(node, Cone):
+        return cones.compile_cone(node, position, name)
     if isinstance(node, Cmp):
         field = _path(node.field)
         return {field: _condition(node, nested or "." in field)}
@@ -145,14 +151,16 @@ def compile_filter(node: Node, *, nested: bool = False) -> dict[str, Any]:
                 if isinstance(cmp.value, tuple) else cmp.value
         return {field: {"$elemMatch": spec}}
     if isinstance(node, And):
-        return _merge([compile_filter(i, nested=nested) for i in node.items]) if node.items else {}
+        return _merge([compile_filter(i, nested=nested, position=position, name=name)
+                       for i in node.items]) if node.items else {}
     if isinstance(node, Or):
-        return {"$or": [compile_filter(i, nested=nested) for i in node.items]} if node.items else dict(_NOTHING)
+        return {"$or": [compile_filter(i, nested=nested, position=position, name=name)
+                        for i in node.items]} if node.items else dict(_NOTHING)
     if isinstance(node, Not):
         if isinstance(node.item, Cmp) and node.item.op not in ("eq", "exists", "in") and nested:
             # a field-level $not, which servers without $nor inside $elemMatch accept
             return {_path(node.item.field): {"$not": _condition(node.item, True)}}
-        return {"$nor": [compile_filter(node.item, nested=nested)]}
+        return {"$nor": [compile_filter(node.item, nested=nested, position=position, name=name)]}
     assert isinstance(node, After)
     return compile_filter(node.expand())
 
@@ -237,8 +245,12 @@ class MongoQuery(BaseQuery):
         codecs = collection.codec_options.with_options(type_registry=TypeRegistry(fallback_encoder=_fallback))
         self.collection: Collection[Any] = collection.with_options(codec_options=codecs)
         self._keys: Optional[list[tuple[str, ...]]] = None
+        spec = declared(db.settings.schema_dir, self.name)
         #: The fields collections.toml declares for this collection (None: free-form).
-        self.fields = declared_fields(db.settings.schema_dir, self.name)
+        self.fields = DeclaredFields(self.name, spec.fields) if spec is not None and spec.fields is not None else None
+        #: Where it keeps positions ($cone, crossmatch), if collections.toml says.
+        self.position = Position(point=spec.position[0], ra_offset=spec.position[1]) \
+            if spec is not None and spec.position is not None else None
 
     def __repr__(self) -> str:
         return f"<MongoQuery {self.name} on {self.db.address}>"
@@ -246,11 +258,39 @@ class MongoQuery(BaseQuery):
     def _key(self) -> list[str]:
         return ["_id"]
 
+    def _filter(self, node: Node) -> dict[str, Any]:
+        return compile_filter(node, position=self.position, name=self.name)
+
+    def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                    node: Node) -> list[Match]:
+        check(self.fields, "crossmatch", node=node)
+        try:
+            return cones.crossmatch(self, positions, radius, nearest, self._filter(node))
+        except UNENCODABLE as exc:
+            raise _unencodable(f"crossmatch on {self.name}", exc) from None
+        except PyMongoError as exc:
+            raise translate(exc, "crossmatch", self.name, FilterError) from None
+
+    def _near(self, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+              projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0) -> Iterator[Row]:
+        """Rows of a filter with a cone: an aggregation (dbp.mongo.cone)."""
+        plain_sort = [(f, d) for f, d in sort if f != DISTANCE]
+        check(self.fields, "find", node=node, sort=plain_sort,
+              projection=[f for f in projection or () if f != DISTANCE])
+        for name in [f for f, _ in plain_sort] + [f for f in projection or () if f != DISTANCE]:
+            _path(name)
+        try:
+            yield from cones.rows(self, node, centre, sort, projection, limit, offset, batch)
+        except UNENCODABLE as exc:
+            raise _unencodable(f"find on {self.name}", exc) from None
+        except PyMongoError as exc:
+            raise translate(exc, "find", self.name, FilterError) from None
+
     def _find_args(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]) -> dict[str, Any]:
         for name in [f for f, _ in sort] + (projection or []):
             _path(name)
         check(self.fields, "find", node=node, sort=sort, projection=projection)
-        args: dict[str, Any] = {"filter": compile_filter(node)}
+        args: dict[str, Any] = {"filter": self._filter(node)}
         if projection is not None:
             args["projection"] = {**{f: 1 for f in projection}, **({} if "_id" in projection else {"_id": 0})}
         if sort:
@@ -268,6 +308,9 @@ class MongoQuery(BaseQuery):
     ) -> list[Row]:
         if limit == 0:
             return []  # pymongo's limit(0) means "no limit"
+        centre = cone_for(node, sort, projection)
+        if centre is not None or cones.top_cones(node):
+            return list(self._near(node, centre, sort, projection, limit, offset))
         try:
             cursor = self.collection.find(**self._find_args(node, sort, projection), skip=offset, limit=limit or 0)
             return [self._shape(doc, projection) for doc in cursor]
@@ -279,6 +322,10 @@ class MongoQuery(BaseQuery):
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
+        centre = cone_for(node, sort, projection)
+        if centre is not None or cones.top_cones(node):
+            yield from self._near(node, centre, sort, projection, None, 0, batch)
+            return
         cursor = self.collection.find(**self._find_args(node, sort, projection), batch_size=batch)
         try:
             for doc in cursor:
@@ -295,9 +342,11 @@ class MongoQuery(BaseQuery):
         if limit == 0:
             return 0
         try:
+            if cones.top_cones(node):
+                return cones.count(self, node, limit)
             if limit is None:
-                return self.collection.count_documents(compile_filter(node))
-            return self.collection.count_documents(compile_filter(node), limit=limit)
+                return self.collection.count_documents(self._filter(node))
+            return self.collection.count_documents(self._filter(node), limit=limit)
         except UNENCODABLE as exc:
             raise _unencodable(f"count on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -387,7 +436,7 @@ class MongoQuery(BaseQuery):
     def _update(self, node: Node, changes: Sequence[Change]) -> int:
         check(self.fields, "update", node=node, names=[c.path for c in changes])
         try:
-            return self.collection.update_many(compile_filter(node), compile_update(changes)[0]).matched_count
+            return self.collection.update_many(self._filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
             raise _unencodable(f"update on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -412,7 +461,7 @@ class MongoQuery(BaseQuery):
     def delete(self, filter_by: Filter) -> int:
         check(self.fields, "delete", node=parse(filter_by))
         try:
-            return self.collection.delete_many(compile_filter(parse(filter_by))).deleted_count
+            return self.collection.delete_many(self._filter(parse(filter_by))).deleted_count
         except UNENCODABLE as exc:
             raise _unencodable(f"delete on {self.name}", exc) from None
         except PyMongoError as exc:

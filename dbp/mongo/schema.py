@@ -57,6 +57,8 @@ class CollectionSpec:
     indexes: tuple[IndexSpec, ...] = ()
     #: The declared top-level fields (``_id`` included), or None: free-form.
     fields: Optional[frozenset[str]] = None
+    #: Where positions live: a GeoJSON point field and its longitude's offset from ra (``$cone``).
+    position: Optional[tuple[str, float]] = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,21 @@ def _collection(raw: Any, where: str) -> CollectionSpec:
             for key, _ in index.keys:
                 if key.split(".", 1)[0] not in fields:
                     raise ConfigError(f"{where} ({raw['name']}) index {index.name}: {key!r} is not a declared field")
-    return CollectionSpec(raw["name"], tuple(indexes), fields)
+    return CollectionSpec(raw["name"], tuple(indexes), fields, _position(raw, f"{where} ({raw['name']})", fields))
+
+
+def _position(raw: Mapping[str, Any], where: str, fields: Optional[frozenset[str]]) -> Optional[tuple[str, float]]:
+    """``position = { point = "loc", ra_offset = -180 }``: GeoJSON longitude = ra + ra_offset (wrapped)."""
+    if "position" not in raw:
+        return None
+    spec = raw["position"]
+    if (not isinstance(spec, dict) or not set(spec) <= {"point", "ra_offset"} or not isinstance(spec.get("point"), str)
+            or not spec["point"] or isinstance(spec.get("ra_offset", 0), bool)
+            or not isinstance(spec.get("ra_offset", 0), (int, float))):
+        raise ConfigError(f'{where}: position is {{ point = "field", ra_offset = number }}')
+    if fields is not None and spec["point"].split(".", 1)[0] not in fields:
+        raise ConfigError(f"{where}: position point {spec['point']!r} is not a declared field")
+    return spec["point"], float(spec.get("ra_offset", 0))
 
 
 def _fields(raw: Mapping[str, Any], where: str) -> Optional[frozenset[str]]:

@@ -23,7 +23,7 @@ from dbp.sql.ledger import (
     write_marker,
     yoyo_backend,
 )
-from dbp.sql.migrations import load_migrations, record_baseline
+from dbp.sql.migrations import after_initdb, load_migrations, record_baseline
 from dbp.sql.schema import SchemaFiles
 
 __all__ = ["drop_refusal", "dropdb", "initdb"]
@@ -33,7 +33,9 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
     files = SchemaFiles.for_settings(db.settings.schema_dir)
     files.statements  # noqa: B018 - read and split every file before touching the database
     migrations, infos = load_migrations(files)
-    ids = [m.id for m in migrations]
+    later = {m.id for m in migrations if after_initdb(m.path)}  # dbp's own additions: for migrate to apply
+    infos = [i for i in infos if i.id not in later]
+    ids = [m.id for m in migrations if m.id not in later]
     start = time.perf_counter()
     with yoyo_backend(db.settings) as backend:
         conn = backend.connection

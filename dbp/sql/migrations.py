@@ -144,6 +144,24 @@ def load_migrations(files: SchemaFiles) -> tuple[list[Any], list[MigrationFile]]
     return migrations, infos
 
 
+#: A header line marking a migration that initdb neither runs nor records: ``dbp migrate`` applies it.
+AFTER_INITDB = "-- dbp: after-initdb"
+
+
+def after_initdb(path: Any) -> bool:
+    """Whether the migration at ``path`` adds what the schema files lack (dbp's own indexes)."""
+    path = Path(path)
+    if path.suffix != ".sql":
+        return False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("--"):
+            return False
+        if " ".join(stripped.split()) == AFTER_INITDB:
+            return True
+    return False
+
+
 def _leading_comment(path: Path) -> str:
     for line in path.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
@@ -477,7 +495,9 @@ def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list
                     "make_migrations compares the schema files with an up-to-date database"
                 )
             live: Catalog = read_catalog(conn)
-            wanted = files.scratch_catalog(conn)
+            # the schema files, and what after-initdb migrations add to them
+            wanted = files.scratch_catalog(conn, [Path(m.path) for m in load_migrations(files)[0]
+                                                  if after_initdb(m.path)])
         summary = diff(live, wanted)
         if not summary:
             return []

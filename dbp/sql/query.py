@@ -21,6 +21,8 @@ from dbp._values import converter
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
+from dbp.sky import Cone, Match, cone_for
+from dbp.sql import cone as cones
 from dbp.sql import operators
 from dbp.sql.bulk import LOCK_NOT_AVAILABLE, TRANSIENT, bulk_insert, retrying
 from dbp.sql.catalog import Column, Table
@@ -70,6 +72,8 @@ class SQLQuery(BaseQuery):
         self.rules = {c: ColumnRule(name, c, column.type, base=column.base) for c, column in self.columns.items()}
         self._text = {c for c, rule in self.rules.items() if rule.category == "text"}
         self._unique_keys = self.table.unique_keys()
+        #: "q3c" or "portable" forces a $cone path; None picks q3c where the extension and its index exist.
+        self.cone_path: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"<SQLQuery {self.name} on {self.db.address}>"
@@ -125,6 +129,8 @@ class SQLQuery(BaseQuery):
             return self._compare(node, params, shape, build)
         if isinstance(node, ElemMatch):
             return operators.elem_match(self, node, params, shape, build, scope)
+        if isinstance(node, Cone):
+            return cones.compile_cone(self, node, params, shape, build)
         if isinstance(node, (And, Or)):
             shape.append((type(node).__name__, len(node.items)))
             parts = [self._compile(i, params, shape, build=build, scope=scope) for i in node.items]
@@ -270,7 +276,13 @@ class SQLQuery(BaseQuery):
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
         limit: Optional[int] = None, offset: int = 0,
     ) -> list[Row]:
-        text, params = self._statement("select", node, sort, projection, limit is not None, bool(offset))
+        centre = cone_for(node, sort, projection)
+        text: Any
+        if centre is not None:
+            text, params = cones.select_statement(self, node, centre, sort, projection, limit is not None,
+                                                  bool(offset))
+        else:
+            text, params = self._statement("select", node, sort, projection, limit is not None, bool(offset))
         params += [limit] if limit is not None else []
         params += [offset] if offset else []
         rows: list[Row] = self._run(text, params).fetchall()
@@ -279,7 +291,12 @@ class SQLQuery(BaseQuery):
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
-        text, params = self._statement("select", node, sort, projection)
+        centre = cone_for(node, sort, projection)
+        text: Any
+        if centre is not None:
+            text, params = cones.select_statement(self, node, centre, sort, projection, False, False)
+        else:
+            text, params = self._statement("select", node, sort, projection)
         try:  # on a session of its own: the caller's writes while reading are never part of its transaction
             with self.db.stream_cursor(text, params, batch) as cur:
                 yield from cur
@@ -287,6 +304,10 @@ class SQLQuery(BaseQuery):
             raise FilterError(f"{self.name}: {_cause(exc)}") from None
         except (TypeError, ValueError) as exc:  # a value psycopg cannot send (a lone surrogate, ...)
             raise FilterError(f"{self.name}: {_unsendable(exc)}") from None
+
+    def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                    node: Node) -> list[Match]:
+        return cones.crossmatch(self, positions, radius, nearest, node)
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
         text, params = self._statement("count", node, limit=limit is not None)

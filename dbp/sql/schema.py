@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -94,13 +95,19 @@ class SchemaFiles:
             except psycopg.Error as exc:
                 raise StatementError(statement, exc) from None
 
-    def scratch_catalog(self, conn: psycopg.Connection[Any]) -> Catalog:
-        """The catalog these files create, built in a throw-away schema and rolled back."""
+    def scratch_catalog(self, conn: psycopg.Connection[Any], then: Sequence[Path] = ()) -> Catalog:
+        """The catalog these files (then the scripts ``then``) create, built in a throw-away schema, rolled back."""
         scratch = f"dbp_scratch_{uuid.uuid4().hex[:12]}"  # unique: a leftover or a concurrent one never collides
         with conn.transaction(force_rollback=True):  # the rollback drops it, whatever happens inside
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
             conn.execute("SELECT set_config('search_path', %s, true)", (scratch,))
             self.apply(conn)
+            for path in then:
+                for statement in read_script(path):
+                    try:
+                        conn.execute(statement.text)
+                    except psycopg.Error as exc:
+                        raise StatementError(statement, exc) from None
             catalog = read_catalog(conn, scratch)
         catalog.schema = "public"
         return catalog

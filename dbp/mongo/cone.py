@@ -1,0 +1,184 @@
+"""``$cone``, ``$distance`` and crossmatch on MongoDB.
+
+A cone is ``$geoWithin``/``$centerSphere`` on the collection's GeoJSON point
+(2dsphere-indexed), with a radius a little larger than the cone's, and an
+``$expr`` that keeps the documents whose exact distance (the atan2 form of
+:func:`dbp.sky.separation`, computed by the server) is at most the radius.
+The point's longitude is ra + ``ra_offset`` (ALeRCE: ra - 180), declared in
+``collections.toml``. Reads with a cone run as an aggregation whose first
+``$match`` is the cones' plain ``$geoWithin`` (index-backed everywhere; with
+``$expr`` beside it SecantusDB scans the collection), then the whole filter;
+``$distance`` is a field it adds (``$near`` is not used: some servers do not
+sort by it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+from dbp.errors import FilterError
+from dbp.filters import And, Node
+from dbp.sky import (
+    DISTANCE,
+    DISTANCE_FIELD,
+    SLACK,
+    Cone,
+    DecIndex,
+    Match,
+    Position,
+    arcsec_to_radians,
+    nearest_first,
+    separation,
+)
+
+if TYPE_CHECKING:
+    from dbp.mongo.query import MongoQuery
+
+__all__ = ["candidates", "compile_cone", "crossmatch", "distance_expression", "pipeline"]
+
+_DISTANCE = "_dbp_distance"
+
+
+def _require(position: Optional[Position], name: str) -> Position:
+    if position is None:
+        raise FilterError(f"{name} declares no position for $cone / crossmatch; add position = "
+                          '{ point = "field", ra_offset = 0 } to its entry in collections.toml')
+    return position
+
+
+def candidates(position: Position, ra: float, dec: float, radius: float) -> dict[str, Any]:
+    """``$geoWithin`` a cap slightly larger than the cone: every document within ``radius``, and a few more."""
+    cap = arcsec_to_radians(radius) * (1 + SLACK) + 1e-12
+    return {position.point: {"$geoWithin": {"$centerSphere": [[position.longitude(ra), dec], cap]}}}
+
+
+def distance_expression(cone: Cone, position: Position) -> dict[str, Any]:
+    """The distance in arcseconds from ``cone``'s centre to a document's point, as an aggregation expression."""
+    coordinates = f"${position.point}.coordinates"
+    _, cos_d, sin_d = cone.trig
+    lam = math.radians(position.longitude(cone.ra))  # the centre's longitude
+    cos_p, sin_p, cos_l = "$$cos_p", "$$sin_p", "$$cos_l"
+    num = {"$sqrt": {"$add": [
+        _square({"$multiply": [cos_p, {"$sin": "$$dl"}]}),
+        _square({"$subtract": [{"$multiply": [cos_d, sin_p]}, {"$multiply": [sin_d, cos_p, cos_l]}]}),
+    ]}}
+    den = {"$add": [{"$multiply": [sin_d, sin_p]}, {"$multiply": [cos_d, cos_p, cos_l]}]}
+    return {"$let": {
+        "vars": {"p": {"$degreesToRadians": {"$arrayElemAt": [coordinates, 1]}},
+                 "dl": {"$subtract": [{"$degreesToRadians": {"$arrayElemAt": [coordinates, 0]}}, lam]}},
+        "in": {"$let": {
+            "vars": {"cos_p": {"$cos": "$$p"}, "sin_p": {"$sin": "$$p"}, "cos_l": {"$cos": "$$dl"}},
+            "in": {"$multiply": [{"$radiansToDegrees": {"$atan2": [num, den]}}, 3600.0]},
+        }},
+    }}
+
+
+def _square(value: Any) -> dict[str, Any]:
+    return {"$multiply": [value, value]}
+
+
+def compile_cone(cone: Cone, position: Optional[Position], name: str) -> dict[str, Any]:
+    """The query document for ``cone``: index-backed candidates, then the exact distance."""
+    where = _require(position, name)
+    return {"$and": [candidates(where, cone.ra, cone.dec, cone.radius),
+                     {"$expr": {"$lte": [distance_expression(cone, where), cone.radius]}}]}
+
+
+def top_cones(node: Node) -> list[Cone]:
+    """The cones every match must lie in (the filter's top-level conjunction)."""
+    if isinstance(node, Cone):
+        return [node]
+    if isinstance(node, And):
+        return [c for item in node.items for c in top_cones(item)]
+    return []
+
+
+def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+             limit: Optional[int], offset: int) -> list[dict[str, Any]]:
+    """An aggregation for a filter with cones: index-backed candidates first, then the whole filter.
+
+    (A find whose filter holds ``$expr`` is not index-backed on every server;
+    a leading ``$match`` of plain ``$geoWithin`` is.) ``centre``: the cone
+    ``$distance`` measures from, added as a field to sort or project.
+    """
+    where = _require(q.position, q.name)
+    first = [candidates(where, c.ra, c.dec, c.radius) for c in top_cones(node)]
+    stages: list[dict[str, Any]] = []
+    if first:
+        stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
+    stages.append({"$match": q._filter(node)})
+    if centre is not None:
+        stages.append({"$addFields": {_DISTANCE: distance_expression(centre, where)}})
+    if sort:
+        stages.append({"$sort": {(_DISTANCE if f == DISTANCE else f): d for f, d in sort}})
+    if offset:
+        stages.append({"$skip": offset})
+    if limit:
+        stages.append({"$limit": limit})
+    return stages
+
+
+def shape(doc: dict[str, Any], projection: Optional[list[str]]) -> dict[str, Any]:
+    distance = doc.pop(_DISTANCE, None)
+    if projection is None:
+        return doc
+    return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f)) for f in projection}
+
+
+def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+         projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
+         ) -> Iterator[dict[str, Any]]:
+    stages = pipeline(q, node, centre, sort, limit, offset)
+    cursor = q.collection.aggregate(stages, batchSize=batch) if batch else q.collection.aggregate(stages)
+    try:
+        for doc in cursor:
+            yield shape(doc, projection)
+    finally:
+        cursor.close()
+
+
+def count(q: MongoQuery, node: Node, limit: Optional[int]) -> int:
+    stages = [*pipeline(q, node, None, [], limit, 0), {"$count": "n"}]
+    found = list(q.collection.aggregate(stages))
+    return int(found[0]["n"]) if found else 0
+
+
+def _point(doc: dict[str, Any], path: str) -> Optional[tuple[float, float]]:
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    coordinates = value.get("coordinates") if isinstance(value, dict) else None
+    if isinstance(coordinates, (list, tuple)) and len(coordinates) == 2:
+        return float(coordinates[0]), float(coordinates[1])
+    return None
+
+
+def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+               match: dict[str, Any]) -> list[Match]:
+    """One query per batch: the filter and an ``$or`` of the cones' candidates; exact distances here."""
+    where = _require(q.position, q.name)
+    cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
+    query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
+    index = DecIndex(positions, radius)
+    found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
+    for n, doc in enumerate(q.collection.find(query)):
+        point = _point(doc, where.point)
+        if point is None:
+            continue
+        lon, lat = point
+        ra = (lon - where.ra_offset) % 360.0
+        for i in index.near(lat):
+            _, pra, pdec = positions[i]
+            distance = separation(pra, pdec, ra, lat)
+            if distance <= radius:
+                found.setdefault(i, []).append((distance, n, doc))
+    return nearest_first(found, [p[0] for p in positions], nearest)
+
+
+def explain(q: MongoQuery, node: Node) -> dict[str, Any]:
+    """The server's explain of the aggregation a read with ``node`` runs (for tests and benchmarks)."""
+    found: dict[str, Any] = q.collection.database.command(
+        "aggregate", q.collection.name, pipeline=pipeline(q, node, None, [], None, 0), explain=True)
+    return found

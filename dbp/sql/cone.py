@@ -1,0 +1,270 @@
+"""``$cone``, ``$distance`` and crossmatch on PostgreSQL: statements built here, run by :mod:`dbp.sql.query`.
+
+Two paths give the same rows. With the q3c extension and a q3c index on the
+table's position (migration 0001 makes one where q3c is installed),
+``q3c_radial_query`` (``q3c_join`` for crossmatch) finds candidates; otherwise
+a dec band and ra range(s) (:func:`dbp.sky.box`) do, on a btree over dec. Both
+then keep the rows whose exact distance (:data:`dbp.sky.separation`'s formula,
+in SQL) is at most the radius, so q3c's own boundary never decides.
+
+Where a table keeps positions is read from ``positions.toml`` in the SQL
+folder (the bundled one declares ``object`` and ``detection``)::
+
+    [object]
+    ra = "meanra"
+    dec = "meandec"
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from psycopg import sql
+
+from dbp._bundled import bundled
+from dbp.errors import ConfigError, FilterError
+from dbp.filters import Node
+from dbp.sky import (
+    DISTANCE,
+    DISTANCE_FIELD,
+    SLACK,
+    Cone,
+    Match,
+    Position,
+    arcsec_to_degrees,
+    box,
+    nearest_first,
+)
+
+if TYPE_CHECKING:
+    from dbp.sql.query import SQLQuery
+
+__all__ = ["DECLARATION", "compile_cone", "crossmatch", "crossmatch_statement", "explain", "path", "position",
+           "select_statement"]
+
+DECLARATION = "positions.toml"
+PATHS = ("q3c", "portable")
+_CACHE: dict[tuple[Path, int], dict[str, Position]] = {}
+_LOCK = threading.Lock()
+
+
+def _declarations(root: Path) -> dict[str, Position]:
+    file = root / DECLARATION
+    try:
+        stamp = file.stat().st_mtime_ns
+    except OSError:
+        return {}
+    with _LOCK:
+        found = _CACHE.get((root, stamp))
+    if found is not None:
+        return found
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {file}: {exc}") from None
+    out: dict[str, Position] = {}
+    for table, spec in doc.items():
+        if (not isinstance(spec, dict) or set(spec) != {"ra", "dec"}
+                or not all(isinstance(v, str) and v for v in spec.values())):
+            raise ConfigError(f'{file}: [{table}] takes ra = "column" and dec = "column", nothing else')
+        out[table] = Position(ra=spec["ra"], dec=spec["dec"])
+    with _LOCK:
+        _CACHE[(root, stamp)] = out
+    return out
+
+
+def position(q: SQLQuery) -> Position:
+    """The table's declared position columns; FilterError if it declares none."""
+    root = q.db.settings.schema_dir or bundled("sql")
+    found = _declarations(root).get(q.name)
+    if found is None:
+        raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add [{q.name}] with ra and dec "
+                          f"columns to {root / DECLARATION}")
+    q._column(found.ra)
+    q._column(found.dec)
+    return found
+
+
+def path(q: SQLQuery) -> str:
+    """``"q3c"`` if the extension and a q3c index on the table's position exist, else ``"portable"``.
+
+    Read once per connection (``q.cone_path`` forces one).
+    """
+    if q.cone_path is not None:
+        if q.cone_path not in PATHS:
+            raise FilterError(f"cone_path is one of {', '.join(PATHS)} or None, not {q.cone_path!r}")
+        return q.cone_path
+    key = ("dbp.cone.path", q.name)
+    found: Optional[str] = q.db.statement_cache.get(key)
+    if found is None:
+        where = position(q)
+        row = q.db.execute_raw(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'q3c') AND EXISTS ("
+            " SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s"
+            " AND i.indisvalid AND pg_get_indexdef(i.indexrelid) LIKE"
+            " '%%q3c_ang2ipix(' || quote_ident(%s) || ', ' || quote_ident(%s) || ')%%') AS q3c",
+            (q.name, q.db.catalog().schema, where.ra, where.dec)).fetchone()
+        found = "q3c" if row and row["q3c"] else "portable"
+        q.db.statement_cache[key] = found
+    return found
+
+
+def _distance(ra: sql.Composable, dec: sql.Composable, lam: sql.Composable, cos_d: sql.Composable,
+              sin_d: sql.Composable) -> sql.Composable:
+    """The distance in arcseconds from a centre given as (ra in radians, cos dec, sin dec): atan2 form."""
+    return sql.SQL(
+        "(degrees(atan2(sqrt(power(cos(radians({D})) * sin(radians({R}) - {L}), 2)"
+        " + power({C} * sin(radians({D})) - {S} * cos(radians({D})) * cos(radians({R}) - {L}), 2)),"
+        " {S} * sin(radians({D})) + {C} * cos(radians({D})) * cos(radians({R}) - {L}))) * 3600.0)"
+    ).format(D=dec, R=ra, L=lam, C=cos_d, S=sin_d)
+
+
+_P = sql.SQL("%s")
+
+
+def _cone_distance(q: SQLQuery, cone: Cone, params: list[Any], prefix: str = "") -> sql.Composable:
+    """The distance to ``cone``'s centre, its 7 parameters appended in text order."""
+    where = position(q)
+    lam, cos_d, sin_d = cone.trig
+    params += [lam, cos_d, sin_d, lam, sin_d, cos_d, lam]  # L, C, S, L, S, C, L as they appear below
+    return _distance(_col(q, where.ra, prefix), _col(q, where.dec, prefix), _P, _P, _P)
+
+
+def _col(q: SQLQuery, name: str, prefix: str) -> sql.Composable:
+    return sql.Composed([sql.SQL(prefix), q._q(name)]) if prefix else q._q(name)
+
+
+def compile_cone(q: SQLQuery, cone: Cone, params: list[Any], shape: list[Any], build: bool
+                 ) -> Optional[sql.Composable]:
+    """The WHERE condition for ``cone`` (see the module's docstring)."""
+    where = position(q)
+    how = path(q)
+    ra, dec = q._q(where.ra), q._q(where.dec)
+    parts: list[sql.Composable] = []
+    if how == "q3c":
+        params += [cone.ra, cone.dec, arcsec_to_degrees(cone.radius) * (1 + SLACK) + 1e-9]
+        shape.append(("cone", "q3c"))
+        parts.append(sql.SQL("q3c_radial_query({}, {}, %s, %s, %s)").format(ra, dec))
+    else:
+        bounds = box(cone)
+        params += [bounds.dec_min, bounds.dec_max]
+        parts.append(sql.SQL("{} BETWEEN %s AND %s").format(dec))
+        for lo, hi in bounds.ra_ranges:
+            params += [lo, hi]
+        if bounds.ra_ranges:
+            parts.append(sql.Composed([sql.SQL("("), sql.SQL(" OR ").join(
+                sql.SQL("{} BETWEEN %s AND %s").format(ra) for _ in bounds.ra_ranges), sql.SQL(")")]))
+        shape.append(("cone", "portable", len(bounds.ra_ranges)))
+    distance = _cone_distance(q, cone, params)
+    params.append(cone.radius)
+    if not build:
+        return None
+    parts.append(sql.SQL("{} <= %s").format(distance))
+    return sql.Composed([sql.SQL("("), sql.SQL(" AND ").join(parts), sql.SQL(")")])
+
+
+def select_statement(q: SQLQuery, node: Node, cone: Cone, sort: list[tuple[str, int]],
+                     projection: Optional[list[str]], limit: bool, offset: bool) -> tuple[sql.Composable, list[Any]]:
+    """A SELECT whose sort or projection names ``$distance`` (the distance to ``cone``'s centre)."""
+    params: list[Any] = []
+    if projection is None:
+        columns: sql.Composable = sql.SQL("*")
+    else:
+        items: list[sql.Composable] = []
+        for name in projection:
+            if name == DISTANCE:
+                items.append(sql.SQL("{} AS {}").format(_cone_distance(q, cone, params),
+                                                        sql.Identifier(DISTANCE_FIELD)))
+            else:
+                items.append(q._q(name))
+        columns = sql.SQL(", ").join(items)
+    condition = q._compile(node, params, [], build=True)
+    assert condition is not None
+    order: list[sql.Composable] = []
+    for name, direction in sort:
+        if name == DISTANCE:
+            order.append(sql.SQL("{} {}").format(_cone_distance(q, cone, params),
+                                                 sql.SQL("ASC" if direction == 1 else "DESC")))
+        else:
+            ref = q._ref(name, ordering=True)
+            nulls = "" if q._column(name).not_null else " NULLS FIRST" if direction == 1 else " NULLS LAST"
+            order.append(sql.SQL("{} {}{}").format(ref, sql.SQL("ASC" if direction == 1 else "DESC"),
+                                                   sql.SQL(nulls)))
+    query = sql.SQL("SELECT {} FROM {} WHERE {}{}{}{}").format(
+        columns, q._table, condition,
+        sql.SQL(" ORDER BY ") + sql.SQL(", ").join(order) if order else sql.SQL(""),
+        sql.SQL(" LIMIT %s") if limit else sql.SQL(""), sql.SQL(" OFFSET %s") if offset else sql.SQL(""))
+    return query, params
+
+
+_FIELDS = ("i", "l", "c", "s", "ra", "dec", "dlo", "dhi", "a1", "b1", "a2", "b2")
+
+
+def crossmatch(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+               node: Node) -> list[Match]:
+    """One statement: the positions ``unnest``-ed, each joined LATERAL with its cone (nearest first)."""
+    query, params = crossmatch_statement(q, positions, radius, nearest, node)
+    found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
+    for n, row in enumerate(q._run(query, params).fetchall()):
+        i = row.pop("_dbp_i")
+        distance = float(row.pop("_dbp_distance"))
+        found.setdefault(i, []).append((distance, n, row))
+    return nearest_first(found, [p[0] for p in positions], nearest)
+
+
+def crossmatch_statement(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                         node: Node) -> tuple[sql.Composable, list[Any]]:
+    where = position(q)
+    how = path(q)
+    columns: list[list[Any]] = [[] for _ in _FIELDS]
+    for i, (_, ra, dec) in enumerate(positions):
+        cone = Cone(ra, dec, radius)
+        bounds = box(cone)
+        ranges = list(bounds.ra_ranges) or [(0.0, 360.0)]
+        ranges += [(1.0, 0.0)] * (2 - len(ranges))  # an empty second range
+        lam, cos_d, sin_d = cone.trig
+        for column, value in zip(columns, (i, lam, cos_d, sin_d, ra, dec, bounds.dec_min, bounds.dec_max,
+                                           ranges[0][0], ranges[0][1], ranges[1][0], ranges[1][1])):
+            column.append(value)
+    ra_ref, dec_ref = _col(q, where.ra, "t."), _col(q, where.dec, "t.")
+    p = {f: sql.SQL("p.{}").format(sql.Identifier(f)) for f in _FIELDS}
+    distance = _distance(ra_ref, dec_ref, p["l"], p["c"], p["s"])
+    if how == "q3c":
+        candidates: sql.Composable = sql.SQL("q3c_join(p.ra, p.dec, {}, {}, %s)").format(ra_ref, dec_ref)
+        extra: list[Any] = [arcsec_to_degrees(radius) * (1 + SLACK) + 1e-9]
+    else:
+        candidates = sql.SQL("{D} BETWEEN p.dlo AND p.dhi AND ({R} BETWEEN p.a1 AND p.b1 OR {R} BETWEEN p.a2 AND p.b2)"
+                             ).format(D=dec_ref, R=ra_ref)
+        extra = []
+    condition, filter_params = q.where(node)
+    key = [sql.SQL("t.{}").format(q._q(k)) for k in q._key()]
+    inner_order = sql.SQL(", ").join([sql.SQL("_dbp_distance"), *key])
+    query = sql.SQL(
+        "SELECT p.i AS _dbp_i, m.* FROM unnest(%s::int[], {arrays}) AS p({names}) CROSS JOIN LATERAL ("
+        "SELECT t.*, {distance} AS _dbp_distance FROM {table} AS t WHERE {candidates} AND {distance} <= %s"
+        " AND {condition}{limit}) AS m"
+    ).format(
+        arrays=sql.SQL(", ").join(sql.SQL("%s::float8[]") for _ in _FIELDS[1:]),
+        names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, table=q._table,
+        candidates=candidates, condition=condition,
+        limit=sql.SQL(" ORDER BY {} LIMIT 1").format(inner_order) if nearest else sql.SQL(""))
+    return query, [*columns, *extra, radius, *filter_params]
+
+
+def explain(q: SQLQuery, query: Any, params: list[Any]) -> str:
+    """The plan of a statement built here or by :meth:`SQLQuery._statement` (for tests and benchmarks)."""
+    if isinstance(query, str):
+        text = query
+    else:
+        with q.db.connection() as conn:
+            text = query.as_string(conn)
+    rows = q._run("EXPLAIN " + text, params).fetchall()
+    return "\n".join(str(next(iter(r.values()))) for r in rows)
