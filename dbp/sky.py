@@ -121,7 +121,10 @@ def _number(value: Any, where: str) -> float:
         raise FilterError(f"{where} is a number, not {type(value).__name__}")
     if isinstance(value, decimal.Decimal) and not value.is_finite():
         raise FilterError(f"{where} is a finite number, not {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise FilterError(f"{where} is a finite number, not an integer beyond float range") from None
     if not math.isfinite(number):
         raise FilterError(f"{where} is a finite number, not {value!r}")
     return number

@@ -163,7 +163,7 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
     query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
     index = DecIndex(positions, radius)
     found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, doc in enumerate(q.collection.find(query)):
+    for n, doc in enumerate(q.collection.find(query).sort("_id", 1)):  # ties go to the lowest _id, as in SQL
         point = _point(doc, where.point)
         if point is None:
             continue

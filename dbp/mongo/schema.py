@@ -135,8 +135,9 @@ def _position(raw: Mapping[str, Any], where: str, fields: Optional[frozenset[str
     spec = raw["position"]
     if (not isinstance(spec, dict) or not set(spec) <= {"point", "ra_offset"} or not isinstance(spec.get("point"), str)
             or not spec["point"] or isinstance(spec.get("ra_offset", 0), bool)
-            or not isinstance(spec.get("ra_offset", 0), (int, float))):
-        raise ConfigError(f'{where}: position is {{ point = "field", ra_offset = number }}')
+            or not isinstance(spec.get("ra_offset", 0), (int, float))
+            or not -360 <= spec.get("ra_offset", 0) <= 360):  # NaN fails this too
+        raise ConfigError(f'{where}: position is {{ point = "field", ra_offset = number from -360 to 360 }}')
     if fields is not None and spec["point"].split(".", 1)[0] not in fields:
         raise ConfigError(f"{where}: position point {spec['point']!r} is not a declared field")
     return spec["point"], float(spec.get("ra_offset", 0))
