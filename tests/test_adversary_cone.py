@@ -1,8 +1,9 @@
 """Adversary repros for $cone and crossmatch (issue 14).
 
 Each test states a promise from the issue or the README; an independent adversary
-wrote them without seeing the suite, and each failed until the cause it names was fixed. The fixtures are test_cone's (a ``src`` table and collection with
-declared positions, Mongo longitude = ra - 180).
+wrote them without seeing the suite, and each failed until the cause it names was
+fixed. The fixtures are test_cone's (a ``src`` table and collection with declared
+positions, Mongo longitude = ra - 180).
 """
 
 from __future__ import annotations
