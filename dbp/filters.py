@@ -124,19 +124,38 @@ class After:
     keys: tuple[tuple[str, int], ...]
     values: tuple[Any, ...]
 
-    def expand(self) -> Node:
-        """The same condition from plain comparisons (for engines without row comparisons)."""
+    def expand(self, nan_below: bool = False) -> Node:
+        """The same condition from plain comparisons (for engines without row comparisons).
+
+        NaN equals itself on both engines. With ``nan_below`` (MongoDB) it sorts
+        below every number and no range comparison matches it; otherwise
+        (PostgreSQL) it sorts above every number and compares so.
+        """
         disjuncts: list[Node] = []
         for i, ((field, direction), value) in enumerate(zip(self.keys, self.values)):
             equal: list[Node] = [Cmp(f, "eq", v) for (f, _), v in zip(self.keys[:i], self.values[:i])]
+            nan = nan_below and _is_nan(value)
             if direction == 1:
-                beyond: Node = Cmp(field, "ne", None) if value is None else Cmp(field, "gt", value)
+                beyond: Node = (Cmp(field, "ne", None) if value is None
+                                else Cmp(field, "gte", -math.inf) if nan else Cmp(field, "gt", value))
             elif value is None:
                 continue  # nothing sorts after NULL when descending
+            elif nan:
+                beyond = Cmp(field, "eq", None)
+            elif nan_below and _is_number(value):
+                beyond = Or((Cmp(field, "lt", value), Cmp(field, "eq", math.nan), Cmp(field, "eq", None)))
             else:
                 beyond = Or((Cmp(field, "lt", value), Cmp(field, "eq", None)))
             disjuncts.append(And((*equal, beyond)) if equal else beyond)
         return Or(tuple(disjuncts))
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 Node = Union[Cmp, And, Or, Not, ElemMatch, After, Cone]

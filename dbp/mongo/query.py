@@ -162,7 +162,7 @@ def compile_filter(node: Node, *, nested: bool = False, position: Optional[Posit
             return {_path(node.item.field): {"$not": _condition(node.item, True)}}
         return {"$nor": [compile_filter(node.item, nested=nested, position=position, name=name)]}
     assert isinstance(node, After)
-    return compile_filter(node.expand())
+    return compile_filter(node.expand(nan_below=True))
 
 
 def _fallback(value: Any) -> Any:
