@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dbp.errors import FilterError
@@ -274,6 +274,7 @@ def test_parse_cone_refuses_or_accepts_cleanly(spec: dict[str, Any]) -> None:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ra=st.floats(0, 360), dec=st.floats(-90, 90), radius=st.floats(0.01, 90 * 3600),
        extra=st.sampled_from([{}, {"mag": {"$gt": 3}}, {"name": {"$regex": "^s1"}}]))
+@example(ra=0.5, dec=90.0, radius=0.015625, extra={})
 def test_built_sql_runs_for_any_cone(sky: Sky, ra: float, dec: float, radius: float, extra: dict[str, Any]) -> None:
     """Whatever the cone, the statement built is valid and the box holds every row the cone holds."""
     q = sky.q["sql"]
@@ -284,6 +285,8 @@ def test_built_sql_runs_for_any_cone(sky: Sky, ra: float, dec: float, radius: fl
     rng = random.Random(int(ra * 1000) ^ int(dec * 1000))
     for _ in range(50):
         pra, pdec = offset(centre.ra, dec, radius * rng.uniform(0, 0.999999), rng.uniform(0, 2 * math.pi))
+        if oracle_distance(centre.ra, dec, pra, pdec) > radius:
+            continue  # offset() rounds outside a tiny cone at a pole (it was 0.01567" for 0.015625")
         assert bounds.dec_min <= pdec <= bounds.dec_max
         assert not bounds.ra_ranges or any(lo <= pra <= hi for lo, hi in bounds.ra_ranges)
 

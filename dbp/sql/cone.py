@@ -47,6 +47,7 @@ from dbp.sky import (
 )
 
 if TYPE_CHECKING:
+    from dbp.sql.build import SQLBuilder
     from dbp.sql.query import SQLQuery
 
 __all__ = ["DECLARATION", "Q3C_JOIN_RADIUS", "compile_cone", "crossmatch", "crossmatch_statement", "explain", "path",
@@ -91,7 +92,7 @@ def _declarations(root: Path) -> dict[str, Position]:
     return out
 
 
-def position(q: SQLQuery) -> Position:
+def position(q: SQLBuilder) -> Position:
     """The table's declared position columns; FilterError if it declares none."""
     root = q.db.settings.schema_dir or bundled("sql")
     found = _declarations(root).get(q.name)
@@ -103,7 +104,7 @@ def position(q: SQLQuery) -> Position:
     return found
 
 
-def path(q: SQLQuery) -> str:
+def path(q: SQLBuilder) -> str:
     """``"q3c"`` if the extension and a q3c index on the table's position exist, else ``"portable"``.
 
     Read once per connection (``q.cone_path`` forces one).
@@ -131,7 +132,7 @@ def path(q: SQLQuery) -> str:
     return found
 
 
-def _has_q3c(q: SQLQuery) -> bool:
+def _has_q3c(q: SQLBuilder) -> bool:
     key = ("dbp.cone.q3c",)
     if q.db.statement_cache.get(key):
         return True
@@ -154,7 +155,7 @@ def _distance(ra: sql.Composable, dec: sql.Composable, lam: sql.Composable, cos_
 _P = sql.SQL("%s")
 
 
-def _cone_distance(q: SQLQuery, cone: Cone, params: list[Any], prefix: str = "") -> sql.Composable:
+def _cone_distance(q: SQLBuilder, cone: Cone, params: list[Any], prefix: str = "") -> sql.Composable:
     """The distance to ``cone``'s centre, its 7 parameters appended in text order."""
     where = position(q)
     lam, cos_d, sin_d = cone.trig
@@ -162,11 +163,11 @@ def _cone_distance(q: SQLQuery, cone: Cone, params: list[Any], prefix: str = "")
     return _distance(_col(q, where.ra, prefix), _col(q, where.dec, prefix), _P, _P, _P)
 
 
-def _col(q: SQLQuery, name: str, prefix: str) -> sql.Composable:
+def _col(q: SQLBuilder, name: str, prefix: str) -> sql.Composable:
     return sql.Composed([sql.SQL(prefix), q._q(name)]) if prefix else q._q(name)
 
 
-def compile_cone(q: SQLQuery, cone: Cone, params: list[Any], shape: list[Any], build: bool
+def compile_cone(q: SQLBuilder, cone: Cone, params: list[Any], shape: list[Any], build: bool
                  ) -> Optional[sql.Composable]:
     """The WHERE condition for ``cone`` (see the module's docstring)."""
     where = position(q)
@@ -197,7 +198,7 @@ def compile_cone(q: SQLQuery, cone: Cone, params: list[Any], shape: list[Any], b
     return sql.Composed([sql.SQL("("), sql.SQL(" AND ").join(parts), sql.SQL(")")])
 
 
-def select_statement(q: SQLQuery, node: Node, cone: Cone, sort: list[tuple[str, int]],
+def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str, int]],
                      projection: Optional[list[str]], limit: bool, offset: bool) -> tuple[sql.Composable, list[Any]]:
     """A SELECT whose sort or projection names ``$distance`` (the distance to ``cone``'s centre)."""
     params: list[Any] = []
@@ -246,7 +247,7 @@ def crossmatch(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: f
     return nearest_first(found, [p[0] for p in positions], nearest)
 
 
-def crossmatch_statement(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
                          node: Node) -> tuple[sql.Composable, list[Any]]:
     where = position(q)
     how = path(q)

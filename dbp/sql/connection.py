@@ -137,13 +137,25 @@ def usable(conn: PgConnection) -> bool:
     poller.register(pgconn.socket, select.POLLIN)
     if not poller.poll(0):
         return True
+    farewell: list[Any] = []
+
+    def heard(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized in ("FATAL", "PANIC"):
+            farewell.append(diag.sqlstate)
+
+    # libpq hands an idle session's unsolicited error to the notice handlers. The server's
+    # farewell (FATAL) may be read before the socket's EOF arrives, so it decides on its own.
+    conn.add_notice_handler(heard)
     try:
         # Twice: a read that finds the server's farewell message stops there; the next one finds the EOF.
         pgconn.consume_input()
         pgconn.consume_input()
+        pgconn.is_busy()  # parses what was read: consume_input only reads
     except psycopg.OperationalError:
         return False
-    return pgconn.status == _OK
+    finally:
+        conn.remove_notice_handler(heard)
+    return pgconn.status == _OK and not farewell
 
 
 class BoundedCache(OrderedDict):  # type: ignore[type-arg]

@@ -32,7 +32,7 @@ from dbp.filters import And, Cmp, ElemMatch, Node
 from dbp.sql.types import ColumnRule, integral
 
 if TYPE_CHECKING:
-    from dbp.sql.query import SQLQuery
+    from dbp.sql.build import SQLBuilder
 
 __all__ = ["Scope", "compare", "elem_match", "handles"]
 
@@ -48,7 +48,7 @@ class Scope:
     depth: int
 
 
-def _split(q: SQLQuery, field: str) -> tuple[str, list[str]]:
+def _split(q: SQLBuilder, field: str) -> tuple[str, list[str]]:
     """The column and the path inside it; a dotted path only reaches into jsonb."""
     if field in q.columns or "." not in field:
         q._column(field)
@@ -60,7 +60,7 @@ def _split(q: SQLQuery, field: str) -> tuple[str, list[str]]:
     return name, rest.split(".")
 
 
-def handles(q: SQLQuery, node: Cmp, scope: Optional[Scope]) -> bool:
+def handles(q: SQLBuilder, node: Cmp, scope: Optional[Scope]) -> bool:
     """Whether ``node`` is compiled here rather than by the plain comparison."""
     if scope is not None or node.op in ("regex", "all", "size"):
         return True
@@ -97,7 +97,7 @@ def _kind(value: Any) -> str:
     return "document"
 
 
-def compare(q: SQLQuery, node: Cmp, params: list[Any], shape: list[Any], build: bool,
+def compare(q: SQLBuilder, node: Cmp, params: list[Any], shape: list[Any], build: bool,
             scope: Optional[Scope]) -> Optional[sql.Composable]:
     if scope is not None:
         path = node.field.split(".") if node.field else []
@@ -141,12 +141,12 @@ def compare(q: SQLQuery, node: Cmp, params: list[Any], shape: list[Any], build: 
     return sql.Composed([q._q(name), sql.SQL(" @> %s::"), sql.SQL(array_type)])
 
 
-def _element_rule(q: SQLQuery, name: str) -> ColumnRule:
+def _element_rule(q: SQLBuilder, name: str) -> ColumnRule:
     rule = q.rules[name]
     return ColumnRule(q.name, name, rule.type[:-2])
 
 
-def elem_match(q: SQLQuery, node: ElemMatch, params: list[Any], shape: list[Any], build: bool,
+def elem_match(q: SQLBuilder, node: ElemMatch, params: list[Any], shape: list[Any], build: bool,
                scope: Optional[Scope]) -> Optional[sql.Composable]:
     depth = scope.depth + 1 if scope is not None else 1
     if scope is None:
@@ -188,7 +188,7 @@ def elem_match(q: SQLQuery, node: ElemMatch, params: list[Any], shape: list[Any]
     ])
 
 
-def _array_elements(q: SQLQuery, name: str, item: Node, params: list[Any], shape: list[Any], build: bool,
+def _array_elements(q: SQLBuilder, name: str, item: Node, params: list[Any], shape: list[Any], build: bool,
                     depth: int) -> Optional[sql.Composable]:
     """``EXISTS (SELECT 1 FROM unnest(col) AS e(v) WHERE ...)``: the element operators on an array column."""
     rule = _element_rule(q, name)
@@ -276,7 +276,7 @@ def _predicate(node: Cmp, params: list[Any], shape: list[Any], build: bool, wher
     return sql.SQL(text) if build else None
 
 
-def _json(q: SQLQuery, base: sql.Composable, path: list[str], node: Cmp, params: list[Any], shape: list[Any],
+def _json(q: SQLBuilder, base: sql.Composable, path: list[str], node: Cmp, params: list[Any], shape: list[Any],
           build: bool, depth: int, where: str) -> Optional[sql.Composable]:
     """``node`` on the values the path reaches inside the jsonb ``base``."""
     op, value = node.op, node.value

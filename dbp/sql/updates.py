@@ -29,7 +29,7 @@ from dbp.sql.types import ColumnRule, dumps
 from dbp.updates import Change, unique
 
 if TYPE_CHECKING:
-    from dbp.sql.query import SQLQuery
+    from dbp.sql.build import SQLBuilder
 
 __all__ = ["compile_changes", "operand_getter", "operand_value", "shape"]
 
@@ -41,7 +41,7 @@ _ORDERED = ("int", "number", "text", "bool", "datetime", "datetimetz", "date", "
 _PATH_OPS = ("set", "unset", "inc", "mul", "push")
 
 
-def _refuse(q: SQLQuery, change: Change, why: str) -> FilterError:
+def _refuse(q: SQLBuilder, change: Change, why: str) -> FilterError:
     column = q.columns[change.field]
     return FilterError(f"${_spelling(change.op)} on {q.name}.{change.path}: {why} ({change.field} is {column.type})")
 
@@ -50,12 +50,12 @@ def _spelling(op: str) -> str:
     return {"add_to_set": "addToSet"}.get(op, op)
 
 
-def _element_rule(q: SQLQuery, change: Change) -> ColumnRule:
+def _element_rule(q: SQLBuilder, change: Change) -> ColumnRule:
     column = q.columns[change.field]
     return ColumnRule(q.name, change.field, column.type[:-2])
 
 
-def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
+def operand_value(q: SQLBuilder, change: Change) -> tuple[Any, str]:
     """The parameter for ``change`` and its SQL type; FilterError if the column cannot take it."""
     rule = q.rules[change.field]
     kind = rule.category
@@ -101,7 +101,7 @@ def operand_value(q: SQLQuery, change: Change) -> tuple[Any, str]:
     return None, ""  # unset
 
 
-def operand_getter(q: SQLQuery, change: Change) -> Callable[[Change], Any]:
+def operand_getter(q: SQLBuilder, change: Change) -> Callable[[Change], Any]:
     """A fast ``operand_value(q, c)[0]`` for changes ``c`` of the same operator and path as ``change``."""
     if not change.subpath and change.op in ("set", "inc", "mul", "min", "max"):
         operand_value(q, change)  # the column takes this operator
@@ -123,7 +123,7 @@ def _value_shape(change: Change) -> Any:
     return None
 
 
-def compile_changes(q: SQLQuery, changes: Sequence[Change], operand: Operand,
+def compile_changes(q: SQLBuilder, changes: Sequence[Change], operand: Operand,
                     ref: Callable[[str], sql.Composable]) -> sql.Composable:
     """``col = expr, ...`` for ``changes``; ``ref(column)`` is how the statement names the current value."""
     by_column: dict[str, list[Change]] = {}
@@ -139,7 +139,7 @@ def compile_changes(q: SQLQuery, changes: Sequence[Change], operand: Operand,
     return sql.SQL(", ").join(sets)
 
 
-def _apply(q: SQLQuery, change: Change, current: sql.Composable, operand: Operand) -> sql.Composable:
+def _apply(q: SQLBuilder, change: Change, current: sql.Composable, operand: Operand) -> sql.Composable:
     value, type_name = operand_value(q, change)
     op = change.op
     kind = q.rules[change.field].category
