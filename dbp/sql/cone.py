@@ -7,12 +7,12 @@ btree over dec. Both then keep the rows whose exact distance
 (:data:`dbp.sky.separation`'s formula, in SQL) is at most the radius, so q3c's
 own boundary never decides.
 
-On the q3c path a cone of up to :data:`Q3C_JOIN_RADIUS` uses ``q3c_join(ra0,
-dec0, ra, dec, r)``, the form q3c's README gives for cheap cone searches: 4
-ipix ranges. Wider cones use ``q3c_radial_query``, whose tighter cover of 100
-ranges costs about 2 ms of planning per statement (q3c 2.0), which is most of
-a small cone's time but pays off once a cone holds thousands of rows.
-Crossmatch always uses ``q3c_join``.
+On the q3c path every cone and crossmatch uses ``q3c_join(ra0, dec0, ra, dec,
+r)``, the cone search q3c's README gives besides ``q3c_radial_query``: 4 ipix
+ranges. ``q3c_radial_query`` is not used: in q3c 2.0 its cover of a cone wider
+than a minute centred near one of q3c's cube corners (ra 45 + 90k, dec
++-35.26) leaves out rows (tests/test_adversary_q3c.py), and its 100 ranges cost
+about 2 ms of planning per statement, ten times a 2" cone's whole cost.
 
 Where a table keeps positions is read from ``positions.toml`` in the SQL
 folder (the bundled one declares ``object`` and ``detection``)::
@@ -50,15 +50,11 @@ if TYPE_CHECKING:
     from dbp.sql.build import SQLBuilder
     from dbp.sql.query import SQLQuery
 
-__all__ = ["DECLARATION", "Q3C_JOIN_RADIUS", "compile_cone", "crossmatch", "crossmatch_statement", "explain", "path",
+__all__ = ["DECLARATION", "compile_cone", "crossmatch", "crossmatch_statement", "explain", "path",
            "position", "select_statement"]
 
 DECLARATION = "positions.toml"
 PATHS = ("q3c", "portable")
-#: Arcseconds: cones up to this use ``q3c_join``, wider ones ``q3c_radial_query``. Measured on q3c 2.0 and
-#: PostgreSQL 15 (bench/bench_cone.py), ``q3c_join`` is 10x faster at 2", and still no slower at 60" in a
-#: field of 10^6 objects per square degree, denser than any survey's; ``q3c_radial_query`` wins from about 2'.
-Q3C_JOIN_RADIUS = 60.0
 _CACHE: dict[tuple[Path, int], dict[str, Position]] = {}
 _LOCK = threading.Lock()
 
@@ -104,8 +100,14 @@ def position(q: SQLBuilder) -> Position:
     return found
 
 
+#: True where the statements built here can call q3c (installed, and its schema on the search_path).
+_Q3C_CALLABLE = sql.SQL("to_regprocedure('q3c_join(double precision, double precision, double precision, "
+                        "double precision, double precision)') IS NOT NULL")
+
+
 def path(q: SQLBuilder) -> str:
-    """``"q3c"`` if the extension and a q3c index on the table's position exist, else ``"portable"``.
+    """``"q3c"`` if q3c's functions are on the search_path and a q3c index (not a partial one) covers the
+    table's position, else ``"portable"``.
 
     Read once per connection (``q.cone_path`` forces one).
     """
@@ -113,19 +115,19 @@ def path(q: SQLBuilder) -> str:
         if q.cone_path not in PATHS:
             raise FilterError(f"cone_path is one of {', '.join(PATHS)} or None, not {q.cone_path!r}")
         if q.cone_path == "q3c" and not _has_q3c(q):
-            raise FilterError(f"{q.name}: cone_path is 'q3c' but this database has no q3c extension "
-                              "(CREATE EXTENSION q3c, or leave cone_path as None)")
+            raise FilterError(f"{q.name}: cone_path is 'q3c' but this database has no q3c extension on its "
+                              "search_path (CREATE EXTENSION q3c, or leave cone_path as None)")
         return q.cone_path
     key = ("dbp.cone.path", q.name)
     found: Optional[str] = q.db.statement_cache.get(key)
     if found is None:
         where = position(q)
-        row = q.db.execute_raw(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'q3c') AND EXISTS ("
+        row = q.db.execute_raw(sql.SQL(
+            "SELECT {} AND EXISTS ("
             " SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s"
-            " AND i.indisvalid AND pg_get_indexdef(i.indexrelid) LIKE"
-            " '%%q3c_ang2ipix(' || quote_ident(%s) || ', ' || quote_ident(%s) || ')%%') AS q3c",
+            " AND i.indisvalid AND i.indpred IS NULL AND pg_get_indexdef(i.indexrelid) LIKE"
+            " '%%q3c_ang2ipix(' || quote_ident(%s) || ', ' || quote_ident(%s) || ')%%') AS q3c").format(_Q3C_CALLABLE),
             (q.name, q.db.catalog().schema, where.ra, where.dec)).fetchone()
         found = "q3c" if row and row["q3c"] else "portable"
         q.db.statement_cache[key] = found
@@ -136,7 +138,8 @@ def _has_q3c(q: SQLBuilder) -> bool:
     key = ("dbp.cone.q3c",)
     if q.db.statement_cache.get(key):
         return True
-    found = q.db.execute_raw("SELECT 1 FROM pg_extension WHERE extname = 'q3c'").fetchone() is not None
+    row = q.db.execute_raw(sql.SQL("SELECT {} AS q3c").format(_Q3C_CALLABLE)).fetchone()
+    found = bool(row and row["q3c"])
     if found:  # a missing extension is looked up again: it may be created in the meantime
         q.db.statement_cache[key] = True
     return found
@@ -176,10 +179,8 @@ def compile_cone(q: SQLBuilder, cone: Cone, params: list[Any], shape: list[Any],
     parts: list[sql.Composable] = []
     if how == "q3c":
         params += [cone.ra, cone.dec, arcsec_to_degrees(cone.radius) * (1 + SLACK) + 1e-9]
-        small = cone.radius <= Q3C_JOIN_RADIUS
-        shape.append(("cone", "q3c", small))
-        parts.append(sql.SQL("q3c_join(%s, %s, {}, {}, %s)" if small else "q3c_radial_query({}, {}, %s, %s, %s)"
-                             ).format(ra, dec))
+        shape.append(("cone", "q3c"))
+        parts.append(sql.SQL("q3c_join(%s, %s, {}, {}, %s)").format(ra, dec))
     else:
         bounds = box(cone)
         params += [bounds.dec_min, bounds.dec_max]
@@ -218,8 +219,9 @@ def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str
     order: list[sql.Composable] = []
     for name, direction in sort:
         if name == DISTANCE:
+            # a row without a position has no distance: NULLs first ascending, as everywhere in dbp
             order.append(sql.SQL("{} {}").format(_cone_distance(q, cone, params),
-                                                 sql.SQL("ASC" if direction == 1 else "DESC")))
+                                                 sql.SQL("ASC NULLS FIRST" if direction == 1 else "DESC NULLS LAST")))
         else:
             ref = q._ref(name, ordering=True)
             nulls = "" if q._column(name).not_null else " NULLS FIRST" if direction == 1 else " NULLS LAST"
@@ -274,11 +276,14 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
     condition, filter_params = q.where(node)
     key = [sql.SQL("t.{}").format(q._q(k)) for k in q._key()]
     inner_order = sql.SQL(", ").join([sql.SQL("_dbp_distance"), *key])
+    # every match: each position's in distance order, ties lowest key first (as on MongoDB)
+    outer_order = sql.SQL(", ").join([sql.SQL("p.i"), sql.SQL("m._dbp_distance"),
+                                      *(sql.SQL("m.{}").format(q._q(k)) for k in q._key())])
     query = sql.SQL(
         "SELECT p.i AS _dbp_i, m.* FROM unnest(%s::int[], {arrays}) AS p({names}) CROSS JOIN LATERAL ("
         "SELECT t.*, {distance} AS _dbp_distance FROM {table} AS t WHERE {candidates} AND {distance} <= %s"
-        " AND {condition}{limit}) AS m"
-    ).format(
+        " AND {condition}{limit}) AS m{order}"
+    ).format(order=sql.SQL("") if nearest else sql.SQL(" ORDER BY {}").format(outer_order),
         arrays=sql.SQL(", ").join(sql.SQL("%s::float8[]") for _ in _FIELDS[1:]),
         names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, table=q._table,
         candidates=candidates, condition=condition,
