@@ -217,6 +217,12 @@ def run(db: SQLConnection, name: Any, params: Optional[Mapping[str, Any]]) -> Un
     if statement is None:
         known = ", ".join(queries(db).names(".sql")) or "none"
         raise FilterError(f"no named query {shown(name, 60)}; named queries: {known}")
+    return run_statement(db, statement, params)
+
+
+def run_statement(db: SQLConnection, statement: NamedSQL, params: Optional[Mapping[str, Any]]
+                  ) -> Union[int, list[Row]]:
+    """Run ``statement`` (one statement, whatever its text holds): its rows, or its row count."""
     cur = _execute(db, statement, statement.text, statement.bind(params))
     if cur.description is not None:
         rows: list[Row] = cur.fetchall()
