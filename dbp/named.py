@@ -27,6 +27,7 @@ from typing import Any, Optional, Union
 
 from dbp._redact import shown
 from dbp.errors import ConfigError, FilterError
+from dbp.sql.script import split_statements
 
 __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
 
@@ -118,6 +119,10 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     if not words:
         raise ConfigError(f"{where}: the file holds no statement")
     verb = words[0].lower()
+    statements = split_statements(body)
+    if len(statements) > 1:
+        raise ConfigError(f"{where}: a named query is one statement; this one holds {len(statements)} "
+                          "(put each in a file of its own)")
     if verb not in _READS + _WRITES:
         raise ConfigError(f"{where}: a named query is one SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or "
                           f"MERGE statement, not {shown(words[0], 30)}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat, Transformer
 
 from dbp._redact import shown
 from dbp.errors import ConfigError, FilterError
@@ -50,9 +51,9 @@ def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> D
     which takes one statement only: a text that closes the subquery to add a
     statement of its own (``SELECT 1) AS q; DELETE ...``) fails here, before
     anything runs, and every later statement shares this one's prefix. The
-    cache key holds the parameters' types, on which output types can depend.
+    cache key holds the types the parameters are sent as, on which output types depend.
     """
-    key = ("describe", statement.text, tuple(sorted(statement.not_null)), tuple(type(v).__name__ for v in values))
+    key = ("describe", statement.text, tuple(sorted(statement.not_null)), sent_types(values))
     cached: Optional[Described] = db.statement_cache.get(key)
     if cached is not None:
         return cached
@@ -79,6 +80,18 @@ def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> D
     return described
 
 
+def sent_types(values: Sequence[Any]) -> tuple[Any, ...]:
+    """The type oids psycopg sends ``values`` as (0: the server infers it), which decide a statement's output
+    types: an element's type for a list, timestamptz or timestamp for an aware or naive datetime, int2 to
+    numeric by an int's size. Values psycopg cannot send key by their class (running them fails anyway)."""
+    transformer = Transformer()
+    try:
+        transformer.dump_sequence(values, [PyFormat.AUTO] * len(values))
+    except (psycopg.Error, TypeError, ValueError, OverflowError):
+        return ("unsendable", *(type(v).__qualname__ for v in values))
+    return tuple(transformer.types or ())
+
+
 def _execute(db: SQLConnection, statement: NamedSQL, text: Any, values: Sequence[Any]) -> psycopg.Cursor[Any]:
     try:
         return db.execute_raw(text, list(values))
@@ -99,8 +112,7 @@ class SQLSource(ReadOnly, SQLQuery):
         self.name = statement.name
         self.statement = statement
         self._bound = statement.bind(params)
-        self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)),
-                         tuple(type(v).__name__ for v in self._bound))
+        self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)), sent_types(self._bound))
         self.columns, self._names = describe(db, statement, self._bound)
         self.table = Table(statement.name, columns=list(self.columns.values()))
         self._table = sql.SQL("(\n" + statement.text + "\n) AS q")  # the project's text, as _wrapped
@@ -222,8 +234,15 @@ def run(db: SQLConnection, name: Any, params: Optional[Mapping[str, Any]]) -> Un
 
 def run_statement(db: SQLConnection, statement: NamedSQL, params: Optional[Mapping[str, Any]]
                   ) -> Union[int, list[Row]]:
-    """Run ``statement`` (one statement, whatever its text holds): its rows, or its row count."""
-    cur = _execute(db, statement, statement.text, statement.bind(params))
+    """Run ``statement`` (one statement, whatever its text holds): its rows, or its row count.
+
+    A trailing comment holds one more parameter, unused, so that the statement
+    always goes through the extended protocol, which runs one statement only
+    (psycopg sends a statement without parameters through the simple one, which
+    runs every statement in the text, COMMIT included).
+    """
+    text = statement.text + "\n/* %s */"
+    cur = _execute(db, statement, text, [*statement.bind(params), 0])
     if cur.description is not None:
         rows: list[Row] = cur.fetchall()
         return rows
