@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["candidates", "compile_cone", "crossmatch", "distance_expression", "pipeline"]
 
-_DISTANCE = "_dbp_distance"
+#: The fields of the wrapper a read with ``$distance`` returns each document in.
+_DOC, _DISTANCE = "doc", "distance"
 
 
 def _require(position: Optional[Position], name: str) -> Position:
@@ -109,10 +110,11 @@ def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple
     if first:
         stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
     stages.append({"$match": q._filter(node)})
-    if centre is not None:
-        stages.append({"$addFields": {_DISTANCE: distance_expression(centre, where)}})
+    if centre is not None:  # the document beside its distance: no field of its own can be overwritten
+        stages.append({"$replaceRoot": {"newRoot": {_DOC: "$$ROOT", _DISTANCE: distance_expression(centre, where)}}})
     if sort:
-        stages.append({"$sort": {(_DISTANCE if f == DISTANCE else f): d for f, d in sort}})
+        inside = "" if centre is None else _DOC + "."
+        stages.append({"$sort": {(_DISTANCE if f == DISTANCE else inside + f): d for f, d in sort}})
     if offset:
         stages.append({"$skip": offset})
     if limit:
@@ -120,8 +122,10 @@ def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple
     return stages
 
 
-def shape(doc: dict[str, Any], projection: Optional[list[str]]) -> dict[str, Any]:
-    distance = doc.pop(_DISTANCE, None)
+def shape(doc: dict[str, Any], centre: Optional[Cone], projection: Optional[list[str]]) -> dict[str, Any]:
+    distance = doc.get(_DISTANCE) if centre is not None else None
+    if centre is not None:
+        doc = doc[_DOC]
     if projection is None:
         return doc
     return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f)) for f in projection}
@@ -134,7 +138,7 @@ def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str
     cursor = q.collection.aggregate(stages, batchSize=batch) if batch else q.collection.aggregate(stages)
     try:
         for doc in cursor:
-            yield shape(doc, projection)
+            yield shape(doc, centre, projection)
     finally:
         cursor.close()
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from dbp._bundled import bundled
 from dbp.errors import ConfigError, FilterError
@@ -239,14 +240,40 @@ _FIELDS = ("i", "l", "c", "s", "ra", "dec", "dlo", "dhi", "a1", "b1", "a2", "b2"
 
 def crossmatch(q: SQLQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
                node: Node) -> list[Match]:
-    """One statement: the positions ``unnest``-ed, each joined LATERAL with its cone (nearest first)."""
+    """One statement: the positions ``unnest``-ed, each joined LATERAL with its cone (nearest first).
+
+    Its rows are read by position (the position's index, the distance, then
+    the table's columns), so no column of the table can be taken for dbp's.
+    """
     query, params = crossmatch_statement(q, positions, radius, nearest, node)
+    cur = q._run(query, params)
+    cur.row_factory = cast(Any, tuple_row)
+    names = [c.name for c in cur.description or []][2:]
     found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, row in enumerate(q._run(query, params).fetchall()):
-        i = row.pop("_dbp_i")
-        distance = float(row.pop("_dbp_distance"))
-        found.setdefault(i, []).append((distance, n, row))
+    for n, (i, distance, *values) in enumerate(cast(list[tuple[Any, ...]], cur.fetchall())):
+        found.setdefault(i, []).append((float(distance), n, dict(zip(names, values))))
     return nearest_first(found, [p[0] for p in positions], nearest)
+
+
+def unused(q: SQLBuilder, base: str) -> str:
+    """``base``, or ``base_1``, ``base_2``, ...: the first that names none of ``q``'s columns."""
+    name, n = base, 0
+    while name in q.columns:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def _source(q: SQLBuilder) -> tuple[sql.Composable, str, str]:
+    """The FROM item of ``q``'s rows, the prefix of its columns' references, and its alias.
+
+    A named query's statement is already ``(...) AS q``, its columns ``q."name"``.
+    """
+    from dbp.sql.source import SQLSource
+
+    if isinstance(q, SQLSource):
+        return q._table, "", "q"
+    return sql.SQL("{} AS t").format(q._table), "t.", "t"
 
 
 def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
@@ -263,7 +290,8 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
         for column, value in zip(columns, (i, lam, cos_d, sin_d, ra, dec, bounds.dec_min, bounds.dec_max,
                                            ranges[0][0], ranges[0][1], ranges[1][0], ranges[1][1])):
             column.append(value)
-    ra_ref, dec_ref = _col(q, where.ra, "t."), _col(q, where.dec, "t.")
+    table, prefix, alias = _source(q)
+    ra_ref, dec_ref = _col(q, where.ra, prefix), _col(q, where.dec, prefix)
     p = {f: sql.SQL("p.{}").format(sql.Identifier(f)) for f in _FIELDS}
     distance = _distance(ra_ref, dec_ref, p["l"], p["c"], p["s"])
     if how == "q3c":
@@ -274,19 +302,20 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
                              ).format(D=dec_ref, R=ra_ref)
         extra = []
     condition, filter_params = q.where(node)
-    key = [sql.SQL("t.{}").format(q._q(k)) for k in q._key()]
-    inner_order = sql.SQL(", ").join([sql.SQL("_dbp_distance"), *key])
+    name = sql.Identifier(unused(q, "_dbp_distance"))  # a name no column of the table has
+    key = [_col(q, k, prefix) for k in q._key()]
+    inner_order = sql.SQL(", ").join([sql.SQL("1"), *key])
     # every match: each position's in distance order, ties lowest key first (as on MongoDB)
-    outer_order = sql.SQL(", ").join([sql.SQL("p.i"), sql.SQL("m._dbp_distance"),
-                                      *(sql.SQL("m.{}").format(q._q(k)) for k in q._key())])
+    outer_order = sql.SQL(", ").join([sql.SQL("1"), sql.SQL("2"),
+                                      *(sql.SQL("m.{}").format(sql.Identifier(k)) for k in q._key())])
     query = sql.SQL(
-        "SELECT p.i AS _dbp_i, m.* FROM unnest(%s::int[], {arrays}) AS p({names}) CROSS JOIN LATERAL ("
-        "SELECT t.*, {distance} AS _dbp_distance FROM {table} AS t WHERE {candidates} AND {distance} <= %s"
+        "SELECT p.i, m.* FROM unnest(%s::int[], {arrays}) AS p({names}) CROSS JOIN LATERAL ("
+        "SELECT {distance} AS {name}, {alias}.* FROM {table} WHERE {candidates} AND {distance} <= %s"
         " AND {condition}{limit}) AS m{order}"
     ).format(order=sql.SQL("") if nearest else sql.SQL(" ORDER BY {}").format(outer_order),
         arrays=sql.SQL(", ").join(sql.SQL("%s::float8[]") for _ in _FIELDS[1:]),
-        names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, table=q._table,
-        candidates=candidates, condition=condition,
+        names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, name=name,
+        alias=sql.Identifier(alias), table=table, candidates=candidates, condition=condition,
         limit=sql.SQL(" ORDER BY {} LIMIT 1").format(inner_order) if nearest else sql.SQL(""))
     return query, [*columns, *extra, radius, *filter_params]
 
