@@ -3,8 +3,9 @@
 One statement per file, named by the file. A ``.sql`` file is plain SQL with
 psycopg's ``%(name)s`` parameters; its leading comment block may declare
 ``-- key: a, b`` (the output columns that identify a row: stable pages and
-keyset pagination) and ``-- not null: a`` (output columns that are never NULL,
-so that ORDER BY can use a plain index). A ``.json`` file is an object with
+keyset pagination), ``-- not null: a`` (output columns that are never NULL,
+so that ORDER BY can use a plain index) and ``-- position: ra, dec`` (the output
+columns that hold positions in degrees, for ``$cone``, ``$distance`` and crossmatch). A ``.json`` file is an object with
 ``collection``, ``columns``, ``key`` and ``pipeline``, whose parameters are
 ``{"$param": "name"}``: a one-key document under a ``$`` name that no stored
 field and no MongoDB operator has.
@@ -35,7 +36,7 @@ __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pip
 BUNDLED = Path(__file__).resolve().parent / "queries"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PLACEHOLDER = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<fmt>.)|(?P<bare>.)|$)", re.S)
-_HEADER = re.compile(r"--\s*(key|not null)\s*:(.*)", re.I)
+_HEADER = re.compile(r"--\s*(key|not null|position)\s*:(.*)", re.I)
 _READS = ("select", "with", "values", "table")
 _WRITES = ("insert", "update", "delete", "merge")
 #: Pipeline stages that write: a source that wrote on every read would be a trap.
@@ -65,6 +66,8 @@ class NamedSQL:
     not_null: frozenset[str] = frozenset()
     #: The statement's first keyword (select, with, insert, ...).
     verb: str = "select"
+    #: The output columns ``(ra, dec)`` that ``-- position: ra, dec`` declares, for $cone and crossmatch.
+    position: Optional[tuple[str, str]] = None
 
     @property
     def writes(self) -> bool:
@@ -102,6 +105,7 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     body = "".join(out)
     key: tuple[str, ...] = ()
     not_null: frozenset[str] = frozenset()
+    position: Optional[tuple[str, str]] = None
     lines = body.splitlines()
     for text_line in lines:  # the leading comment block
         stripped = text_line.strip()
@@ -110,6 +114,12 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
         header = _HEADER.match(stripped)
         if header and header.group(1).lower() == "key":
             key = _names(header.group(2), where)
+        elif header and header.group(1).lower() == "position":
+            names = _names(header.group(2), where)
+            if len(names) != 2:
+                raise ConfigError(f"{where}: -- position: names two output columns, ra then dec (in degrees), "
+                                  f"not {len(names)}")
+            position = (names[0], names[1])
         elif header:
             not_null = frozenset(_names(header.group(2), where))
     while lines and (not lines[-1].strip() or lines[-1].strip().startswith("--")):
@@ -126,7 +136,7 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     if verb not in _READS + _WRITES:
         raise ConfigError(f"{where}: a named query is one SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or "
                           f"MERGE statement, not {shown(words[0], 30)}")
-    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb)
+    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb, position)
 
 
 def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dbp import ConfigError, FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.connection import SQLConnection
@@ -29,6 +30,13 @@ TABLE = ("CREATE TABLE src (id integer PRIMARY KEY, ra double precision, dec dou
 
 #: (id, ra, dec): 14 degrees apart, then a pair 1 arcmin apart.
 POINTS = [(1, 10.0, 10.0), (2, 10.0, 24.0), (3, 200.0, -30.0), (4, 200.0 + 1 / 60 / math.cos(math.radians(30)), -30.0)]
+
+
+NAMED_SQL = """-- Sources with a tag, positions renamed.
+-- key: id
+-- position: pra, pdec
+SELECT id, ra AS pra, dec AS pdec, "_dbp_i" AS tag, %(label)s::text AS label FROM src WHERE id >= %(least)s
+"""
 
 
 class Engines:
@@ -55,6 +63,10 @@ def engines(sql_settings: SQLSettings, mongo_settings: MongoSettings, tmp_path: 
     (mongo_dir / "collections.toml").write_text(
         '[[collection]]\nname = "src"\nposition = { point = "loc", ra_offset = -180 }\n'
         'indexes = [{ name = "loc", keys = [["loc", "2dsphere"]] }]\n')
+    (queries / "tagged.sql").write_text(NAMED_SQL)
+    (queries / "plain.sql").write_text("SELECT id, ra, dec FROM src")
+    (queries / "wrong.sql").write_text("-- position: ra, nope\nSELECT id, ra, dec FROM src")
+    (queries / "three.sql").write_text("-- position: ra, dec, id\nSELECT id, ra, dec FROM src")
     with SQLConnection(settings=dataclasses.replace(sql_settings, schema_dir=sql_dir, queries_dir=queries)) as sql, \
             MongoConnection(settings=dataclasses.replace(mongo_settings, schema_dir=mongo_dir,
                                                          queries_dir=queries)) as mongo:
@@ -112,3 +124,59 @@ def test_distance_with_user_columns_named_like_dbps_own(engines: Engines, engine
                                                                            "$distance"], paginate=False))
     assert [(r[_key(engine)], r["_dbp_distance"], round(r["distance"], 6)) for r in projected] == [
         (3, 1.0, 0.0), (4, 0.0, 60.0)]
+
+
+# -- item 21: cones on named queries ------------------------------------------------------------------------
+
+
+
+
+def test_cone_distance_and_crossmatch_on_a_named_sql_query(engines: Engines) -> None:
+    db = engines.sql
+    source = db.query("tagged", {"label": "x", "least": 2})
+    cone = {"$cone": {"ra": 200.0, "dec": -30.0, "radius": 120.0}}
+    assert source.count(cone) == 2
+    assert [r["id"] for r in source.find_all(cone, sort=[("$distance", -1)], paginate=False)] == [4, 3]
+    rows = list(source.find_all({**cone, "tag": {"$lt": 1.0}}, sort=[("$distance", 1)],
+                                projection=["id", "label", "$distance"], paginate=False))
+    assert [(r["id"], r["label"], round(r["distance"], 6)) for r in rows] == [(4, "x", 60.0)]
+    streamed = list(source.find_all(cone, sort=[("$distance", 1)], projection=["id", "$distance"], paginate=False,
+                                    batch_size=1))
+    assert [r["id"] for r in streamed] == [3, 4]
+    page = source.paginate(cone, sort=[("$distance", 1)], per_page=1, page=2, projection=["id", "$distance"])
+    assert [r["id"] for r in page.items] == [4] and page.total == 2
+    assert source.find_one(cone, sort=[("$distance", 1)]) == {"id": 3, "pra": 200.0, "pdec": -30.0, "tag": 1.0,
+                                                              "label": "x"}
+    found = source.crossmatch([("a", 10.0, 24.0), ("b", 10.0, 10.0), ("c", 200.0, -30.0)], 120.0, nearest=False)
+    assert [(m.id, m.row["id"], round(m.distance, 6)) for m in found] == [("a", 2, 0.0), ("c", 3, 0.0),
+                                                                         ("c", 4, 60.0)]
+    assert found[0].row == {"id": 2, "pra": 10.0, "pdec": 24.0, "tag": 2.0, "label": "x"}
+    assert db.query("tagged", {"label": "x", "least": 4}).count(cone) == 1
+    forced = db.query("tagged", {"label": "x", "least": 2})
+    forced.cone_path = "portable"
+    assert forced.count(cone) == 2
+
+
+def test_inline_sql_declares_its_position_the_same_way(engines: Engines) -> None:
+    inline = engines.sql.sql("-- position: ra, dec\nSELECT id, ra, dec FROM src")
+    assert inline.count({"$cone": {"ra": 10.0, "dec": 10.0, "radius": 1.0}}) == 1
+    bare = engines.sql.sql("SELECT id, ra, dec FROM src")
+    with pytest.raises(FilterError, match=r"^inline SQL declares no position for \$cone / crossmatch; add a line "
+                                          r"'-- position: <ra column>, <dec column>' to the comments that open "
+                                          r"the statement$"):
+        bare.count({"$cone": {"ra": 10.0, "dec": 10.0, "radius": 1.0}})
+
+
+def test_a_named_sql_query_without_a_position_is_refused_clearly(engines: Engines) -> None:
+    source = engines.sql.query("plain")
+    for call in (lambda: source.count({"$cone": {"ra": 1.0, "dec": 1.0, "radius": 1.0}}),
+                 lambda: source.crossmatch([(1, 1.0, 1.0)], 1.0)):
+        with pytest.raises(FilterError, match=r"^plain declares no position for \$cone / crossmatch; add a line "
+                                              r"'-- position: <ra column>, <dec column>' to the comments that open "
+                                              r".*plain\.sql$"):
+            call()
+    with pytest.raises(ConfigError, match=r"wrong\.sql: the -- position: line names nope, which is not an output "
+                                          r"column \(id, ra, dec\)"):
+        engines.sql.query("wrong")
+    with pytest.raises(ConfigError, match=r"three\.sql: -- position: names two output columns, ra then dec"):
+        engines.sql.query("three")

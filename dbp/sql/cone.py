@@ -90,12 +90,23 @@ def _declarations(root: Path) -> dict[str, Position]:
 
 
 def position(q: SQLBuilder) -> Position:
-    """The table's declared position columns; FilterError if it declares none."""
-    root = q.db.settings.schema_dir or bundled("sql")
-    found = _declarations(root).get(q.name)
-    if found is None:
-        raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add [{q.name}] with ra and dec "
-                          f"columns to {root / DECLARATION}")
+    """The table's declared position columns (a named query's ``-- position:`` line); FilterError if none."""
+    from dbp.sql.source import SQLSource
+
+    if isinstance(q, SQLSource):
+        declared = q.statement.position
+        if declared is None:
+            where = "the statement" if q.statement.where == "inline SQL" else q.statement.where
+            raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add a line "
+                              f"'-- position: <ra column>, <dec column>' to the comments that open {where}")
+        found = Position(ra=declared[0], dec=declared[1])
+    else:
+        root = q.db.settings.schema_dir or bundled("sql")
+        table = _declarations(root).get(q.name)
+        if table is None:
+            raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add [{q.name}] with ra and "
+                              f"dec columns to {root / DECLARATION}")
+        found = table
     q._column(found.ra)
     q._column(found.dec)
     return found
@@ -110,7 +121,8 @@ def path(q: SQLBuilder) -> str:
     """``"q3c"`` if q3c's functions are on the search_path and a q3c index (not a partial one) covers the
     table's position, else ``"portable"``.
 
-    Read once per connection (``q.cone_path`` forces one).
+    Read once per connection (``q.cone_path`` forces one). A named query's
+    cones take the portable path unless its ``cone_path`` is ``"q3c"``.
     """
     if q.cone_path is not None:
         if q.cone_path not in PATHS:
@@ -119,6 +131,8 @@ def path(q: SQLBuilder) -> str:
             raise FilterError(f"{q.name}: cone_path is 'q3c' but this database has no q3c extension on its "
                               "search_path (CREATE EXTENSION q3c, or leave cone_path as None)")
         return q.cone_path
+    if _source(q)[2] == "q":
+        return "portable"  # a named query's rows have no index of their own; q3c must be asked for
     key = ("dbp.cone.path", q.name)
     found: Optional[str] = q.db.statement_cache.get(key)
     if found is None:
@@ -215,6 +229,8 @@ def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str
             else:
                 items.append(q._q(name))
         columns = sql.SQL(", ").join(items)
+    table, _, _, bound = _source(q)
+    params += bound
     condition = q._compile(node, params, [], build=True)
     assert condition is not None
     order: list[sql.Composable] = []
@@ -229,7 +245,7 @@ def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str
             order.append(sql.SQL("{} {}{}").format(ref, sql.SQL("ASC" if direction == 1 else "DESC"),
                                                    sql.SQL(nulls)))
     query = sql.SQL("SELECT {} FROM {} WHERE {}{}{}{}").format(
-        columns, q._table, condition,
+        columns, table, condition,
         sql.SQL(" ORDER BY ") + sql.SQL(", ").join(order) if order else sql.SQL(""),
         sql.SQL(" LIMIT %s") if limit else sql.SQL(""), sql.SQL(" OFFSET %s") if offset else sql.SQL(""))
     return query, params
@@ -264,16 +280,16 @@ def unused(q: SQLBuilder, base: str) -> str:
     return name
 
 
-def _source(q: SQLBuilder) -> tuple[sql.Composable, str, str]:
-    """The FROM item of ``q``'s rows, the prefix of its columns' references, and its alias.
+def _source(q: SQLBuilder) -> tuple[sql.Composable, str, str, list[Any]]:
+    """The FROM item of ``q``'s rows, the prefix of its columns' references, its alias and its parameters.
 
     A named query's statement is already ``(...) AS q``, its columns ``q."name"``.
     """
     from dbp.sql.source import SQLSource
 
     if isinstance(q, SQLSource):
-        return q._table, "", "q"
-    return sql.SQL("{} AS t").format(q._table), "t.", "t"
+        return q._table, "", "q", list(q._bound)
+    return sql.SQL("{} AS t").format(q._table), "t.", "t", []
 
 
 def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
@@ -290,7 +306,7 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
         for column, value in zip(columns, (i, lam, cos_d, sin_d, ra, dec, bounds.dec_min, bounds.dec_max,
                                            ranges[0][0], ranges[0][1], ranges[1][0], ranges[1][1])):
             column.append(value)
-    table, prefix, alias = _source(q)
+    table, prefix, alias, bound = _source(q)
     ra_ref, dec_ref = _col(q, where.ra, prefix), _col(q, where.dec, prefix)
     p = {f: sql.SQL("p.{}").format(sql.Identifier(f)) for f in _FIELDS}
     distance = _distance(ra_ref, dec_ref, p["l"], p["c"], p["s"])
@@ -317,7 +333,7 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
         names=sql.SQL(", ").join(sql.Identifier(f) for f in _FIELDS), distance=distance, name=name,
         alias=sql.Identifier(alias), table=table, candidates=candidates, condition=condition,
         limit=sql.SQL(" ORDER BY {} LIMIT 1").format(inner_order) if nearest else sql.SQL(""))
-    return query, [*columns, *extra, radius, *filter_params]
+    return query, [*columns, *bound, *extra, radius, *filter_params]
 
 
 def explain(q: SQLQuery, query: Any, params: list[Any]) -> str:

@@ -21,6 +21,8 @@ from dbp.errors import ConfigError, FilterError
 from dbp.filters import After, Node
 from dbp.named import NamedSQL, Queries, parse_sql, queries_for
 from dbp.query import ReadOnly, Row, check_name
+from dbp.sky import cone_for
+from dbp.sql import cone as cones
 from dbp.sql.catalog import Column, Table
 from dbp.sql.errors import query_error
 from dbp.sql.query import SQLQuery, _unsendable
@@ -64,7 +66,8 @@ def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> D
     if twice:
         raise ConfigError(f"{statement.where}: output column(s) {', '.join(twice)} appear more than once; "
                           "name each with AS")
-    for what, wanted in (("key", statement.key), ("not null", sorted(statement.not_null))):
+    for what, wanted in (("key", statement.key), ("not null", sorted(statement.not_null)),
+                         ("position", statement.position or ())):
         stray = [k for k in wanted if k not in names]
         if stray:
             raise ConfigError(f"{statement.where}: the -- {what}: line names {', '.join(stray)}, which is not an "
@@ -120,6 +123,7 @@ class SQLSource(ReadOnly, SQLQuery):
         self.rules = {c: ColumnRule(self.name, c, column.type) for c, column in self.columns.items()}
         self._text = {c for c, rule in self.rules.items() if rule.category == "text"}
         self._unique_keys = []
+        self.cone_path = None
 
     def __repr__(self) -> str:
         return f"<SQLSource {self.name} on {self.db.address}>"
@@ -165,7 +169,12 @@ class SQLSource(ReadOnly, SQLQuery):
 
     def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
-        text, params = self._statement("select", node, sort, projection)
+        centre = cone_for(node, sort, projection)
+        text: Any
+        if centre is not None:
+            text, params = cones.select_statement(self, node, centre, sort, projection, False, False)
+        else:
+            text, params = self._statement("select", node, sort, projection)
         try:
             with self.db.stream_cursor(text, params, batch) as cur:
                 yield from cur
