@@ -144,7 +144,7 @@ def test_cone_distance_and_crossmatch_on_a_named_sql_query(engines: Engines) -> 
                                     batch_size=1))
     assert [r["id"] for r in streamed] == [3, 4]
     page = source.paginate(cone, sort=[("$distance", 1)], per_page=1, page=2, projection=["id", "$distance"])
-    assert [r["id"] for r in page.items] == [4] and page.total == 2
+    assert isinstance(page, Pagination) and [r["id"] for r in page.items] == [4] and page.total == 2
     assert source.find_one(cone, sort=[("$distance", 1)]) == {"id": 3, "pra": 200.0, "pdec": -30.0, "tag": 1.0,
                                                               "label": "x"}
     found = source.crossmatch([("a", 10.0, 24.0), ("b", 10.0, 10.0), ("c", 200.0, -30.0)], 120.0, nearest=False)
