@@ -12,6 +12,7 @@ import pytest
 from dbp import ConfigError, FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
+from dbp.pagination import Pagination
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
