@@ -36,7 +36,7 @@ __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pip
 BUNDLED = Path(__file__).resolve().parent / "queries"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PLACEHOLDER = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<fmt>.)|(?P<bare>.)|$)", re.S)
-_HEADER = re.compile(r"--\s*(key|not null|position)\s*:(.*)", re.I)
+_HEADER = re.compile(r"--\s*(key|not null|position|optional)\s*:(.*)", re.I)
 _READS = ("select", "with", "values", "table")
 _WRITES = ("insert", "update", "delete", "merge")
 #: Pipeline stages that write: a source that wrote on every read would be a trap.
@@ -68,6 +68,8 @@ class NamedSQL:
     verb: str = "select"
     #: The output columns ``(ra, dec)`` that ``-- position: ra, dec`` declares, for $cone and crossmatch.
     position: Optional[tuple[str, str]] = None
+    #: Parameters that ``-- optional: a, b`` lets the caller leave out: they are then None (NULL).
+    optional: frozenset[str] = frozenset()
 
     @property
     def writes(self) -> bool:
@@ -75,7 +77,7 @@ class NamedSQL:
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
         """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
-        given = bind(self.name, self.params, params)
+        given = bind(self.name, self.params, params, self.optional)
         return [given[n] for n in self.order]
 
 
@@ -106,6 +108,7 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     key: tuple[str, ...] = ()
     not_null: frozenset[str] = frozenset()
     position: Optional[tuple[str, str]] = None
+    optional: frozenset[str] = frozenset()
     lines = body.splitlines()
     for text_line in lines:  # the leading comment block
         stripped = text_line.strip()
@@ -120,6 +123,9 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
                 raise ConfigError(f"{where}: -- position: names two output columns, ra then dec (in degrees), "
                                   f"not {len(names)}")
             position = (names[0], names[1])
+        elif header and header.group(1).lower() == "optional":
+            optional = frozenset(_names(header.group(2), where))
+            _check_optional(optional, frozenset(order), where, "-- optional:")
         elif header:
             not_null = frozenset(_names(header.group(2), where))
     while lines and (not lines[-1].strip() or lines[-1].strip().startswith("--")):
@@ -136,11 +142,20 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     if verb not in _READS + _WRITES:
         raise ConfigError(f"{where}: a named query is one SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or "
                           f"MERGE statement, not {shown(words[0], 30)}")
-    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb, position)
+    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb, position, optional)
 
 
-def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """``params`` if it gives exactly ``wanted``; FilterError naming what is missing or unexpected."""
+def _check_optional(optional: frozenset[str], params: frozenset[str], where: str, what: str) -> None:
+    stray = sorted(optional - params)
+    if stray:
+        raise ConfigError(f"{where}: {what} names {', '.join(stray)}, which is not a parameter "
+                          f"({', '.join(sorted(params)) or 'none'})")
+
+
+def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]],
+         optional: frozenset[str] = frozenset()) -> Mapping[str, Any]:
+    """``params`` if it gives exactly ``wanted`` (None for each ``optional`` one left out); FilterError naming
+    what is missing or unexpected."""
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
@@ -148,7 +163,7 @@ def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]])
     bad = [k for k in params if not isinstance(k, str)]
     if bad:
         raise FilterError(f"parameter names of {name} are strings, not {shown(bad[0], 40)}")
-    missing = sorted(wanted - params.keys())
+    missing = sorted(wanted - optional - params.keys())
     unexpected = sorted(set(params) - wanted)
     if missing or unexpected:
         parts = []
@@ -156,9 +171,11 @@ def bind(name: str, wanted: frozenset[str], params: Optional[Mapping[str, Any]])
             parts.append(f"missing parameter(s) {', '.join(missing)}")
         if unexpected:
             parts.append(f"unexpected parameter(s) {', '.join(shown(u, 40) for u in unexpected[:10])}")
-        takes = ", ".join(sorted(wanted)) or "none"
-        raise FilterError(f"{name}: {'; '.join(parts)} (it takes: {takes})")
-    return params
+        takes = ", ".join(sorted(wanted - optional)) or "none"
+        also = f"; optional: {', '.join(sorted(optional))}" if optional else ""
+        raise FilterError(f"{name}: {'; '.join(parts)} (it takes: {takes}{also})")
+    left_out = optional - params.keys()
+    return {**params, **dict.fromkeys(left_out)} if left_out else params
 
 
 # -- pipelines ------------------------------------------------------------------------------------
@@ -175,10 +192,12 @@ class NamedPipeline:
     key: tuple[str, ...]
     pipeline: tuple[Any, ...]
     params: frozenset[str]
+    #: Parameters the caller may leave out (``"optional"``): they are then None.
+    optional: frozenset[str] = frozenset()
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
-        given = bind(self.name, self.params, params)
+        given = bind(self.name, self.params, params, self.optional)
         for param, value in given.items():
             _check_param(self.name, param, value)
         return [_fill(stage, given, "stage") for stage in self.pipeline]
@@ -267,7 +286,7 @@ def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> Non
             _scan(item, where, found)
 
 
-_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "description")
+_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "description")
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -300,7 +319,9 @@ def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
     found: set[str] = set()
     for stage in pipeline:
         _scan(stage, where, found, stage=True)
-    return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found))
+    optional = frozenset(_strings(data.get("optional", []), "optional", where))
+    _check_optional(optional, frozenset(found), where, "optional")
+    return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found), optional)
 
 
 # -- folders --------------------------------------------------------------------------------------

@@ -249,15 +249,28 @@ class ReadQuery(ABC):
 
     def frame(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
               ) -> Any:
-        """Every matching row in a pandas DataFrame (read as a stream, built once); pandas is optional."""
+        """Every matching row in a pandas DataFrame (read as a stream, built once); pandas is optional.
+
+        An empty frame has the projection's columns, else the table's (a named
+        query's output columns; a collection's declared fields, ``_id`` first).
+        A free-form collection's empty frame has no columns: nothing says what
+        they would be.
+        """
         try:
             import pandas
         except ImportError:
             raise ConfigError("query.frame() needs pandas: pip install 'alerce-dbp[pandas]'") from None
         rows = self.find_all(filter_by, sort=sort, projection=projection, paginate=False)
         assert not isinstance(rows, (Pagination, KeysetPage))
+        records = list(rows)
         columns = [DISTANCE_FIELD if f == DISTANCE else f for f in projection] if projection else None
-        return pandas.DataFrame.from_records(list(rows), columns=columns)
+        if columns is None and not records:  # as pd.read_sql: an empty frame still has its columns
+            columns = self._frame_columns()
+        return pandas.DataFrame.from_records(records, columns=columns)
+
+    def _frame_columns(self) -> Optional[list[str]]:
+        """The columns of a row read without a projection, if known (a free-form collection's are not)."""
+        return None
 
     def paginate(
         self,

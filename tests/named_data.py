@@ -96,8 +96,12 @@ def oracle_rows(objects: Sequence[Mapping[str, Any]], classifier: Optional[str],
     rows = []
     for o in objects:
         base = {"oid": o["oid"], **{k: o[k] for k in OBJECT_FIELDS}}
+        # object_list's default version: the object's greatest version of the classifier, as text
+        version = max((p["classifier_version"] for p in o["probabilities"] if p["classifier_name"] == classifier),
+                      default=None)
         probs = [p for p in o["probabilities"]
-                 if p["classifier_name"] == classifier and (ranking is None or p["ranking"] == ranking)]
+                 if p["classifier_name"] == classifier and p["classifier_version"] == version
+                 and (ranking is None or p["ranking"] == ranking)]
         if not probs:
             rows.append({**base, **dict.fromkeys(PROB_FIELDS)})
         rows += [{**base, **p} for p in probs]

@@ -94,7 +94,7 @@ def test_sources_are_read_only_and_name_their_parameters(sql_db: SQLConnection, 
     load_sql(sql_db, [])
     for db in (sql_db, mongo_db):
         with pytest.raises(FilterError, match=r"object_list: missing parameter\(s\) ranking \(it takes: classifier, "
-                                              r"ranking\)"):
+                                              r"ranking; optional: version\)"):
             db.query("object_list", {"classifier": "lc"})
         with pytest.raises(FilterError, match=r"unexpected parameter\(s\) 'rank'"):
             db.query("object_list", {"classifier": "lc", "ranking": 1, "rank": 2})

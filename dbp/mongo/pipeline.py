@@ -51,6 +51,9 @@ class PipelineSource(ReadOnly, ReadQuery):
     def _key(self) -> list[str]:
         return list(self.named.key)
 
+    def _frame_columns(self) -> Optional[list[str]]:
+        return list(self.columns)
+
     def _tie_break(self) -> list[str]:
         """Without a declared key, every output column, so that ties sort one way on every page."""
         return list(self.named.key) or list(self.columns)

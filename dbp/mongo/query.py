@@ -255,6 +255,11 @@ class MongoQuery(BaseQuery):
     def __repr__(self) -> str:
         return f"<MongoQuery {self.name} on {self.db.address}>"
 
+    def _frame_columns(self) -> Optional[list[str]]:
+        if self.fields is None:
+            return None
+        return sorted(self.fields.names, key=lambda n: (n != "_id", n))
+
     def _key(self) -> list[str]:
         return ["_id"]
 

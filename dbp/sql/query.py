@@ -68,6 +68,9 @@ class SQLQuery(SQLBuilder, BaseQuery):
     def __repr__(self) -> str:
         return f"<SQLQuery {self.name} on {self.db.address}>"
 
+    def _frame_columns(self) -> Optional[list[str]]:
+        return list(self.columns)  # a named query's: its output columns, in order
+
     def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
         """Raw SQL with parameters, on this query's connection."""
         return self.db.execute(query, params)
