@@ -109,7 +109,7 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
     not_null: frozenset[str] = frozenset()
     position: Optional[tuple[str, str]] = None
     optional: frozenset[str] = frozenset()
-    lines = body.splitlines()
+    lines = body.split("\n")  # not splitlines(): \x85, \u2028 and the like are text to SQL
     for text_line in lines:  # the leading comment block
         stripped = text_line.strip()
         if stripped and not stripped.startswith("--"):
@@ -194,6 +194,8 @@ class NamedPipeline:
     params: frozenset[str]
     #: Parameters the caller may leave out (``"optional"``): they are then None.
     optional: frozenset[str] = frozenset()
+    #: The columns ``(ra, dec)`` that ``"position": ["ra", "dec"]`` declares, for $cone and crossmatch.
+    position: Optional[tuple[str, str]] = None
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
@@ -286,7 +288,7 @@ def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> Non
             _scan(item, where, found)
 
 
-_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "description")
+_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "position", "description")
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -321,7 +323,14 @@ def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
         _scan(stage, where, found, stage=True)
     optional = frozenset(_strings(data.get("optional", []), "optional", where))
     _check_optional(optional, frozenset(found), where, "optional")
-    return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found), optional)
+    position: Optional[tuple[str, str]] = None
+    if "position" in data:
+        names = _strings(data["position"], "position", where)
+        if len(names) != 2 or not set(names) <= set(columns) or any(n.startswith("$") for n in names):
+            raise ConfigError(f'{where}: position is ["ra column", "dec column"], two of the columns (in degrees)')
+        position = (names[0], names[1])
+    return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found), optional,
+                         position)
 
 
 # -- folders --------------------------------------------------------------------------------------

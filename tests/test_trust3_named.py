@@ -123,3 +123,10 @@ def test_an_aware_datetime_after_a_naive_one_matches_its_own_row(sql_settings: S
         assert source.columns["t"].type == "timestamp with time zone"
         assert source.count({"t": aware}) == 1
         assert source.find_one({"t": aware}) == {"t": aware}
+
+
+@pytest.mark.parametrize("char", ["\x85", "\u2028", "\x0b", "\x0c", "\x1c", "\r"])
+def test_line_breaks_python_knows_and_sql_does_not_are_kept(sql_db: SQLConnection, char: str) -> None:
+    source = sql_db.sql(f'SELECT \'a{char}b\' AS "c{char}d"')
+    assert list(source.columns) == [f"c{char}d"]
+    assert source.find_one() == {f"c{char}d": f"a{char}b"}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
 
 from dbp import ConfigError, FilterError
 from dbp.mongo.connection import MongoConnection
@@ -40,6 +45,13 @@ SELECT id, ra AS pra, dec AS pdec, "_dbp_i" AS tag, %(label)s::text AS label FRO
 """
 
 
+NAMED_PIPELINE: dict[str, Any] = {
+    "collection": "src", "columns": ["id", "pra", "pdec", "tag", "label"], "key": ["id"], "position": ["pra", "pdec"],
+    "pipeline": [{"$match": {"_id": {"$gte": {"$param": "least"}}}},
+                 {"$project": {"_id": 0, "id": "$_id", "pra": "$ra", "pdec": "$dec", "tag": "$_dbp_i",
+                               "label": {"$param": "label"}}}]}
+
+
 class Engines:
     def __init__(self, sql: SQLConnection, mongo: MongoConnection, folder: Path) -> None:
         self.sql, self.mongo, self.folder = sql, mongo, folder
@@ -65,6 +77,7 @@ def engines(sql_settings: SQLSettings, mongo_settings: MongoSettings, tmp_path: 
         '[[collection]]\nname = "src"\nposition = { point = "loc", ra_offset = -180 }\n'
         'indexes = [{ name = "loc", keys = [["loc", "2dsphere"]] }]\n')
     (queries / "tagged.sql").write_text(NAMED_SQL)
+    (queries / "tagged.json").write_text(json.dumps(NAMED_PIPELINE))
     (queries / "plain.sql").write_text("SELECT id, ra, dec FROM src")
     (queries / "wrong.sql").write_text("-- position: ra, nope\nSELECT id, ra, dec FROM src")
     (queries / "three.sql").write_text("-- position: ra, dec, id\nSELECT id, ra, dec FROM src")
@@ -132,8 +145,8 @@ def test_distance_with_user_columns_named_like_dbps_own(engines: Engines, engine
 
 
 
-def test_cone_distance_and_crossmatch_on_a_named_sql_query(engines: Engines) -> None:
-    db = engines.sql
+def test_cone_distance_and_crossmatch_on_a_named_query(engines: Engines, engine: str) -> None:
+    db: Any = engines.sql if engine == "sql" else engines.mongo
     source = db.query("tagged", {"label": "x", "least": 2})
     cone = {"$cone": {"ra": 200.0, "dec": -30.0, "radius": 120.0}}
     assert source.count(cone) == 2
@@ -153,9 +166,15 @@ def test_cone_distance_and_crossmatch_on_a_named_sql_query(engines: Engines) -> 
                                                                          ("c", 4, 60.0)]
     assert found[0].row == {"id": 2, "pra": 10.0, "pdec": 24.0, "tag": 2.0, "label": "x"}
     assert db.query("tagged", {"label": "x", "least": 4}).count(cone) == 1
-    forced = db.query("tagged", {"label": "x", "least": 2})
-    forced.cone_path = "portable"
-    assert forced.count(cone) == 2
+    assert db.query("tagged", {"label": "x", "least": 2}).count({"$not": cone}) == 1
+    either = {"$or": [cone, {"$cone": {"ra": 10.0, "dec": 24.0, "radius": 1.0}}]}
+    assert [r["id"] for r in db.query("tagged", {"label": "x", "least": 1}).find_all(either, paginate=False)] == [
+        2, 3, 4]
+    assert db.query("tagged", {"label": "x", "least": 1}).crossmatch([("pole", 0.0, 90.0)], 3600.0) == []
+    if engine == "sql":
+        forced = db.query("tagged", {"label": "x", "least": 2})
+        forced.cone_path = "portable"
+        assert forced.count(cone) == 2
 
 
 def test_inline_sql_declares_its_position_the_same_way(engines: Engines) -> None:
@@ -181,3 +200,60 @@ def test_a_named_sql_query_without_a_position_is_refused_clearly(engines: Engine
         engines.sql.query("wrong")
     with pytest.raises(ConfigError, match=r"three\.sql: -- position: names two output columns, ra then dec"):
         engines.sql.query("three")
+
+
+def test_a_named_pipeline_without_a_position_is_refused_clearly(engines: Engines, tmp_path: Path) -> None:
+    plain = {k: v for k, v in NAMED_PIPELINE.items() if k != "position"}
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "plain.json").write_text(json.dumps(plain))
+    (folder / "odd.json").write_text(json.dumps({**plain, "position": ["pra", "nope"]}))
+    settings = dataclasses.replace(engines.mongo.settings, queries_dir=folder)
+    with MongoConnection(settings=settings) as mongo:
+        source = mongo.query("plain", {"least": 0, "label": "x"})
+        cone = {"$cone": {"ra": 1.0, "dec": 1.0, "radius": 1.0}}
+        for call in (lambda: source.count(cone), lambda: list(source.find_all({"$not": cone}, paginate=False)),
+                     lambda: source.find_one(cone, sort=[("$distance", 1)]),
+                     lambda: source.crossmatch([(1, 1.0, 1.0)], 1.0)):
+            with pytest.raises(FilterError, match=r'^plain declares no position for \$cone / crossmatch; add '
+                                                  r'"position": \["<ra column>", "<dec column>"\] to .*plain\.json$'):
+                call()
+        with pytest.raises(ConfigError, match=r'odd\.json: position is \["ra column", "dec column"\], two of the '
+                                              r'columns \(in degrees\)'):
+            mongo.query("odd", {"least": 0, "label": "x"})
+
+
+_NAMES = st.one_of(st.sampled_from([*HOSTILE, "doc", "ra_1", "id_1", "_dbp_distance_2"]),
+                   st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1,
+                           max_size=15))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(_NAMES, min_size=1, max_size=4, unique_by=lambda n: n.encode()[:63]))
+def test_any_column_names_beside_a_position(engines: Engines, names: list[str]) -> None:
+    """Whatever the other columns are called, crossmatch and $distance see the right rows, intact."""
+    names = [n for n in names if n not in ("id", "ra", "dec", "pra", "pdec")]
+    with engines.sql.connection() as conn:
+        quoted = [sql.Identifier(n).as_string(conn).replace("%", "%%") for n in names]
+    extra = "".join(f", id * 10 + {k} AS {q}" for k, q in enumerate(quoted))
+    inline = engines.sql.sql(f"-- key: id\n-- position: ra, dec\nSELECT id, ra, dec{extra} FROM src")
+    found = inline.crossmatch([("a", 10.0, 24.0), ("b", 200.0, -30.0)], 120.0, nearest=False)
+    assert [(m.id, m.row["id"], round(m.distance, 6)) for m in found] == [("a", 2, 0.0), ("b", 3, 0.0), ("b", 4, 60.0)]
+    assert all(m.row == {"id": m.row["id"], "ra": m.row["ra"], "dec": m.row["dec"],
+                         **{n: m.row["id"] * 10 + k for k, n in enumerate(names)}} for m in found)
+    cone = {"$cone": {"ra": 200.0, "dec": -30.0, "radius": 120.0}}
+    rows = list(inline.find_all(cone, sort=[("$distance", -1)], paginate=False))
+    assert [[r["id"], *(r[n] for n in names)] for r in rows] == [[i, *(i * 10 + k for k in range(len(names)))]
+                                                                  for i in (4, 3)]
+    fields = [n for n in names if not n.startswith("$") and "." not in n and n != "loc"]
+    coll = engines.mongo.collection("src")
+    coll.delete_many({})
+    coll.insert_many([{"_id": i, "loc": {"type": "Point", "coordinates": [lon(ra), dec]},
+                       **{n: i * 10 + k for k, n in enumerate(fields)}} for i, ra, dec in POINTS])
+    docs = list(engines.mongo.query("src").find_all(cone, sort=[("$distance", -1)], paginate=False))
+    assert docs == [{"_id": i, "loc": {"type": "Point", "coordinates": [lon(ra), dec]},
+                     **{n: i * 10 + k for k, n in enumerate(fields)}} for i, ra, dec in (POINTS[3], POINTS[2])]
+    projected = list(engines.mongo.query("src").find_all(cone, sort=[("$distance", 1)],
+                                                         projection=["_id", *fields[:1], "$distance"], paginate=False))
+    assert [(r["_id"], *(r[n] for n in fields[:1]), round(r["distance"], 6)) for r in projected] == [
+        (3, *(30 for _ in fields[:1]), 0.0), (4, *(40 for _ in fields[:1]), 60.0)]

@@ -15,7 +15,7 @@ sort by it).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from dbp.errors import FilterError
@@ -29,6 +29,7 @@ from dbp.sky import (
     Match,
     Position,
     arcsec_to_radians,
+    box,
     nearest_first,
     separation,
 )
@@ -36,10 +37,11 @@ from dbp.sky import (
 if TYPE_CHECKING:
     from dbp.mongo.query import MongoQuery
 
-__all__ = ["candidates", "compile_cone", "crossmatch", "distance_expression", "pipeline"]
+__all__ = ["box_candidates", "candidates", "compile_cone", "crossmatch", "distance_expression", "nearest_matches",
+           "pipeline", "sort_keys", "wrap"]
 
 #: The fields of the wrapper a read with ``$distance`` returns each document in.
-_DOC, _DISTANCE = "doc", "distance"
+DOC_KEY, DISTANCE_KEY = _DOC, _DISTANCE = "doc", "distance"
 
 
 def _require(position: Optional[Position], name: str) -> Position:
@@ -56,10 +58,16 @@ def candidates(position: Position, ra: float, dec: float, radius: float) -> dict
 
 
 def distance_expression(cone: Cone, position: Position) -> dict[str, Any]:
-    """The distance in arcseconds from ``cone``'s centre to a document's point, as an aggregation expression."""
-    coordinates = f"${position.point}.coordinates"
+    """The distance in arcseconds from ``cone``'s centre to a document's point (or its ra/dec fields, for a named
+    pipeline), as an aggregation expression."""
+    if position.point:
+        coordinates = f"${position.point}.coordinates"
+        lon: Any = {"$arrayElemAt": [coordinates, 0]}
+        lat: Any = {"$arrayElemAt": [coordinates, 1]}
+        lam = math.radians(position.longitude(cone.ra))  # the centre's longitude
+    else:
+        lon, lat, lam = f"${position.ra}", f"${position.dec}", math.radians(cone.ra)
     _, cos_d, sin_d = cone.trig
-    lam = math.radians(position.longitude(cone.ra))  # the centre's longitude
     cos_p, sin_p, cos_l = "$$cos_p", "$$sin_p", "$$cos_l"
     num = {"$sqrt": {"$add": [
         _square({"$multiply": [cos_p, {"$sin": "$$dl"}]}),
@@ -67,13 +75,25 @@ def distance_expression(cone: Cone, position: Position) -> dict[str, Any]:
     ]}}
     den = {"$add": [{"$multiply": [sin_d, sin_p]}, {"$multiply": [cos_d, cos_p, cos_l]}]}
     return {"$let": {
-        "vars": {"p": {"$degreesToRadians": {"$arrayElemAt": [coordinates, 1]}},
-                 "dl": {"$subtract": [{"$degreesToRadians": {"$arrayElemAt": [coordinates, 0]}}, lam]}},
+        "vars": {"p": {"$degreesToRadians": lat},
+                 "dl": {"$subtract": [{"$degreesToRadians": lon}, lam]}},
         "in": {"$let": {
             "vars": {"cos_p": {"$cos": "$$p"}, "sin_p": {"$sin": "$$p"}, "cos_l": {"$cos": "$$dl"}},
             "in": {"$multiply": [{"$radiansToDegrees": {"$atan2": [num, den]}}, 3600.0]},
         }},
     }}
+
+
+def box_candidates(position: Position, cone: Cone) -> dict[str, Any]:
+    """For ra/dec fields (a named pipeline's rows, which no index serves): the cone's dec band and ra range(s)."""
+    bounds = box(cone)
+    parts: list[dict[str, Any]] = [{position.dec: {"$gte": bounds.dec_min, "$lte": bounds.dec_max}}]
+    if bounds.ra_ranges:
+        ranges = [{position.ra: {"$gte": lo, "$lte": hi}} for lo, hi in bounds.ra_ranges]
+        parts.append(ranges[0] if len(ranges) == 1 else {"$or": ranges})
+    else:
+        parts.append({position.ra: {"$type": "number"}})
+    return {"$and": parts}
 
 
 def _square(value: Any) -> dict[str, Any]:
@@ -83,8 +103,8 @@ def _square(value: Any) -> dict[str, Any]:
 def compile_cone(cone: Cone, position: Optional[Position], name: str) -> dict[str, Any]:
     """The query document for ``cone``: index-backed candidates, then the exact distance."""
     where = _require(position, name)
-    return {"$and": [candidates(where, cone.ra, cone.dec, cone.radius),
-                     {"$expr": {"$lte": [distance_expression(cone, where), cone.radius]}}]}
+    first = candidates(where, cone.ra, cone.dec, cone.radius) if where.point else box_candidates(where, cone)
+    return {"$and": [first, {"$expr": {"$lte": [distance_expression(cone, where), cone.radius]}}]}
 
 
 def top_cones(node: Node) -> list[Cone]:
@@ -110,16 +130,26 @@ def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple
     if first:
         stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
     stages.append({"$match": q._filter(node)})
-    if centre is not None:  # the document beside its distance: no field of its own can be overwritten
-        stages.append({"$replaceRoot": {"newRoot": {_DOC: "$$ROOT", _DISTANCE: distance_expression(centre, where)}}})
+    if centre is not None:
+        stages.append(wrap(centre, where))
     if sort:
-        inside = "" if centre is None else _DOC + "."
-        stages.append({"$sort": {(_DISTANCE if f == DISTANCE else inside + f): d for f, d in sort}})
+        stages.append({"$sort": sort_keys(sort, centre is not None)})
     if offset:
         stages.append({"$skip": offset})
     if limit:
         stages.append({"$limit": limit})
     return stages
+
+
+def wrap(centre: Cone, where: Position) -> dict[str, Any]:
+    """The stage that puts each document beside its distance to ``centre``: no field of its own is overwritten."""
+    return {"$replaceRoot": {"newRoot": {_DOC: "$$ROOT", _DISTANCE: distance_expression(centre, where)}}}
+
+
+def sort_keys(sort: list[tuple[str, int]], wrapped: bool) -> dict[str, int]:
+    """``$sort``'s document for ``sort``, on documents that :func:`wrap` wrapped if ``wrapped``."""
+    inside = _DOC + "." if wrapped else ""
+    return {(_DISTANCE if f == DISTANCE else inside + f): d for f, d in sort}
 
 
 def shape(doc: dict[str, Any], centre: Optional[Cone], projection: Optional[list[str]]) -> dict[str, Any]:
@@ -165,17 +195,28 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
     where = _require(q.position, q.name)
     cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
     query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
+    docs = q.collection.find(query).sort("_id", 1)  # ties go to the lowest _id, as in SQL
+    return nearest_matches(docs, lambda doc: _lon_lat(doc, where), positions, radius, nearest)
+
+
+def _lon_lat(doc: dict[str, Any], where: Position) -> Optional[tuple[float, float]]:
+    point = _point(doc, where.point)
+    return None if point is None else ((point[0] - where.ra_offset) % 360.0, point[1])
+
+
+def nearest_matches(docs: Iterable[dict[str, Any]], position: Callable[[dict[str, Any]], Optional[tuple[float, float]]],
+                    positions: list[tuple[Any, float, float]], radius: float, nearest: bool) -> list[Match]:
+    """The matches among ``docs`` (each at ``position(doc)``: ra, dec, or None), exact distances computed here."""
     index = DecIndex(positions, radius)
     found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, doc in enumerate(q.collection.find(query).sort("_id", 1)):  # ties go to the lowest _id, as in SQL
-        point = _point(doc, where.point)
+    for n, doc in enumerate(docs):
+        point = position(doc)
         if point is None:
             continue
-        lon, lat = point
-        ra = (lon - where.ra_offset) % 360.0
-        for i in index.near(lat):
+        ra, dec = point
+        for i in index.near(dec):
             _, pra, pdec = positions[i]
-            distance = separation(pra, pdec, ra, lat)
+            distance = separation(pra, pdec, ra, dec)
             if distance <= radius:
                 found.setdefault(i, []).append((distance, n, doc))
     return nearest_first(found, [p[0] for p in positions], nearest)

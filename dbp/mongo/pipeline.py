@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union, cast
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -18,12 +18,15 @@ from pymongo.errors import PyMongoError
 from dbp._redact import shown
 from dbp.errors import ConfigError, FilterError
 from dbp.filters import Node
+from dbp.mongo import cone as cones
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check
 from dbp.mongo.query import UNENCODABLE, MongoQuery, _path, _unencodable, compile_filter
 from dbp.named import NamedPipeline, Queries, queries_for
 from dbp.pagination import TokenTypes
 from dbp.query import ReadOnly, ReadQuery, Row, check_name
+from dbp.sky import DISTANCE, DISTANCE_FIELD, Cone, Match, Position, cone_for
+from dbp.sky import cones as sky_cones
 
 if TYPE_CHECKING:
     from dbp.mongo.connection import MongoConnection
@@ -44,6 +47,8 @@ class PipelineSource(ReadOnly, ReadQuery):
         self.columns = named.columns
         self.fields = DeclaredFields(named.name, frozenset(named.columns))
         self.collection = db.collection(named.collection)
+        #: The ra/dec columns the file declares ("position"), for $cone, $distance and crossmatch.
+        self.position = Position(ra=named.position[0], dec=named.position[1]) if named.position else None
 
     def __repr__(self) -> str:
         return f"<PipelineSource {self.name} on {self.db.address}>"
@@ -61,21 +66,55 @@ class PipelineSource(ReadOnly, ReadQuery):
     def _token_scope(self) -> Any:
         return [self.name, repr(self.stages)]
 
-    def _shape(self, doc: Row, projection: Optional[list[str]]) -> Row:
-        return {f: doc.get(f) for f in (projection or self.columns)}
+    def _shape(self, doc: Row, projection: Optional[list[str]], wrapped: bool = False) -> Row:
+        distance = None
+        if wrapped:  # a read with $distance: the row beside its distance (dbp.mongo.cone.pipeline)
+            distance, doc = doc[cones.DISTANCE_KEY], doc[cones.DOC_KEY]
+        return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f))
+                for f in (projection or self.columns)}
+
+    def _where(self) -> Position:
+        if self.position is None:
+            raise FilterError(f'{self.name} declares no position for $cone / crossmatch; add "position": '
+                              f'["<ra column>", "<dec column>"] to {self.named.where}')
+        return self.position
 
     def _pipeline(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]] = None
-                  ) -> list[dict[str, Any]]:
-        for name in [f for f, _ in sort] + (projection or []):
+                  ) -> tuple[list[dict[str, Any]], bool]:
+        """The file's stages, then the request's; True if rows come wrapped beside their ``$distance``."""
+        centre = cone_for(node, sort, projection)
+        if centre is not None or any(True for _ in sky_cones(node)):
+            self._where()
+        plain_sort = [(f, d) for f, d in sort if f != DISTANCE]
+        plain = None if projection is None else [f for f in projection if f != DISTANCE]
+        for name in [f for f, _ in plain_sort] + (plain or []):
             _path(name)
-        check(self.fields, "find", node=node, sort=sort, projection=projection)
+        check(self.fields, "find", node=node, sort=plain_sort, projection=plain)
         stages = list(self.stages)
-        condition = compile_filter(node)
+        condition = compile_filter(node, position=self.position, name=self.name)
         if condition:
             stages.append({"$match": condition})
+        if centre is not None:
+            assert self.position is not None
+            stages.append(cones.wrap(centre, self.position))
         if sort:
-            stages.append({"$sort": dict(sort)})
-        return stages
+            stages.append({"$sort": cones.sort_keys(sort, centre is not None)})
+        return stages, centre is not None
+
+    def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
+                    node: Node) -> list[Match]:
+        """The file's stages, the filter and an ``$or`` of the cones' boxes; exact distances here."""
+        where = self._where()
+        check(self.fields, "crossmatch", node=node)
+        condition = compile_filter(node, position=where, name=self.name)
+        boxes = {"$or": [cones.box_candidates(where, Cone(ra, dec, radius)) for _, ra, dec in positions]}
+        order = {k: 1 for k in self._tie_break()}  # ties go to the lowest key, as in SQL
+        stages = [*self.stages, {"$match": {"$and": [condition, boxes]} if condition else boxes}, {"$sort": order}]
+        try:
+            docs = [self._shape(doc, None) for doc in self._aggregate(stages, "crossmatch")]
+        except PyMongoError as exc:
+            raise translate(exc, "crossmatch", self.name) from None
+        return cones.nearest_matches(docs, lambda doc: _ra_dec(doc, where), positions, radius, nearest)
 
     def _aggregate(self, stages: list[dict[str, Any]], what: str, **kwargs: Any) -> Any:
         try:
@@ -89,22 +128,23 @@ class PipelineSource(ReadOnly, ReadQuery):
                 limit: Optional[int] = None, offset: int = 0) -> list[Row]:
         if limit == 0:
             return []
-        stages = self._pipeline(node, sort, projection)
+        stages, wrapped = self._pipeline(node, sort, projection)
         if offset:
             stages.append({"$skip": offset})
         if limit is not None:
             stages.append({"$limit": limit})
         try:
-            return [self._shape(doc, projection) for doc in self._aggregate(stages, "aggregate")]
+            return [self._shape(doc, projection, wrapped) for doc in self._aggregate(stages, "aggregate")]
         except PyMongoError as exc:  # raised while reading the cursor
             raise translate(exc, "aggregate", self.name) from None
 
     def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
-        cursor = self._aggregate(self._pipeline(node, sort, projection), "aggregate", batchSize=batch)
+        stages, wrapped = self._pipeline(node, sort, projection)
+        cursor = self._aggregate(stages, "aggregate", batchSize=batch)
         try:
             for doc in cursor:
-                yield self._shape(doc, projection)
+                yield self._shape(doc, projection, wrapped)
         except PyMongoError as exc:
             raise translate(exc, "aggregate", self.name) from None
         finally:
@@ -113,7 +153,7 @@ class PipelineSource(ReadOnly, ReadQuery):
     def _count(self, node: Node, limit: Optional[int]) -> int:
         if limit == 0:
             return 0
-        stages = self._pipeline(node, [])
+        stages, _ = self._pipeline(node, [])
         stages += [{"$limit": limit}] if limit is not None else []
         stages.append({"$count": "n"})
         try:
@@ -121,6 +161,13 @@ class PipelineSource(ReadOnly, ReadQuery):
         except PyMongoError as exc:
             raise translate(exc, "count", self.name) from None
         return int(found[0]["n"]) if found else 0
+
+
+def _ra_dec(row: Row, where: Position) -> Optional[tuple[float, float]]:
+    ra, dec = row.get(where.ra), row.get(where.dec)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ra, dec)):
+        return None  # no position: never a match, as a NULL in SQL
+    return float(cast(float, ra)) % 360.0, float(cast(float, dec))
 
 
 def queries(db: MongoConnection) -> Queries:
