@@ -111,7 +111,7 @@ def oracle_rows(objects: Sequence[Mapping[str, Any]], classifier: Optional[str],
 def _compare(a: Any, b: Any) -> int:
     if a is None or b is None:
         return (a is not None) - (b is not None)  # NULL sorts first ascending
-    return (a > b) - (a < b)
+    return int((a > b) - (a < b))
 
 
 def oracle(objects: Sequence[Mapping[str, Any]], classifier: Optional[str], ranking: Optional[int],
