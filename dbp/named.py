@@ -1,12 +1,14 @@
 """Named queries: ``NAME.sql`` statements and ``NAME.json`` Mongo pipelines in a queries folder.
 
-One statement per file, named by the file. A ``.sql`` file is plain SQL with
-psycopg's ``%(name)s`` parameters; its leading comment block may declare
-``-- key: a, b`` (the output columns that identify a row: stable pages and
-keyset pagination), ``-- not null: a`` (output columns that are never NULL,
-so that ORDER BY can use a plain index) and ``-- position: ra, dec`` (the output
-columns that hold positions in degrees, for ``$cone``, ``$distance`` and crossmatch). A ``.json`` file is an object with
-``collection``, ``columns``, ``key`` and ``pipeline``, whose parameters are
+One statement per file, named by the file (a file of two is refused). A ``.sql``
+file is plain SQL with psycopg's ``%(name)s`` parameters; its leading comment
+block may declare ``-- key: a, b`` (the output columns that identify a row:
+stable pages and keyset pagination), ``-- not null: a`` (output columns that are
+never NULL, so that ORDER BY can use a plain index), ``-- optional: p``
+(parameters that default to NULL) and ``-- position: ra, dec`` (the output
+columns that hold positions in degrees, for ``$cone``, ``$distance`` and
+crossmatch). A ``.json`` file is an object with ``collection``, ``columns``,
+``key``, ``optional``, ``position`` and ``pipeline``, whose parameters are
 ``{"$param": "name"}``: a one-key document under a ``$`` name that no stored
 field and no MongoDB operator has.
 
