@@ -53,6 +53,8 @@ SELECT o.oid, o.ndet, o.firstmjd, o.lastmjd, o.meanra, o.meandec, o.sigmara, o.s
 JOIN = """
 FROM object AS o
 LEFT JOIN probability AS p ON p.oid = o.oid AND p.classifier_name = %s AND p.ranking = %s
+     AND p.classifier_version = (SELECT max(v.classifier_version COLLATE "C") FROM probability AS v
+                                 WHERE v.oid = o.oid AND v.classifier_name = p.classifier_name)
 WHERE p.class_name = %s AND p.probability >= %s AND o.ndet >= %s
 """
 RAW_PAGE = sql.SQL(COLUMNS + JOIN + """ORDER BY p.probability DESC NULLS LAST, o.oid,
@@ -63,6 +65,8 @@ RAW_COUNT = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 {} LIMIT %s) AS matched
 RAW_FEW = sql.SQL(COLUMNS + """
 FROM object AS o
 LEFT JOIN probability AS p ON p.oid = o.oid AND p.classifier_name = %s AND p.ranking = %s
+     AND p.classifier_version = (SELECT max(v.classifier_version COLLATE "C") FROM probability AS v
+                                 WHERE v.oid = o.oid AND v.classifier_name = p.classifier_name)
 WHERE o.oid = ANY(%s)
 ORDER BY o.oid, p.classifier_version COLLATE "C" NULLS FIRST, p.class_name COLLATE "C" NULLS FIRST
 LIMIT %s""")
