@@ -53,7 +53,7 @@ def test_a_named_file_with_two_statements_is_refused_on_every_path(
         with pytest.raises(ConfigError, match=r"two\.sql: a named query is one statement; this one holds 2"):
             call()
     with pytest.raises(FilterError, match=r"inline SQL: a named query is one statement; this one holds 2"):
-        db.sql(text.replace("%(at)s", "0"), None)
+        db.sql(text, params)
     with db.transaction():
         db.execute("UPDATE t SET n = n + 100")
         with pytest.raises(ConfigError, match="is one statement"):
