@@ -381,10 +381,10 @@ def _clear_stale(root: Path) -> None:
 
 def start(root: Path) -> str:
     """Start (or find running) the server; return a URL of its ``postgres`` database. Call it locked."""
+    data = _prepare_data(root)  # (as root, it relinks ROOT/pg to a data folder that may be running)
     running = _postmaster(root)
     if running is not None and len(running) > 4 and running[4].strip():
         return _url(running[4].strip(), int(running[3] or 5432), "postgres")
-    data = _prepare_data(root)
     _stop_deleted(root)
     _clear_stale(root)
     if not (data / "PG_VERSION").exists():
