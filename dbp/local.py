@@ -297,6 +297,25 @@ def private_file(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
+def check_ancestors(root: Path) -> None:
+    """Every existing folder above ``root`` (a resolved path) must be the user's or root's, and not writable by
+    others unless sticky (as ``/tmp``): else its owner could swap ``root`` for a link between dbp's checks and
+    its use of the files (``ssh``'s StrictModes). ConfigError otherwise."""
+    me = os.geteuid()
+    for folder in root.parents:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            continue
+        if info.st_uid not in (0, me):
+            raise _refuse(root, f"its folder {shown_path(folder)} belongs to uid {info.st_uid}, who could replace it",
+                          f"set {LOCAL_DIR_ENV} to a folder of yours")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            raise _refuse(root, f"others can write in its folder {shown_path(folder)} (mode {mode:o}) and replace it",
+                          f"chmod go-w {shown_path(folder)}, or set {LOCAL_DIR_ENV} to a folder of yours")
+
+
 def make_private(root: Path) -> None:
     """``root`` 0700 and every file dbp keeps directly in it 0600 (also those an older dbp left 0644).
 
@@ -304,6 +323,7 @@ def make_private(root: Path) -> None:
     (ConfigError otherwise; see :func:`check_owned`): the one symbolic link allowed is ``pg`` as root,
     which :mod:`dbp.sql.local` checks.
     """
+    check_ancestors(root)
     if not check_path(root):
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         check_path(root)

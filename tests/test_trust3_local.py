@@ -61,12 +61,13 @@ def top() -> Iterator[Path]:
 
 
 @as_root
-def test_as_root_a_hostile_data_folder_runs_nothing(top: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", [HOSTILE, "a&id>X&b"])
+def test_as_root_a_hostile_data_folder_runs_nothing(name: str, top: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     top.chmod(0o711)  # the server's own user must traverse it to reach the data folder
-    base = top / HOSTILE / "pgroot"
+    base = top / name / "pgroot"
     base.parent.mkdir(mode=0o711)
     monkeypatch.setenv(sql_local.ROOT_DATA_ENV, str(base))
-    servers = LocalServers(top / HOSTILE / "proj" / ".dbp")
+    servers = LocalServers(top / name / "proj" / ".dbp")
     try:
         url = servers.start(["sql"])["sql"]
         with dbp.connect({"SQL": sql_local.section(url, "postgres")}, engine="sql") as db:
@@ -195,6 +196,11 @@ def _secret_readable(root: Path) -> None:
     (root / "mongo.secret").chmod(0o644)
 
 
+def _project_of_nobody(root: Path) -> None:
+    os.chown(root.parent, NOBODY, NOBODY)  # nobody could swap .dbp for a link at any moment
+    root.mkdir(mode=0o700)
+
+
 def _world_writable(root: Path) -> None:
     root.mkdir()
     root.chmod(0o777)
@@ -212,6 +218,8 @@ PLANTS: dict[str, tuple[Callable[[Path], Any], str]] = {
     "pg symlink": (_pg_symlink, r"^refusing {root}/pg: it links to {top}, not to a folder of dbp's; remove it$"),
     "readable secret": (_secret_readable, r"^refusing {root}/mongo.secret: others can read or write it \(mode 644\); "
                                           r"chmod 600 it or remove it$"),
+    "project of nobody": (_project_of_nobody, r"^refusing {root}: its folder {top}/proj belongs to uid 65534, "
+                                              r"who could replace it; set DBP_LOCAL_DIR to a folder of yours$"),
     "world-writable folder": (_world_writable, r"^refusing {root}: others can write in it \(mode 777\); "
                                                r"chmod 700 it or remove it$"),
 }
@@ -225,8 +233,8 @@ def test_a_planted_dbp_folder_is_refused(case: str, top: Path, victim: Path) -> 
     root = top / "proj" / ".dbp"
     root.parent.mkdir()
     plant, expected = PLANTS[case]
-    (plant if case in {"folder of nobody", "secret of nobody", "readable secret", "world-writable folder"}
-     else plant(victim))(root)
+    (plant if case in {"folder of nobody", "secret of nobody", "readable secret", "world-writable folder",
+                       "project of nobody"} else plant(victim))(root)
     for_victim = sorted(victim.parent.iterdir())
     servers = LocalServers(root)
     try:
