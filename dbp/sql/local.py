@@ -381,6 +381,7 @@ def _clear_stale(root: Path) -> None:
 
 def start(root: Path) -> str:
     """Start (or find running) the server; return a URL of its ``postgres`` database. Call it locked."""
+    _bin("postgres")  # missing: the install hint, before anything else
     data = _prepare_data(root)  # (as root, it relinks ROOT/pg to a data folder that may be running)
     running = _postmaster(root)
     if running is not None and len(running) > 4 and running[4].strip():
