@@ -258,11 +258,13 @@ def check_link(path: Path) -> None:
 def open_private(path: Path, flags: int, *, secret: bool = False) -> int:
     """``os.open`` that never follows a symbolic link, creates files 0600, and refuses (ConfigError) a file
     that is not the current user's own (see :func:`check_owned`). Returns the descriptor."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:  # (O_NONBLOCK: a planted FIFO cannot block the open; it changes nothing for a plain file)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _refuse(path, "it is a symbolic link", "remove it") from None
+        if exc.errno == errno.ENXIO:
+            raise _refuse(path, "it is neither a file nor a folder", "remove it") from None
         raise
     try:
         check_owned(path, os.fstat(fd), secret=secret)
@@ -275,7 +277,7 @@ def open_private(path: Path, flags: int, *, secret: bool = False) -> int:
 def read_private(path: Path, *, secret: bool = False) -> Optional[str]:
     """The text of ``path`` (None if it does not exist), opened as :func:`open_private` does."""
     try:
-        fd = open_private(path, os.O_RDONLY | os.O_NONBLOCK, secret=secret)
+        fd = open_private(path, os.O_RDONLY, secret=secret)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as handle:

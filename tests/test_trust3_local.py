@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
@@ -144,71 +144,66 @@ def victim(top: Path) -> Path:
     return path
 
 
-def _nobody_folder(root: Path) -> None:
+def _nobody_folder(root: Path, victim: Path) -> None:
     root.mkdir(mode=0o700)
     os.chown(root, NOBODY, NOBODY)
 
 
-def _planted_secret(root: Path) -> None:
+def _planted_secret(root: Path, victim: Path) -> None:
     root.mkdir(mode=0o700)
     (root / "mongo.secret").write_text("chosen-by-the-attacker\n")
     os.chown(root / "mongo.secret", NOBODY, NOBODY)
 
 
-def _symlink_in_mongo(victim: Path) -> Callable[[Path], None]:
-    def plant(root: Path) -> None:
-        (root / "mongo").mkdir(parents=True, mode=0o700)
-        (root / "mongo" / "data.sqlite").symlink_to(victim)
-    return plant
+def _symlink_in_mongo(root: Path, victim: Path) -> None:
+    (root / "mongo").mkdir(parents=True, mode=0o700)
+    (root / "mongo" / "data.sqlite").symlink_to(victim)
 
 
-def _log_symlink(victim: Path) -> Callable[[Path], None]:
-    def plant(root: Path) -> None:
-        root.mkdir(mode=0o700)
-        (root / "mongo.log").symlink_to(victim)
-    return plant
+def _log_symlink(root: Path, victim: Path) -> None:
+    root.mkdir(mode=0o700)
+    (root / "mongo.log").symlink_to(victim)
 
 
-def _dbp_symlink(victim: Path) -> Callable[[Path], None]:
-    def plant(root: Path) -> None:
-        os.symlink(victim.parent, root)
-        os.lchown(root, NOBODY, NOBODY)
-    return plant
+def _dbp_symlink(root: Path, victim: Path) -> None:
+    os.symlink(victim.parent, root)
+    os.lchown(root, NOBODY, NOBODY)
 
 
-def _lock_symlink(victim: Path) -> Callable[[Path], None]:
-    def plant(root: Path) -> None:
-        root.mkdir(mode=0o700)
-        (root / ".lock").symlink_to(victim)
-    return plant
+def _lock_symlink(root: Path, victim: Path) -> None:
+    root.mkdir(mode=0o700)
+    (root / ".lock").symlink_to(victim)
 
 
-def _pg_symlink(victim: Path) -> Callable[[Path], None]:
-    def plant(root: Path) -> None:
-        root.mkdir(mode=0o700)
-        (root / "pg").symlink_to(victim.parent)
-    return plant
+def _pg_symlink(root: Path, victim: Path) -> None:
+    root.mkdir(mode=0o700)
+    (root / "pg").symlink_to(victim.parent)
 
 
-def _secret_readable(root: Path) -> None:
+def _secret_readable(root: Path, victim: Path) -> None:
     root.mkdir(mode=0o700)
     (root / "mongo.secret").write_text("x" * 32 + "\n")
     (root / "mongo.secret").chmod(0o644)
 
 
-def _project_of_nobody(root: Path) -> None:
+def _project_of_nobody(root: Path, victim: Path) -> None:
     os.chown(root.parent, NOBODY, NOBODY)  # nobody could swap .dbp for a link at any moment
     root.mkdir(mode=0o700)
 
 
-def _world_writable(root: Path) -> None:
+def _fifo_log(root: Path, victim: Path) -> None:
+    root.mkdir(mode=0o700)
+    os.mkfifo(root / "mongo.log", 0o600)  # an open for writing would wait for a reader for ever
+
+
+def _world_writable(root: Path, victim: Path) -> None:
     root.mkdir()
     root.chmod(0o777)
 
 
 NOT_YOURS = r"it belongs to uid 65534, not to you \(uid 0\); remove it or chown it$"
-PLANTS: dict[str, tuple[Callable[[Path], Any], str]] = {
-    # name: (plant(root) or a factory taking the victim, expected message)
+PLANTS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
+    # name: (plant(root, victim), the message expected)
     "folder of nobody": (_nobody_folder, r"^refusing {root}: " + NOT_YOURS),
     "secret of nobody": (_planted_secret, r"^refusing {root}/mongo.secret: " + NOT_YOURS),
     "symlink in mongo": (_symlink_in_mongo, r"^refusing {root}/mongo/data.sqlite: it is a symbolic link; remove it$"),
@@ -220,6 +215,7 @@ PLANTS: dict[str, tuple[Callable[[Path], Any], str]] = {
                                           r"chmod 600 it or remove it$"),
     "project of nobody": (_project_of_nobody, r"^refusing {root}: its folder {top}/proj belongs to uid 65534, "
                                               r"who could replace it; set DBP_LOCAL_DIR to a folder of yours$"),
+    "mongo.log fifo": (_fifo_log, r"^refusing {root}/mongo.log: it is neither a file nor a folder; remove it$"),
     "world-writable folder": (_world_writable, r"^refusing {root}: others can write in it \(mode 777\); "
                                                r"chmod 700 it or remove it$"),
 }
@@ -233,8 +229,7 @@ def test_a_planted_dbp_folder_is_refused(case: str, top: Path, victim: Path) -> 
     root = top / "proj" / ".dbp"
     root.parent.mkdir()
     plant, expected = PLANTS[case]
-    (plant if case in {"folder of nobody", "secret of nobody", "readable secret", "world-writable folder",
-                       "project of nobody"} else plant(victim))(root)
+    plant(root, victim)
     for_victim = sorted(victim.parent.iterdir())
     servers = LocalServers(root)
     try:
