@@ -280,7 +280,8 @@ def _private_tree(path: Path) -> None:
             check_owned(entry, os.lstat(entry))
             found.append(entry)
     for entry in [path, *found]:
-        os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
 
 
 def stop(root: Path) -> bool:
