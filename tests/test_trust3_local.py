@@ -68,6 +68,7 @@ def test_as_root_a_hostile_data_folder_runs_nothing(name: str, top: Path, monkey
     base.parent.mkdir(mode=0o711)
     monkeypatch.setenv(sql_local.ROOT_DATA_ENV, str(base))
     servers = LocalServers(top / name / "proj" / ".dbp")
+    sockets: Optional[Path] = None
     try:
         url = servers.start(["sql"])["sql"]
         with dbp.connect({"SQL": sql_local.section(url, "postgres")}, engine="sql") as db:
@@ -75,9 +76,12 @@ def test_as_root_a_hostile_data_folder_runs_nothing(name: str, top: Path, monkey
         assert str(base) in str(sql_local._data(servers.root).resolve())
         assert servers.stop() == ["sql"]
         assert servers.start(["sql"])["sql"] == url  # and it starts again over its data
+        sockets = sql_local._socket_fallback(sql_local._data(servers.root).resolve())
+        assert (sockets is not None) == ("," in name)  # libpq cannot take a socket folder with a comma
     finally:
         servers.delete()
     assert markers(top) == []
+    assert sockets is None or not sockets.exists()  # removed with the data
 
 
 def _unprivileged() -> list[str]:

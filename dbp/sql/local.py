@@ -194,17 +194,24 @@ def _prepare_data(root: Path) -> Path:
     return data
 
 
-def _socket_dir(data: Path) -> Path:
-    """Where the server's unix socket goes: its data directory, unless that path is too long for a socket or
-    holds a comma (libpq reads ``host`` as a comma-separated list); then a private folder of dbp's."""
+def _socket_fallback(data: Path) -> Optional[Path]:
+    """None if the server's unix socket can go in its data directory; else a private folder of dbp's for it
+    (that path is too long for a socket, or holds a comma: libpq reads ``host`` as a comma-separated list)."""
     import hashlib
     import tempfile
 
     if len(os.fsencode(data / ".s.PGSQL.65535")) <= SOCKET_PATH_MAX and "," not in str(data):
-        return data
+        return None
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     base = Path(runtime if runtime.startswith("/") and not _as_root() else tempfile.gettempdir())
-    folder = base / f"dbp-pg-{hashlib.sha256(str(data).encode()).hexdigest()[:12]}"
+    return base / f"dbp-pg-{hashlib.sha256(str(data).encode()).hexdigest()[:12]}"
+
+
+def _socket_dir(data: Path) -> Path:
+    """Where the server's unix socket goes (see :func:`_socket_fallback`), made and checked."""
+    folder = _socket_fallback(data)
+    if folder is None:
+        return data
     if not check_path(folder, secret=True, owner=_server_uid()):
         folder.mkdir(mode=0o700)
         if _as_root():
@@ -289,6 +296,9 @@ def delete(root: Path) -> None:
     import shutil
 
     link = _data(root)
+    sockets = _socket_fallback(link.resolve())
+    if sockets is not None and check_path(sockets, secret=True, owner=_server_uid()):
+        shutil.rmtree(sockets, ignore_errors=True)
     if link.is_symlink():
         target = _dbp_folder(link)
         link.unlink()
