@@ -126,6 +126,9 @@ def test_as_a_user_the_cli_works_in_a_hostile_project_folder(top: Path) -> None:
     assert "sql" in stopped[1] and "mongo" in stopped[1]
     assert (project / ".dbp" / "pg" / "PG_VERSION").is_file()  # the data is in the project folder
     assert markers(top) == []
+    sockets = sql_local._socket_fallback(project / ".dbp" / "pg")  # the name has a comma: a socket folder of dbp's
+    assert sockets is not None and sockets.is_dir()
+    shutil.rmtree(sockets)
 
 
 @as_root
