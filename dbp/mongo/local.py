@@ -37,10 +37,14 @@ from dbp.local import (
     ServerState,
     alive,
     argv,
+    check_owned,
+    check_path,
     free_port,
     listens,
+    open_private,
     port_open,
     private_file,
+    read_private,
     start_time,
     tail,
     wait_gone,
@@ -79,7 +83,7 @@ def _secantusd() -> str:
 
 def _read_state(root: Path) -> dict[str, Any]:
     try:
-        state = json.loads(_state_file(root).read_text())
+        state = json.loads(read_private(_state_file(root)) or "")
     except (OSError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
@@ -91,10 +95,7 @@ def _write_state(root: Path, state: dict[str, Any]) -> None:
 
 def _password(root: Path) -> str:
     path = _secret_file(root)
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        text = ""
+    text = (read_private(path, secret=True) or "").strip()
     if not text:
         text = secrets.token_urlsafe(24)
         private_file(path, text + "\n")
@@ -160,7 +161,7 @@ def _spawn(root: Path, port: int, *, auth: bool) -> Optional[subprocess.Popen[by
     if auth:
         args.append("--auth")
     logfile = root / "mongo.log"
-    fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = open_private(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     with os.fdopen(fd, "ab") as out:
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -249,7 +250,8 @@ def start(root: Path) -> str:
         _terminate(orphan, lambda pid=orphan: _runs_our_storage(pid, _data(root)))
     _secantusd()  # missing: the install hint, before anything else
     data = _data(root)
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not check_path(data):
+        data.mkdir(mode=0o700)
     _private_tree(data)
     state = _read_state(root)
     for port in _candidate_ports(state):
@@ -269,13 +271,17 @@ def start(root: Path) -> str:
 
 
 def _private_tree(path: Path) -> None:
-    """Owner-only modes on the data an older dbp left readable by everyone."""
+    """Owner-only modes on the data an older dbp left readable by everyone; ConfigError (before any change)
+    if anything in it is a symbolic link or not the current user's (see :func:`dbp.local.check_owned`)."""
+    found: list[Path] = []
     for folder, dirs, files in os.walk(path):
-        os.chmod(folder, 0o700)
-        for name in files:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(folder, name), 0o600)
-        del dirs
+        for name in [*dirs, *files]:
+            entry = Path(folder) / name
+            check_owned(entry, os.lstat(entry))
+            found.append(entry)
+    for entry in [path, *found]:
+        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
 
 
 def stop(root: Path) -> bool:

