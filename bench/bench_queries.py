@@ -62,14 +62,15 @@ RAW_PAGE = sql.SQL(COLUMNS + JOIN + """ORDER BY p.probability DESC NULLS LAST, o
 LIMIT %s OFFSET %s""")
 RAW_COUNT = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 {} LIMIT %s) AS matched").format(sql.SQL(JOIN))
 #: A light request: a few objects by oid, no total (dbp's own time shows most here).
-RAW_FEW = sql.SQL(COLUMNS + """
+FEW_JOIN = """
 FROM object AS o
 LEFT JOIN probability AS p ON p.oid = o.oid AND p.classifier_name = %s AND p.ranking = %s
      AND p.classifier_version = (SELECT max(v.classifier_version COLLATE "C") FROM probability AS v
                                  WHERE v.oid = o.oid AND v.classifier_name = p.classifier_name)
 WHERE o.oid = ANY(%s)
 ORDER BY o.oid, p.classifier_version COLLATE "C" NULLS FIRST, p.class_name COLLATE "C" NULLS FIRST
-LIMIT %s""")
+LIMIT %s"""
+RAW_FEW = sql.SQL(COLUMNS + FEW_JOIN)
 
 
 def pair(ours: Callable[[], Any], theirs: Callable[[], Any], repeat: int) -> tuple[float, float]:
