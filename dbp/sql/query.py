@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import psycopg
 from psycopg import sql
 
+from dbp._redact import shown
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import Node, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
@@ -266,26 +267,90 @@ class SQLQuery(SQLBuilder, BaseQuery):
 
         return self._update_batches(keys, first, indexes, columns)
 
+    def _check_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            self._column(key)
+
     def _exact_keys(self, keys: list[str]) -> bool:
+        """Integer columns, and text columns of a deterministic collation (equal only if byte for byte)."""
         rules = [self.rules.get(k) for k in keys]
-        return all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules)
+        if not all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules):
+            return False
+        return all(self.rules[k].category == "int" or self._collations()[k][0] for k in keys)
 
-    def _key_form(self, keys: list[str], value: tuple[Any, ...]) -> tuple[Any, ...]:
-        try:
-            return tuple(self.rules[k].adapt(v) for k, v in zip(keys, value))
-        except FilterError:  # the update names the value
-            return value
+    def _key_form(self, keys: list[str], value: tuple[Any, ...], where: str = "") -> tuple[Any, ...]:
+        return tuple(self.rules[k].adapt(v, where=where) for k, v in zip(keys, value))
 
-    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
+    def _collations(self) -> dict[str, tuple[bool, sql.Composable]]:
+        """Each column's collation: whether it is deterministic, and ``COLLATE`` it (empty for a type without one)."""
+        key = ("dbp.bulk.collations", self.name)
+        found: Optional[dict[str, tuple[bool, sql.Composable]]] = self.db.statement_cache.get(key)
+        if found is None:
+            rows = self._run(_COLLATIONS, (self.db.catalog().schema, self.name)).fetchall()
+            found = {row["name"]: (row["deterministic"] is not False, sql.SQL("") if row["collation"] is None else
+                                   sql.SQL(" COLLATE {}").format(sql.Identifier(row["schema"], row["collation"])))
+                     for row in rows}
+            self.db.statement_cache[key] = found
+        return found
+
+    def _same_keys(self, keys: list[str], values: list[tuple[Any, ...]]) -> list[int]:
+        """The server compares the keys with one another by the column's ``=`` and collation, in one
+        statement per pair of parameter batches, before anything is written.
+
+        Keys it takes as equal are one key. A key equal to two keys that are not
+        equal to each other (an ``=`` that is not transitive) is a FilterError.
+        """
+        if len(values) < 2 or self._exact_keys(keys):
+            return list(range(len(values)))
+        collations = self._collations()
+        names = [sql.Identifier("i"), *(sql.Identifier(f"k{n}") for n in range(len(keys)))]
+        equal = sql.SQL(" AND ").join(sql.SQL("a.{0} = b.{0}{1}").format(name, collations[k][1])
+                                      for name, k in zip(names[1:], keys))
+        sources = _sources(["bigint", *(self.rules[k].cast for k in keys)],
+                           [list(range(len(values))), *(_adapted(self.rules[k], [v[n] for v in values])
+                                                        for n, k in enumerate(keys))], len(values))
+        parent = list(range(len(values)))
+
+        def root(at: int) -> int:
+            while parent[at] != at:
+                parent[at] = parent[parent[at]]
+                at = parent[at]
+            return at
+
+        pairs: set[tuple[int, int]] = set()
+        for x, (first, first_params) in enumerate(sources):
+            for second, second_params in sources[x:]:
+                query = sql.SQL("WITH a({names}) AS ({first}), b({names}) AS ({second}) "
+                                "SELECT a.i AS a, b.i AS b FROM a JOIN b ON {equal} AND a.i < b.i").format(
+                    names=sql.SQL(", ").join(names), first=first, second=second, equal=equal)
+                for row in self._run(query, [*first_params, *second_params]).fetchall():
+                    pairs.add((row["a"], row["b"]))
+                    low, high = sorted((root(row["a"]), root(row["b"])))
+                    parent[high] = low
+        members: dict[int, list[int]] = {}
+        for at in range(len(values)):
+            members.setdefault(root(at), []).append(at)
+        for group in members.values():
+            if len(group) > 2 and len([p for p in pairs if p[0] in group]) != len(group) * (len(group) - 1) // 2:
+                a, b = next((a, b) for a in group for b in group if a < b and (a, b) not in pairs)
+                raise FilterError(
+                    f"bulk_update on {self.name}: the keys {_shown_key(values[a])} and {_shown_key(values[b])} are "
+                    f"not equal on the server, yet both are equal to another key of this batch ({', '.join(keys)}'s "
+                    "= is not transitive); update them in separate calls")
+        return [root(at) for at in range(len(values))]
+
+    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns,
+                             where: str = "instances") -> int:
         key_columns = [self._column(k) for k in keys]
         first = list(columns.changes(0))
         for change in first:
+            self._column(change.field)  # an unknown column is named, as update names it
             operand_value(self, change)  # the column takes this operator and the first operand
         rules = [self.rules[c.name] for c in key_columns] + [self.rules[c.field] for c in first]
         every = [*key_values, *columns.values]
 
         def values(used: list[int], batch: list[int]) -> list[list[Any]]:  # batch: every row
-            return [_adapted(rules[n], every[n], "bulk_update: instances" if n < len(keys) else "bulk_update: attrs")
+            return [_adapted(rules[n], every[n], f"bulk_update: {where}" if n < len(keys) else "bulk_update: attrs")
                     for n in [*range(len(keys)), *(len(keys) + n for n in used)]]
 
         def attempt() -> int:
@@ -300,11 +365,16 @@ class SQLQuery(SQLBuilder, BaseQuery):
         order = self._lock_order(keys)
         types = [self.rules[c.name].cast for c in keys]
         for source, params in _sources(types, values, len(values[0])):
-            self._write(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS t JOIN ({}) AS v({}) ON {} "
-                                "ORDER BY {} FOR UPDATE OF t) AS locked").format(
+            twice = self._write(sql.SQL("SELECT r FROM (SELECT t.ctid AS r FROM {} AS t JOIN ({}) AS v({}) ON {} "
+                                        "ORDER BY {} FOR UPDATE OF t) AS locked GROUP BY r HAVING count(*) > 1 "
+                                        "LIMIT 1").format(
                 self._table, source, sql.SQL(", ").join(aliases),
                 sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), a) for c, a in zip(keys, aliases)),
-                sql.SQL(", ").join(order)), params, "bulk_update", retry=True)
+                sql.SQL(", ").join(order)), params, "bulk_update", retry=True).fetchone()
+            if twice is not None:  # keys that are not equal, yet find one row: one UPDATE would apply one of them
+                raise FilterError(f"bulk_update on {self.name}: two keys of this batch that the server does not take "
+                                  f"as equal find one row ({', '.join(c.name for c in keys)}'s = is not transitive); "
+                                  "update them in separate calls")
 
     def _update_batches(self, keys: list[Column], first: list[Change], indexes: list[int],
                         columns: Callable[[list[int], list[int]], list[list[Any]]], *, lock: bool = False) -> int:
@@ -351,6 +421,22 @@ class SQLQuery(SQLBuilder, BaseQuery):
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
         return bulk_insert(self, rows, on_conflict, update_fields)
+
+
+#: Each column's collation (none for types without one), and whether it is deterministic.
+_COLLATIONS = """
+SELECT a.attname AS name, co.collisdeterministic AS deterministic, cn.nspname AS schema, co.collname AS collation
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def _shown_key(value: tuple[Any, ...]) -> str:
+    return shown(value[0], 60) if len(value) == 1 else shown(value, 120)
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:
