@@ -316,3 +316,24 @@ def test_a_key_that_does_not_fit_is_named_before_anything_is_written(sql_db: SQL
     with pytest.raises(FilterError, match=r"^bulk_update: instances\[3\]: t\.k is citext; int 5 does not fit"):
         q.bulk_update([{"k": "AB"}, {"k": "ab"}, {"k": "cd"}, {"k": 5}], [{"$inc": {"n": 1}}] * 4)
     assert sorted(r["n"] for r in q.find_all(paginate=False)) == [0, 0]
+
+
+# -- 3. any type: an = that is not an equivalence (circle's = compares areas within 1e-6) ---------------------
+
+R1, R2, R3 = "<(0,0),1>", "<(0,0),1.000000127>", "<(0,0),1.000000254>"  # R1 = R2 and R2 = R3, but R1 <> R3
+
+
+def test_keys_whose_equality_is_not_an_equivalence_are_refused(sql_db: SQLConnection) -> None:
+    """Cause: R1 and R3 are two keys, yet the row R2 equals both; one UPDATE ... FROM applied one of them.
+
+    No list of types: the server's catalog says whether an operator class holds the type's =.
+    """
+    sql_db.execute("CREATE TABLE c (id int PRIMARY KEY, c circle, n bigint)")
+    q = sql_db.query("c")
+    q.bulk_insert([{"id": 1, "c": R2, "n": 0}])
+    with pytest.raises(FilterError, match=r"^bulk_update on c: c is circle, whose = the server does not keep to an "
+                                          r"equivalence \(no btree or hash operator class holds it\)"):
+        q.bulk_update([{"c": R1}, {"c": R3}], [{"$inc": {"n": 1}}] * 2, filter_fields=["c"])
+    assert q.find_one({"id": 1})["n"] == 0  # type: ignore[index]
+    assert q.bulk_update([{"c": R1}, {"c": R1}], [{"$inc": {"n": 1}}] * 2, filter_fields=["c"]) == 1  # one key
+    assert q.find_one({"id": 1})["n"] == 2  # type: ignore[index]

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import psycopg
 from psycopg import sql
 
-from dbp._redact import shown
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import Node, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
@@ -276,67 +275,62 @@ class SQLQuery(SQLBuilder, BaseQuery):
         rules = [self.rules.get(k) for k in keys]
         if not all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules):
             return False
-        return all(self.rules[k].category == "int" or self._collations()[k][0] for k in keys)
+        return all(self.rules[k].category == "int" or self._key_info()[k].deterministic for k in keys)
 
     def _key_form(self, keys: list[str], value: tuple[Any, ...], where: str = "") -> tuple[Any, ...]:
         return tuple(self.rules[k].adapt(v, where=where) for k, v in zip(keys, value))
 
-    def _collations(self) -> dict[str, tuple[bool, sql.Composable]]:
-        """Each column's collation: whether it is deterministic, and ``COLLATE`` it (empty for a type without one)."""
-        key = ("dbp.bulk.collations", self.name)
-        found: Optional[dict[str, tuple[bool, sql.Composable]]] = self.db.statement_cache.get(key)
+    def _key_info(self) -> dict[str, _KeyInfo]:
+        """How the server compares each column's values (read once per table and connection)."""
+        key = ("dbp.bulk.keys", self.name)
+        found: Optional[dict[str, _KeyInfo]] = self.db.statement_cache.get(key)
         if found is None:
-            rows = self._run(_COLLATIONS, (self.db.catalog().schema, self.name)).fetchall()
-            found = {row["name"]: (row["deterministic"] is not False, sql.SQL("") if row["collation"] is None else
-                                   sql.SQL(" COLLATE {}").format(sql.Identifier(row["schema"], row["collation"])))
-                     for row in rows}
+            rows = self._run(_KEY_INFO, (self.db.catalog().schema, self.name)).fetchall()
+            found = {row["name"]: _KeyInfo(
+                row["deterministic"] is not False, bool(row["equivalence"]),
+                sql.SQL("") if row["collation"] is None else
+                sql.SQL(" COLLATE {}").format(sql.Identifier(row["schema"], row["collation"]))) for row in rows}
             self.db.statement_cache[key] = found
         return found
 
     def _same_keys(self, keys: list[str], values: list[tuple[Any, ...]]) -> list[int]:
-        """The server compares the keys with one another by the column's ``=`` and collation, in one
-        statement per pair of parameter batches, before anything is written.
+        """The server compares the keys with one another, by the ``=`` and the collation that find their rows.
 
-        Keys it takes as equal are one key. A key equal to two keys that are not
-        equal to each other (an ``=`` that is not transitive) is a FilterError.
+        One statement (one per pair of parameter batches) before anything is
+        written, unless the keys are ints or text of a deterministic collation.
+        An ``=`` that is not an equivalence (no btree or hash operator class
+        holds it, as for ``circle``) cannot group keys: 2 or more are refused.
         """
         if len(values) < 2 or self._exact_keys(keys):
             return list(range(len(values)))
-        collations = self._collations()
+        info = self._key_info()
+        for k in keys:
+            if not info[k].equivalence:
+                raise FilterError(
+                    f"bulk_update on {self.name}: {k} is {self.columns[k].type}, whose = the server does not keep "
+                    "to an equivalence (no btree or hash operator class holds it), so keys equal to one row cannot "
+                    "be told apart; give one key per call, or use other filter_fields")
         names = [sql.Identifier("i"), *(sql.Identifier(f"k{n}") for n in range(len(keys)))]
-        equal = sql.SQL(" AND ").join(sql.SQL("a.{0} = b.{0}{1}").format(name, collations[k][1])
+        equal = sql.SQL(" AND ").join(sql.SQL("a.{0} = b.{0}{1}").format(name, info[k].collate)
                                       for name, k in zip(names[1:], keys))
         sources = _sources(["bigint", *(self.rules[k].cast for k in keys)],
                            [list(range(len(values))), *(_adapted(self.rules[k], [v[n] for v in values])
                                                         for n, k in enumerate(keys))], len(values))
-        parent = list(range(len(values)))
+        first_of = list(range(len(values)))  # an equivalence: each key joins the class of the first equal to it
 
         def root(at: int) -> int:
-            while parent[at] != at:
-                parent[at] = parent[parent[at]]
-                at = parent[at]
+            while first_of[at] != at:
+                at = first_of[at]
             return at
 
-        pairs: set[tuple[int, int]] = set()
         for x, (first, first_params) in enumerate(sources):
             for second, second_params in sources[x:]:
                 query = sql.SQL("WITH a({names}) AS ({first}), b({names}) AS ({second}) "
                                 "SELECT a.i AS a, b.i AS b FROM a JOIN b ON {equal} AND a.i < b.i").format(
                     names=sql.SQL(", ").join(names), first=first, second=second, equal=equal)
                 for row in self._run(query, [*first_params, *second_params]).fetchall():
-                    pairs.add((row["a"], row["b"]))
                     low, high = sorted((root(row["a"]), root(row["b"])))
-                    parent[high] = low
-        members: dict[int, list[int]] = {}
-        for at in range(len(values)):
-            members.setdefault(root(at), []).append(at)
-        for group in members.values():
-            if len(group) > 2 and len([p for p in pairs if p[0] in group]) != len(group) * (len(group) - 1) // 2:
-                a, b = next((a, b) for a in group for b in group if a < b and (a, b) not in pairs)
-                raise FilterError(
-                    f"bulk_update on {self.name}: the keys {_shown_key(values[a])} and {_shown_key(values[b])} are "
-                    f"not equal on the server, yet both are equal to another key of this batch ({', '.join(keys)}'s "
-                    "= is not transitive); update them in separate calls")
+                    first_of[high] = low
         return [root(at) for at in range(len(values))]
 
     def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns,
@@ -365,16 +359,11 @@ class SQLQuery(SQLBuilder, BaseQuery):
         order = self._lock_order(keys)
         types = [self.rules[c.name].cast for c in keys]
         for source, params in _sources(types, values, len(values[0])):
-            twice = self._write(sql.SQL("SELECT r FROM (SELECT t.ctid AS r FROM {} AS t JOIN ({}) AS v({}) ON {} "
-                                        "ORDER BY {} FOR UPDATE OF t) AS locked GROUP BY r HAVING count(*) > 1 "
-                                        "LIMIT 1").format(
+            self._write(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS t JOIN ({}) AS v({}) ON {} "
+                                "ORDER BY {} FOR UPDATE OF t) AS locked").format(
                 self._table, source, sql.SQL(", ").join(aliases),
                 sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(self._q(c.name), a) for c, a in zip(keys, aliases)),
-                sql.SQL(", ").join(order)), params, "bulk_update", retry=True).fetchone()
-            if twice is not None:  # keys that are not equal, yet find one row: one UPDATE would apply one of them
-                raise FilterError(f"bulk_update on {self.name}: two keys of this batch that the server does not take "
-                                  f"as equal find one row ({', '.join(c.name for c in keys)}'s = is not transitive); "
-                                  "update them in separate calls")
+                sql.SQL(", ").join(order)), params, "bulk_update", retry=True)
 
     def _update_batches(self, keys: list[Column], first: list[Change], indexes: list[int],
                         columns: Callable[[list[int], list[int]], list[list[Any]]], *, lock: bool = False) -> int:
@@ -423,20 +412,34 @@ class SQLQuery(SQLBuilder, BaseQuery):
         return bulk_insert(self, rows, on_conflict, update_fields)
 
 
-#: Each column's collation (none for types without one), and whether it is deterministic.
-_COLLATIONS = """
-SELECT a.attname AS name, co.collisdeterministic AS deterministic, cn.nspname AS schema, co.collname AS collation
+class _KeyInfo(NamedTuple):
+    """How the server compares a column's values as keys."""
+
+    #: False for a nondeterministic collation (values unequal byte for byte may be equal).
+    deterministic: bool
+    #: True if a btree or hash operator class holds the type's ``=`` (so it is an equivalence).
+    equivalence: bool
+    #: `` COLLATE "schema"."name"`` (empty for a type without a collation).
+    collate: sql.Composable
+
+
+#: Each column's collation, and whether its type's = (or that of a type it is binary-coercible to) is an equivalence.
+_KEY_INFO = """
+SELECT a.attname AS name, co.collisdeterministic AS deterministic, cn.nspname AS schema, co.collname AS collation,
+       EXISTS (SELECT 1 FROM pg_operator o
+               JOIN pg_amop p ON p.amopopr = o.oid JOIN pg_am m ON m.oid = p.amopmethod
+               WHERE o.oprname = '=' AND m.amname IN ('btree', 'hash') AND o.oprleft = o.oprright
+                 AND (o.oprleft = b.t OR o.oprleft IN (SELECT casttarget FROM pg_cast WHERE castsource = b.t
+                                                       AND castmethod = 'b' AND castcontext = 'i'))) AS equivalence
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type ty ON ty.oid = a.atttypid
+CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END AS t) AS b
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
 WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
-
-
-def _shown_key(value: tuple[Any, ...]) -> str:
-    return shown(value[0], 60) if len(value) == 1 else shown(value, 120)
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:
