@@ -332,8 +332,20 @@ def test_keys_whose_equality_is_not_an_equivalence_are_refused(sql_db: SQLConnec
     q = sql_db.query("c")
     q.bulk_insert([{"id": 1, "c": R2, "n": 0}])
     with pytest.raises(FilterError, match=r"^bulk_update on c: c is circle, whose = the server does not keep to an "
-                                          r"equivalence \(no btree or hash operator class holds it\)"):
+                                          r"equivalence \(no default btree or hash operator class holds it\)"):
         q.bulk_update([{"c": R1}, {"c": R3}], [{"$inc": {"n": 1}}] * 2, filter_fields=["c"])
     assert q.find_one({"id": 1})["n"] == 0  # type: ignore[index]
     assert q.bulk_update([{"c": R1}, {"c": R1}], [{"$inc": {"n": 1}}] * 2, filter_fields=["c"]) == 1  # one key
     assert q.find_one({"id": 1})["n"] == 2  # type: ignore[index]
+
+
+def test_money_keys_of_mixed_types_across_parameter_batches(sql_db: SQLConnection) -> None:
+    """Decimal 1, '1' and '1.00' are one money value; Decimals and strings go as VALUES rows in batches of 15,000, and
+    keys equal across two batches are one key too."""
+    sql_db.execute("CREATE TABLE mo (k money PRIMARY KEY, n bigint); INSERT INTO mo VALUES (1, 0), (2, 0)")
+    q = sql_db.query("mo")
+    keys: list[Any] = [D(1), *map(D, range(10, 16_010)), "1.00", "2.00", D(2), "1"]
+    assert q.bulk_update([{"k": k} for k in keys], [{"$inc": {"n": 1}}] * len(keys)) == 2
+    assert sorted(r["n"] for r in q.find_all(paginate=False)) == [2, 3]
+    assert q.bulk_update([{"k": "2"}, {"k": D("2.0")}], [{"n": 7}, {"n": 8}]) == 1
+    assert sorted(r["n"] for r in q.find_all(paginate=False)) == [3, 8]

@@ -294,12 +294,13 @@ class SQLQuery(SQLBuilder, BaseQuery):
         return found
 
     def _same_keys(self, keys: list[str], values: list[tuple[Any, ...]]) -> list[int]:
-        """The server compares the keys with one another, by the ``=`` and the collation that find their rows.
+        """The server groups the keys by the ``=`` and the collation that find their rows.
 
-        One statement (one per pair of parameter batches) before anything is
-        written, unless the keys are ints or text of a deterministic collation.
-        An ``=`` that is not an equivalence (no btree or hash operator class
-        holds it, as for ``circle``) cannot group keys: 2 or more are refused.
+        One ``GROUP BY`` (one per batch and pair of parameter batches) before
+        anything is written, unless the keys are ints or text of a deterministic
+        collation. An ``=`` that is not an equivalence (the type's default btree
+        or hash operator class does not hold it, as for ``circle``) cannot group
+        keys: 2 or more are refused.
         """
         if len(values) < 2 or self._exact_keys(keys):
             return list(range(len(values)))
@@ -308,11 +309,11 @@ class SQLQuery(SQLBuilder, BaseQuery):
             if not info[k].equivalence:
                 raise FilterError(
                     f"bulk_update on {self.name}: {k} is {self.columns[k].type}, whose = the server does not keep "
-                    "to an equivalence (no btree or hash operator class holds it), so keys equal to one row cannot "
-                    "be told apart; give one key per call, or use other filter_fields")
-        names = [sql.Identifier("i"), *(sql.Identifier(f"k{n}") for n in range(len(keys)))]
-        equal = sql.SQL(" AND ").join(sql.SQL("a.{0} = b.{0}{1}").format(name, info[k].collate)
-                                      for name, k in zip(names[1:], keys))
+                    "to an equivalence (no default btree or hash operator class holds it), so keys equal to one row "
+                    "cannot be told apart; give one key per call, or use other filter_fields")
+        names = sql.SQL(", ").join([sql.Identifier("i"), *(sql.Identifier(f"k{n}") for n in range(len(keys)))])
+        group = sql.SQL(", ").join(sql.SQL("({}{})").format(sql.Identifier(f"k{n}"), info[k].collate)
+                                   for n, k in enumerate(keys))
         sources = _sources(["bigint", *(self.rules[k].cast for k in keys)],
                            [list(range(len(values))), *(_adapted(self.rules[k], [v[n] for v in values])
                                                         for n, k in enumerate(keys))], len(values))
@@ -323,14 +324,15 @@ class SQLQuery(SQLBuilder, BaseQuery):
                 at = first_of[at]
             return at
 
-        for x, (first, first_params) in enumerate(sources):
-            for second, second_params in sources[x:]:
-                query = sql.SQL("WITH a({names}) AS ({first}), b({names}) AS ({second}) "
-                                "SELECT a.i AS a, b.i AS b FROM a JOIN b ON {equal} AND a.i < b.i").format(
-                    names=sql.SQL(", ").join(names), first=first, second=second, equal=equal)
-                for row in self._run(query, [*first_params, *second_params]).fetchall():
-                    low, high = sorted((root(row["a"]), root(row["b"])))
-                    first_of[high] = low
+        for x, (first, first_params) in enumerate(sources):  # each batch, and each pair of batches
+            for y, (second, second_params) in enumerate(sources[x:], x):
+                rows = sql.SQL("({}) UNION ALL ({})").format(first, second) if y > x else first
+                query = sql.SQL("SELECT array_agg(i) AS same FROM ({rows}) AS v({names}) GROUP BY {group} "
+                                "HAVING count(*) > 1").format(rows=rows, names=names, group=group)
+                for row in self._run(query, [*first_params, *(second_params if y > x else [])]).fetchall():
+                    low = min(root(at) for at in row["same"])
+                    for at in row["same"]:
+                        first_of[root(at)] = low
         return [root(at) for at in range(len(values))]
 
     def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns,
@@ -417,20 +419,26 @@ class _KeyInfo(NamedTuple):
 
     #: False for a nondeterministic collation (values unequal byte for byte may be equal).
     deterministic: bool
-    #: True if a btree or hash operator class holds the type's ``=`` (so it is an equivalence).
+    #: True if the type's default btree or hash operator class holds its ``=`` (an equivalence, which GROUP BY
+    #: groups by).
     equivalence: bool
     #: `` COLLATE "schema"."name"`` (empty for a type without a collation).
     collate: sql.Composable
 
 
-#: Each column's collation, and whether its type's = (or that of a type it is binary-coercible to) is an equivalence.
+#: Each column's collation, and whether its type's = (or that of a type it is binary-coercible to) is an equivalence:
+#: the equality of the type's default btree or hash operator class.
 _KEY_INFO = """
 SELECT a.attname AS name, co.collisdeterministic AS deterministic, cn.nspname AS schema, co.collname AS collation,
-       EXISTS (SELECT 1 FROM pg_operator o
-               JOIN pg_amop p ON p.amopopr = o.oid JOIN pg_am m ON m.oid = p.amopmethod
-               WHERE o.oprname = '=' AND m.amname IN ('btree', 'hash') AND o.oprleft = o.oprright
-                 AND (o.oprleft = b.t OR o.oprleft IN (SELECT casttarget FROM pg_cast WHERE castsource = b.t
-                                                       AND castmethod = 'b' AND castcontext = 'i'))) AS equivalence
+       EXISTS (SELECT 1 FROM pg_opclass oc
+               JOIN pg_am m ON m.oid = oc.opcmethod
+               JOIN pg_amop p ON p.amopfamily = oc.opcfamily
+               JOIN pg_operator o ON o.oid = p.amopopr
+               WHERE oc.opcdefault AND m.amname IN ('btree', 'hash') AND o.oprname = '='
+                 AND o.oprleft = oc.opcintype AND o.oprright = oc.opcintype
+                 AND (oc.opcintype = b.t OR oc.opcintype IN (
+                     SELECT casttarget FROM pg_cast WHERE castsource = b.t AND castmethod = 'b' AND castcontext = 'i')
+               )) AS equivalence
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
