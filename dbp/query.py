@@ -133,6 +133,14 @@ def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins
     return out, origin
 
 
+_FILTER_FIELDS = ("bulk_update: filter_fields is a list of field names, or one {field: value} dict per instance "
+                  "(db-plugins' form)")
+
+
+def _names(fields: Any) -> str:
+    return ", ".join(shown(f, 40) if not isinstance(f, str) else f for f in fields)
+
+
 def _key_columns(instances: Sequence[Any], keys: Sequence[str]) -> Optional[list[list[Any]]]:
     """bulk_update's key values by column, if every one is a plain int or str and no key repeats; else None."""
     if not instances or set(map(type, instances)) != {dict}:
@@ -406,22 +414,21 @@ class BaseQuery(ReadQuery):
 
     def bulk_update(
         self, instances: Any, attrs: Optional[Sequence[Mapping[str, Any]]] = None,
-        filter_fields: Optional[Sequence[str]] = None,
+        filter_fields: Optional[Sequence[Any]] = None,
     ) -> int:
         """Update ``instances[i]`` with ``attrs[i]``; rows are found by ``filter_fields`` (default the key).
 
-        Key values are plain values, compared by equality. Instances with the
-        same key values merge in order (the last value of each field wins), and
-        the result counts distinct rows matched; operators on a repeated key
-        apply in order. Unequal lengths raise FilterError. One round trip per
-        batch. ``instances`` may be a pandas DataFrame: without ``attrs``, each
-        row's fields other than the keys are set (NaN and NaT as NULL).
+        Key values are plain values, compared as the server compares them
+        (:meth:`_same_keys`). Instances with the same key values merge in order
+        (the last value of each field wins), and the result counts distinct rows
+        matched; operators on a repeated key apply in order. Unequal lengths
+        raise FilterError. One round trip per batch. ``instances`` may be a
+        pandas DataFrame: without ``attrs``, each row's fields other than the
+        keys are set (NaN and NaT as NULL). ``filter_fields`` may also be
+        db-plugins' form, one ``{field: value}`` dict per instance: its values
+        find the row, whatever the instance holds.
         """
-        if filter_fields is not None:
-            if isinstance(filter_fields, (str, bytes)) or not isinstance(filter_fields, Sequence):
-                raise FilterError("bulk_update: filter_fields is a list of field names")
-            self._check_fields(dict.fromkeys(filter_fields), "bulk_update: filter_fields")
-        keys = list(filter_fields) if filter_fields is not None else self._key()
+        keys, found_by = self._filter_fields(filter_fields)
         if is_frame(instances):
             instances = records(instances)
             if attrs is None:
@@ -434,17 +441,20 @@ class BaseQuery(ReadQuery):
         _rows("attrs", attrs)
         if len(instances) != len(attrs):  # a FilterError is a ValueError, as db-plugins raised
             raise FilterError(f"bulk_update got {len(instances)} instances but {len(attrs)} attribute sets")
+        where = "instances"
+        if found_by is not None:
+            if len(found_by) != len(instances):
+                raise FilterError(f"bulk_update got {len(instances)} instances but {len(found_by)} filter_fields dicts")
+            instances, where = found_by, "filter_fields"
         if not keys:
             raise FilterError(f"bulk_update on {self.name}: give filter_fields (there is no primary key)")
+        self._check_keys(keys)
         fast = _key_columns(instances, keys) if self._exact_keys(keys) else None
         columns = columnar(attrs, "bulk_update: attrs") if fast is not None else None
         if fast is not None and columns is not None:  # one shape, plain values, no repeated key
-            return self._bulk_update_columns(keys, fast, columns)
+            return self._bulk_update_columns(keys, fast, columns, where)
         plain = all(isinstance(change, Mapping) and is_plain(change) for change in attrs)
-        position: dict[tuple[Any, ...], int] = {}  # plain: the key's merged row; otherwise: times seen
-        rounds: list[Round] = []
-        found: list[dict[str, Any]] = []
-        merged: list[dict[str, Any]] = []  # plain changes merge field by field: the last value wins
+        parsed: list[tuple[Mapping[str, Any], tuple[Change, ...], tuple[Any, ...], tuple[Any, ...]]] = []
         for i, (instance, change) in enumerate(zip(instances, attrs)):
             changes = parse_update(change, f"bulk_update: attrs[{i}]")
             if not isinstance(instance, Mapping):
@@ -452,8 +462,16 @@ class BaseQuery(ReadQuery):
             missing = [k for k in keys if k not in instance]
             if missing:
                 raise FilterError(f"bulk_update: instances[{i}] lacks the filter field(s) {', '.join(missing)}")
-            value = tuple(check_key_value(instance[k], f"bulk_update: instances[{i}].{k}") for k in keys)
-            ident = key_identity(self._key_form(keys, value))
+            value = tuple(check_key_value(instance[k], f"bulk_update: {where}[{i}].{k}") for k in keys)
+            ident = key_identity(self._key_form(keys, value, f"bulk_update: {where}[{i}]: "))
+            parsed.append((change, changes, value, ident))
+        same = self._key_classes(keys, parsed)
+        position: dict[tuple[Any, ...], int] = {}  # plain: the key's merged row; otherwise: times seen
+        rounds: list[Round] = []
+        found: list[dict[str, Any]] = []
+        merged: list[dict[str, Any]] = []  # plain changes merge field by field: the last value wins
+        for change, changes, value, ident in parsed:
+            ident = same.get(ident, ident)
             if plain:
                 at = position.get(ident)
                 if at is None:
@@ -472,6 +490,30 @@ class BaseQuery(ReadQuery):
         if merged:
             rounds = [(found, [parse_update(row, "bulk_update") for row in merged])]
         return self._bulk_update(keys, rounds) if rounds else 0
+
+    def _filter_fields(self, filter_fields: Any) -> tuple[list[str], Optional[list[dict[str, Any]]]]:
+        """bulk_update's key fields, and, for db-plugins' form (one ``{field: value}`` dict per instance), the dicts."""
+        if filter_fields is None:
+            return self._key(), None
+        if isinstance(filter_fields, (str, bytes, Mapping)) or not isinstance(filter_fields, Sequence):
+            raise FilterError(_FILTER_FIELDS)
+        if filter_fields and all(isinstance(f, Mapping) for f in filter_fields):
+            first = list(filter_fields[0])
+            self._check_fields(filter_fields[0], "bulk_update: filter_fields")
+            for i, found in enumerate(filter_fields):
+                if not found:
+                    raise FilterError(f"bulk_update: filter_fields[{i}] is empty; each dict gives one instance's "
+                                      "key values ({field: value})")
+                if found.keys() != filter_fields[0].keys():
+                    raise FilterError(
+                        f"bulk_update: filter_fields[{i}] names {_names(found)}, but filter_fields[0] names "
+                        f"{_names(first)}: every dict names the same fields (or pass a list of field names, "
+                        "with the key values in instances)")
+            return first, [dict(f) for f in filter_fields]
+        if not all(isinstance(f, str) for f in filter_fields):
+            raise FilterError(_FILTER_FIELDS)
+        self._check_fields(dict.fromkeys(filter_fields), "bulk_update: filter_fields")
+        return list(filter_fields), None
 
     def bulk_insert(self, rows: Any, on_conflict: ConflictMode = "ignore",
                     update_fields: Optional[Sequence[str]] = None) -> int:
@@ -505,20 +547,45 @@ class BaseQuery(ReadQuery):
     def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
         """Apply each round in order; the rows matched by the first (which holds every key)."""
 
+    def _check_keys(self, keys: list[str]) -> None:
+        """Refuse key fields the table cannot have (FilterError naming them); MongoDB checks them as it writes."""
+
     def _exact_keys(self, keys: list[str]) -> bool:
         """True if int and str values of these key fields are equal exactly when the server's are."""
         return True
 
-    def _key_form(self, keys: list[str], value: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _key_form(self, keys: list[str], value: tuple[Any, ...], where: str = "") -> tuple[Any, ...]:
         """Key values as the server compares them: one form for values that find the same row.
 
         Datetimes follow the one rule of both engines: aware ones as naive UTC.
+        A value that cannot be a key of its field is a FilterError starting with ``where``.
         """
         return tuple(v.astimezone(_UTC).replace(tzinfo=None) if isinstance(v, _dt.datetime) and v.tzinfo else v
                      for v in value)
 
-    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
-        """bulk_update's fast path: distinct keys, by column, and updates of one shape (by column too)."""
+    def _key_classes(self, keys: list[str], parsed: Sequence[tuple[Any, Any, tuple[Any, ...], tuple[Any, ...]]]
+                     ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """Key identities (each ``parsed`` row's last item) the server takes for an earlier one, mapped to it."""
+        firsts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for *_, value, ident in parsed:
+            firsts.setdefault(ident, value)
+        idents = list(firsts)
+        same = self._same_keys(keys, list(firsts.values()))
+        return {ident: idents[at] for i, (ident, at) in enumerate(zip(idents, same)) if at != i}
+
+    def _same_keys(self, keys: list[str], values: list[tuple[Any, ...]]) -> list[int]:
+        """For each of ``values`` (distinct in Python), the position of the first of them the server takes as equal.
+
+        MongoDB compares keys exactly (as Python does, after :meth:`_key_form`): each is its own.
+        """
+        return list(range(len(values)))
+
+    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns,
+                             where: str = "instances") -> int:
+        """bulk_update's fast path: distinct keys, by column, and updates of one shape (by column too).
+
+        ``where`` names the argument that holds the key values, for errors.
+        """
         found = [dict(zip(keys, values)) for values in zip(*key_values)]
         return self._bulk_update(keys, [(found, columns.rows())])
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import psycopg
 from psycopg import sql
@@ -269,26 +269,87 @@ class SQLQuery(SQLBuilder, BaseQuery):
 
         return self._update_batches(keys, first, indexes, columns)
 
+    def _check_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            self._column(key)
+
     def _exact_keys(self, keys: list[str]) -> bool:
+        """Integer columns, and text columns of a deterministic collation (equal only if byte for byte)."""
         rules = [self.rules.get(k) for k in keys]
-        return all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules)
+        if not all(r is not None and (r.category == "int" or r.cast in ("text", "character varying")) for r in rules):
+            return False
+        return all(self.rules[k].category == "int" or self._key_info()[k].deterministic for k in keys)
 
-    def _key_form(self, keys: list[str], value: tuple[Any, ...]) -> tuple[Any, ...]:
-        try:
-            return tuple(self.rules[k].adapt(v) for k, v in zip(keys, value))
-        except FilterError:  # the update names the value
-            return value
+    def _key_form(self, keys: list[str], value: tuple[Any, ...], where: str = "") -> tuple[Any, ...]:
+        return tuple(self.rules[k].adapt(v, where=where) for k, v in zip(keys, value))
 
-    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns) -> int:
+    def _key_info(self) -> dict[str, _KeyInfo]:
+        """How the server compares each column's values (read once per table and connection)."""
+        key = ("dbp.bulk.keys", self.name)
+        found: Optional[dict[str, _KeyInfo]] = self.db.statement_cache.get(key)
+        if found is None:
+            rows = self._run(_KEY_INFO, (self.db.catalog().schema, self.name)).fetchall()
+            found = {row["name"]: _KeyInfo(
+                row["deterministic"] is not False, bool(row["equivalence"]),
+                sql.SQL("") if row["collation"] is None else
+                sql.SQL(" COLLATE {}").format(sql.Identifier(row["schema"], row["collation"]))) for row in rows}
+            self.db.statement_cache[key] = found
+        return found
+
+    def _same_keys(self, keys: list[str], values: list[tuple[Any, ...]]) -> list[int]:
+        """The server groups the keys by the ``=`` and the collation that find their rows.
+
+        One ``GROUP BY`` (one per batch and pair of parameter batches) before
+        anything is written, unless the keys are ints or text of a deterministic
+        collation. An ``=`` that is not an equivalence (the type's default btree
+        or hash operator class does not hold it, as for ``circle``) cannot group
+        keys: 2 or more are refused.
+        """
+        if len(values) < 2 or self._exact_keys(keys):
+            return list(range(len(values)))
+        info = self._key_info()
+        for k in keys:
+            if not info[k].equivalence:
+                raise FilterError(
+                    f"bulk_update on {self.name}: {k} is {self.columns[k].type}, whose = the server does not keep "
+                    "to an equivalence (no default btree or hash operator class holds it), so keys equal to one row "
+                    "cannot be told apart; give one key per call, or use other filter_fields")
+        names = sql.SQL(", ").join([sql.Identifier("i"), *(sql.Identifier(f"k{n}") for n in range(len(keys)))])
+        group = sql.SQL(", ").join(sql.SQL("({}{})").format(sql.Identifier(f"k{n}"), info[k].collate)
+                                   for n, k in enumerate(keys))
+        sources = _sources(["bigint", *(self.rules[k].cast for k in keys)],
+                           [list(range(len(values))), *(_adapted(self.rules[k], [v[n] for v in values])
+                                                        for n, k in enumerate(keys))], len(values))
+        first_of = list(range(len(values)))  # an equivalence: each key joins the class of the first equal to it
+
+        def root(at: int) -> int:
+            while first_of[at] != at:
+                at = first_of[at]
+            return at
+
+        for x, (first, first_params) in enumerate(sources):  # each batch, and each pair of batches
+            for y, (second, second_params) in enumerate(sources[x:], x):
+                rows = sql.SQL("({}) UNION ALL ({})").format(first, second) if y > x else first
+                query = sql.SQL("SELECT array_agg(i) AS same FROM ({rows}) AS v({names}) GROUP BY {group} "
+                                "HAVING count(*) > 1").format(rows=rows, names=names, group=group)
+                for row in self._run(query, [*first_params, *(second_params if y > x else [])]).fetchall():
+                    low = min(root(at) for at in row["same"])
+                    for at in row["same"]:
+                        first_of[root(at)] = low
+        return [root(at) for at in range(len(values))]
+
+    def _bulk_update_columns(self, keys: list[str], key_values: list[list[Any]], columns: Columns,
+                             where: str = "instances") -> int:
         key_columns = [self._column(k) for k in keys]
         first = list(columns.changes(0))
         for change in first:
+            self._column(change.field)  # an unknown column is named, as update names it
             operand_value(self, change)  # the column takes this operator and the first operand
         rules = [self.rules[c.name] for c in key_columns] + [self.rules[c.field] for c in first]
         every = [*key_values, *columns.values]
 
         def values(used: list[int], batch: list[int]) -> list[list[Any]]:  # batch: every row
-            return [_adapted(rules[n], every[n], "bulk_update: instances" if n < len(keys) else "bulk_update: attrs")
+            return [_adapted(rules[n], every[n], f"bulk_update: {where}" if n < len(keys) else "bulk_update: attrs")
                     for n in [*range(len(keys)), *(len(keys) + n for n in used)]]
 
         def attempt() -> int:
@@ -354,6 +415,42 @@ class SQLQuery(SQLBuilder, BaseQuery):
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
                      update_fields: Optional[Sequence[str]]) -> int:
         return bulk_insert(self, rows, on_conflict, update_fields)
+
+
+class _KeyInfo(NamedTuple):
+    """How the server compares a column's values as keys."""
+
+    #: False for a nondeterministic collation (values unequal byte for byte may be equal).
+    deterministic: bool
+    #: True if the type's default btree or hash operator class holds its ``=`` (an equivalence, which GROUP BY
+    #: groups by).
+    equivalence: bool
+    #: `` COLLATE "schema"."name"`` (empty for a type without a collation).
+    collate: sql.Composable
+
+
+#: Each column's collation, and whether its type's = (or that of a type it is binary-coercible to) is an equivalence:
+#: the equality of the type's default btree or hash operator class.
+_KEY_INFO = """
+SELECT a.attname AS name, co.collisdeterministic AS deterministic, cn.nspname AS schema, co.collname AS collation,
+       EXISTS (SELECT 1 FROM pg_opclass oc
+               JOIN pg_am m ON m.oid = oc.opcmethod
+               JOIN pg_amop p ON p.amopfamily = oc.opcfamily
+               JOIN pg_operator o ON o.oid = p.amopopr
+               WHERE oc.opcdefault AND m.amname IN ('btree', 'hash') AND o.oprname = '='
+                 AND o.oprleft = oc.opcintype AND o.oprright = oc.opcintype
+                 AND (oc.opcintype = b.t OR oc.opcintype IN (
+                     SELECT casttarget FROM pg_cast WHERE castsource = b.t AND castmethod = 'b' AND castcontext = 'i')
+               )) AS equivalence
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type ty ON ty.oid = a.atttypid
+CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END AS t) AS b
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:
