@@ -3,7 +3,10 @@
 A value whose type comes from numpy or pandas means, to dbp, the plain value
 it stands for: ``np.int64`` an int, ``np.float32`` a float, ``np.bool_`` a
 bool, an ``ndarray`` a list, ``np.datetime64`` and ``pd.Timestamp`` a
-datetime (to the microsecond), and ``NaT`` / ``pd.NA`` None. numpy and pandas
+datetime (to the microsecond), and ``NaT`` / ``pd.NA`` None. A pandas
+``Series``, ``Index`` or extension array (``StringArray``, ``IntegerArray``,
+what ``df[c].unique()`` returns) is a list of plain values, its missing values
+(NaN, NaT, NA) None, as :func:`records` makes them. numpy and pandas
 are looked up in ``sys.modules`` only when such a value arrives, so a caller
 that imports neither pays nothing. Conversions are cached by type, and rows
 are planned once per combination of value types (:func:`plan`).
@@ -48,6 +51,24 @@ def _timestamp(value: Any) -> Any:
     return value.to_pydatetime(warn=False)
 
 
+def _pandas_list(value: Any) -> list[Any]:
+    """A Series, Index or extension array as a list of plain values; missing ones (NaN, NaT, NA) None."""
+    items = list(value.tolist())
+    try:
+        missing = sys.modules["numpy"].asarray(sys.modules["pandas"].isna(value), dtype=bool).ravel().tolist()
+    except (NotImplementedError, TypeError):  # a MultiIndex: tuples, none of them missing
+        missing = [False] * len(items)
+    return [None if gone else plain(item) for item, gone in zip(items, missing)]
+
+
+def _is_pandas_list(kind: type) -> bool:
+    pandas = sys.modules.get("pandas")
+    if pandas is None or sys.modules.get("numpy") is None:
+        return False
+    lists = (pandas.Series, pandas.Index, pandas.api.extensions.ExtensionArray)
+    return issubclass(kind, lists)
+
+
 def _find(kind: type) -> Optional[Converter]:
     module = getattr(kind, "__module__", "") or ""
     if module.startswith("numpy"):
@@ -74,6 +95,8 @@ def _find(kind: type) -> Optional[Converter]:
             return _none
         if kind.__name__ == "Timestamp":
             return _timestamp
+        if _is_pandas_list(kind):
+            return _pandas_list
     return None
 
 

