@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import pytest
@@ -90,3 +91,46 @@ def test_pandas_list_likes_do_not_import_pandas() -> None:
             "dbp.updates.parse_update({'$push': {'n': {'$each': np.array([1])}}}); "
             "assert 'pandas' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# -- item 12: uuids on MongoDB ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_uuids_round_trip_on_every_path(things: dict[str, Any], engine: str) -> None:
+    q, k = things[engine], key(engine)
+    a, b, c, d = (uuid.UUID(int=i * 2**100 + i) for i in range(1, 5))
+    assert q.bulk_insert([{k: 1, "oid": "a", "u": a}, {k: 2, "oid": "b", "u": b}]) == 2
+    assert q.count({"u": a}) == 1 and q.count({"u": {"$in": [a, b]}}) == 2 and q.count({"u": {"$ne": a}}) == 1
+    assert q.update({"u": a}, {"$set": {"u": c}}) == 1
+    assert q.bulk_update([{"oid": "b"}], [{"u": d}], filter_fields=["oid"]) == 1
+    row, created = q.get_or_create({"oid": "e"}, **{k: 5, "u": a})
+    assert created and row["u"] == a
+    assert q.upsert({"oid": "f"}, {k: 6, "u": b})["u"] == b
+    got = {r["oid"]: r["u"] for r in q.find_all(sort=[(k, 1)], paginate=False)}
+    assert got == {"a": c, "b": d, "e": a, "f": b}
+    assert all(type(v) is uuid.UUID for v in got.values())
+    assert q.find_one({"u": d})["oid"] == "b"
+
+
+def test_mongo_stores_uuids_as_standard_binary(things: dict[str, Any], mongo_db: MongoConnection) -> None:
+    from bson.binary import UUID_SUBTYPE, Binary
+    from bson.codec_options import CodecOptions
+
+    value = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    things["mongo"].bulk_insert([{"_id": 1, "u": value}])
+    raw = mongo_db.database.get_collection("thing", codec_options=CodecOptions()).find_one({"_id": 1})
+    assert raw is not None and isinstance(raw["u"], Binary) and raw["u"].subtype == UUID_SUBTYPE
+    assert raw["u"] == Binary(value.bytes, UUID_SUBTYPE)
+
+
+def test_a_chosen_uuid_representation_is_kept() -> None:
+    from dbp.mongo.connection import client_options
+    from dbp.mongo.settings import MongoSettings
+
+    plain = MongoSettings.from_section({"URL": "mongodb://h/db"}, where="M")
+    assert client_options(plain)["uuidRepresentation"] == "standard"
+    in_url = MongoSettings.from_section({"URL": "mongodb://h/db?uuidRepresentation=pythonLegacy"}, where="M")
+    assert "uuidRepresentation" not in client_options(in_url)
+    as_key = MongoSettings.from_section({"URL": "mongodb://h/db", "UUID_REPRESENTATION": "csharpLegacy"}, where="M")
+    assert client_options(as_key)["uuidRepresentation"] == "csharpLegacy"
