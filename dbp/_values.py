@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional
 
-__all__ = ["convert_row", "is_frame", "plain", "plan", "records"]
+__all__ = ["convert_row", "find_overflow", "is_frame", "overflow_message", "plain", "plan", "records",
+           "utc_overflows"]
 
 Converter = Callable[[Any], Any]
 _PLAIN = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict, _dt.datetime, _dt.date})
@@ -131,6 +132,43 @@ def plan(kinds: tuple[type, ...]) -> Optional[tuple[Optional[Converter], ...]]:
 
 def convert_row(values: Sequence[Any], steps: Sequence[Optional[Converter]]) -> list[Any]:
     return [value if step is None else step(value) for value, step in zip(values, steps)]
+
+
+def utc_overflows(value: _dt.datetime) -> bool:
+    """Whether aware ``value`` falls outside years 1..9999 once in UTC (a naive value is UTC already)."""
+    offset = value.utcoffset()
+    if offset is None or not offset:
+        return False
+    try:
+        value.replace(tzinfo=None) - offset
+    except OverflowError:
+        return True
+    return False
+
+
+def overflow_message(where: str, value: _dt.datetime) -> str:
+    """The refusal of a datetime that :func:`utc_overflows` (no engine reads such a value back)."""
+    return f"{where}: {value.isoformat()} is outside years 1..9999 in UTC; stored, it could not be read back"
+
+
+def find_overflow(value: Any, path: str = "") -> Optional[tuple[str, _dt.datetime]]:
+    """The first datetime in ``value`` (dicts and lists walked) that :func:`utc_overflows`, and its path."""
+    if isinstance(value, _dt.datetime):
+        return (path, value) if utc_overflows(value) else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and key.startswith("$"):  # an update operator: the path goes on below it
+            found = find_overflow(item, path)
+        else:
+            found = find_overflow(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def is_frame(value: Any) -> bool:

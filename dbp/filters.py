@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from dbp._types import MAX_DEPTH, too_deep
-from dbp._values import plain
+from dbp._values import overflow_message, plain, utc_overflows
 from dbp.errors import FilterError
 from dbp.regex import Regex, translate
 from dbp.sky import DISTANCE, Cone, cones, parse_cone
@@ -180,6 +180,8 @@ def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list:
         raise FilterError(f"{where}: NaN compares differently on each engine")
     if not isinstance(value, SCALARS):
         raise FilterError(f"{where}: values of type {type(value).__name__} are not supported")
+    if isinstance(value, _dt.datetime) and utc_overflows(value):
+        raise FilterError(overflow_message(where, value))
 
 
 def _check_document(value: Any, where: str, depth: int) -> None:

@@ -3,6 +3,7 @@ datetimes whose UTC time leaves years 1..9999 (11), jsonb floats (9); on both en
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import uuid
@@ -134,3 +135,56 @@ def test_a_chosen_uuid_representation_is_kept() -> None:
     assert "uuidRepresentation" not in client_options(in_url)
     as_key = MongoSettings.from_section({"URL": "mongodb://h/db", "UUID_REPRESENTATION": "csharpLegacy"}, where="M")
     assert client_options(as_key)["uuidRepresentation"] == "csharpLegacy"
+
+
+# -- item 11: aware datetimes whose UTC time falls in year 0 or 10000 -------------------------------
+
+EARLY = dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # 0000-12-31 23:30 UTC
+LATE = dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-1)))  # 10000-01-01 00:30 UTC
+EDGES = [dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(minutes=30))),  # 0001-01-01 00:00 UTC
+         dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(minutes=30))), dt.datetime(1, 1, 1, 0, 0, 1)]
+
+
+def _writes(q: Any, k: str, column: str, value: Any) -> list[tuple[str, Any]]:
+    return [
+        ("bulk_insert", lambda: q.bulk_insert([{k: 9, "oid": "z", column: value}])),
+        ("bulk_insert", lambda: q.bulk_insert([{k: 8, "oid": "y"}, {k: 9, "oid": "z", column: [value]}])
+         if column == "j" else q.bulk_insert(pd.DataFrame({k: [9], "oid": ["z"], column: [pd.Timestamp(value)]}))),
+        ("update", lambda: q.update({"oid": "a"}, {"$set": {column: value}})),
+        ("update", lambda: q.update({"oid": "a"}, {"$max": {column: value}})),
+        ("upsert", lambda: q.upsert({"oid": "q"}, {k: 10, column: value})),
+        ("get_or_create", lambda: q.get_or_create({"oid": "r"}, **{k: 11, column: value})),
+        ("bulk_update", lambda: q.bulk_update([{k: 1}], [{column: value}])),
+        ("bulk_update", lambda: q.bulk_update([{k: 1}, {k: 2}], [{column: value}, {"oid": "bb"}])),
+    ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("column", ["ts", "tn"])
+@pytest.mark.parametrize("value", [EARLY, LATE], ids=["year0", "year10000"])
+def test_datetimes_beyond_utc_years_are_refused_before_writing(things: dict[str, Any], engine: str, column: str,
+                                                               value: dt.datetime) -> None:
+    q, k = things[engine], key(engine)
+    load(q, engine)
+    before = list(q.find_all(sort=[(k, 1)], paginate=False))
+    for what, write in _writes(q, k, column, value):
+        with pytest.raises(FilterError, match=rf"{column}\b.*outside years 1\.\.9999 in UTC") as info:
+            write()
+        assert not isinstance(info.value.__cause__, (OverflowError,)), what
+    assert list(q.find_all(sort=[(k, 1)], paginate=False)) == before  # nothing written, every row still reads
+    for spec in ({column: value}, {column: {"$gte": value}}, {column: {"$in": [EDGES[2], value]}},
+                 {"$or": [{column: {"$lt": value}}]}, {column: {"$ne": value}}):
+        with pytest.raises(FilterError, match=rf"{column}\b.*outside years 1\.\.9999 in UTC"):
+            q.count(spec)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_datetimes_at_the_utc_edges_round_trip(things: dict[str, Any], engine: str) -> None:
+    q, k = things[engine], key(engine)
+    rows = [{k: i, "oid": str(i), "ts": v, "tn": v} for i, v in enumerate(EDGES)]
+    q.bulk_insert(rows)
+    for i, v in enumerate(EDGES):
+        utc = v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+        got = q.find_one({k: i})
+        assert q.count({"ts": v}) == 1 and q.count({"tn": v}) == 1
+        assert got["tn"] == utc and got["ts"].replace(tzinfo=None) == utc

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from psycopg.types.json import Jsonb
 
-from dbp._values import converter, plain
+from dbp._values import converter, find_overflow, overflow_message, plain, utc_overflows
 from dbp.errors import FilterError
 
 __all__ = ["ColumnRule", "cast_type", "category"]
@@ -178,15 +178,18 @@ class ColumnRule:
                 return uuid.UUID(value)
             except ValueError:
                 raise self.refuse(value, where) from None
-        if kind == "datetime":
-            return _utc_naive(value)
-        if kind == "datetimetz":
-            return _utc_aware(value)
+        if kind in ("datetime", "datetimetz"):
+            if utc_overflows(value):
+                raise FilterError(overflow_message(f"{where}{self.label}", value))
+            return _utc_naive(value) if kind == "datetime" else _utc_aware(value)
         if kind == "json":
             return Jsonb(value, dumps=dumps)
         if kind == "array":
             items = [plain(item) for item in value]
             if self.element in ("datetime", "datetimetz"):  # the datetime rule, inside arrays too
+                found = find_overflow(items)
+                if found is not None:
+                    raise FilterError(overflow_message(f"{where}{self.label}", found[1]))
                 items = _each(items, _utc_naive if self.element == "datetime" else _utc_aware)
             allowed = _ELEMENTS.get(self.element or "")
             if allowed is not None:
