@@ -10,6 +10,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from dbp import FilterError
 from dbp.mongo.connection import MongoConnection
@@ -188,3 +190,58 @@ def test_datetimes_at_the_utc_edges_round_trip(things: dict[str, Any], engine: s
         got = q.find_one({k: i})
         assert q.count({"ts": v}) == 1 and q.count({"tn": v}) == 1
         assert got["tn"] == utc and got["ts"].replace(tzinfo=None) == utc
+
+
+# -- item 9: jsonb numbers keep int vs float ------------------------------------------------------
+
+_NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**63), 2**63 - 1))
+
+
+def _same_number(got: Any, want: Any) -> bool:
+    """``got`` is ``want``: equal, and a float exactly when ``want`` is one (bson's Int64 is an int)."""
+    return isinstance(got, float) == isinstance(want, float) and isinstance(got, int) == isinstance(want, int) \
+        and got == want
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_NUMBERS, other=_NUMBERS)
+@example(value=1e16, other=1e23).via("issue 20")
+@example(value=123456789012345678.0, other=10**16).via("issue 20")
+@example(value=-1.7976931348623157e308, other=5e-324).via("issue 20")
+def test_jsonb_numbers_read_back_as_written(things: dict[str, Any], engine: str, value: Any, other: Any) -> None:
+    q, k = things[engine], key(engine)
+    q.delete({})
+    q.bulk_insert([{k: 1, "oid": "a", "j": value}, {k: 2, "oid": "b", "j": {"v": value, "l": [value, other]}}])
+    q.update({"oid": "b"}, {"$set": {"j.w": other}, "$push": {"j.l": {"$each": [value]}}})
+    q.bulk_update([{k: 1}, {k: 3}], [{"j": [other]}, {"j": other}])
+    q.upsert({"oid": "c"}, {k: 4, "j": {"u": other}})
+    q.get_or_create({"oid": "d"}, **{k: 5, "j": value})
+    got = {r["oid"]: r["j"] for r in q.find_all(sort=[(k, 1)], paginate=False)}
+    assert len(got["a"]) == 1 and _same_number(got["a"][0], other)
+    b = got["b"]
+    assert all(_same_number(x, y) for x, y in zip([b["v"], *b["l"], b["w"]], [value, value, other, value, other]))
+    assert _same_number(got["c"]["u"], other) and _same_number(got["d"], value)
+    assert q.count({"j.v": value}) == 1 and q.count({"j": {"v": value, "l": [value, other, value], "w": other}}) == 1
+
+
+_SMALL = st.one_of(st.integers(-(2**31), 2**31), st.floats(-1e20, 1e20, allow_nan=False).map(lambda f: round(f, 3)),
+                   st.sampled_from([1.0, 2.0, 0.0, 1e16, -3.0]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.one_of(st.none(), _SMALL), inc=_SMALL, mul=_SMALL)
+@example(start=1, inc=1.0, mul=2).via("issue 20: $inc of a float keeps a float")
+@example(start=None, inc=2.0, mul=1).via("issue 20")
+@example(start=1e16, inc=1, mul=1).via("issue 20")
+def test_jsonb_arithmetic_keeps_int_and_float_as_mongodb(things: dict[str, Any], start: Any, inc: Any, mul: Any
+                                                         ) -> None:
+    out = {}
+    for engine in ENGINES:
+        q, k = things[engine], key(engine)
+        q.delete({})
+        q.bulk_insert([{k: 1, "j": {} if start is None else {"a": start}}])
+        q.update({k: 1}, {"$inc": {"j.a": inc}})
+        q.update({k: 1}, {"$mul": {"j.a": mul}})
+        out[engine] = q.find_one({k: 1})["j"]["a"]
+    assert _same_number(out["sql"], out["mongo"]), out

@@ -20,9 +20,9 @@ import re
 import struct
 import uuid
 from collections.abc import Sequence
-from functools import partial
 from typing import Any, Optional
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dbp._values import converter, find_overflow, overflow_message, plain, utc_overflows
@@ -109,8 +109,32 @@ def _json_default(value: Any) -> Any:
     return converted
 
 
-#: JSON with numpy and pandas values inside taken as their plain values.
-dumps = partial(json.dumps, default=_json_default)
+#: A JSON string (skipped whole), or a number with a positive exponent: what json writes for a float of 1e16 or more.
+_EXPONENT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?[0-9]+(?:\.[0-9]+)?e\+[0-9]+)')
+
+
+def _positional(match: re.Match[str]) -> str:
+    number = match.group(1)
+    return match.group(0) if number is None else format(decimal.Decimal(number), "f") + ".0"
+
+
+def dumps(value: Any) -> str:
+    """JSON for a jsonb parameter, numpy and pandas values inside taken as their plain values.
+
+    jsonb keeps a number as ``numeric``, which prints ``1e+16`` as
+    ``10000000000000000``: read back, an int. A float that json writes with an
+    exponent is written positionally with a ``.0`` instead, which jsonb keeps and
+    prints so, and which reads back as the same float (ints stay ints).
+    Numbers jsonb already holds keep their form.
+    """
+    text = json.dumps(value, default=_json_default)
+    return _EXPONENT.sub(_positional, text) if "e+" in text else text
+
+
+def json_double(expr: sql.Composable) -> sql.Composable:
+    """``to_jsonb`` of the double ``expr`` that reads back as a float (``2.0``, not ``2``), as :func:`dumps` writes."""
+    return sql.SQL("(SELECT to_jsonb(round(x.n, greatest(scale(x.n), 1))) FROM (SELECT ({})::text::numeric AS n) AS x)"
+                   ).format(expr)
 
 
 def _utc_naive(value: _dt.datetime) -> _dt.datetime:
