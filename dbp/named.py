@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from dbp._redact import shown
+from dbp._types import MAX_DEPTH, too_deep
+from dbp._values import plain
 from dbp.errors import ConfigError, FilterError
 
 __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
@@ -72,7 +74,7 @@ class NamedSQL:
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
         """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
         given = bind(self.name, self.params, params)
-        return [given[n] for n in self.order]
+        return [_plain_param(given[n]) for n in self.order]
 
 
 def parse_sql(name: str, text: str, where: str) -> NamedSQL:
@@ -163,10 +165,18 @@ class NamedPipeline:
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
-        given = bind(self.name, self.params, params)
+        given = {param: _plain_param(value) for param, value in bind(self.name, self.params, params).items()}
         for param, value in given.items():
             _check_param(self.name, param, value)
         return [_fill(stage, given, "stage") for stage in self.pipeline]
+
+
+def _plain_param(value: Any) -> Any:
+    """A parameter's numpy and pandas values as plain ones (NaT and NA None; an array or Series a list)."""
+    value = plain(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    return value
 
 
 def _check_param(name: str, param: str, value: Any, depth: int = 0) -> None:
@@ -253,6 +263,7 @@ def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> Non
 
 
 _PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "description")
+_TOO_DEEP = object()
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -264,8 +275,12 @@ def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
 def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
     try:
         data = json.loads(text)
+    except RecursionError:
+        data = _TOO_DEEP
     except ValueError as exc:
         raise ConfigError(f"{where}: not JSON: {exc}") from None
+    if data is _TOO_DEEP or too_deep(data):  # raised here, outside the handler: no RecursionError as context
+        raise ConfigError(f"{where}: the pipeline file nests more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a pipeline file is a JSON object with {', '.join(_PIPELINE_KEYS[:4])}")
     unknown = sorted(set(data) - set(_PIPELINE_KEYS))
