@@ -67,6 +67,11 @@ def test_pandas_list_likes_in_filters(things: dict[str, Any], engine: str) -> No
     assert q.count({"tags": {"$all": pd.array(["y"], dtype="string")}}) == 2
     assert q.count({"n": {"$in": pd.RangeIndex(1, 3)}}) == 2
     assert q.count({"nums": {"$elemMatch": {"$in": pd.Series([2, 5])}}}) == 1
+    assert q.count({"tags": pd.Series(["y"])}) == 1 and q.count({"tags": {"$ne": np.array(["y"])}}) == 2
+    assert q.count({"$or": [{"tags": {"$eq": pd.Index(["x", "y"])}}, {"oid": "c"}]}) == 2
+    assert q.find_one({"oid": "a"}, projection=df[["oid", "n"]].columns) == {"oid": "a", "n": 1}
+    with pytest.raises(FilterError, match=r"nums\.\$elemMatch: None is not supported on array elements"):
+        q.count({"nums": {"$elemMatch": {"$in": pd.Series([2, None], dtype="Int64")}}})
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -114,6 +119,9 @@ def test_uuids_round_trip_on_every_path(things: dict[str, Any], engine: str) -> 
     assert got == {"a": c, "b": d, "e": a, "f": b}
     assert all(type(v) is uuid.UUID for v in got.values())
     assert q.find_one({"u": d})["oid"] == "b"
+    page = q.paginate(sort=[("u", 1)], per_page=2, keyset=True)
+    walked = [r["u"] for r in page.items] + [r["u"] for r in page.next().items]
+    assert walked == sorted(got.values(), key=lambda u: u.bytes)
 
 
 def test_mongo_stores_uuids_as_standard_binary(things: dict[str, Any], mongo_db: MongoConnection) -> None:
