@@ -27,7 +27,7 @@ from typing import Any, Optional, Union
 
 from dbp._redact import shown
 from dbp._types import MAX_DEPTH, too_deep
-from dbp._values import plain
+from dbp._values import find_overflow, overflow_message, plain
 from dbp.errors import ConfigError, FilterError
 
 __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
@@ -74,7 +74,7 @@ class NamedSQL:
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
         """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
         given = bind(self.name, self.params, params)
-        return [_plain_param(given[n]) for n in self.order]
+        return [_plain_param(self.name, n, given[n]) for n in self.order]
 
 
 def parse_sql(name: str, text: str, where: str) -> NamedSQL:
@@ -165,17 +165,24 @@ class NamedPipeline:
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
-        given = {param: _plain_param(value) for param, value in bind(self.name, self.params, params).items()}
+        given = {param: _plain_param(self.name, param, value)
+                 for param, value in bind(self.name, self.params, params).items()}
         for param, value in given.items():
             _check_param(self.name, param, value)
         return [_fill(stage, given, "stage") for stage in self.pipeline]
 
 
-def _plain_param(value: Any) -> Any:
-    """A parameter's numpy and pandas values as plain ones (NaT and NA None; an array or Series a list)."""
+def _plain_param(name: str, param: str, value: Any) -> Any:
+    """A parameter's numpy and pandas values as plain ones (NaT and NA None; an array or Series a list).
+
+    A datetime outside years 1..9999 in UTC is refused, as in filters.
+    """
     value = plain(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(plain(item) for item in value)
+        value = type(value)(plain(item) for item in value)
+    found = find_overflow(value)
+    if found is not None:
+        raise FilterError(overflow_message(f"{name}: parameter {param}", found[1]))
     return value
 
 

@@ -91,3 +91,16 @@ def test_a_deeply_nested_pipeline_file_is_a_config_error_naming_it(project: tupl
         assert caught.value.__cause__ is None and caught.value.__context__ is None
     with pytest.raises(ConfigError, match=r"queries/p\.json: .*nests more than 100 levels"):
         parse_pipeline("p", "[" * 100_000, "queries/p.json")
+
+
+def test_a_datetime_beyond_utc_years_is_refused_as_a_parameter(project: tuple[SQLConnection, MongoConnection]
+                                                               ) -> None:
+    sql, mongo = project
+    late = dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-1)))
+    params = {"n": 1, "t": late, "ns": [1], "f": 1.0}
+    for call in (lambda: sql.query("echo", params).find_one(), lambda: sql.run("echo", params),
+                 lambda: mongo.query("echo", params).find_one(),
+                 lambda: mongo.query("echo", {**params, "t": [late]}).find_one()):
+        with pytest.raises(FilterError, match=r"echo: parameter t: 9999-12-31T23:30:00-01:00 is outside years "
+                                              r"1\.\.9999 in UTC"):
+            call()
