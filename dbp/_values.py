@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional
 
+from dbp.errors import FilterError
+
 __all__ = ["convert_row", "find_overflow", "is_frame", "overflow_message", "plain", "plan", "records",
            "utc_overflows"]
 
@@ -38,6 +40,8 @@ def _datetime64(value: Any) -> Optional[_dt.datetime]:
     if numpy.isnat(value):
         return None
     item = value.astype("datetime64[us]").item()
+    if isinstance(item, int):  # numpy gives the microseconds of a time outside Python's years
+        raise FilterError(f"numpy datetime64 {value} is outside years 1..9999, where Python datetimes are")
     return item if isinstance(item, _dt.datetime) else _dt.datetime.combine(item, _dt.time())
 
 

@@ -253,3 +253,14 @@ def test_jsonb_arithmetic_keeps_int_and_float_as_mongodb(things: dict[str, Any],
         q.update({k: 1}, {"$mul": {"j.a": mul}})
         out[engine] = q.find_one({k: 1})["j"]["a"]
     assert _same_number(out["sql"], out["mongo"]), out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_numpy_datetimes_outside_python_years_are_refused(things: dict[str, Any], engine: str) -> None:
+    q, k = things[engine], key(engine)
+    for value in (np.datetime64("0000-06-01"), np.array(["12000-01-01"], dtype="datetime64[D]")):
+        with pytest.raises(FilterError, match=r"numpy datetime64 .* is outside years 1\.\.9999"):
+            q.bulk_insert([{k: 1, "tn": value}])
+        with pytest.raises(FilterError, match=r"numpy datetime64 .* is outside years 1\.\.9999"):
+            q.count({"tn": {"$in": value if isinstance(value, np.ndarray) else [value]}})
+    assert q.count() == 0
