@@ -4,6 +4,8 @@ datetimes whose UTC time leaves years 1..9999 (11), jsonb floats (9); on both en
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
 import subprocess
 import sys
 import uuid
@@ -264,3 +266,32 @@ def test_numpy_datetimes_outside_python_years_are_refused(things: dict[str, Any]
         with pytest.raises(FilterError, match=r"numpy datetime64 .* is outside years 1\.\.9999"):
             q.count({"tn": {"$in": value if isinstance(value, np.ndarray) else [value]}})
     assert q.count() == 0
+
+
+def _same_json(got: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(_same_json(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(_same_json, got, want))
+    return type(got) is type(want) and got == want
+
+
+_JSON = st.recursive(st.one_of(st.none(), st.booleans(), _NUMBERS, st.text(alphabet=st.sampled_from(
+    list('1e+6.-"\\\u00e9\n ab')))), lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(
+        st.text(alphabet=st.sampled_from(list('1e+6"\\ k')), max_size=6), inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=_JSON)
+@example(value={"1e+16": "x 1e+16 \\\"2e+16", "v": [1e16, -1.5e300, 1e-7, 10**20]})
+def test_jsonb_text_keeps_every_float_a_float_and_every_string_as_it_was(value: Any) -> None:
+    from dbp.sql.types import dumps
+
+    assert _same_json(json.loads(dumps(value), parse_float=_as_jsonb_prints), value)
+
+
+def _as_jsonb_prints(token: str) -> Any:
+    """A JSON number with a '.' or an exponent as jsonb's numeric prints it back: an int unless its scale is > 0."""
+    exponent = decimal.Decimal(token).as_tuple().exponent
+    assert isinstance(exponent, int)
+    return float(token) if exponent < 0 else int(decimal.Decimal(token))
