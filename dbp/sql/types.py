@@ -8,7 +8,9 @@ column, as numbers.
 
 Datetimes follow one rule on every path, and on both engines: an aware value
 is converted to UTC; a naive one is taken as UTC. A ``timestamp`` column
-stores the naive UTC value, a ``timestamptz`` column the instant.
+stores the naive UTC value, a ``timestamptz`` column the instant. An aware
+value whose UTC time falls outside years 1..9999 is refused: PostgreSQL would
+store it, and every read of it would fail.
 """
 
 from __future__ import annotations
