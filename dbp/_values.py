@@ -3,7 +3,10 @@
 A value whose type comes from numpy or pandas means, to dbp, the plain value
 it stands for: ``np.int64`` an int, ``np.float32`` a float, ``np.bool_`` a
 bool, an ``ndarray`` a list, ``np.datetime64`` and ``pd.Timestamp`` a
-datetime (to the microsecond), and ``NaT`` / ``pd.NA`` None. numpy and pandas
+datetime (to the microsecond), and ``NaT`` / ``pd.NA`` None. A pandas
+``Series``, ``Index`` or extension array (``StringArray``, ``IntegerArray``,
+what ``df[c].unique()`` returns) is a list of plain values, its missing values
+(NaN, NaT, NA) None, as :func:`records` makes them. numpy and pandas
 are looked up in ``sys.modules`` only when such a value arrives, so a caller
 that imports neither pays nothing. Conversions are cached by type, and rows
 are planned once per combination of value types (:func:`plan`).
@@ -16,7 +19,10 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional
 
-__all__ = ["convert_row", "is_frame", "plain", "plan", "records"]
+from dbp.errors import FilterError
+
+__all__ = ["convert_row", "find_overflow", "is_frame", "overflow_message", "plain", "plan", "records",
+           "utc_overflows"]
 
 Converter = Callable[[Any], Any]
 _PLAIN = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict, _dt.datetime, _dt.date})
@@ -34,6 +40,8 @@ def _datetime64(value: Any) -> Optional[_dt.datetime]:
     if numpy.isnat(value):
         return None
     item = value.astype("datetime64[us]").item()
+    if isinstance(item, int):  # numpy gives the microseconds of a time outside Python's years
+        raise FilterError(f"numpy datetime64 {value} is outside years 1..9999, where Python datetimes are")
     return item if isinstance(item, _dt.datetime) else _dt.datetime.combine(item, _dt.time())
 
 
@@ -46,6 +54,24 @@ def _array(value: Any) -> list[Any]:
 
 def _timestamp(value: Any) -> Any:
     return value.to_pydatetime(warn=False)
+
+
+def _pandas_list(value: Any) -> list[Any]:
+    """A Series, Index or extension array as a list of plain values; missing ones (NaN, NaT, NA) None."""
+    items = list(value.tolist())
+    try:
+        missing = sys.modules["numpy"].asarray(sys.modules["pandas"].isna(value), dtype=bool).ravel().tolist()
+    except (NotImplementedError, TypeError):  # a MultiIndex: tuples, none of them missing
+        missing = [False] * len(items)
+    return [None if gone else plain(item) for item, gone in zip(items, missing)]
+
+
+def _is_pandas_list(kind: type) -> bool:
+    pandas = sys.modules.get("pandas")
+    if pandas is None or sys.modules.get("numpy") is None:
+        return False
+    lists = (pandas.Series, pandas.Index, pandas.api.extensions.ExtensionArray)
+    return issubclass(kind, lists)
 
 
 def _find(kind: type) -> Optional[Converter]:
@@ -74,6 +100,8 @@ def _find(kind: type) -> Optional[Converter]:
             return _none
         if kind.__name__ == "Timestamp":
             return _timestamp
+        if _is_pandas_list(kind):
+            return _pandas_list
     return None
 
 
@@ -108,6 +136,43 @@ def plan(kinds: tuple[type, ...]) -> Optional[tuple[Optional[Converter], ...]]:
 
 def convert_row(values: Sequence[Any], steps: Sequence[Optional[Converter]]) -> list[Any]:
     return [value if step is None else step(value) for value, step in zip(values, steps)]
+
+
+def utc_overflows(value: _dt.datetime) -> bool:
+    """Whether aware ``value`` falls outside years 1..9999 once in UTC (a naive value is UTC already)."""
+    offset = value.utcoffset()
+    if offset is None or not offset:
+        return False
+    try:
+        value.replace(tzinfo=None) - offset
+    except OverflowError:
+        return True
+    return False
+
+
+def overflow_message(where: str, value: _dt.datetime) -> str:
+    """The refusal of a datetime that :func:`utc_overflows` (no engine reads such a value back)."""
+    return f"{where}: {value.isoformat()} is outside years 1..9999 in UTC; stored, it could not be read back"
+
+
+def find_overflow(value: Any, path: str = "") -> Optional[tuple[str, _dt.datetime]]:
+    """The first datetime in ``value`` (dicts and lists walked) that :func:`utc_overflows`, and its path."""
+    if isinstance(value, _dt.datetime):
+        return (path, value) if utc_overflows(value) else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and key.startswith("$"):  # an update operator: the path goes on below it
+            found = find_overflow(item, path)
+        else:
+            found = find_overflow(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def is_frame(value: Any) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from dbp._types import MAX_DEPTH, too_deep
-from dbp._values import plain
+from dbp._values import overflow_message, plain, utc_overflows
 from dbp.errors import FilterError
 from dbp.regex import Regex, translate
 from dbp.sky import DISTANCE, Cone, cones, parse_cone
@@ -180,6 +180,8 @@ def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list:
         raise FilterError(f"{where}: NaN compares differently on each engine")
     if not isinstance(value, SCALARS):
         raise FilterError(f"{where}: values of type {type(value).__name__} are not supported")
+    if isinstance(value, _dt.datetime) and utc_overflows(value):
+        raise FilterError(overflow_message(where, value))
 
 
 def _check_document(value: Any, where: str, depth: int) -> None:
@@ -283,9 +285,10 @@ def _operators(field: str, spec: Mapping[Any, Any]) -> list[Node]:
             nodes.append(_elem_match(field, operand, where))
         else:
             ordering = name in ("gt", "gte", "lt", "lte")
+            operand = _plain(operand)
             _check_value(operand, where, allow_none=not ordering, allow_list=not ordering,
                          allow_document=not ordering)
-            nodes.append(Cmp(field, name, _plain(operand)))
+            nodes.append(Cmp(field, name, operand))
     return nodes
 
 
@@ -295,6 +298,7 @@ def _elem_match(field: str, spec: Any, where: str) -> ElemMatch:
     operator_form = [isinstance(k, str) and k.startswith("$") and k not in LOGICAL for k in spec]
     if all(operator_form):
         for op, operand in spec.items():
+            operand = plain(operand)
             if op not in ELEMENT_OPERATORS:
                 raise FilterError(f"{where}: {op!r} is not supported on array elements; "
                                   f"valid: {', '.join(ELEMENT_OPERATORS)}")
@@ -350,9 +354,9 @@ def parse(filter_by: Optional[Mapping[str, Any]]) -> Node:
                 raise FilterError(f"field {field!r}: a dict mixes operators and fields; compare with "
                                   "operators ({'$gt': 5}) or with a whole document ({'a': 1})")
             else:
-                value = plain(value)
+                value = _plain(value)
                 _check_value(value, field, allow_list=True, allow_document=True)
-                nodes.append(Cmp(field, "eq", _plain(value)))
+                nodes.append(Cmp(field, "eq", value))
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
 
 
@@ -398,6 +402,7 @@ def parse_projection(projection: Any) -> Optional[list[str]]:
     """A list of field names to return, or None for every field."""
     if projection is None:
         return None
+    projection = plain(projection)  # df.columns, an Index, is a list
     if isinstance(projection, (str, bytes, Mapping)) or not isinstance(projection, Sequence) or not projection:
         raise FilterError("projection is a non-empty list of field names")
     out = [DISTANCE if f == DISTANCE else _field(f) for f in projection]

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from dbp._redact import shown
+from dbp._types import MAX_DEPTH, too_deep
+from dbp._values import find_overflow, overflow_message, plain
 from dbp.errors import ConfigError, FilterError
 from dbp.sql.script import split_statements
 
@@ -80,7 +82,7 @@ class NamedSQL:
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
         """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
         given = bind(self.name, self.params, params, self.optional)
-        return [given[n] for n in self.order]
+        return [_plain_param(self.name, n, given[n]) for n in self.order]
 
 
 def parse_sql(name: str, text: str, where: str) -> NamedSQL:
@@ -201,10 +203,25 @@ class NamedPipeline:
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
-        given = bind(self.name, self.params, params, self.optional)
+        given = {param: _plain_param(self.name, param, value)
+                 for param, value in bind(self.name, self.params, params, self.optional).items()}
         for param, value in given.items():
             _check_param(self.name, param, value)
         return [_fill(stage, given, "stage") for stage in self.pipeline]
+
+
+def _plain_param(name: str, param: str, value: Any) -> Any:
+    """A parameter's numpy and pandas values as plain ones (NaT and NA None; an array or Series a list).
+
+    A datetime outside years 1..9999 in UTC is refused, as in filters.
+    """
+    value = plain(value)
+    if isinstance(value, (list, tuple)):
+        value = type(value)(plain(item) for item in value)
+    found = find_overflow(value)
+    if found is not None:
+        raise FilterError(overflow_message(f"{name}: parameter {param}", found[1]))
+    return value
 
 
 def _check_param(name: str, param: str, value: Any, depth: int = 0) -> None:
@@ -291,6 +308,7 @@ def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> Non
 
 
 _PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "position", "description")
+_TOO_DEEP = object()
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -302,8 +320,12 @@ def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
 def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
     try:
         data = json.loads(text)
+    except RecursionError:
+        data = _TOO_DEEP
     except ValueError as exc:
         raise ConfigError(f"{where}: not JSON: {exc}") from None
+    if data is _TOO_DEEP or too_deep(data):  # raised here, outside the handler: no RecursionError as context
+        raise ConfigError(f"{where}: the pipeline file nests more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a pipeline file is a JSON object with {', '.join(_PIPELINE_KEYS[:4])}")
     unknown = sorted(set(data) - set(_PIPELINE_KEYS))

@@ -234,7 +234,7 @@ def _operand(name: str, op: str, operand: Any, what: str) -> Any:
             extra = [k for k in operand if k != "$each"]
             if extra:
                 raise FilterError(f"{where}: only the $each modifier is supported, not {_short(extra[0])}")
-            items = operand["$each"]
+            items = plain(operand["$each"])  # an ndarray or a pandas Series is a list
             if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
                 raise FilterError(f"{where}: $each takes a list")
             return tuple(plain(item) for item in items)

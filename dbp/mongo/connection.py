@@ -40,6 +40,13 @@ Document = dict[str, Any]
 _AUTH_CODES = frozenset({13, 18})
 
 
+def client_options(settings: MongoSettings) -> dict[str, Any]:
+    """The settings' client options; uuids as BSON's standard binary (subtype 4) unless they choose another form."""
+    query = settings.host.partition("?")[2].lower()
+    chosen = any(k.lower() == "uuidrepresentation" for k in settings.options) or "uuidrepresentation=" in query
+    return dict(settings.options) if chosen else {"uuidRepresentation": "standard", **settings.options}
+
+
 def reason(exc: PyMongoError) -> str:
     """The cause in a pymongo error, without its topology description."""
     if isinstance(exc, ServerSelectionTimeoutError):
@@ -78,7 +85,7 @@ class MongoConnection(Connection[MongoSettings]):
         problem = None
         try:
             client: MongoClient[Document] = MongoClient(
-                settings.host, connect=False, appname="dbp", **settings.options
+                settings.host, connect=False, appname="dbp", **client_options(settings)
             )
         except ConfigurationError as exc:  # an unresolvable mongodb+srv:// name, among others
             problem = _first_line(exc)

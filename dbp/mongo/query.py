@@ -21,7 +21,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError as PyMongoBulkWriteError
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from dbp._values import convert_row, plain, plan
+from dbp._values import convert_row, find_overflow, overflow_message, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
 from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse, register_scalar
 from dbp.mongo import cone as cones
@@ -212,9 +212,14 @@ def _valid_name(name: Any) -> str:
 UNENCODABLE = (InvalidDocument, OverflowError, UnicodeEncodeError)
 
 
-def _unencodable(what: str, exc: Exception, docs: Sequence[Mapping[str, Any]] = ()) -> FilterError:
-    """A FilterError for a value BSON cannot encode, naming the first such document of ``docs``."""
+def _unencodable(what: str, exc: Exception, docs: Sequence[Mapping[str, Any]] = (), *, rows: bool = True
+                 ) -> FilterError:
+    """A FilterError for a value BSON cannot encode, naming the first such document of ``docs`` (with ``rows``)."""
     where = ""
+    for i, doc in enumerate(docs):  # a datetime beyond BSON's years: named with its field
+        found = find_overflow(doc["u"] if set(doc) == {"w", "u"} else doc)  # bulk_update's: the update
+        if found is not None:
+            return FilterError(overflow_message(f"{what}: {f'row {i}: ' if rows else ''}{found[0]}", found[1]))
     for i, doc in enumerate(docs):
         try:
             encode(doc)
@@ -404,7 +409,7 @@ class MongoQuery(BaseQuery):
             except DuplicateKeyError:
                 found = None
             except UNENCODABLE as exc:
-                raise _unencodable(f"get_or_create on {self.name}", exc) from None
+                raise _unencodable(f"get_or_create on {self.name}", exc, [on_insert], rows=False) from None
             except PyMongoError as exc:
                 raise translate(exc, "get_or_create", self.name) from None
             if found is not None:
@@ -443,7 +448,7 @@ class MongoQuery(BaseQuery):
         try:
             return self.collection.update_many(self._filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
-            raise _unencodable(f"update on {self.name}", exc) from None
+            raise _unencodable(f"update on {self.name}", exc, [_fields(changes)], rows=False) from None
         except PyMongoError as exc:
             raise translate(exc, "update", self.name) from None
 
@@ -457,7 +462,7 @@ class MongoQuery(BaseQuery):
             doc: Optional[Row] = self.collection.find_one_and_update(
                 eq, update, upsert=True, return_document=ReturnDocument.AFTER)
         except UNENCODABLE as exc:
-            raise _unencodable(f"upsert on {self.name}", exc) from None
+            raise _unencodable(f"upsert on {self.name}", exc, [_fields(changes)], rows=False) from None
         except PyMongoError as exc:
             raise translate(exc, "upsert", self.name) from None
         assert doc is not None
@@ -563,6 +568,11 @@ class MongoQuery(BaseQuery):
 
 
 _NONE = type(None)
+
+
+def _fields(changes: Sequence[Change]) -> dict[str, Any]:
+    """An update's operands by path (to name the one BSON cannot encode)."""
+    return {c.path: c.value for c in changes}
 
 
 def _document(row: Mapping[str, Any], *, keep_none: bool = False) -> dict[str, Any]:

@@ -8,7 +8,9 @@ column, as numbers.
 
 Datetimes follow one rule on every path, and on both engines: an aware value
 is converted to UTC; a naive one is taken as UTC. A ``timestamp`` column
-stores the naive UTC value, a ``timestamptz`` column the instant.
+stores the naive UTC value, a ``timestamptz`` column the instant. An aware
+value whose UTC time falls outside years 1..9999 is refused: PostgreSQL would
+store it, and every read of it would fail.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import re
 import struct
 import uuid
 from collections.abc import Sequence
-from functools import partial
 from typing import Any, Optional
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dbp._values import converter, plain
+from dbp._values import converter, find_overflow, overflow_message, plain, utc_overflows
 from dbp.errors import FilterError
 
 __all__ = ["ColumnRule", "cast_type", "category"]
@@ -109,8 +111,32 @@ def _json_default(value: Any) -> Any:
     return converted
 
 
-#: JSON with numpy and pandas values inside taken as their plain values.
-dumps = partial(json.dumps, default=_json_default)
+#: A JSON string (skipped whole), or a number with a positive exponent: what json writes for a float of 1e16 or more.
+_EXPONENT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?[0-9]+(?:\.[0-9]+)?e\+[0-9]+)')
+
+
+def _positional(match: re.Match[str]) -> str:
+    number = match.group(1)
+    return match.group(0) if number is None else format(decimal.Decimal(number), "f") + ".0"
+
+
+def dumps(value: Any) -> str:
+    """JSON for a jsonb parameter, numpy and pandas values inside taken as their plain values.
+
+    jsonb keeps a number as ``numeric``, which prints ``1e+16`` as
+    ``10000000000000000``: read back, an int. A float that json writes with an
+    exponent is written positionally with a ``.0`` instead, which jsonb keeps and
+    prints so, and which reads back as the same float (ints stay ints).
+    Numbers jsonb already holds keep their form.
+    """
+    text = json.dumps(value, default=_json_default)
+    return _EXPONENT.sub(_positional, text) if "e+" in text else text
+
+
+def json_double(expr: sql.Composable) -> sql.Composable:
+    """``to_jsonb`` of the double ``expr`` that reads back as a float (``2.0``, not ``2``), as :func:`dumps` writes."""
+    return sql.SQL("(SELECT to_jsonb(round(x.n, greatest(scale(x.n), 1))) FROM (SELECT ({})::text::numeric AS n) AS x)"
+                   ).format(expr)
 
 
 def _utc_naive(value: _dt.datetime) -> _dt.datetime:
@@ -178,15 +204,18 @@ class ColumnRule:
                 return uuid.UUID(value)
             except ValueError:
                 raise self.refuse(value, where) from None
-        if kind == "datetime":
-            return _utc_naive(value)
-        if kind == "datetimetz":
-            return _utc_aware(value)
+        if kind in ("datetime", "datetimetz"):
+            if utc_overflows(value):
+                raise FilterError(overflow_message(f"{where}{self.label}", value))
+            return _utc_naive(value) if kind == "datetime" else _utc_aware(value)
         if kind == "json":
             return Jsonb(value, dumps=dumps)
         if kind == "array":
             items = [plain(item) for item in value]
             if self.element in ("datetime", "datetimetz"):  # the datetime rule, inside arrays too
+                found = find_overflow(items)
+                if found is not None:
+                    raise FilterError(overflow_message(f"{where}{self.label}", found[1]))
                 items = _each(items, _utc_naive if self.element == "datetime" else _utc_aware)
             allowed = _ELEMENTS.get(self.element or "")
             if allowed is not None:

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dbp.errors import FilterError
-from dbp.sql.types import ColumnRule, dumps
+from dbp.sql.types import ColumnRule, dumps, json_double
 from dbp.updates import Change, unique
 
 if TYPE_CHECKING:
@@ -224,8 +224,8 @@ def _apply_path(change: Change, current: sql.Composable, arg: sql.Composable, va
         new: sql.Composable = arg
     elif op in ("inc", "mul"):
         sign = sql.SQL("+" if op == "inc" else "*")
-        as_double = sql.SQL("to_jsonb(COALESCE(({} #>> {})::double precision, 0) {} {}::double precision)").format(
-            current, path, sign, arg)
+        as_double = json_double(sql.SQL("COALESCE(({} #>> {})::double precision, 0) {} {}::double precision").format(
+            current, path, sign, arg))
         if isinstance(value, float):  # a double operand: double arithmetic, as MongoDB's
             arithmetic: sql.Composable = as_double
         else:  # integers stay exact; a double stored there makes it double arithmetic
