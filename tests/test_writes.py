@@ -54,11 +54,11 @@ class Both:
 
     @staticmethod
     def to(engine: str, value: Any) -> Any:
-        """``value`` (a filter, row or list of them) with ``id`` as the engine's key."""
+        """``value`` (a filter, row or list of them) with ``id`` as the engine's key (a top-level field only)."""
         if engine == "sql":
             return value
-        if isinstance(value, dict):
-            return {("_id" if k == "id" else k): Both.to(engine, v) for k, v in value.items()}
+        if isinstance(value, dict):  # a jsonb value's own "id" stays "id"
+            return {("_id" if k == "id" else k): v for k, v in value.items()}
         if isinstance(value, list):
             return [Both.to(engine, v) for v in value]
         return value
