@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbp import DbpError, FilterError
+from dbp.filters import parse
 from dbp.mongo.connection import MongoConnection
 from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
-from dbp.updates import unique
+from dbp.sql.query import SQLQuery
+from dbp.updates import parse_update, unique
 
 from .test_updates import _changes
 
@@ -442,3 +444,20 @@ def test_random_updates_agree_on_the_hard_cases(duo: Duo, steps: list[tuple[str,
         if isinstance(results["sql"], type):
             assert results["sql"] is FilterError, results
         duo.same()
+
+
+def test_changes_folded_into_one_jsonb_column_grow_the_sql_linearly(duo: Duo) -> None:
+    """Each change names the value before it once: 16 paths in one column, not 2**16 copies of the column."""
+    q = duo.q["sql"]
+    assert isinstance(q, SQLQuery)
+
+    def length(count: int) -> int:
+        changes = parse_update({"$set": {f"doc.k{i}.v": i for i in range(count)}})
+        text, _ = q._update_sql(parse({"id": 1}), changes)
+        return len(text.as_string())
+
+    assert length(16) < 3 * length(8)
+    update = {"$set": {f"doc.k{i}.v": i for i in range(20)}, "$inc": {"doc.n": 1}, "$push": {"doc.l": 1},
+              "$addToSet": {"doc.s": "a"}, "$pull": {"doc.p": 1}, "$max": {"doc.m": 2}, "$unset": {"doc.u": ""}}
+    got = both(duo, "update", {"doc": {"p": [1, 2], "u": 1, "m": 1}}, update)
+    assert got["doc"] == {**{f"k{i}": {"v": i} for i in range(20)}, "n": 1, "l": [1], "s": ["a"], "p": [2], "m": 2}
