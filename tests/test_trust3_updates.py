@@ -462,3 +462,28 @@ def test_changes_folded_into_one_jsonb_column_grow_the_sql_linearly(duo: Duo) ->
               "$addToSet": {"doc.s": "a"}, "$pull": {"doc.p": 1}, "$max": {"doc.m": 2}, "$unset": {"doc.u": ""}}
     got = both(duo, "update", {"doc": {"p": [1, 2], "u": 1, "m": 1}}, update)
     assert got["doc"] == {**{f"k{i}": {"v": i} for i in range(20)}, "n": 1, "l": [1], "s": ["a"], "p": [2], "m": 2}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_columns_named_like_the_updates_own_names(sql_db: SQLConnection, method: str) -> None:
+    """A column named e, o, y, h, have or c is read as that column inside the array operators' subqueries."""
+    names = ["e", "o", "y", "h", "have", "c", "u", "x"]
+    sql_db.execute("CREATE TABLE clash_j (id int PRIMARY KEY, {});".format(", ".join(f"{n} jsonb" for n in names))
+                   + "CREATE TABLE clash_a (id int PRIMARY KEY, {});".format(", ".join(f"{n} bigint[]" for n in names)))
+    for table in ("clash_j", "clash_a"):
+        q = sql_db.query(table)
+        q.bulk_insert([{"id": 1, **{n: [2, 3] for n in names}}])
+
+        def run(update: dict[str, Any], q: BaseQuery = q) -> None:
+            assert (q.update({"id": 1}, update) if method == "update" else q.bulk_update([{"id": 1}], [update])) == 1
+
+        run({"$addToSet": {n: {"$each": [1, 2, 1]} for n in names}})
+        run({"$pull": {n: 3 for n in names}})
+        assert q.find_one({"id": 1}) == {"id": 1, **{n: [2, 1] for n in names}}, table
+    q = sql_db.query("clash_j")
+    q.bulk_update([{"id": 1}], [{"$pull": {n: 2 for n in names}, "$push": {n: {"$each": [5]} for n in names}}])
+    assert q.find_one({"id": 1}) == {"id": 1, **{n: [1, 5] for n in names}}
+    q.update({"id": 1}, {n: {"k": [2]} for n in names})
+    run_path = {"$addToSet": {f"{n}.k": {"$each": [1, 2]} for n in names}}
+    assert (q.update({"id": 1}, run_path) if method == "update" else q.bulk_update([{"id": 1}], [run_path])) == 1
+    assert q.find_one({"id": 1}) == {"id": 1, **{n: {"k": [2, 1]} for n in names}}

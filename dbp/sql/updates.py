@@ -153,21 +153,23 @@ def compile_changes(q: SQLBuilder, changes: Sequence[Change], operand: Operand,
     sets = []
     for column, items in by_column.items():
         expr: sql.Composable = ref(column)
-        for change in items:
-            expr = _apply(q, change, expr, operand)
+        for n, change in enumerate(items):
+            expr = _apply(q, change, expr, operand, bare=n == 0)
         sets.append(sql.SQL("{} = {}").format(q._q(column), expr))
     return sql.SQL(", ").join(sets)
 
 
-def _apply(q: SQLBuilder, change: Change, current: sql.Composable, operand: Operand) -> sql.Composable:
+def _apply(q: SQLBuilder, change: Change, current: sql.Composable, operand: Operand, *, bare: bool
+           ) -> sql.Composable:
+    """``current`` after ``change``; ``bare``: ``current`` is the column itself, not an earlier change's result."""
     value, type_name = operand_value(q, change)
     op = change.op
     kind = q.rules[change.field].category
     if change.subpath:
         if op == "unset" or (op == "set" and isinstance(value, Jsonb) and value.obj is None):
-            return _bind(current, lambda cur: _unset(change, cur))
+            return _bind(current, lambda cur: _unset(change, cur), bare)
         arg = operand(change, value, type_name)
-        return _bind(current, lambda cur: _apply_path(change, cur, arg, value))
+        return _bind(current, lambda cur: _apply_path(change, cur, arg, value), bare)
     if op == "unset":
         return sql.SQL("NULL")
     arg = operand(change, value, type_name)
@@ -180,7 +182,7 @@ def _apply(q: SQLBuilder, change: Change, current: sql.Composable, operand: Oper
         return sql.SQL("(COALESCE({}, 0) * {})").format(current, arg)
     if op in ("min", "max"):
         if kind == "json":
-            return _bind(current, lambda cur: _json_order(op, cur, arg))
+            return _bind(current, lambda cur: _json_order(op, cur, arg), bare)
         collate = sql.SQL(' COLLATE "C"') if kind == "text" and q._collate else sql.SQL("")
         ordered = sql.SQL("{}({}{}, {}{})").format(sql.SQL("LEAST" if op == "min" else "GREATEST"),
                                                   current, collate, arg, collate)
@@ -191,23 +193,27 @@ def _apply(q: SQLBuilder, change: Change, current: sql.Composable, operand: Oper
     if kind == "array":
         if op == "push":
             return sql.SQL("array_cat({}, {})").format(current, arg)
-        if op == "add_to_set":
+        if op == "add_to_set":  # the column is read in h, where no name of the query can shadow it
             return sql.SQL(
-                "array_cat(COALESCE({cur}, '{{}}'::{t}), ARRAY(SELECT u.e FROM unnest({arg}) WITH ORDINALITY "
-                "AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM unnest(COALESCE({cur}, '{{}}'::{t})) AS x(y) "
-                "WHERE x.y IS NOT DISTINCT FROM u.e) ORDER BY u.o))").format(cur=current, arg=arg, t=column_type)
+                "array_cat(COALESCE({cur}, '{{}}'::{t}), ARRAY(SELECT u.e FROM (SELECT COALESCE({cur}, '{{}}'::{t}) "
+                "OFFSET 0) AS h(have), unnest({arg}) WITH ORDINALITY AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM "
+                "unnest(h.have) AS x(y) WHERE x.y IS NOT DISTINCT FROM u.e) ORDER BY u.o))"
+            ).format(cur=current, arg=arg, t=column_type)
         return sql.SQL("array_remove({}, {})").format(current, arg)
-    return _bind(current, lambda cur: _json_array(change, cur, arg))  # a jsonb array
+    return _bind(current, lambda cur: _json_array(change, cur, arg), bare)  # a jsonb array
 
 
-def _bind(current: sql.Composable, build: Callable[[sql.Composable], sql.Composable]) -> sql.Composable:
-    """``build(value)`` where ``value`` names ``current`` once, in a subquery.
+def _bind(current: sql.Composable, build: Callable[[sql.Composable], sql.Composable], bare: bool) -> sql.Composable:
+    """``build(value)``, where ``value`` names ``current`` once, in a subquery, unless ``current`` is ``bare``.
 
     However many changes fold into one column, the SQL grows linearly (each
-    expression refers to its value several times), and no user column can shadow
-    a name the expression uses (``u.e``, ``x.y``). ``OFFSET 0`` keeps the planner
-    from pasting ``current`` back into every reference.
+    expression refers to its value several times). ``OFFSET 0`` keeps the planner
+    from pasting ``current`` back into every reference. A bare column is named as
+    it is (a subquery per row costs time); expressions read it only where no name
+    of their own (``u.e``, ``x.y``) can shadow it.
     """
+    if bare:
+        return build(current)
     return sql.SQL("(SELECT {} FROM (SELECT {} OFFSET 0) AS _dbp_b(c))").format(build(sql.SQL("_dbp_b.c")), current)
 
 
@@ -219,11 +225,11 @@ def _json_array(change: Change, cur: sql.Composable, arg: sql.Composable) -> sql
     op = change.op
     if op == "push":
         grown = sql.SQL("(COALESCE({}, '[]'::jsonb) || {})").format(cur, arg)
-    elif op == "add_to_set":
+    elif op == "add_to_set":  # cur is read in h, where no name of the query can shadow it
         grown = sql.SQL(
-            "(COALESCE({cur}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(u.e ORDER BY u.o) FROM "
-            "jsonb_array_elements({arg}) WITH ORDINALITY AS u(e, o) WHERE NOT EXISTS (SELECT 1 FROM "
-            "jsonb_array_elements(COALESCE({cur}, '[]'::jsonb)) AS x(y) WHERE x.y = u.e)), '[]'::jsonb))"
+            "(COALESCE({cur}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(u.e ORDER BY u.o) FROM (SELECT "
+            "ARRAY(SELECT jsonb_array_elements(COALESCE({cur}, '[]'::jsonb))) OFFSET 0) AS h(have), "
+            "jsonb_array_elements({arg}) WITH ORDINALITY AS u(e, o) WHERE u.e <> ALL (h.have)), '[]'::jsonb))"
         ).format(cur=cur, arg=arg)
     else:
         match = _condition(change.value, arg) if isinstance(change.value, dict) else sql.SQL("u.e = {}").format(arg)
