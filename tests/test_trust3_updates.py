@@ -383,6 +383,9 @@ _safe = st.one_of(
     st.builds(lambda a, c, v: {"$pull": {a: c}, "$push": {a: {"$each": v}}}, _arrays, _conditions,
               st.lists(_element, max_size=2)),
     st.builds(lambda op, v: {op: {"doc.m": v}}, st.sampled_from(["$min", "$max"]), _ordered),
+    st.builds(lambda c, e, v, p: {"$pull": {"doc.list": c}, "$addToSet": {"doc.g.list": e}, "$max": {"doc.m": v},
+                                  "$inc": {f"doc.c.{p}": 1}, "$unset": {f"doc.arr.{p}": ""}},  # one column, folded
+              _conditions, _element, _ordered, _parts),
     st.builds(lambda v: {"$set": {"doc.m": v}}, _ordered | st.just({"z": 1}) | st.just([1, 2])),
     st.builds(lambda op, v: {op: {"doc.h.m": v}}, st.sampled_from(["$min", "$max"]), _ordered),
     st.builds(lambda p: {"$unset": {f"doc.arr.{p}": ""}}, _parts),
