@@ -62,7 +62,7 @@ class Duo:
     """The table and the collection, written alike and read back alike."""
 
     def __init__(self, sql: SQLConnection, mongo: MongoConnection) -> None:
-        self.q: dict[str, BaseQuery] = {"sql": sql.query("item"), "mongo": mongo.query("item")}
+        self.q: dict[str, Any] = {"sql": sql.query("item"), "mongo": mongo.query("item")}
 
     @staticmethod
     def key(engine: str) -> str:
@@ -203,7 +203,7 @@ def test_unset_below_a_scalar_or_an_array_changes_nothing(duo: Duo, method: str,
 def test_add_to_set_of_nothing_into_a_non_array_is_refused(duo: Duo, method: str, value: Any, path: str) -> None:
     row = {"doc": {"k": value}} if path == "doc.k" else {path: value}
     duo.seed([{"id": 1, **row}])
-    update = {"$addToSet": {path: {"$each": []}}}
+    update: dict[str, Any] = {"$addToSet": {path: {"$each": []}}}
     results = {engine: duo.run(engine, method, [1], update) for engine in ENGINES}
     assert results["sql"] is FilterError and results["mongo"] is not None and issubclass(results["mongo"], DbpError)
     with pytest.raises(FilterError, match=rf"\$addToSet needs an array at {path}"):
@@ -273,7 +273,7 @@ def test_max_and_min_order_a_stored_nan_below_every_number(duo: Duo) -> None:
 
 # -- item 24: $addToSet, $pull, $min and $max below the top of a jsonb column --------------------------
 
-DOC_CASES: list[tuple[dict[str, Any], dict[str, Any], Any]] = [
+DOC_CASES: list[tuple[Any, dict[str, Any], Any]] = [
     # $addToSet
     ({"m": [1, 2]}, {"$addToSet": {"doc.m": {"$each": [2, 3, 3]}}}, {"m": [1, 2, 3]}),
     ({"m": [1, True]}, {"$addToSet": {"doc.m": {"$each": [1.0, True, False]}}}, {"m": [1, True, False]}),
@@ -415,7 +415,7 @@ _hard_steps = st.lists(st.tuples(
     st.sampled_from(["update", "bulk_update", "upsert"]), st.lists(st.integers(1, 4), min_size=1, max_size=3),
     st.sampled_from(["safe"] * 4 + ["risky", "sql only"]).flatmap(
         lambda kind: _KINDS[kind].map(lambda update: (kind, update)))), min_size=1, max_size=8)
-SEED = [
+SEED: list[dict[str, Any]] = [
     {"id": 1, "n": 3, "x": 0.5, "s": "m", "tags": ["a"], "nums": [1, 1], "vals": [0.5, math.nan],
      "doc": {"a": 1, "c": {"a": 1}, "arr": [1, 2, 3], "list": [{"c": "a", "p": 1}, {"p": 2}, 3], "m": "b",
              "g": {"list": [{"c": ["a", "b"]}, "a"]}},
