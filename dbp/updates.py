@@ -297,8 +297,23 @@ def initial(changes: Sequence[Change]) -> dict[str, Any]:
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal as stored values: ``True`` is not ``1`` (bool and number differ in both engines)."""
-    return (type(a) is bool) == (type(b) is bool) and a == b
+    """Equal as stored values, as MongoDB compares them: ``True`` is not ``1``, NaN is NaN, inside documents too.
+
+    Key order counts nowhere here (jsonb keeps none; MongoDB's documents do: see the README).
+    """
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return len(a) == len(b) and all(k in b and same(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(same, a, b))
+    if (type(a) is bool) != (type(b) is bool):
+        return False
+    if _nan(a) or _nan(b):
+        return _nan(a) and _nan(b)
+    return bool(a == b)
+
+
+def _nan(value: Any) -> bool:
+    return (isinstance(value, float) and value != value) or (isinstance(value, Decimal) and value.is_nan())
 
 
 def unique(items: Sequence[Any]) -> list[Any]:

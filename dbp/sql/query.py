@@ -23,7 +23,7 @@ from dbp.sql.bulk import LOCK_NOT_AVAILABLE, TRANSIENT, bulk_insert, retrying
 from dbp.sql.catalog import Column
 from dbp.sql.errors import query_error
 from dbp.sql.types import ColumnRule
-from dbp.sql.updates import compile_changes, operand_getter, operand_value, shape
+from dbp.sql.updates import compile_changes, operand_getter, operand_value, refusal, shape
 from dbp.updates import Change, Columns, initial
 
 if TYPE_CHECKING:
@@ -466,4 +466,4 @@ def _unsendable(exc: Exception) -> str:
 
 
 def _cause(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or str(exc).splitlines()[0]
+    return refusal(exc.diag.message_primary or str(exc).splitlines()[0])
