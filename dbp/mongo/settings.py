@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus
 
-from dbp._redact import MASK, is_secret_key, mask_query, register_public, register_secret, shown, userinfo_end
+from dbp._redact import (
+    MASK,
+    is_secret_key,
+    mask_query,
+    register_public,
+    register_secret,
+    shown,
+    stray_at,
+    userinfo_end,
+)
 from dbp._types import check_number, check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
@@ -174,7 +183,7 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
     user, _, password = userinfo.partition(":")
-    if any(c in userinfo for c in "/?#@") or ":" in password:
+    if any(c in userinfo for c in "/?#@") or ":" in password or stray_at(address):
         raise ConfigError(
             f"{where}: the user name or password holds an unescaped '/', '?', '#', ':' or '@'; "
             "percent-encode it (urllib.parse.quote_plus(password))"
