@@ -131,7 +131,9 @@ def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str
          projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
          ) -> Iterator[dict[str, Any]]:
     stages = pipeline(q, node, centre, sort, limit, offset)
-    cursor = q.collection.aggregate(stages, batchSize=batch) if batch else q.collection.aggregate(stages)
+    limit_ms = q.db.time_limit
+    cursor = q.collection.aggregate(stages, batchSize=batch, **limit_ms) if batch else q.collection.aggregate(
+        stages, **limit_ms)
     try:
         for doc in cursor:
             yield shape(doc, projection)
@@ -141,7 +143,7 @@ def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str
 
 def count(q: MongoQuery, node: Node, limit: Optional[int]) -> int:
     stages = [*pipeline(q, node, None, [], limit, 0), {"$count": "n"}]
-    found = list(q.collection.aggregate(stages))
+    found = list(q.collection.aggregate(stages, **q.db.time_limit))
     return int(found[0]["n"]) if found else 0
 
 
@@ -163,7 +165,8 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
     query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
     index = DecIndex(positions, radius)
     found: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, doc in enumerate(q.collection.find(query).sort("_id", 1)):  # ties go to the lowest _id, as in SQL
+    cursor = q.collection.find(query, max_time_ms=q.db.settings.max_time_ms).sort("_id", 1)
+    for n, doc in enumerate(cursor):  # ties go to the lowest _id, as in SQL
         point = _point(doc, where.point)
         if point is None:
             continue
