@@ -44,7 +44,8 @@ _DISTANCE = "_dbp_distance"
 def _require(position: Optional[Position], name: str) -> Position:
     if position is None:
         raise FilterError(f"{name} declares no position for $cone / crossmatch; add position = "
-                          '{ point = "field", ra_offset = 0 } to its entry in collections.toml')
+                          '{ point = "field", ra_offset = 0 } to its entry in collections.toml in the folder '
+                          "SCHEMA_DIR names (dbp init-project copies dbp's bundled one there)")
     return position
 
 

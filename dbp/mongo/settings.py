@@ -191,7 +191,7 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     if any(c in userinfo for c in "/?#@") or ":" in password or stray_at(address):
         raise ConfigError(
             f"{where}: the user name or password holds an unescaped '/', '?', '#', ':' or '@'; "
-            "percent-encode it (urllib.parse.quote_plus(password))"
+            "percent-encode it (urllib.parse.quote(password, safe=''))"
         )
     if _BAD_ESCAPE.search(userinfo):
         raise ConfigError(f"{where}: the user name or password holds a '%' that starts no %XX escape; write it %25")

@@ -93,8 +93,14 @@ def position(q: SQLBuilder) -> Position:
     root = q.db.settings.schema_dir or bundled("sql")
     found = _declarations(root).get(q.name)
     if found is None:
-        raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add [{q.name}] with ra and dec "
-                          f"columns to {root / DECLARATION}")
+        raise FilterError(
+            f"{q.name} declares no position for $cone / crossmatch; " + (
+                "inline SQL cannot declare one: save the statement as a named query (a .sql file in "
+                "QUERIES_DIR) with a '-- position: ra_column, dec_column' header" if q.name == "inline SQL" else
+                "add a '-- position: ra_column, dec_column' header to its .sql file" if hasattr(q, "statement") else
+                f"add [{q.name}] with ra and dec columns to {root / DECLARATION}" if q.db.settings.schema_dir else
+                f"add [{q.name}] with ra and dec columns to {DECLARATION} in your SQL schema folder and set "
+                "SCHEMA_DIR to it (dbp init-project copies dbp's bundled one)"))
     q._column(found.ra)
     q._column(found.dec)
     return found
