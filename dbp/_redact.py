@@ -106,6 +106,27 @@ def userinfo_end(rest: str) -> int:
     return -1
 
 
+def stray_at(address: str) -> bool:
+    """Whether ``address`` (a URL after its userinfo's ``@``) holds another unescaped ``@`` a human
+    would read as the end of the userinfo: in the host list or path, in a query parameter's name
+    (before its ``=``), in a query value before a ``/`` or ``:`` (``?k=v@host:port/db``), or in
+    the fragment. Such a URL's authority is ambiguous (its password probably holds ``@`` and
+    ``/``, ``?`` or ``#``); a plain ``@`` in a query value (``application_name=me@lab``) is not.
+    """
+    cut = min((i for i in (address.find("?"), address.find("#")) if i >= 0), default=len(address))
+    head, sep, tail = address[:cut], address[cut:cut + 1], address[cut + 1:]
+    if "@" in head:
+        return True
+    query, _, fragment = tail.partition("#") if sep == "?" else ("", "#", tail)
+    if "@" in fragment:
+        return True
+    for item in query.split("&"):
+        name, _, value = item.partition("=")
+        if "@" in name or any(c in value.partition("@")[2] for c in "/:"):
+            return True
+    return False
+
+
 def _authority_end(rest: str) -> int:
     end = len(rest)
     for c in "/?#":

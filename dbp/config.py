@@ -9,7 +9,6 @@ one :class:`~dbp.errors.ConfigError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,9 +18,8 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
-from urllib.parse import quote, urlencode
 
-from dbp._redact import is_secret_key, mask_mapping, register_secret
+from dbp._redact import mask_mapping, register_secret
 from dbp._types import MAX_DEPTH, too_deep
 from dbp.engines import ENGINES, EngineSettings, engine_for_section
 from dbp.errors import ConfigError
@@ -330,7 +328,7 @@ def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
     for spec in ENGINES.values():
         section = sections.get(spec.section)
         if section is not None and "AIRFLOW_CONN_ID" in section:
-            section = _from_airflow(section, spec.address_keys, env, f"DB_CONFIG.{spec.section}")
+            section = _from_airflow(section, spec.address_keys, env, f"DB_CONFIG.{spec.section}", spec.name)
         url = env.get(spec.url_env)
         if url:
             kept = {k: v for k, v in (section or {}).items() if k not in spec.address_keys}
@@ -360,8 +358,11 @@ def _resolve_paths(section: Section, source: Optional[Path], where: str) -> Sect
 
 
 def _from_airflow(
-    section: Section, address_keys: frozenset[str], env: Mapping[str, str], where: str
+    section: Section, address_keys: frozenset[str], env: Mapping[str, str], where: str, engine: str
 ) -> Section:
+    """The section with its address read from ``$AIRFLOW_CONN_<ID>``, mapped as ``DbpHook`` maps it."""
+    from dbp.airflow.mapping import connection_from_env, engine_for, section_for
+
     conn_id = section["AIRFLOW_CONN_ID"]
     if not isinstance(conn_id, str) or not conn_id:
         raise ConfigError(f"{where}.AIRFLOW_CONN_ID must be a connection id string")
@@ -370,39 +371,6 @@ def _from_airflow(
     if not value:
         raise ConfigError(f"{where}.AIRFLOW_CONN_ID is {conn_id!r} but ${var} is not set")
     kept = {k: v for k, v in section.items() if k not in address_keys}
-    return Section(kept, URL=_airflow_uri(value.strip(), var))
-
-
-def _airflow_uri(value: str, var: str) -> str:
-    """An Airflow connection (URI or JSON form) as a URI; drivers normalise the scheme."""
-    if not value.startswith("{"):
-        return value
-    try:
-        conn = json.loads(value)
-    except ValueError:
-        raise ConfigError(f"${var} is neither a URI nor valid JSON") from None
-    if not isinstance(conn, dict) or "conn_type" not in conn:
-        raise ConfigError(f"${var}: a JSON Airflow connection needs at least conn_type")
-    password = conn.get("password")
-    if password:
-        register_secret(str(password))
-    userinfo = quote(str(conn.get("login") or ""), safe="")
-    if password:
-        userinfo += ":" + quote(str(password), safe="")
-    # a unix-socket directory is percent-encoded, as libpq reads it from a URI's host
-    netloc = (userinfo + "@" if userinfo else "") + quote(str(conn.get("host") or ""), safe="[]:,")
-    if conn.get("port"):
-        netloc += f":{conn['port']}"
-    extra = conn.get("extra") or {}
-    if isinstance(extra, str):
-        try:
-            extra = json.loads(extra)
-        except ValueError:
-            extra = {}
-    if isinstance(extra, dict):
-        for key, value in extra.items():
-            if is_secret_key(key) and value:
-                register_secret(str(value))
-    query = urlencode({"__extra__": json.dumps(extra)}) if extra else ""
-    schema = quote(str(conn.get("schema") or ""), safe="")
-    return f"{conn['conn_type']}://{netloc}/{schema}" + (f"?{query}" if query else "")
+    conn = connection_from_env(value, conn_id, var)
+    database = kept.get("DATABASE") if engine == "mongo" else None
+    return Section(section_for(conn, engine_for(conn, engine), database=database, settings=kept))

@@ -21,10 +21,36 @@ letter as ``[xX]`` for every engine instead of relying on the engines' Unicode
 case folding, which differs (PCRE folds the Kelvin sign to k, Python also
 folds dotless i, PostgreSQL neither). Non-ASCII letters match themselves only.
 
-Limits against runaway backtracking on MongoDB: at most 256 characters, at
-most 8 quantifiers, and no quantifier on a group that holds a quantifier or an
-alternation (``(a+)+``, ``(a|ab)*``). PostgreSQL's engine does not backtrack
-exponentially; PCRE does.
+Linear by construction. MongoDB's PCRE (and SecantusDB's ``re``) backtrack:
+from each start position they try the pattern's choices depth first, so their
+time is the number of partial parses they explore. The subset admits only
+patterns in which the next character decides every choice:
+
+1. Alternatives (``a|b``) inside a group can never match nothing and no two can
+   start with the same character (``(?:ZTF|ztf)``, not ``(a|ab)`` or ``(.|.)``).
+2. A quantifier that leaves a choice (``? * + {m,} {m,n}``) repeats something
+   that cannot match nothing, and no character can both start another repetition
+   and continue after it (``[a-z]*[0-9]``, ``a*`` at the end; not ``a*a``, ``.*x``,
+   ``a?a``). The set "what continues after it" looks through optional items and
+   group ends, as a DFA construction would (Glushkov's follow sets).
+3. A quantified group holds no quantifier and no ``|``; at most 8 quantifiers,
+   repeat counts up to 100, groups nested up to 20 deep, 256 characters.
+
+With 1 and 2, the pattern is deterministic (its Glushkov automaton is): after
+any prefix of the input, at most one partial parse can go on, and every other
+choice fails on the next character, having cost O(p) work (p: the pattern's
+length, the choices one position can offer). With 3, no empty iteration or
+empty alternative gives a second parse of the same text. So a match attempt
+from one start costs O(p·m) for m characters, and the engine's search over all
+n starts O(p·n²) in the worst case (in practice: a start's run dies within a few
+characters unless a loop runs on); PostgreSQL's engine does not backtrack.
+
+One relaxation, for ``^ZTF.*19``: in a branch anchored by ``^`` (one start
+position), one quantifier may break rule 2 if everything after it is of bounded
+length (no ``* + {m,}`` follows it). The engine then tries each of the at most m
+places the loop can stop, and from each runs a deterministic tail of bounded
+length L: O(p·m·L). Top-level alternatives (``a*|b*``) are tried one after the
+other, so their costs add; each is checked as a pattern of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +74,98 @@ _HINTS = {
     "s": "list the characters, e.g. [ \\t]", "S": "list the characters", "b": "word boundaries differ",
     "B": "word boundaries differ", "A": "use ^", "Z": "use $", "z": "use $",
 }
+
+
+#: A set of characters: sorted, disjoint, non-adjacent code point ranges (inclusive).
+CharSet = tuple[tuple[int, int], ...]
+_TOP = 0x10FFFF
+_DOT: CharSet = ((0, 9), (11, _TOP))  # '.': anything but a newline
+
+
+def _norm(ranges: list[tuple[int, int]]) -> CharSet:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _complement(chars: CharSet) -> CharSet:
+    out, start = [], 0
+    for lo, hi in chars:
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= _TOP:
+        out.append((start, _TOP))
+    return tuple(out)
+
+
+def _common(a: CharSet, b: CharSet) -> int | None:
+    """The smallest code point in both sets, or None."""
+    found = [max(alo, blo) for alo, ahi in a for blo, bhi in b if max(alo, blo) <= min(ahi, bhi)]
+    return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class _Node:
+    """The parsed pattern: ``char`` (one character of ``chars``), ``anchor`` (^ $), ``seq``, ``alt``,
+    ``repeat`` (``items[0]`` ``lo`` to ``hi`` times, None: unbounded; ``pos``: where its quantifier is)."""
+
+    kind: str
+    pos: int
+    chars: CharSet = ()
+    items: tuple[_Node, ...] = ()
+    lo: int = 1
+    hi: int | None = 1
+    text: str = ""
+
+
+def _nullable(node: _Node) -> bool:
+    if node.kind == "char":
+        return False
+    if node.kind == "anchor":
+        return True
+    if node.kind == "seq":
+        return all(_nullable(i) for i in node.items)
+    if node.kind == "alt":
+        return any(_nullable(i) for i in node.items)
+    return node.lo == 0 or _nullable(node.items[0])
+
+
+def _first(node: _Node) -> CharSet:
+    """The characters a match of ``node`` can start with."""
+    if node.kind == "char":
+        return node.chars
+    if node.kind == "seq":
+        out: list[tuple[int, int]] = []
+        for item in node.items:
+            out.extend(_first(item))
+            if not _nullable(item):
+                break
+        return _norm(out)
+    return _norm([r for item in node.items for r in _first(item)])
+
+
+def _repeats(node: _Node) -> list[_Node]:
+    found = [node] if node.kind == "repeat" else []
+    return found + [r for item in node.items for r in _repeats(item)]
+
+
+def _example(a: CharSet, b: CharSet) -> str:
+    """A character in both sets, printable and ASCII if there is one."""
+    for lo, hi in (0x61, 0x7A), (0x21, 0x7E), (0xA1, _TOP):
+        code = _common(_common_set(a, b), ((lo, hi),))
+        if code is not None:
+            return repr(chr(code))
+    code = _common(a, b)
+    return f"U+{code or 0:04X}"
+
+
+def _common_set(a: CharSet, b: CharSet) -> CharSet:
+    return _norm([(max(alo, blo), min(ahi, bhi)) for alo, ahi in a for blo, bhi in b if max(alo, blo) <= min(ahi, bhi)])
 
 
 @dataclass(frozen=True)
@@ -89,27 +207,30 @@ class _Parser:
     def peek(self) -> str:
         return self.p[self.i] if self.i < len(self.p) else ""
 
-    # Each parse_* returns (mongo text, postgres text, holds a quantifier or alternation).
+    # Each parse_* returns (mongo text, postgres text, holds a quantifier or alternation, node).
 
-    def parse_alternation(self, depth: int) -> tuple[str, str, bool]:
+    def parse_alternation(self, depth: int) -> tuple[str, str, bool, _Node]:
         start = self.i
         branches = [self.parse_branch(depth)]
         while self.peek() == "|":
             self.i += 1
             branches.append(self.parse_branch(depth))
-        if len(branches) > 1 and any(not m for m, _, _ in branches):
+        if len(branches) > 1 and any(not b[0] for b in branches):
             raise self.error("an empty alternative", start)
         mongo = "|".join(b[0] for b in branches)
         postgres = "|".join(b[1] for b in branches)
-        return mongo, postgres, len(branches) > 1 or any(b[2] for b in branches)
+        node = branches[0][3] if len(branches) == 1 else _Node("alt", start, items=tuple(b[3] for b in branches))
+        return mongo, postgres, len(branches) > 1 or any(b[2] for b in branches), node
 
-    def parse_branch(self, depth: int) -> tuple[str, str, bool]:
+    def parse_branch(self, depth: int) -> tuple[str, str, bool, _Node]:
         mongo: list[str] = []
         postgres: list[str] = []
+        items: list[_Node] = []
         complex_ = False
+        begin = self.i
         while self.i < len(self.p) and self.peek() not in "|)":
             start = self.i
-            m, pg, inner, repeatable = self.parse_atom(depth)
+            m, pg, inner, repeatable, node = self.parse_atom(depth)
             q = self.parse_quantifier()
             if q:
                 if not repeatable:
@@ -118,10 +239,13 @@ class _Parser:
                     raise self.error(f"a quantifier {q!r} on a group holding a quantifier or '|'",
                                      self.i - len(q))
                 complex_ = True
+                lo, hi = _bounds(q)
+                node = _Node("repeat", self.i - len(q), items=(node,), lo=lo, hi=hi, text=q)
             mongo.append(m + q)
             postgres.append(pg + q)
+            items.append(node)
             complex_ = complex_ or inner
-        return "".join(mongo), "".join(postgres), complex_
+        return "".join(mongo), "".join(postgres), complex_, _Node("seq", begin, items=tuple(items))
 
     def parse_quantifier(self) -> str:
         ch = self.peek()
@@ -151,8 +275,8 @@ class _Parser:
             raise self.error(f"more than {MAX_QUANTIFIERS} quantifiers", start)
         return q
 
-    def parse_atom(self, depth: int) -> tuple[str, str, bool, bool]:
-        """(mongo, postgres, holds a quantifier or '|', may be quantified)."""
+    def parse_atom(self, depth: int) -> tuple[str, str, bool, bool, _Node]:
+        """(mongo, postgres, holds a quantifier or '|', may be quantified, node)."""
         ch = self.peek()
         start = self.i
         if ch == "(":
@@ -166,28 +290,28 @@ class _Parser:
                 opening = "("
             if depth >= 20:
                 raise self.error("groups nested more than 20 deep", start)
-            m, pg, inner = self.parse_alternation(depth + 1)
+            m, pg, inner, node = self.parse_alternation(depth + 1)
             if self.peek() != ")":
                 raise self.error("an unclosed '('", start)
             self.i += 1
             if not m:
                 raise self.error("an empty group", start)
-            return opening + m + ")", opening + pg + ")", inner, True
+            return opening + m + ")", opening + pg + ")", inner, True, node
         if ch in ("*", "+", "?", "{"):
             raise self.error(f"a quantifier {ch!r} with nothing to repeat")
         if ch in ("]", "}"):
             raise self.error(f"an unescaped {ch!r} (escape it: \\{ch})")
         self.i += 1
         if ch == ".":
-            return ".", "[^\\n]", False, True
+            return ".", "[^\\n]", False, True, _Node("char", start, _DOT)
         if ch == "^":
-            return "^", "^", False, False
+            return "^", "^", False, False, _Node("anchor", start)
         if ch == "$":
-            return "$", "(?=\\n?$)", False, False
+            return "$", "(?=\\n?$)", False, False, _Node("anchor", start)
         if ch == "[":
             self.i -= 1
-            m = self.parse_class()
-            return m, m, False, True
+            m, chars = self.parse_class()
+            return m, m, False, True, _Node("char", start, chars)
         if ch == "\\":
             esc = self.peek()
             if not esc:
@@ -196,12 +320,13 @@ class _Parser:
             if esc not in ESCAPABLE:
                 hint = _HINTS.get(esc) or ("backreferences are not portable" if esc.isdigit() else "")
                 raise self.error(f"the escape '\\{esc}'" + (f" ({hint})" if hint else ""), start)
-            return "\\" + esc, "\\" + esc, False, True
+            return "\\" + esc, "\\" + esc, False, True, _Node("char", start, ((ord(esc), ord(esc)),))
         self._check_char(ch, start)
         if self.icase and ch.isascii() and ch.isalpha():
             both = f"[{ch.lower()}{ch.upper()}]"
-            return both, both, False, True
-        return ch, ch, False, True
+            chars = _norm([(ord(ch.lower()), ord(ch.lower())), (ord(ch.upper()), ord(ch.upper()))])
+            return both, both, False, True, _Node("char", start, chars)
+        return ch, ch, False, True, _Node("char", start, ((ord(ch), ord(ch)),))
 
     def _check_char(self, ch: str, pos: int) -> None:
         if ch == "\x00":
@@ -228,7 +353,8 @@ class _Parser:
         self._check_char(ch, pos)
         return ch, ch
 
-    def parse_class(self) -> str:
+    def parse_class(self) -> tuple[str, CharSet]:
+        """The class's text, and the characters it matches."""
         start = self.i
         self.i += 1
         negate = self.peek() == "^"
@@ -238,6 +364,7 @@ class _Parser:
             raise self.error("an empty class or a leading ']' (escape it: \\])", start)
         parts: list[str] = []
         extra: list[str] = []
+        ranges: list[tuple[int, int]] = []
         while True:
             if not self.peek():
                 raise self.error("an unclosed '['", start)
@@ -252,16 +379,19 @@ class _Parser:
                 if ord(hi) < ord(lo):
                     raise self.error(f"a reversed range {lo}-{hi}", pos)
                 parts.append(f"{text}-{hi_text}")
+                ranges.append((ord(lo), ord(hi)))
                 if self.icase:
                     extra.extend(_letters(ord(lo), ord(hi)))
             else:
                 if self.peek() == "-":
                     raise self.error("an unescaped '-' at the end of a class (escape it: \\-)")
                 parts.append(text)
+                ranges.append((ord(lo), ord(lo)))
                 if self.icase and lo.isascii() and lo.isalpha():
                     extra.append(lo.swapcase())
         body = "".join(parts) + "".join(dict.fromkeys(extra))
-        return "[" + ("^" if negate else "") + body + "]"
+        chars = _norm(ranges + [(ord(c), ord(c)) for c in extra])
+        return "[" + ("^" if negate else "") + body + "]", _complement(chars) if negate else chars
 
 
 def translate(pattern: object, options: object = "") -> Regex:
@@ -273,10 +403,68 @@ def translate(pattern: object, options: object = "") -> Regex:
     if len(pattern) > MAX_LENGTH:
         raise FilterError(f"$regex: a pattern of {len(pattern)} characters is longer than {MAX_LENGTH}")
     parser = _Parser(pattern, options == "i")
-    mongo, postgres, _ = parser.parse_alternation(0)
+    mongo, postgres, _, root = parser.parse_alternation(0)
     if parser.i != len(pattern):  # a ')' with no '('
         raise parser.error("an unmatched ')'")
+    for branch in root.items if root.kind == "alt" else (root,):  # top-level alternatives: costs add
+        _Checker(parser).check_branch(branch)
     return Regex(pattern, options == "i", mongo, postgres)
+
+
+def _bounds(quantifier: str) -> tuple[int, int | None]:
+    if quantifier in ("*", "+", "?"):
+        return {"*": (0, None), "+": (1, None), "?": (0, 1)}[quantifier]
+    lo, comma, hi = quantifier[1:-1].partition(",")
+    return int(lo), (int(hi) if hi else None) if comma else int(lo)
+
+
+class _Checker:
+    """Rules 1 and 2 of the module docstring, with the relaxation for anchored branches."""
+
+    def __init__(self, parser: _Parser) -> None:
+        self.parser = parser
+        #: Quantifiers that leave a choice the next character does not decide, with such a character.
+        self.ambiguous: list[tuple[_Node, str]] = []
+
+    def check_branch(self, branch: _Node) -> None:
+        self.walk(branch, ())
+        if not self.ambiguous:
+            return
+        node, example = min(self.ambiguous, key=lambda a: a[0].pos)
+        anchored = bool(branch.items) and branch.items[0].kind == "anchor" and self.parser.p[branch.items[0].pos] == "^"
+        later = [r for r in _repeats(branch) if r.hi is None and r.pos > node.pos]
+        if anchored and len(self.ambiguous) == 1 and not later:
+            return
+        raise self.parser.error(
+            f"a quantifier {node.text!r} that {example} could either repeat or end (make them differ, "
+            "e.g. [^x]*x; or anchor with ^ and put no *, + or {m,} after it)", node.pos)
+
+    def walk(self, node: _Node, follow: CharSet) -> None:
+        """Check ``node``, which ``follow`` (the characters that can come right after it) follows."""
+        if node.kind == "seq":
+            after = follow
+            for item in reversed(node.items):
+                self.walk(item, after)
+                after = _norm(list(_first(item)) + (list(after) if _nullable(item) else []))
+        elif node.kind == "alt":
+            for i, branch in enumerate(node.items):
+                if _nullable(branch):
+                    raise self.parser.error("an alternative that can match nothing (make the group optional "
+                                            "instead: (?:a|b)?)", branch.pos)
+                for other in node.items[:i]:
+                    if _common(_first(branch), _first(other)) is not None:
+                        raise self.parser.error(f"alternatives that can both start with "
+                                                f"{_example(_first(branch), _first(other))} (factor it out: "
+                                                "a(?:b|c), not ab|ac)", branch.pos)
+                self.walk(branch, follow)
+        elif node.kind == "repeat":
+            body = node.items[0]
+            if _nullable(body):
+                raise self.parser.error(f"a quantifier {node.text!r} on something that can match nothing", node.pos)
+            if node.hi != node.lo and _common(_first(body), follow) is not None:
+                self.ambiguous.append((node, _example(_first(body), follow)))
+            again = node.hi is None or node.hi > 1
+            self.walk(body, _norm(list(follow) + list(_first(body))) if again else follow)
 
 
 def escape(text: str) -> str:

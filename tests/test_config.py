@@ -200,7 +200,7 @@ def test_airflow_connection_by_id(tmp_path: Path) -> None:
     assert config.settings("sql").address == "ah:5432/adb"
     mongo = config.settings("mongo")
     assert mongo.address == "mh:27017/ztf"
-    assert mongo.host.startswith("mongodb://")  # type: ignore[attr-defined]
+    assert mongo.options["authSource"] == "admin"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"\$AIRFLOW_CONN_ALERCE_PG is not set"):
         load_config(path, environ={"AIRFLOW_CONN_ALERCE_MONGO": json_conn})
 

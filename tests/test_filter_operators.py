@@ -342,11 +342,40 @@ def _regexes(draw: Any) -> str:
 
     branches = [sequence(0) for _ in range(draw(st.integers(1, 2)))]
     pattern = "|".join(branches)
-    if draw(st.booleans()):
+    start, end = draw(st.booleans()), draw(st.booleans())
+    if start:
         pattern = "^" + pattern if len(branches) == 1 else "^(?:" + pattern + ")"
-    if draw(st.booleans()):
+    if end:
         pattern += "$"
-    return pattern
+    if start and len(branches) > 1 and not _accepted(pattern):  # alternatives that overlap: anchor each
+        pattern = "|".join("^" + b + ("$" if end else "") for b in branches)
+    return _linear(pattern)
+
+
+def _accepted(pattern: str) -> bool:
+    try:
+        translate(pattern)
+        translate(pattern, "i")
+    except FilterError:
+        return False
+    return True
+
+
+def _linear(pattern: str) -> str:
+    """``pattern`` without the quantifiers that the linearity rules of dbp.regex refuse."""
+    while True:
+        try:
+            translate(pattern)
+            translate(pattern, "i")
+            return pattern
+        except FilterError as exc:
+            problem = str(exc)
+        found = re.search(r"a quantifier .* at position (\d+) is outside", problem)
+        assert found, problem
+        pos = int(found[1])
+        quantifier = re.match(r"[*+?]|\{[0-9,]+\}", pattern[pos:])
+        assert quantifier, problem
+        pattern = pattern[:pos] + pattern[pos + len(quantifier[0]):]
 
 
 @st.composite

@@ -182,7 +182,7 @@ def setup_for(way: str, t: Target, password: str, *, down: bool) -> Setup:
         url = url.replace(f"&tlsCertificateKeyFilePassword={pw}", "")  # pymongo refuses it without TLS
         keys = {"HOST": host, "PORT": port, "USERNAME": t.user, "PASSWORD": password, "DATABASE": DATABASE,
                 "AUTH_SOURCE": "admin"}
-        extra = {"authSource": "admin", "tlsCertificateKeyFilePassword": password}
+        extra = {"authSource": "admin"}  # as in the URL: pymongo refuses tlsCertificateKeyFilePassword without TLS
         airflow_uri = (f"mongo://{t.user}:{pw}@{host}:{port}/?__extra__=" + quote(json.dumps(extra), safe=""))
         airflow_json = {"conn_type": "mongo", "host": host, "port": port, "login": t.user,
                         "password": password, "schema": "", "extra": extra}

@@ -5,7 +5,9 @@ connection's fields (``host``, ``port``, ``login``, ``password``, ``schema`` =
 the database) and driver options in ``extra``. :func:`section_for` turns them
 into the keys :mod:`dbp.config` already checks, so there is one normalisation.
 Extras that only Airflow's own hooks understand are left out, by name, in a
-log line.
+log line. :func:`connection_from_env` reads an ``AIRFLOW_CONN_*`` variable
+(JSON, or a URI with its extras as query parameters or in ``__extra__``) into
+the same fields, so the variable and ``DbpHook`` map a connection alike.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Optional, Protocol
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote
 
-from dbp._redact import register_secret
+from dbp._redact import is_secret_key, register_secret, stray_at, userinfo_end
 from dbp.errors import ConfigError
 
-__all__ = ["AirflowConnection", "CONN_TYPES", "engine_for", "section_for"]
+__all__ = ["AirflowConnection", "CONN_TYPES", "ParsedConnection", "connection_from_env", "engine_for", "section_for"]
 
 log = logging.getLogger("dbp.airflow")
 
@@ -34,7 +37,6 @@ CONN_TYPES: dict[str, Optional[str]] = {
 _TRUE = frozenset({"1", "true", "yes", "on"})
 # Airflow's Mongo hook handles these itself instead of handing them to MongoClient.
 _MONGO_AIRFLOW_ONLY = frozenset({"srv", "allow_insecure"})
-_SECRET_HINTS = ("password", "secret")
 
 
 class AirflowConnection(Protocol):
@@ -48,6 +50,108 @@ class AirflowConnection(Protocol):
     password: Optional[str]
     schema: Optional[str]
     extra: Optional[str]
+
+
+@dataclass(repr=False)
+class ParsedConnection:
+    """An Airflow connection read from an ``AIRFLOW_CONN_*`` variable (the fields dbp reads)."""
+
+    conn_id: str
+    conn_type: Optional[str]
+    host: Optional[str]
+    port: Optional[int]
+    login: Optional[str]
+    password: Optional[str]
+    schema: Optional[str]
+    extra: Optional[str]
+
+    def __repr__(self) -> str:
+        return f"ParsedConnection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r})"
+
+
+def connection_from_env(value: str, conn_id: str, var: str) -> ParsedConnection:
+    """The connection in ``value`` (``$var``), in JSON or URI form, parsed as Airflow parses it.
+
+    Errors name ``$var`` and never quote its value: it holds the password.
+    """
+    value = value.strip()
+    if value.startswith("{"):
+        return _from_json(value, conn_id, var)
+    scheme, sep, rest = value.partition("://")
+    if not sep or not scheme.replace("+", "").replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"${var} is neither a URI nor valid JSON")
+    at = userinfo_end(rest)
+    userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    if any(c in userinfo for c in "/?#@") or stray_at(address):
+        raise ConfigError(
+            f"${var}: the login or password holds an unescaped '/', '?', '#' or '@'; "
+            "percent-encode it (urllib.parse.quote(password, safe=''))"
+        )
+    login, colon, password = userinfo.partition(":")
+    if colon and password:
+        register_secret(unquote(password))
+    cut = min((i for i in map(address.find, "/?#") if i >= 0), default=len(address))
+    hostport, tail = address[:cut], address[cut:]
+    tail = tail.partition("#")[0]
+    path, _, query = tail.partition("?")
+    host, port = _host_port(hostport, var)
+    extra: Optional[str] = None
+    if query:
+        items = dict(parse_qsl(query, keep_blank_values=True))
+        extra = items["__extra__"] if "__extra__" in items else json.dumps(items)
+    conn_type = scheme.lower().replace("-", "_")
+    return ParsedConnection(
+        conn_id=conn_id, conn_type="postgres" if conn_type == "postgresql" else conn_type,
+        host=unquote(host) or None, port=port, login=unquote(login) or None,
+        password=unquote(password) if colon else None, schema=unquote(path[1:]) or None, extra=extra,
+    )
+
+
+def _host_port(hostport: str, var: str) -> tuple[str, Optional[int]]:
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, after = hostport.partition("]")
+        host, port = host + "]", after[1:] if after.startswith(":") else ""
+    else:
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if not port:
+        return host, None
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ConfigError(f"${var}: the port is not a number from 1 to 65535")
+    return host, int(port)
+
+
+def _from_json(value: str, conn_id: str, var: str) -> ParsedConnection:
+    try:
+        conn = json.loads(value)
+    except ValueError:
+        raise ConfigError(f"${var} is neither a URI nor valid JSON") from None
+    if not isinstance(conn, dict) or "conn_type" not in conn:
+        raise ConfigError(f"${var}: a JSON Airflow connection needs at least conn_type")
+    extra = conn.get("extra")
+    if isinstance(extra, dict):
+        extra = json.dumps(extra)
+    elif extra is not None and not isinstance(extra, str):
+        raise ConfigError(f"${var}: its extra is neither a JSON object nor a string")
+    port = conn.get("port")
+    if port is not None and port != "":
+        port = _host_port(f"h:{port}", var)[1]
+
+    def text(key: str) -> Optional[str]:
+        field_value = conn.get(key)
+        if field_value is None or field_value == "":
+            return None
+        if not isinstance(field_value, (str, int)) or isinstance(field_value, bool):
+            raise ConfigError(f"${var}: its {key} is not a string")
+        return str(field_value)
+
+    password = text("password")
+    if password:
+        register_secret(password)
+    conn_type = str(conn["conn_type"]).lower().replace("-", "_")
+    return ParsedConnection(
+        conn_id=conn_id, conn_type="postgres" if conn_type == "postgresql" else conn_type, host=text("host"),
+        port=port or None, login=text("login"), password=password, schema=text("schema"), extra=extra or None,
+    )
 
 
 def engine_for(conn: AirflowConnection, engine: Optional[str] = None) -> str:
@@ -91,7 +195,7 @@ def section_for(
         register_secret(conn.password)
     extras = {k: v for k, v in _extras(conn).items() if k != "engine"}
     for key, value in extras.items():
-        if isinstance(value, str) and any(h in key.lower() for h in _SECRET_HINTS):
+        if isinstance(value, str) and is_secret_key(key):
             register_secret(value)
     where = f"Airflow connection {conn.conn_id!r}"
     named = [extras.pop(k) for k in ("database", "dbname") if k in extras]  # as some providers allow
@@ -132,7 +236,8 @@ def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: st
     if conn.password is not None and conn.password != "":
         section["PASSWORD"] = conn.password
     address = {"host", "hostaddr", "port", "user", "password", "dbname"}
-    clash = sorted(address & set(extras))
+    fields = {"host": conn.host, "port": conn.port, "user": conn.login, "password": conn.password, "dbname": dbname}
+    clash = sorted(k for k in address & set(extras) if k not in fields or str(extras[k]) != str(fields[k]))
     if clash:
         raise ConfigError(f"{where}: extra(s) {', '.join(clash)} would change the address; set the fields instead")
     known = libpq_keywords() - address

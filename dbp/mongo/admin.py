@@ -68,8 +68,8 @@ def _initdb_locked(
         ]
         if differences:
             raise OperationError(
-                f"cannot adopt {db.address}: it differs from {schema.root / 'collections.toml'} in "
-                f"{len(differences)} way(s): " + "; ".join(differences),
+                f"cannot adopt {db.address}: its indexes differ from the declared ones "
+                f"({_declared_in(db)}) in {len(differences)} way(s): " + "; ".join(differences),
                 details=differences,
             )
         outcome = "adopted"
@@ -125,3 +125,11 @@ def dropdb(db: MongoConnection, *, force: bool = False) -> str:
     with db:
         existed = db.drop_db()
     return f"mongo: dropped {db.address}" if existed else f"mongo: {db.address} does not exist; nothing dropped"
+
+
+def _declared_in(db: MongoConnection) -> str:
+    """Where the declared indexes come from, as a user can change them (never a path inside dbp)."""
+    if db.settings.schema_dir is not None:
+        return f"{db.settings.schema_dir / 'collections.toml'}; change the indexes or that file"
+    return ("dbp's bundled ALeRCE schema, as SCHEMA_DIR is not set; change the indexes, or run "
+            "dbp init-project and edit collections.toml in the folder it makes")

@@ -47,7 +47,8 @@ DOC_KEY, DISTANCE_KEY = _DOC, _DISTANCE = "doc", "distance"
 def _require(position: Optional[Position], name: str) -> Position:
     if position is None:
         raise FilterError(f"{name} declares no position for $cone / crossmatch; add position = "
-                          '{ point = "field", ra_offset = 0 } to its entry in collections.toml')
+                          '{ point = "field", ra_offset = 0 } to its entry in collections.toml in the folder '
+                          "SCHEMA_DIR names (dbp init-project copies dbp's bundled one there)")
     return position
 
 
@@ -165,7 +166,9 @@ def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str
          projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
          ) -> Iterator[dict[str, Any]]:
     stages = pipeline(q, node, centre, sort, limit, offset)
-    cursor = q.collection.aggregate(stages, batchSize=batch) if batch else q.collection.aggregate(stages)
+    limit_ms = q.db.time_limit
+    cursor = q.collection.aggregate(stages, batchSize=batch, **limit_ms) if batch else q.collection.aggregate(
+        stages, **limit_ms)
     try:
         for doc in cursor:
             yield shape(doc, centre, projection)
@@ -175,7 +178,7 @@ def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str
 
 def count(q: MongoQuery, node: Node, limit: Optional[int]) -> int:
     stages = [*pipeline(q, node, None, [], limit, 0), {"$count": "n"}]
-    found = list(q.collection.aggregate(stages))
+    found = list(q.collection.aggregate(stages, **q.db.time_limit))
     return int(found[0]["n"]) if found else 0
 
 
@@ -195,7 +198,7 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
     where = _require(q.position, q.name)
     cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
     query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
-    docs = q.collection.find(query).sort("_id", 1)  # ties go to the lowest _id, as in SQL
+    docs = q.collection.find(query, max_time_ms=q.db.settings.max_time_ms).sort("_id", 1)  # ties go to the lowest _id, as in SQL
     return nearest_matches(docs, lambda doc: _lon_lat(doc, where), positions, radius, nearest)
 
 

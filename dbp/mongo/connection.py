@@ -121,6 +121,12 @@ class MongoConnection(Connection[MongoSettings]):
     def collection(self, name: str) -> Collection[Document]:
         return self.database[name]
 
+    @property
+    def time_limit(self) -> dict[str, Any]:
+        """``maxTimeMS`` for a dbp read's aggregate or count (settings.max_time_ms; empty: no limit)."""
+        limit = self.settings.max_time_ms
+        return {"maxTimeMS": limit} if limit else {}
+
     def query(self, name: str, params: Optional[Mapping[str, Any]] = None) -> Union[MongoQuery, PipelineSource]:
         """Queries on collection ``name``, or on the named pipeline ``name`` with ``params`` (read-only)."""
         from dbp.mongo.pipeline import resolve

@@ -9,6 +9,8 @@ caller names (``FilterError`` for a query it could not run); anything else is
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -21,7 +23,7 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from dbp.errors import DbpError, OperationError, ServerUnavailable
+from dbp.errors import DbpError, OperationError, QueryError, ServerUnavailable
 
 __all__ = ["UNREACHABLE", "reason", "translate"]
 
@@ -43,11 +45,17 @@ def reason(exc: PyMongoError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: PyMongoError, what: str, name: str, refused: type[DbpError] = OperationError) -> DbpError:
+def translate(exc: PyMongoError, what: str, name: str, refused: type[DbpError] = OperationError,
+              *, limit_ms: Optional[int] = None) -> DbpError:
     """The dbp error for ``exc``, raised by ``what`` (``"find"``) on collection ``name``.
 
-    ``refused`` is the class for a command the server refused (an OperationFailure).
+    ``refused`` is the class for a command the server refused (an OperationFailure);
+    ``limit_ms`` the read's ``maxTimeMS``, named when the server stopped it.
     """
+    if isinstance(exc, ExecutionTimeout):  # the server's MaxTimeMSExpired
+        limit = f"its time limit of {limit_ms} ms" if limit_ms else "its time limit"
+        return QueryError(f"{what} on {name}: MongoDB stopped it at {limit}; narrow the filter (an indexed "
+                          "field), or raise DB_CONFIG.MONGO.MAX_TIME_MS (0: no limit)")
     if isinstance(exc, UNREACHABLE):
         return ServerUnavailable(f"{what} on {name}: MongoDB did not answer: {reason(exc)}")
     if isinstance(exc, CursorNotFound):  # a stream's cursor, gone with a server restart (or timed out)

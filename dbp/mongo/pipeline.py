@@ -118,11 +118,11 @@ class PipelineSource(ReadOnly, ReadQuery):
 
     def _aggregate(self, stages: list[dict[str, Any]], what: str, **kwargs: Any) -> Any:
         try:
-            return self.collection.aggregate(stages, **kwargs)
+            return self.collection.aggregate(stages, **kwargs, **self.db.time_limit)
         except UNENCODABLE as exc:
             raise _unencodable(f"{what} on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, what, self.name) from None
+            raise translate(exc, what, self.name, limit_ms=self.db.settings.max_time_ms) from None
 
     def _select(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
                 limit: Optional[int] = None, offset: int = 0) -> list[Row]:
@@ -136,7 +136,7 @@ class PipelineSource(ReadOnly, ReadQuery):
         try:
             return [self._shape(doc, projection, wrapped) for doc in self._aggregate(stages, "aggregate")]
         except PyMongoError as exc:  # raised while reading the cursor
-            raise translate(exc, "aggregate", self.name) from None
+            raise translate(exc, "aggregate", self.name, limit_ms=self.db.settings.max_time_ms) from None
 
     def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
@@ -146,7 +146,7 @@ class PipelineSource(ReadOnly, ReadQuery):
             for doc in cursor:
                 yield self._shape(doc, projection, wrapped)
         except PyMongoError as exc:
-            raise translate(exc, "aggregate", self.name) from None
+            raise translate(exc, "aggregate", self.name, limit_ms=self.db.settings.max_time_ms) from None
         finally:
             cursor.close()
 
@@ -159,7 +159,7 @@ class PipelineSource(ReadOnly, ReadQuery):
         try:
             found = list(self._aggregate(stages, "count"))
         except PyMongoError as exc:
-            raise translate(exc, "count", self.name) from None
+            raise translate(exc, "count", self.name, limit_ms=self.db.settings.max_time_ms) from None
         return int(found[0]["n"]) if found else 0
 
 

@@ -279,7 +279,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"crossmatch on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, "crossmatch", self.name, FilterError) from None
+            raise translate(exc, "crossmatch", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
     def _near(self, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
               projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0) -> Iterator[Row]:
@@ -294,13 +294,13 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, "find", self.name, FilterError) from None
+            raise translate(exc, "find", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
     def _find_args(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]) -> dict[str, Any]:
         for name in [f for f, _ in sort] + (projection or []):
             _path(name)
         check(self.fields, "find", node=node, sort=sort, projection=projection)
-        args: dict[str, Any] = {"filter": self._filter(node)}
+        args: dict[str, Any] = {"filter": self._filter(node), "max_time_ms": self.db.settings.max_time_ms}
         if projection is not None:
             args["projection"] = {**{f: 1 for f in projection}, **({} if "_id" in projection else {"_id": 0})}
         if sort:
@@ -327,7 +327,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, "find", self.name, FilterError) from None
+            raise translate(exc, "find", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
@@ -343,7 +343,7 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, "find", self.name, FilterError) from None
+            raise translate(exc, "find", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
         finally:
             cursor.close()
 
@@ -355,12 +355,12 @@ class MongoQuery(BaseQuery):
             if cones.top_cones(node):
                 return cones.count(self, node, limit)
             if limit is None:
-                return self.collection.count_documents(self._filter(node))
-            return self.collection.count_documents(self._filter(node), limit=limit)
+                return self.collection.count_documents(self._filter(node), **self.db.time_limit)
+            return self.collection.count_documents(self._filter(node), limit=limit, **self.db.time_limit)
         except UNENCODABLE as exc:
             raise _unencodable(f"count on {self.name}", exc) from None
         except PyMongoError as exc:
-            raise translate(exc, "count", self.name, FilterError) from None
+            raise translate(exc, "count", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
     # -- writes ----------------------------------------------------------------------------------
 

@@ -9,14 +9,26 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus
 
-from dbp._redact import MASK, is_secret_key, mask_query, register_public, register_secret, shown, userinfo_end
+from dbp._redact import (
+    MASK,
+    is_secret_key,
+    mask_query,
+    register_public,
+    register_secret,
+    shown,
+    stray_at,
+    userinfo_end,
+)
 from dbp._types import check_number, check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
 
 __all__ = ["MongoSettings"]
 
-KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR", "QUERIES_DIR")
+KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR", "QUERIES_DIR",
+        "MAX_TIME_MS")
+#: The server-side time limit of every dbp read (``maxTimeMS``) unless MAX_TIME_MS says otherwise.
+DEFAULT_MAX_TIME_MS = 60_000
 DEFAULT_PORT = 27017
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
 URL_SCHEMES = {"mongodb": "mongodb", "mongodb+srv": "mongodb+srv", "mongo": "mongodb"}
@@ -42,6 +54,8 @@ class MongoSettings(EngineSettings):
     schema_dir: Optional[Path] = None
     #: The named queries' folder (QUERIES_DIR); None: ``./queries`` if it exists, and dbp's bundled ones.
     queries_dir: Optional[Path] = None
+    #: ``maxTimeMS`` of every dbp read (find, count, aggregate, named pipelines); None: no limit.
+    max_time_ms: Optional[int] = DEFAULT_MAX_TIME_MS
     address: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +119,7 @@ class MongoSettings(EngineSettings):
         schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
         queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
         return cls(host=host, database=database, options=options, schema_dir=schema_dir,
-                   queries_dir=queries_dir)
+                   queries_dir=queries_dir, max_time_ms=_max_time_ms(section, where))
 
     def secrets(self) -> Iterable[str]:
         found = [str(v) for k, v in self.options.items() if is_secret_key(k) and v]
@@ -174,10 +188,10 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
     user, _, password = userinfo.partition(":")
-    if any(c in userinfo for c in "/?#@") or ":" in password:
+    if any(c in userinfo for c in "/?#@") or ":" in password or stray_at(address):
         raise ConfigError(
             f"{where}: the user name or password holds an unescaped '/', '?', '#', ':' or '@'; "
-            "percent-encode it (urllib.parse.quote_plus(password))"
+            "percent-encode it (urllib.parse.quote(password, safe=''))"
         )
     if _BAD_ESCAPE.search(userinfo):
         raise ConfigError(f"{where}: the user name or password holds a '%' that starts no %XX escape; write it %25")
@@ -214,6 +228,19 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     if kept:
         clean += "?" + "&".join(kept)
     return clean, unquote(path), options
+
+
+def _max_time_ms(section: Mapping[str, Any], where: str) -> Optional[int]:
+    """MAX_TIME_MS: a whole number of milliseconds (also as digits, from ``${VAR}``); 0 or None: no limit."""
+    value = section.get("MAX_TIME_MS", DEFAULT_MAX_TIME_MS)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ConfigError(f"{where}.MAX_TIME_MS must be a whole number of milliseconds (0: no limit), "
+                          f"not {shown(value, 40)}")
+    return value or None
 
 
 def _json_object(text: str) -> dict[str, Any]:

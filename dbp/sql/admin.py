@@ -60,8 +60,8 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
                 differences = diff(read_catalog(conn), files.scratch_catalog(conn))
                 if differences:
                     raise OperationError(
-                        f"cannot adopt {db.address}: it differs from the schema files in "
-                        f"{len(differences)} way(s): " + "; ".join(differences),
+                        f"cannot adopt {db.address}: it differs from the schema files "
+                        f"({_schema_files(db)}) in {len(differences)} way(s): " + "; ".join(differences),
                         details=differences,
                     )
                 outcome = "adopted"
@@ -98,3 +98,11 @@ def dropdb(db: SQLConnection, *, force: bool = False) -> str:
         raise OperationError(refusal)
     db.drop_db()
     return f"sql: dropped {db.address}"
+
+
+def _schema_files(db: SQLConnection) -> str:
+    """Where the schema files are, as a user can change them (never a path inside dbp)."""
+    if db.settings.schema_dir is not None:
+        return f"{db.settings.schema_dir}; change the database or those files"
+    return ("dbp's bundled ALeRCE schema, as SCHEMA_DIR is not set; change the database, or run "
+            "dbp init-project and edit the .sql files in the folder it makes")

@@ -104,8 +104,11 @@ def position(q: SQLBuilder) -> Position:
         root = q.db.settings.schema_dir or bundled("sql")
         table = _declarations(root).get(q.name)
         if table is None:
-            raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add [{q.name}] with ra and "
-                              f"dec columns to {root / DECLARATION}")
+            raise FilterError(
+                f"{q.name} declares no position for $cone / crossmatch; " + (
+                    f"add [{q.name}] with ra and dec columns to {root / DECLARATION}" if q.db.settings.schema_dir
+                    else f"add [{q.name}] with ra and dec columns to {DECLARATION} in your SQL schema folder and "
+                    "set SCHEMA_DIR to it (dbp init-project copies dbp's bundled one)"))
         found = table
     q._column(found.ra)
     q._column(found.dec)

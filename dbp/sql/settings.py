@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus, urlencode
 
-from dbp._redact import MASK, is_secret_key, register_public, register_secret, shown, userinfo_end
+from dbp._redact import MASK, is_secret_key, register_public, register_secret, shown, stray_at, userinfo_end
 from dbp._types import check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
@@ -170,7 +170,7 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: the URL contains a NUL character (%00)")
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
-    if any(c in userinfo for c in "/?#@"):
+    if any(c in userinfo for c in "/?#@") or stray_at(address):
         raise ConfigError(
             f"{where}: the user name or password holds an unescaped '/', '?', '#' or '@'; "
             "percent-encode it (urllib.parse.quote(password, safe=''))"
