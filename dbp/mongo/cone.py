@@ -198,7 +198,8 @@ def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius:
     where = _require(q.position, q.name)
     cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
     query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
-    docs = q.collection.find(query, max_time_ms=q.db.settings.max_time_ms).sort("_id", 1)  # ties go to the lowest _id, as in SQL
+    # ties go to the lowest _id, as in SQL
+    docs = q.collection.find(query, max_time_ms=q.db.settings.max_time_ms).sort("_id", 1)
     return nearest_matches(docs, lambda doc: _lon_lat(doc, where), positions, radius, nearest)
 
 
