@@ -33,8 +33,7 @@ def test_inline_sql_without_a_position_names_a_change_that_can_be_made(sql_db: S
         sql_cone.position(sql_db.sql("SELECT 1.0 AS ra, 2.0 AS dec"))
     message = str(info.value)
     assert "[inline SQL]" not in message and "positions.toml" not in message
-    assert "inline SQL cannot declare one: save the statement as a named query" in message
-    assert "-- position: ra_column, dec_column" in message
+    assert "add a line '-- position: <ra column>, <dec column>' to the comments that open the statement" in message
 
 
 def test_named_sql_without_a_position_names_its_header(sql_settings: SQLSettings, tmp_path: Path) -> None:
@@ -43,7 +42,8 @@ def test_named_sql_without_a_position_names_its_header(sql_settings: SQLSettings
             pytest.raises(FilterError) as info:
         sql_cone.position(db.query("spots"))
     message = str(info.value)
-    assert "add a '-- position: ra_column, dec_column' header to its .sql file" in message
+    assert "add a line '-- position: <ra column>, <dec column>' to the comments that open" in message
+    assert "spots.sql" in message
     assert "positions.toml" not in message
 
 
