@@ -1,0 +1,102 @@
+"""Adversarial review (trust3, c): repros that fail on the current code."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+
+from dbp import DbpError
+from dbp.mongo.connection import MongoConnection
+from dbp.sql.connection import SQLConnection
+
+ITEM_SQL = """
+CREATE TABLE item (
+    id bigint PRIMARY KEY,
+    n bigint,
+    x double precision,
+    s text,
+    tags text[],
+    nums bigint[],
+    doc jsonb
+);
+"""
+FIELDS = ["n", "x", "s", "tags", "nums", "doc"]
+
+
+class Pair:
+    def __init__(self, sql: SQLConnection, mongo: MongoConnection) -> None:
+        self.q = {"sql": sql.query("item"), "mongo": mongo.query("item")}
+
+    def seed(self, rows: list[dict[str, Any]]) -> None:
+        self.q["sql"].bulk_insert(rows)
+        self.q["mongo"].bulk_insert([{("_id" if k == "id" else k): v for k, v in r.items()} for r in rows])
+
+    def update(self, flt: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for engine, q in self.q.items():
+            f = {("_id" if k == "id" else k): v for k, v in flt.items()} if engine == "mongo" else flt
+            try:
+                out[engine] = q.update(f, upd)
+            except DbpError as exc:
+                out[engine] = type(exc).__mro__[-3].__name__ if False else "error"
+        return out
+
+    def rows(self, engine: str) -> list[dict[str, Any]]:
+        key = "id" if engine == "sql" else "_id"
+        out = []
+        for row in self.q[engine].find_all(sort=[(key, 1)], paginate=False):
+            row = {("id" if k == "_id" else k): v for k, v in row.items()}
+            out.append({"id": row["id"], **{f: row.get(f) for f in FIELDS}})
+        return out
+
+
+@pytest.fixture
+def pair(sql_db: SQLConnection, mongo_db: MongoConnection) -> Pair:
+    sql_db.execute(ITEM_SQL)
+    return Pair(sql_db, mongo_db)
+
+
+# --- URLs with passwords ------------------------------------------------------------------------
+
+def test_sql_url_password_with_query_and_at_is_refused_not_sent_to_dns() -> None:
+    """Password ``1234?host=s3cr3tpart`` written unescaped: the ``@`` comes after ``?`` (ambiguous).
+
+    dbp accepts it, takes ``s3cr3tpart@db.example.com`` as the host (sent to DNS) and prints
+    it in the settings' repr: part of the password leaks.
+    """
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    url = "postgresql://u:1234?host=s3cr3tpart@db.example.com"
+    with pytest.raises(ConfigError) as info:
+        settings = resolve_config({"SQL": {"URL": url}}, environ={}).settings("sql")
+        assert "s3cr3tpart" not in repr(settings)
+        assert "s3cr3tpart" not in str(settings.params.get("host"))
+    assert "s3cr3tpart" not in str(info.value)
+
+
+def test_mongo_url_password_with_query_and_at_is_refused() -> None:
+    """Password ``12?appname=s3cr3tpart`` unescaped: accepted, and the repr prints the password's tail."""
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    url = "mongodb://u:12?appname=s3cr3tpart@h.example.com"
+    with pytest.raises(ConfigError) as info:
+        settings = resolve_config({"MONGO": {"URL": url, "DATABASE": "d"}}, environ={}).settings("mongo")
+        assert "s3cr3tpart" not in repr(settings)
+    assert "s3cr3tpart" not in str(info.value)
+
+
+def test_sql_multi_host_url_error_names_a_real_problem() -> None:
+    """libpq's multi-host URL (``h1:5432,h2:5433``) is either taken or refused as multi-host;
+    dbp says 'the port must be a port number from 1 to 65535' of ports that are valid."""
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    try:
+        resolve_config({"SQL": {"URL": "postgresql://u@h1:5432,h2:5433/db"}}, environ={}).settings("sql")
+    except ConfigError as exc:
+        assert "port number from 1 to 65535" not in str(exc), str(exc)
