@@ -100,3 +100,45 @@ def test_sql_multi_host_url_error_names_a_real_problem() -> None:
         resolve_config({"SQL": {"URL": "postgresql://u@h1:5432,h2:5433/db"}}, environ={}).settings("sql")
     except ConfigError as exc:
         assert "port number from 1 to 65535" not in str(exc), str(exc)
+
+
+# --- maxTimeMS on every MongoDB read --------------------------------------------------------------
+
+class _Reads:
+    """Records MongoDB read commands (find, aggregate, count, distinct) while ``on``."""
+
+    on = False
+    seen: list[dict[str, Any]] = []
+
+    def started(self, event: Any) -> None:
+        if _Reads.on and event.command_name in ("find", "aggregate", "count", "distinct"):
+            _Reads.seen.append(dict(event.command))
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+def test_get_or_create_read_has_max_time_ms(mongo_settings: Any) -> None:
+    """get_or_create with ``_id`` in the filter reads the document back with a bare find_one: no maxTimeMS."""
+    from pymongo import monitoring
+
+    class Listener(_Reads, monitoring.CommandListener):
+        pass
+
+    monitoring.register(Listener())
+    with MongoConnection(settings=mongo_settings) as db:
+        q = db.query("things")
+        q.bulk_insert([{"_id": 1, "a": 1}])
+        _Reads.seen.clear()
+        _Reads.on = True
+        try:
+            q.get_or_create({"_id": 1})
+            q.get_or_create({"_id": 2}, a=5)
+        finally:
+            _Reads.on = False
+    assert _Reads.seen, "no read seen"
+    assert all("maxTimeMS" in c for c in _Reads.seen), [
+        {k: v for k, v in c.items() if k in ("find", "filter", "maxTimeMS")} for c in _Reads.seen]
