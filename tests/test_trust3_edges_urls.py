@@ -8,6 +8,8 @@ fragment after it went to DNS as a host name and into messages.
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,15 @@ def test_ambiguous_authority_is_refused_by_connect(password: str) -> None:
 def test_escaped_or_query_value_at_signs_still_work(url: str) -> None:
     section = {"SQL": {"URL": url}} if url.startswith("postgresql") else {"MONGO": {"URL": url}}
     resolve_config(section, environ={}).settings("sql" if "SQL" in section else "mongo")
+
+
+@pytest.mark.parametrize("password", ["p@ss/Zq9Wword", "p@Zq9W?k=v"])
+def test_cli_refuses_without_a_trace_of_the_password(password: str, run_dbp: Any, tmp_path: Path) -> None:
+    for section, url in (("SQL", f"postgresql://alerce:{password}@127.0.0.1:5432/db"),
+                         ("MONGO", f"mongodb://alerce:{password}@127.0.0.1:27017/db")):
+        (tmp_path / "dbp.toml").write_text(f'[DB_CONFIG.{section}]\nURL = "{url}"\n')
+        for verbose in ([], ["-vv"]):
+            result = run_dbp(*verbose, "status")
+            assert result.returncode == 78, result.stderr
+            said = result.stdout + result.stderr
+            assert "percent-encode" in said and "Zq9W" not in said and "ss/" not in said
