@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from dbp.errors import DbpError
 from dbp.mongo.connection import MongoConnection
 from dbp.sql.connection import SQLConnection
 
@@ -27,13 +26,58 @@ def _prob(version: str, cls: str = "SN", ranking: int = 1) -> dict[str, Any]:
             "ranking": ranking}
 
 
-# ---- probes ----
+def _pipeline_folder(tmp_path: Path, name: str, doc: dict[str, Any]) -> Path:
+    import json
+    folder = tmp_path / "queries"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(doc))
+    return folder
 
-def test_p_inline_trailing_comment_after_semicolon(sql_db: SQLConnection) -> None:
-    assert list(sql_db.sql("SELECT 1 AS a; -- the end").find_all(paginate=False)) == [{"a": 1}]
+
+def _pair(sql_db: SQLConnection, mongo_db: MongoConnection, tmp_path: Path,
+          pts: list[dict[str, Any]]) -> tuple[Any, Any]:
+    folder = _pipeline_folder(tmp_path, "pts_q", {"collection": "pts", "columns": ["id", "ra", "dec"], "key": ["id"],
+                                                  "position": ["ra", "dec"],
+                                                  "pipeline": [{"$project": {"_id": 0, "id": 1, "ra": 1, "dec": 1}}]})
+    mongo = MongoConnection(settings=dataclasses.replace(mongo_db.settings, queries_dir=folder)).connect()
+    mongo.collection("pts").insert_many([{k: v for k, v in p.items() if v is not None} for p in pts])
+    sql_db.execute_raw("CREATE TABLE pts (id int, ra float8, dec float8)")
+    for p in pts:
+        sql_db.execute_raw("INSERT INTO pts VALUES (%s, %s, %s)", [p["id"], p.get("ra"), p.get("dec")])
+    return sql_db.sql("-- position: ra, dec\n-- key: id\nSELECT id, ra, dec FROM pts"), mongo.query("pts_q")
 
 
-def test_p_object_list_numeric_version_param(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
+# -- named queries and inline SQL ----------------------------------------------------------------
+
+
+def test_inline_sql_one_statement_ending_in_semicolon_and_comment_is_refused(sql_db: SQLConnection) -> None:
+    """COSMETIC: one statement followed by `;` and a comment on the same line (or a second stray `;`) is refused
+    with a server syntax error: parse_sql strips one trailing `;` only when nothing follows it on its line."""
+    for text in ("SELECT 1 AS a; -- the end", "SELECT 1 AS a;\n;\n"):
+        assert list(sql_db.sql(text).find_all(paginate=False)) == [{"a": 1}], text
+
+
+def test_inline_sql_string_with_a_line_starting_with_dashes_is_cut(sql_db: SQLConnection) -> None:
+    """COSMETIC: parse_sql pops trailing lines that start with `--` as comments, without knowing it is inside a
+    string literal: a valid one-statement text becomes an unterminated string (QueryError)."""
+    text = "SELECT 'first line\n-- second line' AS a"
+    assert list(sql_db.sql(text).find_all(paginate=False)) == [{"a": "first line\n-- second line"}]
+
+
+def test_key_header_cannot_name_an_output_column_holding_a_percent(sql_db: SQLConnection) -> None:
+    """COSMETIC: headers are read after %-placeholders are rewritten, so a column `k%` can be named in a header
+    neither as `k%` (a lone %) nor as `k%%` (then not an output column)."""
+    rows = sql_db.sql('-- key: k%%\nSELECT 1 AS "k%%"').find_all(paginate=False)
+    assert list(rows) == [{"k%": 1}]
+
+
+# -- the bundled object_list: engines must agree -------------------------------------------------
+
+
+def test_object_list_integer_version_param_differs_between_engines(sql_db: SQLConnection,
+                                                                   mongo_db: MongoConnection) -> None:
+    """WRONG RESULT (engine difference): version=1 pins version "1" on PostgreSQL (`%(version)s::text` casts),
+    but on MongoDB `$eq` compares 1 with "1" and the object comes back as a row of NULLs."""
     objs = [_obj("A", probabilities=[_prob("1"), _prob("2", "AGN")])]
     load_sql(sql_db, objs)
     load_mongo(mongo_db, objs)
@@ -44,7 +88,10 @@ def test_p_object_list_numeric_version_param(sql_db: SQLConnection, mongo_db: Mo
     assert got[0] == got[1]
 
 
-def test_p_object_list_string_ranking_param(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
+def test_object_list_string_ranking_param_differs_between_engines(sql_db: SQLConnection,
+                                                                  mongo_db: MongoConnection) -> None:
+    """WRONG RESULT (engine difference): ranking="1" is cast (`%(ranking)s::integer`) on PostgreSQL and finds the
+    top class; on MongoDB it matches no probability (a row of NULLs). One of them should refuse it or both match."""
     objs = [_obj("A", probabilities=[_prob("1"), _prob("1", "AGN", 2)])]
     load_sql(sql_db, objs)
     load_mongo(mongo_db, objs)
@@ -55,138 +102,32 @@ def test_p_object_list_string_ranking_param(sql_db: SQLConnection, mongo_db: Mon
     assert got[0] == got[1]
 
 
-def test_p_frame_empty_projection_distance(sql_db: SQLConnection) -> None:
-    src = sql_db.sql("-- position: ra, dec\nSELECT 1 AS id, 10.0::float8 AS ra, 0.0::float8 AS dec")
-    f = src.frame({"$cone": {"ra": 200.0, "dec": 0.0, "radius": 1.0}})
-    assert list(f.columns) == ["id", "ra", "dec"]
-    f2 = src.frame({"id": 5})
-    assert list(f2.columns) == ["id", "ra", "dec"]
+# -- pipelines ------------------------------------------------------------------------------------
 
 
-def test_p_frame_empty_pipeline(mongo_db: MongoConnection) -> None:
-    load_mongo(mongo_db, [])
-    f = mongo_db.query("object_list", {"classifier": "lc", "ranking": 1}).frame()
-    assert len(f.columns) == 15
-
-
-def test_p_sql_cone_ra_negative_named_vs_mongo(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
-    objs = [_obj("A", meanra=359.99999), _obj("B", meanra=0.00001), _obj("C", meanra=-0.00001),
-            _obj("D", meanra=360.0)]
-    load_sql(sql_db, objs)
-    load_mongo(mongo_db, objs)
-    got = []
-    for db in (sql_db, mongo_db):
-        q = db.query("object")
-        rows = q.find_all({"$cone": {"ra": 0.0, "dec": 0.0, "radius": 1.0}}, paginate=False)
-        got.append(sorted(r.get("oid") if isinstance(r.get("oid"), str) else r["_id"] for r in rows))
-    assert got[0] == got[1]
-
-
-def _pipeline_folder(tmp_path: Path, name: str, doc: dict[str, Any]) -> Path:
-    import json
-    folder = tmp_path / "queries"
-    folder.mkdir(exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(doc))
-    return folder
-
-
-def test_p_distance_column_collides(sql_db: SQLConnection) -> None:
-    src = sql_db.sql("-- position: ra, dec\nSELECT 1 AS id, 10.0::float8 AS ra, 0.0::float8 AS dec, 'far'::text AS distance")
-    rows = list(src.find_all({"$cone": {"ra": 10.0, "dec": 0.0, "radius": 5.0}},
-                             projection=["distance", "$distance"], paginate=False))
-    assert rows and "far" in list(rows[0].values())
-
-
-def test_p_crossmatch_key_with_percent(sql_db: SQLConnection) -> None:
-    src = sql_db.sql('-- position: ra, dec\n-- key: "k%s"\nSELECT 1 AS "k%s", 10.0::float8 AS ra, 0.0::float8 AS dec')
-    m = src.crossmatch([("a", 10.0, 0.0)], 5.0, nearest=False)
-    assert len(m) == 1
-
-
-def test_p_crossmatch_key_with_percent2(sql_db: SQLConnection) -> None:
-    src = sql_db.sql('-- position: ra, dec\n-- key: k%%s\nSELECT 1 AS "k%%s", 10.0::float8 AS ra, 0.0::float8 AS dec')
-    m = src.crossmatch([("a", 10.0, 0.0)], 5.0, nearest=False)
-    assert len(m) == 1
-
-
-def test_p_position_text_column(sql_db: SQLConnection, mongo_db: MongoConnection, tmp_path: Path) -> None:
-    src = sql_db.sql("-- position: ra, dec\nSELECT 1 AS id, 'x'::text AS ra, 0.0::float8 AS dec")
-    try:
-        src.find_all({"$cone": {"ra": 10.0, "dec": 0.0, "radius": 5.0}}, paginate=False)
-    except DbpError:
-        pass
-
-
-def test_p_named_crossmatch_wrap_engines(sql_db: SQLConnection, mongo_db: MongoConnection, tmp_path: Path) -> None:
-    folder = _pipeline_folder(tmp_path, "pts_q", {"collection": "pts", "columns": ["id", "ra", "dec"], "key": ["id"],
-                                                "position": ["ra", "dec"],
-                                                "pipeline": [{"$project": {"_id": 0, "id": 1, "ra": 1, "dec": 1}}]})
+def test_pipeline_param_as_sample_size_is_refused(mongo_db: MongoConnection, tmp_path: Path) -> None:
+    """WRONG RESULT: a parameter in a stage's numeric argument that is not an expression ($sample.size; also
+    $bucketAuto.buckets, $shift.by) goes in as {"$literal": n}, which the server refuses (OperationError). Only
+    a whole stage body ($limit, $skip) gets the bare value."""
+    folder = _pipeline_folder(tmp_path, "some", {"collection": "c", "columns": ["a"], "pipeline": [
+        {"$sample": {"size": {"$param": "n"}}}, {"$project": {"_id": 0, "a": 1}}]})
     mongo = MongoConnection(settings=dataclasses.replace(mongo_db.settings, queries_dir=folder)).connect()
-    pts = [{"id": 1, "ra": -0.00001, "dec": 0.0}, {"id": 2, "ra": 360.00001, "dec": 0.0}, {"id": 3, "ra": 0.0, "dec": 0.0}]
-    mongo.collection("pts").insert_many([dict(p) for p in pts])
-    sql_db.execute_raw("CREATE TABLE pts (id int, ra float8, dec float8)")
-    sql_db.query("pts").bulk_insert(pts) if False else None
-    for p in pts:
-        sql_db.execute_raw("INSERT INTO pts VALUES (%s, %s, %s)", [p["id"], p["ra"], p["dec"]])
-    s = sql_db.sql("-- position: ra, dec\n-- key: id\nSELECT id, ra, dec FROM pts")
-    a = sorted(m.row["id"] if hasattr(m, "row") else m for m in s.crossmatch([("x", 0.0, 0.0)], 1.0, nearest=False))
-    b = sorted(m.row["id"] if hasattr(m, "row") else m for m in mongo.query("pts_q").crossmatch([("x", 0.0, 0.0)], 1.0, nearest=False))
-    c = sorted(r["id"] for r in s.find_all({"$cone": {"ra": 0.0, "dec": 0.0, "radius": 1.0}}, paginate=False))
-    d = sorted(r["id"] for r in mongo.query("pts_q").find_all({"$cone": {"ra": 0.0, "dec": 0.0, "radius": 1.0}}, paginate=False))
-    assert a == b == c == d
+    mongo.collection("c").insert_many([{"a": 1}, {"a": 2}, {"a": 3}])
+    assert len(list(mongo.query("some", {"n": 2}).find_all(paginate=False))) == 2
 
 
-def test_p_mongo_sql_and_run(mongo_db: MongoConnection) -> None:
-    for call in (lambda: mongo_db.sql("SELECT 1"), lambda: mongo_db.run("nothing", {})):
-        try:
-            call()
-        except DbpError:
-            pass
+def test_pipeline_cone_fails_whole_find_on_one_array_position(sql_db: SQLConnection, mongo_db: MongoConnection,
+                                                             tmp_path: Path) -> None:
+    """WRONG RESULT: one document whose ra is an array ([10.0]) makes every $cone find/count on the pipeline an
+    OperationError ($degreesToRadians on an array: the ra box matches array elements), while crossmatch on the
+    same source skips that row as having no position. A row without a usable position should just not match."""
+    _, m = _pair(sql_db, mongo_db, tmp_path, [{"id": 1, "ra": 10.0, "dec": 0.0}])
+    m.db.collection("pts").insert_one({"id": 2, "ra": [10.0], "dec": 0.0})
+    assert [x.row["id"] for x in m.crossmatch([("x", 10.0, 0.0)], 2.0, nearest=False)] == [1]
+    assert [r["id"] for r in m.find_all({"$cone": {"ra": 10.0, "dec": 0.0, "radius": 2.0}}, paginate=False)] == [1]
 
 
-def test_p_pipeline_big_int_param(mongo_db: MongoConnection) -> None:
-    for v in (2**70, -(2**64), "a\x00b"):
-        try:
-            list(mongo_db.query("object_list", {"classifier": v, "ranking": 1}).find_all(paginate=False))
-        except DbpError:
-            pass
-
-
-def test_p_sql_big_int_param(sql_db: SQLConnection) -> None:
-    load_sql(sql_db, [])
-    for v in (2**70, "a\x00b", float("nan")):
-        try:
-            list(sql_db.query("object_list", {"classifier": "lc", "ranking": v}).find_all(paginate=False))
-        except DbpError:
-            pass
-
-
-def test_p_table_frame_empty(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
-    load_sql(sql_db, [])
-    f = sql_db.query("object").frame({"oid": "none"})
-    assert "oid" in list(f.columns)
-    f = sql_db.query("object").frame({"$cone": {"ra": 1.0, "dec": 1.0, "radius": 1.0}}, sort=[("$distance", 1)])
-    assert "oid" in list(f.columns)
-
-
-def test_p_object_list_version_order_astral(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
-    objs = [_obj("A", probabilities=[_prob("v\uffff", "SN"), _prob("v\U0001F600", "AGN")]),
-            _obj("B", probabilities=[_prob("v\u00e9", "SN"), _prob("vz", "AGN")]),
-            _obj("C", probabilities=[_prob("V", "SN"), _prob("v", "AGN")])]
-    load_sql(sql_db, objs)
-    load_mongo(mongo_db, objs)
-    got = []
-    for db in (sql_db, mongo_db):
-        rows = db.query("object_list", {"classifier": "lc", "ranking": None}).find_all(sort=[("oid", 1)], paginate=False)
-        got.append([(r["oid"], r["classifier_version"]) for r in rows])
-    assert got[0] == got[1]
-
-
-def test_p_mongo_run(mongo_db: MongoConnection) -> None:
-    try:
-        mongo_db.run("nothing", {})
-    except DbpError:
-        pass
+# -- project-local servers -----------------------------------------------------------------------
 
 
 def test_local_refusal_changes_nothing_before_refusing(tmp_path: Path) -> None:
@@ -235,3 +176,25 @@ def test_local_existing_folder_files_lose_their_modes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         LocalServers(root).start(["sql"])
     assert all(stat.S_IMODE(os.stat(s).st_mode) == 0o755 for s in scripts)
+
+
+def test_local_status_of_a_planted_folder_hangs_on_a_fifo(tmp_path: Path) -> None:
+    """``python -m dbp local status`` on a .dbp folder another user planted must refuse it (as start does), not
+    read its files: SQL status reads pg/postmaster.pid with a plain read_text(), so a planted FIFO there blocks
+    the command for ever."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / ".dbp"
+    (root / "pg").mkdir(parents=True)
+    os.mkfifo(root / "pg" / "postmaster.pid")
+    for path in (root / "pg" / "postmaster.pid", root / "pg", root):
+        os.chown(path, 65534, 65534)
+    code = ("import sys\nfrom dbp.local import LocalServers\nfrom dbp.errors import DbpError\n"
+            f"try:\n    LocalServers({str(root)!r}).status()\nexcept DbpError:\n    sys.exit(3)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], timeout=20, capture_output=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("status() blocked on a FIFO planted in another user's .dbp folder")
+    assert done.returncode == 3, done.stderr.decode()[-500:]
