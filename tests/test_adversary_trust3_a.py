@@ -127,6 +127,27 @@ def test_pipeline_cone_fails_whole_find_on_one_array_position(sql_db: SQLConnect
     assert [r["id"] for r in m.find_all({"$cone": {"ra": 10.0, "dec": 0.0, "radius": 2.0}}, paginate=False)] == [1]
 
 
+def test_keyless_named_source_crossmatch_ties_differ_between_engines(sql_db: SQLConnection, mongo_db: MongoConnection,
+                                                                    tmp_path: Path) -> None:
+    """WRONG RESULT (engine difference): on a source without `-- key:`, SQL crossmatch orders ties by `_key()`
+    (empty: ORDER BY 1 only), so nearest=True picks an arbitrary row (here id 3) where MongoDB, and SQL's own
+    find_all sorted by $distance, break ties by every column (id 1)."""
+    folder = _pipeline_folder(tmp_path, "pts_nk", {"collection": "pts", "columns": ["id", "ra", "dec"],
+                                                   "position": ["ra", "dec"],
+                                                   "pipeline": [{"$project": {"_id": 0, "id": 1, "ra": 1, "dec": 1}}]})
+    mongo = MongoConnection(settings=dataclasses.replace(mongo_db.settings, queries_dir=folder)).connect()
+    pts = [{"id": 3, "ra": 10.0, "dec": 0.0}, {"id": 1, "ra": 10.0, "dec": 0.0}, {"id": 2, "ra": 10.0, "dec": 0.0}]
+    mongo.collection("pts").insert_many([dict(p) for p in pts])
+    sql_db.execute_raw("CREATE TABLE pts (id int, ra float8, dec float8)")
+    for p in pts:
+        sql_db.execute_raw("INSERT INTO pts VALUES (%s, %s, %s)", [p["id"], p["ra"], p["dec"]])
+    got = []
+    for src in (sql_db.sql("-- position: ra, dec\nSELECT id, ra, dec FROM pts"), mongo.query("pts_nk")):
+        got.append(([x.row["id"] for x in src.crossmatch([("x", 10.0, 0.0)], 1.0, nearest=True)],
+                    [x.row["id"] for x in src.crossmatch([("x", 10.0, 0.0)], 1.0, nearest=False)]))
+    assert got[0] == got[1]
+
+
 # -- project-local servers -----------------------------------------------------------------------
 
 
