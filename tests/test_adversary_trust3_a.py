@@ -116,6 +116,24 @@ def test_pipeline_param_as_sample_size_is_refused(mongo_db: MongoConnection, tmp
     assert len(list(mongo.query("some", {"n": 2}).find_all(paginate=False))) == 2
 
 
+def test_pipeline_param_in_a_query_outside_match_goes_in_as_literal() -> None:
+    """WRONG RESULT: README: "in a $match the value goes in as it is; in an expression as {"$literal": value}".
+    But $graphLookup.restrictSearchWithMatch and $geoNear.query are queries too, and _fill treats everything
+    outside $match as an expression: {"a": {"$literal": 1}} there is an unknown operator to MongoDB (or, on an
+    engine that reads it as a document, matches nothing)."""
+    import json
+
+    from dbp.named import parse_pipeline
+
+    named = parse_pipeline("g", json.dumps({"collection": "c", "columns": ["a"], "pipeline": [
+        {"$graphLookup": {"from": "c", "startWith": "$a", "connectFromField": "a", "connectToField": "a",
+                          "as": "g", "restrictSearchWithMatch": {"a": {"$param": "n"}}}},
+        {"$geoNear": {"near": [0, 0], "distanceField": "d", "query": {"a": {"$param": "n"}}}}]}), "g.json")
+    graph, near = named.bind({"n": 1})
+    assert graph["$graphLookup"]["restrictSearchWithMatch"] == {"a": 1}
+    assert near["$geoNear"]["query"] == {"a": 1}
+
+
 def test_pipeline_cone_fails_whole_find_on_one_array_position(sql_db: SQLConnection, mongo_db: MongoConnection,
                                                              tmp_path: Path) -> None:
     """WRONG RESULT: one document whose ra is an array ([10.0]) makes every $cone find/count on the pipeline an
