@@ -102,6 +102,19 @@ def test_object_list_string_ranking_param_differs_between_engines(sql_db: SQLCon
     assert got[0] == got[1]
 
 
+def test_object_list_takes_no_cone(sql_db: SQLConnection, mongo_db: MongoConnection) -> None:
+    """MISSING FEATURE / REFUSAL: the bundled object_list is the alerts API's GET /objects, which filters by
+    ra, dec and radius; it has meanra/meandec but no `-- position:` line (nor "position" in the .json), so
+    `$cone`/crossmatch on it are a FilterError on both engines."""
+    objs = [_obj("A", meanra=10.0, meandec=0.0), _obj("B", meanra=50.0, meandec=0.0)]
+    load_sql(sql_db, objs)
+    load_mongo(mongo_db, objs)
+    for db in (sql_db, mongo_db):
+        rows = db.query("object_list", {"classifier": "lc", "ranking": 1}).find_all(
+            {"$cone": {"ra": 10.0, "dec": 0.0, "radius": 5.0}}, paginate=False)
+        assert [r["oid"] for r in rows] == ["A"]
+
+
 # -- pipelines ------------------------------------------------------------------------------------
 
 
