@@ -71,6 +71,17 @@ def test_key_header_cannot_name_an_output_column_holding_a_percent(sql_db: SQLCo
     assert list(rows) == [{"k%": 1}]
 
 
+def test_keyless_source_with_a_json_array_column_cannot_be_read(sql_db: SQLConnection) -> None:
+    """WRONG RESULT (valid query refused): without `-- key:`, every read orders by every output column whose type
+    is not in _UNSORTABLE (json, xml, point, ...), a fixed list of names: json[] (array_agg of json, as a light
+    curve per object), point[], xid, jsonpath, aclitem[] and domains over json have no ordering either, so even a
+    plain find_all is a QueryError ("could not identify an ordering operator for type json[]")."""
+    text = ("SELECT o.oid, array_agg(json_build_object('mjd', o.mjd)) AS detections "
+            "FROM (VALUES ('A', 1.0), ('A', 2.0)) AS o(oid, mjd) GROUP BY o.oid")
+    rows = list(sql_db.sql(text).find_all(paginate=False))
+    assert [r["oid"] for r in rows] == ["A"]
+
+
 # -- the bundled object_list: engines must agree -------------------------------------------------
 
 
