@@ -261,3 +261,40 @@ def test_local_status_of_a_planted_folder_hangs_on_a_fifo(tmp_path: Path) -> Non
     except subprocess.TimeoutExpired:
         pytest.fail("status() blocked on a FIFO planted in another user's .dbp folder")
     assert done.returncode == 3, done.stderr.decode()[-500:]
+
+
+def test_local_parallel_commands_race_make_private_into_a_raw_error(tmp_path: Path) -> None:
+    """RAW EXCEPTION: LocalServers._locked runs make_private(root) BEFORE taking .lock, so it lists and lstat()s /
+    chmod()s the folder's entries while a parallel command that holds the lock writes its state with
+    private_file (a temp file renamed over mongo.json): the entry vanishes between iterdir() and lstat() and the
+    second command dies with FileNotFoundError. Here a thread plays the parallel start's private_file calls."""
+    import threading
+    import time
+
+    from dbp.local import LocalServers, private_file
+
+    root = tmp_path / ".dbp"
+    servers = LocalServers(root)
+    servers.stop()
+    done = threading.Event()
+
+    def parallel_start_writing_state() -> None:
+        while not done.is_set():
+            private_file(root / "mongo.json", "{}")
+
+    thread = threading.Thread(target=parallel_start_writing_state)
+    thread.start()
+    raw: list[BaseException] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and not raw:
+            try:
+                servers.stop()
+            except DbpError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the finding
+                raw.append(exc)
+    finally:
+        done.set()
+        thread.join()
+    assert not raw, f"{type(raw[0]).__name__}: {raw[0]}"
