@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dbp.errors import DbpError
 from dbp.mongo.connection import MongoConnection
 from dbp.sql.connection import SQLConnection
 
