@@ -170,6 +170,25 @@ def test_pipeline_cone_fails_whole_find_on_one_array_position(sql_db: SQLConnect
     assert [r["id"] for r in m.find_all({"$cone": {"ra": 10.0, "dec": 0.0, "radius": 2.0}}, paginate=False)] == [1]
 
 
+def test_crossmatch_all_matches_on_a_table_whose_key_holds_a_percent(sql_db: SQLConnection, sql_settings: Any,
+                                                                    tmp_path: Path) -> None:
+    """WRONG RESULT (valid request refused): crossmatch(nearest=False) orders by `m.{key}` built with a bare
+    sql.Identifier, without the %-escaping every other column reference gets (_q), so a primary key column
+    named `k%s` is read by psycopg as one more placeholder ("14 placeholders but 13 parameters")."""
+    from dbp.sql.connection import SQLConnection as Conn
+
+    folder = tmp_path / "schema"
+    folder.mkdir()
+    (folder / "positions.toml").write_text('[pk_pct]\nra = "ra"\ndec = "dec"\n')
+    sql_db.execute_raw('CREATE TABLE pk_pct ("k%s" int PRIMARY KEY, ra float8, dec float8)')
+    sql_db.execute_raw("INSERT INTO pk_pct VALUES (1, 10.0, 0.0), (2, 10.0, 0.0)")
+    db = Conn(settings=dataclasses.replace(sql_settings, schema_dir=folder)).connect()
+    try:
+        assert [m.row["k%s"] for m in db.query("pk_pct").crossmatch([("x", 10.0, 0.0)], 1.0, nearest=False)] == [1, 2]
+    finally:
+        db.close()
+
+
 def test_keyless_named_source_crossmatch_ties_differ_between_engines(sql_db: SQLConnection, mongo_db: MongoConnection,
                                                                     tmp_path: Path) -> None:
     """WRONG RESULT (engine difference): on a source without `-- key:`, SQL crossmatch orders ties by `_key()`
