@@ -377,7 +377,7 @@ LOCK = ".lock"
 ENTRIES = frozenset({MARKER, LOCK, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
 #: Those of them that are plain files, kept 0600.
 FILES = frozenset({MARKER, LOCK, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
-MARKER_TEXT = "dbp's project-local servers keep their data here; remove it with: python -m dbp local delete\n"
+MARKER_TEXT = "dbp's project-local servers keep their data here (dbp.local.LocalServers(folder).delete() removes it)\n"
 
 
 def ours(name: str) -> bool:
