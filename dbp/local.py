@@ -73,6 +73,8 @@ class LocalServers:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             check_folder(self.root)
         check_dbps(self.root)
+        for spec in ENGINES.values():
+            spec.module("local").check(self.root)
         fd = open_private(self.root / LOCK, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -117,3 +117,12 @@ def test_status_prints_a_folder_name_with_its_control_characters_escaped(tmp_pat
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and "\x1b" not in done.stdout, done.stdout
     assert "a\\nb\\x1b[31m" in lines[0]
+
+
+def test_a_link_in_the_mongo_data_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    root = tmp_path / ".dbp"
+    (root / "mongo").mkdir(parents=True, mode=0o700)
+    (root / "mongo" / "data.sqlite").symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match=r"data.sqlite: it is a symbolic link; remove it$"):
+        LocalServers(root).start(["mongo"])
+    assert sorted(p.name for p in root.iterdir()) == ["mongo"]  # no .lock, no marker

@@ -51,7 +51,7 @@ from dbp.local import (
     wait_gone,
 )
 
-__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.mongo")
 
@@ -275,15 +275,31 @@ def start(root: Path) -> str:
 def _private_tree(path: Path) -> None:
     """Owner-only modes on the data an older dbp left readable by everyone; ConfigError (before any change)
     if anything in it is a symbolic link or not the current user's (see :func:`dbp.local.check_owned`)."""
+    for entry in [path, *_checked_tree(path)]:
+        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+
+
+def _checked_tree(path: Path) -> list[Path]:
+    """Everything under ``path``, each checked (see :func:`dbp.local.check_owned`); what vanishes meanwhile is
+    skipped (a journal the running server removed)."""
     found: list[Path] = []
     for folder, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
             entry = Path(folder) / name
-            check_owned(entry, os.lstat(entry))
+            try:
+                info = os.lstat(entry)
+            except FileNotFoundError:
+                continue
+            check_owned(entry, info)
             found.append(entry)
-    for entry in [path, *found]:
-        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
-            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+    return found
+
+
+def check(root: Path) -> None:
+    """Refuse (ConfigError) data dbp would not use, changing nothing (see :func:`_private_tree`)."""
+    if check_path(_data(root)):
+        _checked_tree(_data(root))
 
 
 def stop(root: Path) -> bool:

@@ -39,7 +39,7 @@ from dbp.local import (
     wait_gone,
 )
 
-__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.sql")
 
@@ -437,6 +437,12 @@ def stop(root: Path) -> bool:
         if not wait_gone(pid, STOP_TIMEOUT):
             raise OperationError(f"the local PostgreSQL (pid {pid}) did not stop in {2 * STOP_TIMEOUT:g} s")
     return True
+
+
+def check(root: Path) -> None:
+    """Refuse (ConfigError) a ``ROOT/pg`` link dbp did not make, changing nothing."""
+    if _data(root).is_symlink():
+        _dbp_folder(_data(root))
 
 
 def status(root: Path) -> ServerState:
