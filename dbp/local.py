@@ -267,18 +267,22 @@ def shown_path(path: Union[str, Path]) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner: Optional[int] = None) -> None:
+#: Whose a file must be: the current user's (None), a uid's, or one of several uids' (the first named in messages).
+Owner = Union[int, tuple[int, ...], None]
+
+
+def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner: Owner = None) -> None:
     """Refuse (ConfigError) what ``lstat``/``fstat`` says of ``path`` unless it is a plain file or folder of
     ``owner`` (the current user), with no other hard link, that others cannot write (with ``secret``:
     nor read). As ``ssh`` does with its files: a file someone else could have planted is never trusted.
     """
-    owner = os.geteuid() if owner is None else owner
+    owners = (os.geteuid(),) if owner is None else (owner,) if isinstance(owner, int) else owner
     if stat.S_ISLNK(info.st_mode):
         raise _refuse(path, "it is a symbolic link", "remove it")
     if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
         raise _refuse(path, "it is neither a file nor a folder", "remove it")
-    if info.st_uid != owner:
-        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to you (uid {owner})", "remove it or chown it")
+    if info.st_uid not in owners:
+        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to you (uid {owners[0]})", "remove it or chown it")
     mode = stat.S_IMODE(info.st_mode)
     folder = stat.S_ISDIR(info.st_mode)
     if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
@@ -288,7 +292,7 @@ def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner
         raise _refuse(path, f"others {what} (mode {mode:o})", f"chmod {'700' if folder else '600'} it or remove it")
 
 
-def check_path(path: Path, *, secret: bool = False, owner: Optional[int] = None) -> bool:
+def check_path(path: Path, *, secret: bool = False, owner: Owner = None) -> bool:
     """:func:`check_owned` on ``path`` itself (never following a link); False if it does not exist."""
     try:
         info = os.lstat(path)
@@ -308,7 +312,7 @@ def check_link(path: Path) -> None:
         raise _refuse(path, f"it is a symbolic link of uid {info.st_uid}, not yours", "remove it")
 
 
-def open_private(path: Path, flags: int, *, secret: bool = False, owner: Optional[int] = None) -> int:
+def open_private(path: Path, flags: int, *, secret: bool = False, owner: Owner = None) -> int:
     """``os.open`` that never follows a symbolic link, creates files 0600, and refuses (ConfigError) a file
     that is not ``owner``'s (the current user's) own (see :func:`check_owned`). Returns the descriptor."""
     try:  # (O_NONBLOCK: a planted FIFO cannot block the open; it changes nothing for a plain file)
@@ -327,7 +331,7 @@ def open_private(path: Path, flags: int, *, secret: bool = False, owner: Optiona
     return fd
 
 
-def read_private(path: Path, *, secret: bool = False, owner: Optional[int] = None) -> Optional[str]:
+def read_private(path: Path, *, secret: bool = False, owner: Owner = None) -> Optional[str]:
     """The text of ``path`` (None if it does not exist), opened as :func:`open_private` does."""
     try:
         fd = open_private(path, os.O_RDONLY, secret=secret, owner=owner)

@@ -361,12 +361,12 @@ def _stop_deleted(root: Path) -> None:
 def _read_server_file(path: Path) -> Optional[str]:
     """The text of a file the server writes in its data directory, read as :func:`dbp.local.read_private`
     does (never a link, a FIFO, or another user's file: ConfigError); None if it does not exist."""
-    owner = os.geteuid()
-    if _as_root():
+    owner: tuple[int, ...] = (os.geteuid(),)
+    if _as_root():  # the server user's, or root's (left by an older dbp, which ran the server as root)
         import pwd
 
         with contextlib.suppress(KeyError):  # (not created here: status changes nothing)
-            owner = pwd.getpwnam(SERVER_USER).pw_uid
+            owner = (pwd.getpwnam(SERVER_USER).pw_uid, 0)
     try:
         return read_private(path, owner=owner)
     except FileNotFoundError:  # (the folder holding it is gone)
