@@ -212,7 +212,7 @@ def _config(args: argparse.Namespace) -> Any:
     if args.local:
         from dbp.admin import configured_engines
         from dbp.errors import UsageError
-        from dbp.local import LOCAL_DATABASE, LocalServers
+        from dbp.local import LOCAL_DATABASE, LocalServers, shown_path
 
         if args.settings:
             raise UsageError("--local uses the project-local servers, not a settings file: drop one of the two")
@@ -223,7 +223,7 @@ def _config(args: argparse.Namespace) -> Any:
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
-        print(f"dbp: local data in {servers.root} (database {LOCAL_DATABASE!r}; "
+        print(f"dbp: local data in {shown_path(servers.root)} (database {LOCAL_DATABASE!r}; "
               "stop with: python -m dbp local stop)", file=sys.stderr)
         from dbp.project import apply_schema_dirs
 
@@ -370,7 +370,7 @@ def _init_project(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from dbp.local import LocalServers
+    from dbp.local import LocalServers, shown_path
 
     servers = LocalServers()
     engines = list(ENGINES) if args.engine == "all" else [args.engine]
@@ -383,14 +383,14 @@ def _local(args: argparse.Namespace) -> int:
         servers.start(engines)
         for state in servers.status():
             if state.engine in engines:
-                print(f"{state.engine:<6} running  {state.where}")
-        print(f"data in {servers.root}")
+                print(f"{state.engine:<6} running  {shown_path(state.where)}")
+        print(f"data in {shown_path(servers.root)}")
     elif args.action == "stop":
         stopped = servers.stop()
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     else:
         for state in servers.status():
-            print(f"{state.engine:<6} {'running' if state.running else 'stopped':<8} {state.where}")
+            print(f"{state.engine:<6} {'running' if state.running else 'stopped':<8} {shown_path(state.where)}")
     return EXIT_OK
 
 

@@ -65,12 +65,21 @@ class LocalServers:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """Hold ``ROOT/.lock`` (the folder made if missing). Everything is checked before anything is changed
+        (:func:`check_folder`), and again once locked, when the folder is made private (:func:`make_private`)."""
         check_link(self._given)
-        make_private(self.root)
-        fd = open_private(self.root / ".lock", os.O_RDWR | os.O_CREAT)
+        check_ancestors(self.root)
+        if not check_folder(self.root):
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_folder(self.root)
+        check_dbps(self.root)
+        for spec in ENGINES.values():
+            spec.module("local").check(self.root)
+        fd = open_private(self.root / LOCK, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                make_private(self.root)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
@@ -86,18 +95,62 @@ class LocalServers:
             return [engine for engine, spec in ENGINES.items() if spec.module("local").stop(self.root)]
 
     def delete(self) -> None:
-        """Stop the servers and remove their data for good (also data kept outside ``root``)."""
+        """Stop the servers and remove their data for good (also data kept outside ``root``).
+
+        Only what dbp keeps there (:data:`ENTRIES`) is removed, then ``root`` if that leaves it empty; a folder
+        without dbp's marker file is refused (ConfigError) before anything is changed.
+        """
         import shutil
 
+        if not self._exists():
+            return
+        if not check_path(self.root / MARKER):
+            raise ConfigError(
+                f"refusing to delete {shown_path(self.root)}: it is not a dbp local folder (it has no {MARKER}); "
+                "remove what you no longer need in it yourself"
+            )
         with self._locked():
             for spec in ENGINES.values():
                 spec.module("local").stop(self.root)
                 spec.module("local").delete(self.root)
-        shutil.rmtree(self.root, ignore_errors=True)
+            for entry in _entries(self.root):
+                if entry.name not in (LOCK, MARKER) and ours(entry.name):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            entry.unlink()
+            for name in (MARKER, LOCK):  # the lock last but one: a command waiting on it finds no marker
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / name).unlink()
+        with contextlib.suppress(OSError):  # (not empty: someone else's file, kept)
+            self.root.rmdir()
 
     def status(self) -> list[ServerState]:
-        states: list[ServerState] = [spec.module("local").status(self.root) for spec in ENGINES.values()]
-        return states
+        """Each server's state, read as the other commands do (see :func:`check_folder`) and changing nothing."""
+        if not self._exists():
+            return [spec.module("local").status(self.root) for spec in ENGINES.values()]
+        check_ancestors(self.root)
+        check_folder(self.root)
+        try:
+            fd = open_private(self.root / LOCK, os.O_RDONLY)
+        except FileNotFoundError:  # never started here
+            return [spec.module("local").status(self.root) for spec in ENGINES.values()]
+        with os.fdopen(fd, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)  # not while a start or stop is half done
+            try:
+                return [spec.module("local").status(self.root) for spec in ENGINES.values()]
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _exists(self) -> bool:
+        """False if there is no data folder (after refusing another user's link to one)."""
+        check_link(self._given)
+        try:
+            os.lstat(self.root)
+        except FileNotFoundError:
+            return False
+        return True
 
     def config(self, engines: Iterable[str] = tuple(ENGINES), database: str = LOCAL_DATABASE) -> Config:
         """Start the servers and return a ``DB_CONFIG`` for ``database`` on them, creating it if needed."""
@@ -214,18 +267,22 @@ def shown_path(path: Union[str, Path]) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner: Optional[int] = None) -> None:
+#: Whose a file must be: the current user's (None), a uid's, or one of several uids' (the first named in messages).
+Owner = Union[int, tuple[int, ...], None]
+
+
+def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner: Owner = None) -> None:
     """Refuse (ConfigError) what ``lstat``/``fstat`` says of ``path`` unless it is a plain file or folder of
     ``owner`` (the current user), with no other hard link, that others cannot write (with ``secret``:
     nor read). As ``ssh`` does with its files: a file someone else could have planted is never trusted.
     """
-    owner = os.geteuid() if owner is None else owner
+    owners = (os.geteuid(),) if owner is None else (owner,) if isinstance(owner, int) else owner
     if stat.S_ISLNK(info.st_mode):
         raise _refuse(path, "it is a symbolic link", "remove it")
     if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
         raise _refuse(path, "it is neither a file nor a folder", "remove it")
-    if info.st_uid != owner:
-        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to you (uid {owner})", "remove it or chown it")
+    if info.st_uid not in owners:
+        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to you (uid {owners[0]})", "remove it or chown it")
     mode = stat.S_IMODE(info.st_mode)
     folder = stat.S_ISDIR(info.st_mode)
     if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
@@ -235,7 +292,7 @@ def check_owned(path: Path, info: os.stat_result, *, secret: bool = False, owner
         raise _refuse(path, f"others {what} (mode {mode:o})", f"chmod {'700' if folder else '600'} it or remove it")
 
 
-def check_path(path: Path, *, secret: bool = False, owner: Optional[int] = None) -> bool:
+def check_path(path: Path, *, secret: bool = False, owner: Owner = None) -> bool:
     """:func:`check_owned` on ``path`` itself (never following a link); False if it does not exist."""
     try:
         info = os.lstat(path)
@@ -255,9 +312,9 @@ def check_link(path: Path) -> None:
         raise _refuse(path, f"it is a symbolic link of uid {info.st_uid}, not yours", "remove it")
 
 
-def open_private(path: Path, flags: int, *, secret: bool = False) -> int:
+def open_private(path: Path, flags: int, *, secret: bool = False, owner: Owner = None) -> int:
     """``os.open`` that never follows a symbolic link, creates files 0600, and refuses (ConfigError) a file
-    that is not the current user's own (see :func:`check_owned`). Returns the descriptor."""
+    that is not ``owner``'s (the current user's) own (see :func:`check_owned`). Returns the descriptor."""
     try:  # (O_NONBLOCK: a planted FIFO cannot block the open; it changes nothing for a plain file)
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
@@ -267,17 +324,17 @@ def open_private(path: Path, flags: int, *, secret: bool = False) -> int:
             raise _refuse(path, "it is neither a file nor a folder", "remove it") from None
         raise
     try:
-        check_owned(path, os.fstat(fd), secret=secret)
+        check_owned(path, os.fstat(fd), secret=secret, owner=owner)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def read_private(path: Path, *, secret: bool = False) -> Optional[str]:
+def read_private(path: Path, *, secret: bool = False, owner: Owner = None) -> Optional[str]:
     """The text of ``path`` (None if it does not exist), opened as :func:`open_private` does."""
     try:
-        fd = open_private(path, os.O_RDONLY, secret=secret)
+        fd = open_private(path, os.O_RDONLY, secret=secret, owner=owner)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as handle:
@@ -318,27 +375,97 @@ def check_ancestors(root: Path) -> None:
                           f"chmod go-w {shown_path(folder)}, or set {LOCAL_DIR_ENV} to a folder of yours")
 
 
-def make_private(root: Path) -> None:
-    """``root`` 0700 and every file dbp keeps directly in it 0600 (also those an older dbp left 0644).
+#: dbp's marker file in its folder: a folder without it is never deleted.
+MARKER = ".dbp-local"
+LOCK = ".lock"
+#: Every name dbp keeps directly in its folder (the engines' files, see dbp.sql.local and dbp.mongo.local),
+#: besides the temporary files of :func:`private_file`.
+ENTRIES = frozenset({MARKER, LOCK, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
+#: Those of them that are plain files, kept 0600.
+FILES = frozenset({MARKER, LOCK, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
+MARKER_TEXT = "dbp's project-local servers keep their data here (dbp.local.LocalServers(folder).delete() removes it)\n"
 
-    ``root`` and every entry in it must be the current user's, and ``root`` not writable by others
-    (ConfigError otherwise; see :func:`check_owned`): the one symbolic link allowed is ``pg`` as root,
-    which :mod:`dbp.sql.local` checks.
+
+def ours(name: str) -> bool:
+    """True if ``name`` is one dbp keeps in its folder (:data:`ENTRIES`, or a temporary file of its)."""
+    import re
+
+    if name in ENTRIES:
+        return True
+    temp = re.fullmatch(r"\.(.+)\.[0-9]+\.[0-9a-f]{8}\.tmp", name)
+    return temp is not None and temp.group(1) in FILES
+
+
+def _entries(root: Path) -> list[Path]:
+    try:
+        return list(root.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def check_folder(root: Path) -> bool:
+    """Check ``root`` and every entry in it, changing nothing: False if ``root`` does not exist.
+
+    ``root`` and every entry must be the current user's, and ``root`` not writable by others (ConfigError
+    otherwise; see :func:`check_owned`): the one symbolic link allowed is ``pg`` as root, which
+    :mod:`dbp.sql.local` checks. An entry that vanishes meanwhile (a parallel command's temporary file) is
+    skipped.
     """
-    check_ancestors(root)
     if not check_path(root):
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        check_path(root)
-    legacy = os.geteuid() == 0 and (root / "pg").is_dir() and not (root / "pg").is_symlink()
-    # (as root, data an older dbp kept in ROOT/pg belongs to another user, who must traverse ROOT)
-    os.chmod(root, 0o711 if legacy else 0o700)
-    for entry in root.iterdir():
-        info = os.lstat(entry)
+        return False
+    legacy = _legacy(root)
+    for entry in _entries(root):
+        try:
+            info = os.lstat(entry)
+        except FileNotFoundError:
+            continue
         if entry.name == "pg" and (stat.S_ISLNK(info.st_mode) or legacy):
             continue
         check_owned(entry, info, secret=entry.name.endswith(".secret"))
-        if stat.S_ISREG(info.st_mode):
-            os.chmod(entry, 0o600)
+    return True
+
+
+def _legacy(root: Path) -> bool:
+    """As root, data an older dbp kept in ROOT/pg belongs to another user, who must traverse ROOT."""
+    pg = root / "pg"
+    return os.geteuid() == 0 and pg.is_dir() and not pg.is_symlink()
+
+
+def check_dbps(root: Path) -> bool:
+    """True if ``root`` has dbp's marker file; False if it has none but may become dbp's (it is empty or holds
+    nothing but dbp's entries: an older dbp's folder); ConfigError for any other folder."""
+    if check_path(root / MARKER):
+        return True
+    foreign = sorted(entry.name for entry in _entries(root) if not ours(entry.name))
+    if foreign:
+        raise _refuse(root, f"it is not a dbp local folder (it has no {MARKER}, and holds "
+                            f"{foreign[0]!r}{' and more' if len(foreign) > 1 else ''})",
+                      f"set {LOCAL_DIR_ENV} to a new or empty folder")
+    return False
+
+
+def make_private(root: Path) -> None:
+    """Once :func:`check_folder` passed: ``root`` 0700 and dbp's own files in it (:data:`FILES`) 0600 (also
+    those an older dbp left 0644), with dbp's marker file. Call it locked.
+
+    A folder without the marker becomes dbp's only if it is empty or holds nothing but dbp's entries (an older
+    dbp's folder); any other is refused (ConfigError) before anything is changed: dbp never changes files it
+    did not create.
+    """
+    if not check_folder(root):
+        raise ConfigError(f"{shown_path(root)} was deleted by a parallel command; run this one again")
+    if not check_dbps(root):
+        private_file(root / MARKER, MARKER_TEXT)
+    os.chmod(root, 0o711 if _legacy(root) else 0o700)
+    for name in sorted(FILES):
+        try:
+            fd = open_private(root / name, os.O_RDONLY, secret=name.endswith(".secret"))
+        except FileNotFoundError:
+            continue
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 def wait_gone(pid: int, timeout: float = STOP_TIMEOUT) -> bool:

@@ -45,12 +45,13 @@ from dbp.local import (
     port_open,
     private_file,
     read_private,
+    shown_path,
     start_time,
     tail,
     wait_gone,
 )
 
-__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.mongo")
 
@@ -165,7 +166,7 @@ def _spawn(root: Path, port: int, *, auth: bool) -> Optional[subprocess.Popen[by
     with os.fdopen(fd, "ab") as out:
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            close_fds=True, umask=0o077,
+            close_fds=True, umask=0o077, cwd=_data(root),  # (not the caller's folder: it reads ./secantusd.toml)
         )
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -174,7 +175,7 @@ def _spawn(root: Path, port: int, *, auth: bool) -> Optional[subprocess.Popen[by
             if "in use" in last.lower():
                 return None  # the port was taken between choosing and binding
             raise ServerUnavailable(
-                f"the local MongoDB server exited at start on 127.0.0.1:{port}; see {logfile}"
+                f"the local MongoDB server exited at start on 127.0.0.1:{port}; see {shown_path(logfile)}"
                 + (f": {last}" if last else "")
             )
         if port_open(port):
@@ -185,7 +186,8 @@ def _spawn(root: Path, port: int, *, auth: bool) -> Optional[subprocess.Popen[by
                 return None
         elif time.monotonic() > deadline:
             _stop_child(process)
-            raise ServerUnavailable(f"the local MongoDB server did not start on 127.0.0.1:{port}; see {logfile}")
+            raise ServerUnavailable(
+                f"the local MongoDB server did not start on 127.0.0.1:{port}; see {shown_path(logfile)}")
         time.sleep(0.05)
 
 
@@ -224,7 +226,7 @@ def _provision(root: Path, port: int, password: str) -> None:
     others = sorted(f"{u.get('user')}@{u.get('db')}" for u in users if (u.get("user"), u.get("db")) != (USER, "admin"))
     if others:
         raise OperationError(
-            f"the local MongoDB data in {_data(root)} has users dbp did not create ({', '.join(others)}); "
+            f"the local MongoDB data in {shown_path(_data(root))} has users dbp did not create ({', '.join(others)}); "
             "refusing to use it: remove them, or the folder"
         )
 
@@ -273,15 +275,31 @@ def start(root: Path) -> str:
 def _private_tree(path: Path) -> None:
     """Owner-only modes on the data an older dbp left readable by everyone; ConfigError (before any change)
     if anything in it is a symbolic link or not the current user's (see :func:`dbp.local.check_owned`)."""
+    for entry in [path, *_checked_tree(path)]:
+        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+
+
+def _checked_tree(path: Path) -> list[Path]:
+    """Everything under ``path``, each checked (see :func:`dbp.local.check_owned`); what vanishes meanwhile is
+    skipped (a journal the running server removed)."""
     found: list[Path] = []
     for folder, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
             entry = Path(folder) / name
-            check_owned(entry, os.lstat(entry))
+            try:
+                info = os.lstat(entry)
+            except FileNotFoundError:
+                continue
+            check_owned(entry, info)
             found.append(entry)
-    for entry in [path, *found]:
-        with contextlib.suppress(FileNotFoundError):  # (a journal the server removed meanwhile)
-            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+    return found
+
+
+def check(root: Path) -> None:
+    """Refuse (ConfigError) data dbp would not use, changing nothing (see :func:`_private_tree`)."""
+    if check_path(_data(root)):
+        _checked_tree(_data(root))
 
 
 def stop(root: Path) -> bool:

@@ -33,12 +33,13 @@ from dbp.local import (
     check_path,
     open_private,
     private_file,
+    read_private,
     shown_path,
     tail,
     wait_gone,
 )
 
-__all__ = ["database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.sql")
 
@@ -357,10 +358,25 @@ def _stop_deleted(root: Path) -> None:
         time.sleep(0.1)
 
 
+def _read_server_file(path: Path) -> Optional[str]:
+    """The text of a file the server writes in its data directory, read as :func:`dbp.local.read_private`
+    does (never a link, a FIFO, or another user's file: ConfigError); None if it does not exist."""
+    owner: tuple[int, ...] = (os.geteuid(),)
+    if _as_root():  # the server user's, or root's (left by an older dbp, which ran the server as root)
+        import pwd
+
+        with contextlib.suppress(KeyError):  # (not created here: status changes nothing)
+            owner = (pwd.getpwnam(SERVER_USER).pw_uid, 0)
+    try:
+        return read_private(path, owner=owner)
+    except FileNotFoundError:  # (the folder holding it is gone)
+        return None
+
+
 def _postmaster(root: Path) -> Optional[list[str]]:
     """The lines of ``postmaster.pid`` if the process it names is this server's postmaster."""
     try:
-        lines = (_data(root) / "postmaster.pid").read_text().splitlines()
+        lines = (_read_server_file(_data(root) / "postmaster.pid") or "").splitlines()
         pid = int(lines[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -385,7 +401,7 @@ def _clear_stale(root: Path) -> None:
         # pid exists, and a killed process stays a zombie until its parent reaps it.
         for lock in [*data.glob(".s.PGSQL.*.lock"), *_socket_dir(data).glob(".s.PGSQL.*.lock")]:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                if not is_ours(int(lock.read_text().splitlines()[0]), data):
+                if not is_ours(int((_read_server_file(lock) or "").splitlines()[0]), data):
                     lock.unlink()
 
 
@@ -423,7 +439,19 @@ def stop(root: Path) -> bool:
     return True
 
 
+def check(root: Path) -> None:
+    """Refuse (ConfigError) a ``ROOT/pg`` link dbp did not make, changing nothing."""
+    if _data(root).is_symlink():
+        _dbp_folder(_data(root))
+
+
 def status(root: Path) -> ServerState:
+    """The server's state; ConfigError if ``ROOT/pg`` is not a data directory of dbp's (changing nothing)."""
+    link = _data(root)
+    if link.is_symlink():
+        _dbp_folder(link)
+    elif not _as_root():
+        check_path(link)
     lines = _postmaster(root)
     if lines is None or len(lines) < 5 or not lines[4].strip():
         return ServerState("sql", False, str(_data(root)))
