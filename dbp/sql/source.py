@@ -36,18 +36,19 @@ __all__ = ["SQLSource", "inline", "resolve", "run"]
 #: The output columns, their quoted names, and the columns whose type has no ordering.
 Described = tuple[dict[str, Column], dict[str, sql.SQL], frozenset[str]]
 
-#: Is an array (not a domain, nor a fixed-length vector such as point, whose typelem is set too).
-_ARRAY = "(ty.typelem <> 0 AND ty.typsubscript = 'array_subscript_handler'::regproc AND ty.typlen = -1)"
 #: Each output type's name, and whether ORDER BY can sort it: the type (a domain's base type, an array's
 #: element type) has a default btree operator class, its own, a polymorphic one (enum, range, composite)
 #: or one of a type it is binary-coercible to (varchar: text's). Decided by the catalog, not a list of names.
-_TYPES = f"""
+#: An array is a varlena type with an element and array subscripting (point's typelem is set too).
+_TYPES = """
 WITH RECURSIVE u(t, n) AS (SELECT * FROM unnest(%s::oid[]) WITH ORDINALITY),
 b(n, t) AS (
   SELECT n, t FROM u
   UNION ALL
   SELECT b.n, CASE ty.typtype WHEN 'd' THEN ty.typbasetype ELSE ty.typelem END
-  FROM b JOIN pg_type AS ty ON ty.oid = b.t WHERE ty.typtype = 'd' OR {_ARRAY})
+  FROM b JOIN pg_type AS ty ON ty.oid = b.t WHERE ty.typtype = 'd'
+    OR (ty.typelem <> 0 AND ty.typsubscript = 'array_subscript_handler'::regproc
+        AND ty.typlen = -1))
 SELECT format_type(u.t, NULL) AS type, COALESCE((
   SELECT bool_and(EXISTS (
     SELECT 1 FROM pg_opclass AS oc JOIN pg_am AS am ON am.oid = oc.opcmethod
@@ -57,7 +58,9 @@ SELECT format_type(u.t, NULL) AS type, COALESCE((
       OR EXISTS (SELECT 1 FROM pg_cast AS c
                  WHERE c.castsource = b.t AND c.casttarget = oc.opcintype AND c.castmethod = 'b'))))
   FROM b JOIN pg_type AS ty ON ty.oid = b.t
-  WHERE b.n = u.n AND NOT (ty.typtype = 'd' OR {_ARRAY})), FALSE) AS sortable
+  WHERE b.n = u.n AND NOT (ty.typtype = 'd'
+    OR (ty.typelem <> 0 AND ty.typsubscript = 'array_subscript_handler'::regproc
+        AND ty.typlen = -1))), FALSE) AS sortable
 FROM u ORDER BY u.n"""
 
 
