@@ -179,3 +179,14 @@ def test_bundled_query_without_position_names_the_users_queries_dir(sql_db: SQLC
                                                                 paginate=False))
         assert str(info.value).startswith("light_curve declares no position for $cone / crossmatch; add ")
         assert "a copy of " in str(info.value) and "in your QUERIES_DIR" in str(info.value)
+
+
+_NOISE = st.lists(st.sampled_from([";", " -- note", "\n-- note\n", "/* x; -- */", "\n", " ", ";;"]), max_size=4)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.text(alphabet="ab-;\n'$*/ ", max_size=12), noise=_NOISE)
+def test_a_literal_survives_any_trailing_noise(sql_db: SQLConnection, content: str, noise: list[str]) -> None:
+    """Whatever a string literal holds (`--`, `;`, newlines, quotes), only what follows the statement is cut."""
+    text = "SELECT '" + content.replace("'", "''") + "' AS a" + "".join(noise)
+    assert [r["a"] for r in sql_db.sql(text).find_all(paginate=False)] == [content]
