@@ -32,7 +32,7 @@ from dbp._redact import shown
 from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import find_overflow, overflow_message, plain
 from dbp.errors import ConfigError, FilterError
-from dbp.sql.script import split_statements
+from dbp.sql.script import _DOLLAR_TAG, _block_comment_end, _ident_char, _quote_end, split_statements
 
 __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
 
@@ -40,7 +40,7 @@ __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pip
 BUNDLED = Path(__file__).resolve().parent / "queries"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PLACEHOLDER = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<fmt>.)|(?P<bare>.)|$)", re.S)
-_HEADER = re.compile(r"--\s*(key|not null|position|optional)\s*:(.*)", re.I)
+_HEADER = re.compile(r"--\s*(key|not null|position|optional|params)\s*:(.*)", re.I)
 _READS = ("select", "with", "values", "table")
 _WRITES = ("insert", "update", "delete", "merge")
 #: Pipeline stages that write: a source that wrote on every read would be a trap.
@@ -48,6 +48,51 @@ _WRITING_STAGES = ("$out", "$merge")
 PARAM = "$param"
 #: Parameter values a pipeline accepts (documents are refused: they could carry operators).
 _SCALARS = (str, int, float, bool, _dt.datetime, _dt.date)
+
+
+#: Declared parameter types (``-- params: version text, ranking integer``; ``"params"`` in a pipeline file):
+#: the Python values each accepts, the same on both engines (None is always accepted: NULL).
+TYPES: Mapping[str, tuple[type, ...]] = {"text": (str,), "integer": (int,), "float": (int, float),
+                                         "boolean": (bool,)}
+
+
+def _types(pairs: Mapping[str, Any], params: frozenset[str], where: str, what: str) -> Mapping[str, str]:
+    """``pairs`` (parameter -> type name) checked against the parameters and :data:`TYPES`."""
+    _check_optional(frozenset(pairs), params, where, what)
+    bad = [f"{p} {shown(t, 30)}" for p, t in pairs.items() if not isinstance(t, str) or t.lower() not in TYPES]
+    if bad:
+        raise ConfigError(f"{where}: {what} gives {bad[0]}; parameter types are {', '.join(TYPES)}")
+    return {p: str(t).lower() for p, t in pairs.items()}
+
+
+def _sql_types(raw: str, params: frozenset[str], where: str) -> Mapping[str, str]:
+    pairs: dict[str, str] = {}
+    for item in _names(raw, where):
+        words = item.split()
+        if len(words) != 2:
+            raise ConfigError(f"{where}: -- params: is a list of `name type`, not {shown(item, 40)}")
+        pairs[words[0]] = words[1]
+    return _types(pairs, params, where, "-- params:")
+
+
+def check_types(name: str, types: Mapping[str, str], given: Mapping[str, Any]) -> None:
+    """FilterError for a value that is not of its parameter's declared type (bool is not an integer)."""
+    for param, wanted in types.items():
+        value = given.get(param)
+        if value is None:
+            continue
+        ok = isinstance(value, TYPES[wanted]) and (wanted == "boolean" or not isinstance(value, bool))
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise FilterError(f"{name}: parameter {param} is {wanted}, not {type(value).__name__} "
+                              f"{shown(value, 40)}")
+
+
+def editable(where: str) -> str:
+    """The file a user edits to change the named query read from ``where``: for a bundled query, a copy in
+    their own QUERIES_DIR (the project's file replaces dbp's), never the installed package's file."""
+    if Path(where).parent == BUNDLED:
+        return f"a copy of {where} in your QUERIES_DIR (a project query of that name replaces dbp's)"
+    return where
 
 
 def _names(raw: str, where: str) -> tuple[str, ...]:
@@ -74,6 +119,8 @@ class NamedSQL:
     position: Optional[tuple[str, str]] = None
     #: Parameters that ``-- optional: a, b`` lets the caller leave out: they are then None (NULL).
     optional: frozenset[str] = frozenset()
+    #: The declared types of parameters (``-- params: a text``), checked before anything runs.
+    types: tuple[tuple[str, str], ...] = ()
 
     @property
     def writes(self) -> bool:
@@ -82,7 +129,9 @@ class NamedSQL:
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[Any]:
         """The values for ``text``'s marks; FilterError naming missing or unexpected parameters."""
         given = bind(self.name, self.params, params, self.optional)
-        return [_plain_param(self.name, n, given[n]) for n in self.order]
+        given = {n: _plain_param(self.name, n, v) for n, v in given.items()}
+        check_types(self.name, dict(self.types), given)
+        return [given[n] for n in self.order]
 
 
 def parse_sql(name: str, text: str, where: str) -> NamedSQL:
@@ -109,16 +158,24 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
         out.append("%s")
     out.append(text[last:])
     body = "".join(out)
+    statements = split_statements(body)
+    if len(statements) > 1:
+        raise ConfigError(f"{where}: a named query is one statement; this one holds {len(statements)} "
+                          "(put each in a file of its own)")
+    # up to the statement's last character: a trailing `;`, empty statement or comment would spoil what dbp
+    # appends (quotes and comments are read as PostgreSQL does: `--` inside a string is text)
+    body = body[:_code_end(body)]
     key: tuple[str, ...] = ()
     not_null: frozenset[str] = frozenset()
     position: Optional[tuple[str, str]] = None
     optional: frozenset[str] = frozenset()
-    lines = body.split("\n")  # not splitlines(): \x85, \u2028 and the like are text to SQL
-    for text_line in lines:  # the leading comment block
+    types: tuple[tuple[str, str], ...] = ()
+    # the leading comment block, as written: `%%` there is a `%` (the text goes to psycopg as it is)
+    for text_line in text.split("\n"):  # not splitlines(): \x85, \u2028 and the like are text to SQL
         stripped = text_line.strip()
         if stripped and not stripped.startswith("--"):
             break
-        header = _HEADER.match(stripped)
+        header = _HEADER.match(stripped.replace("%%", "%"))
         if header and header.group(1).lower() == "key":
             key = _names(header.group(2), where)
         elif header and header.group(1).lower() == "position":
@@ -130,23 +187,43 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
         elif header and header.group(1).lower() == "optional":
             optional = frozenset(_names(header.group(2), where))
             _check_optional(optional, frozenset(order), where, "-- optional:")
+        elif header and header.group(1).lower() == "params":
+            types = tuple(_sql_types(header.group(2), frozenset(order), where).items())
         elif header:
             not_null = frozenset(_names(header.group(2), where))
-    while lines and (not lines[-1].strip() or lines[-1].strip().startswith("--")):
-        lines.pop()  # a trailing comment would swallow what dbp appends
-    body = "\n".join(lines).rstrip().rstrip(";").rstrip()
-    words = re.sub(r"--[^\n]*|/\*.*?\*/", " ", body, flags=re.S).replace("(", " ").split()
+    words = statements[0].text.replace("(", " ").split() if statements else []
     if not words:
         raise ConfigError(f"{where}: the file holds no statement")
     verb = words[0].lower()
-    statements = split_statements(body)
-    if len(statements) > 1:
-        raise ConfigError(f"{where}: a named query is one statement; this one holds {len(statements)} "
-                          "(put each in a file of its own)")
     if verb not in _READS + _WRITES:
         raise ConfigError(f"{where}: a named query is one SELECT, WITH, VALUES, INSERT, UPDATE, DELETE or "
                           f"MERGE statement, not {shown(words[0], 30)}")
-    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb, position, optional)
+    return NamedSQL(name, where, body, tuple(order), frozenset(order), key, not_null, verb, position, optional,
+                    types)
+
+
+def _code_end(text: str) -> int:
+    """The index after ``text``'s last character of code: not white space, a comment or a top-level ``;``."""
+    end = i = 0
+    n = len(text)
+    while i < n:
+        char = text[i]
+        if text.startswith("--", i):
+            found = text.find("\n", i)
+            i = n if found < 0 else found + 1
+        elif text.startswith("/*", i):
+            i = _block_comment_end(text, i)
+        elif char in ("'", '"'):
+            escapes = char == "'" and i > 0 and text[i - 1] in "eE" and not _ident_char(text, i - 2)
+            i = end = _quote_end(text, i, char, escapes)
+        elif char == "$" and (tag := _DOLLAR_TAG.match(text, i)) and not _ident_char(text, i - 1):
+            found = text.find(tag.group(), tag.end())
+            i = end = n if found < 0 else found + len(tag.group())
+        else:
+            i += 1
+            if char != ";" and not char.isspace():
+                end = i
+    return end
 
 
 def _check_optional(optional: frozenset[str], params: frozenset[str], where: str, what: str) -> None:
@@ -200,6 +277,8 @@ class NamedPipeline:
     optional: frozenset[str] = frozenset()
     #: The columns ``(ra, dec)`` that ``"position": ["ra", "dec"]`` declares, for $cone and crossmatch.
     position: Optional[tuple[str, str]] = None
+    #: The declared types of parameters (``"params": {"a": "text"}``), checked before anything runs.
+    types: tuple[tuple[str, str], ...] = ()
 
     def bind(self, params: Optional[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The stages with parameter values in place; FilterError for a missing, unexpected or unusable one."""
@@ -207,6 +286,7 @@ class NamedPipeline:
                  for param, value in bind(self.name, self.params, params, self.optional).items()}
         for param, value in given.items():
             _check_param(self.name, param, value)
+        check_types(self.name, dict(self.types), given)
         return [_fill(stage, given, "stage") for stage in self.pipeline]
 
 
@@ -242,17 +322,32 @@ def _literal(value: Any) -> Any:
     return {"$literal": list(value) if isinstance(value, tuple) else value}
 
 
-def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
-    """``node`` with each ``{"$param": n}`` replaced: as it is in a query, as ``$literal`` in an expression.
+#: Stage arguments that are not expressions: a query (the value goes in as it is, as in $match) or a
+#: constant the server reads as it is (where ``{"$literal": n}`` is refused). Others are expressions.
+_STAGE_ARGS: Mapping[str, Mapping[str, str]] = {
+    "$graphLookup": {"restrictSearchWithMatch": "query", "maxDepth": "const"},
+    "$geoNear": {"query": "query", "near": "const", "maxDistance": "const", "minDistance": "const",
+                 "distanceMultiplier": "const", "spherical": "const"},
+    "$sample": {"size": "const"},
+    "$bucketAuto": {"buckets": "const", "granularity": "const"},
+}
+#: Arguments of expression operators that are constants ($shift's offset in $setWindowFields).
+_OPERATOR_ARGS: Mapping[str, Mapping[str, str]] = {"$shift": {"by": "const"}}
 
-    ``context`` is ``stage`` (a stage document), ``query`` (a $match filter) or
+
+def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
+    """``node`` with each ``{"$param": n}`` replaced: as it is in a query or a constant, as ``$literal`` in an
+    expression.
+
+    ``context`` is ``stage`` (a stage document), ``query`` (a $match filter or another stage's query),
+    ``const`` (an argument the server reads as a value, as $sample's size) or
     ``expr`` (an aggregation expression, where a string starting with $ would be read as a field path).
     """
     if isinstance(node, dict):
         if len(node) == 1 and PARAM in node:
             value = given[node[PARAM]]
             value = list(value) if isinstance(value, tuple) else value
-            return value if context == "query" else _literal(value)
+            return value if context in ("query", "const") else _literal(value)
         if context == "stage":
             ((op, body),) = node.items()
             if isinstance(body, dict) and len(body) == 1 and PARAM in body:  # {"$limit": {"$param": n}}
@@ -260,6 +355,9 @@ def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
             if op == "$facet" and isinstance(body, dict):
                 return {op: {k: [_fill(s, given, "stage") for s in v] if isinstance(v, list) else v
                              for k, v in body.items()}}
+            if op in _STAGE_ARGS and isinstance(body, dict):
+                args = _STAGE_ARGS[op]
+                return {op: {k: _fill(v, given, args.get(k, "expr")) for k, v in body.items()}}
             return {op: _fill(body, given, "query" if op == "$match" else "expr")}
         out = {}
         for key, value in node.items():
@@ -269,12 +367,32 @@ def _fill(node: Any, given: Mapping[str, Any], context: str) -> Any:
                 out[key] = value
             elif key == "pipeline" and isinstance(value, list):
                 out[key] = [_fill(s, given, "stage") for s in value]
+            elif key in _OPERATOR_ARGS and isinstance(value, dict) and context == "expr":
+                args = _OPERATOR_ARGS[key]
+                out[key] = {k: _fill(v, given, args.get(k, "expr")) for k, v in value.items()}
             else:
                 out[key] = _fill(value, given, context if context != "stage" else "expr")
         return out
     if isinstance(node, list):
         return [_fill(item, given, context) for item in node]
     return node
+
+
+#: Operators that run server-side JavaScript: a caller's parameter must never become code.
+_JAVASCRIPT = ("$where", "$function", "$accumulator")
+
+
+def _no_javascript(node: Any, where: str) -> None:
+    """ConfigError naming ``where`` if ``node`` holds a JavaScript operator anywhere (even under $literal)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _JAVASCRIPT:
+                raise ConfigError(f"{where}: a named pipeline may not run server-side JavaScript ({key}): "
+                                  "a parameter could become code")
+            _no_javascript(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            _no_javascript(item, where)
 
 
 def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> None:
@@ -307,7 +425,7 @@ def _scan(node: Any, where: str, found: set[str], *, stage: bool = False) -> Non
             _scan(item, where, found)
 
 
-_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "position", "description")
+_PIPELINE_KEYS = ("collection", "columns", "key", "pipeline", "optional", "position", "params", "description")
 _TOO_DEEP = object()
 
 
@@ -342,6 +460,7 @@ def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
     pipeline = data.get("pipeline")
     if not isinstance(pipeline, list) or not all(isinstance(s, dict) for s in pipeline):
         raise ConfigError(f"{where}: pipeline is a list of stage documents")
+    _no_javascript(pipeline, where)
     found: set[str] = set()
     for stage in pipeline:
         _scan(stage, where, found, stage=True)
@@ -353,8 +472,12 @@ def parse_pipeline(name: str, text: str, where: str) -> NamedPipeline:
         if len(names) != 2 or not set(names) <= set(columns) or any(n.startswith("$") for n in names):
             raise ConfigError(f'{where}: position is ["ra column", "dec column"], two of the columns (in degrees)')
         position = (names[0], names[1])
+    declared = data.get("params", {})
+    if not isinstance(declared, dict):
+        raise ConfigError(f'{where}: params is {{"name": "type"}}, types being {", ".join(TYPES)}')
+    types = tuple(_types(declared, frozenset(found), where, "params").items())
     return NamedPipeline(name, where, collection, columns, key, tuple(pipeline), frozenset(found), optional,
-                         position)
+                         position, types)
 
 
 # -- folders --------------------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def distance_expression(cone: Cone, position: Position) -> dict[str, Any]:
         lon: Any = {"$arrayElemAt": [coordinates, 0]}
         lat: Any = {"$arrayElemAt": [coordinates, 1]}
         lam = math.radians(position.longitude(cone.ra))  # the centre's longitude
-    else:
-        lon, lat, lam = f"${position.ra}", f"${position.dec}", math.radians(cone.ra)
+    else:  # a non-number (an array, which the box matches by its elements) reads as null, never an error
+        lon, lat, lam = _number(f"${position.ra}"), _number(f"${position.dec}"), math.radians(cone.ra)
     _, cos_d, sin_d = cone.trig
     cos_p, sin_p, cos_l = "$$cos_p", "$$sin_p", "$$cos_l"
     num = {"$sqrt": {"$add": [
@@ -97,6 +97,10 @@ def box_candidates(position: Position, cone: Cone) -> dict[str, Any]:
     return {"$and": parts}
 
 
+def _number(path: str) -> dict[str, Any]:
+    return {"$cond": [{"$isNumber": path}, path, None]}
+
+
 def _square(value: Any) -> dict[str, Any]:
     return {"$multiply": [value, value]}
 
@@ -105,7 +109,10 @@ def compile_cone(cone: Cone, position: Optional[Position], name: str) -> dict[st
     """The query document for ``cone``: index-backed candidates, then the exact distance."""
     where = _require(position, name)
     first = candidates(where, cone.ra, cone.dec, cone.radius) if where.point else box_candidates(where, cone)
-    return {"$and": [first, {"$expr": {"$lte": [distance_expression(cone, where), cone.radius]}}]}
+    within: dict[str, Any] = {"$lte": [distance_expression(cone, where), cone.radius]}
+    if not where.point:  # a null distance (no numeric ra/dec) would compare below the radius
+        within = {"$and": [{"$isNumber": f"${where.ra}"}, {"$isNumber": f"${where.dec}"}, within]}
+    return {"$and": [first, {"$expr": within}]}
 
 
 def top_cones(node: Node) -> list[Cone]:

@@ -22,7 +22,7 @@ from dbp.mongo import cone as cones
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check
 from dbp.mongo.query import UNENCODABLE, MongoQuery, _path, _unencodable, compile_filter
-from dbp.named import NamedPipeline, Queries, queries_for
+from dbp.named import NamedPipeline, Queries, editable, queries_for
 from dbp.pagination import TokenTypes
 from dbp.query import ReadOnly, ReadQuery, Row, check_name
 from dbp.sky import DISTANCE, DISTANCE_FIELD, Cone, Match, Position, cone_for
@@ -76,7 +76,7 @@ class PipelineSource(ReadOnly, ReadQuery):
     def _where(self) -> Position:
         if self.position is None:
             raise FilterError(f'{self.name} declares no position for $cone / crossmatch; add "position": '
-                              f'["<ra column>", "<dec column>"] to {self.named.where}')
+                              f'["<ra column>", "<dec column>"] to {editable(self.named.where)}')
         return self.position
 
     def _pipeline(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]] = None

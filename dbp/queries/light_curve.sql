@@ -2,6 +2,7 @@
 -- A detection has its candid and magnitudes; a non-detection has candid NULL and only its limit.
 -- key: candid, fid, mjd
 -- not null: oid, mjd, fid, detected
+-- params: oid text
 SELECT oid, candid, mjd, fid, TRUE AS detected, magpsf, sigmapsf, diffmaglim, isdiffpos, ra, "dec"
 FROM detection
 WHERE oid = %(oid)s

@@ -8,6 +8,8 @@
 -- key: oid, classifier_version, class_name
 -- not null: oid
 -- optional: version
+-- params: classifier text, ranking integer, version text
+-- position: meanra, meandec
 SELECT o.oid, o.ndet, o.firstmjd, o.lastmjd, o.meanra, o.meandec, o.sigmara, o.sigmadec, o.corrected, o.stellar,
        p.classifier_name, p.classifier_version, p.class_name, p.probability, p.ranking
 FROM object AS o

@@ -232,6 +232,10 @@ class SQLBuilder:
         pk = self.table.primary_key
         return list(pk.columns) if pk else []
 
+    def _tie_break(self) -> list[str]:
+        """The columns that order ties: the key (a keyless named query orders by every sortable column)."""
+        return self._key()
+
     def _values(self, row: Mapping[str, Any]) -> tuple[list[sql.SQL], list[Any]]:
         return [self._q(n) for n in row], [self._value(n, v) for n, v in row.items()]
 

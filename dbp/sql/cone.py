@@ -91,12 +91,13 @@ def _declarations(root: Path) -> dict[str, Position]:
 
 def position(q: SQLBuilder) -> Position:
     """The table's declared position columns (a named query's ``-- position:`` line); FilterError if none."""
+    from dbp.named import editable
     from dbp.sql.source import SQLSource
 
     if isinstance(q, SQLSource):
         declared = q.statement.position
         if declared is None:
-            where = "the statement" if q.statement.where == "inline SQL" else q.statement.where
+            where = "the statement" if q.statement.where == "inline SQL" else editable(q.statement.where)
             raise FilterError(f"{q.name} declares no position for $cone / crossmatch; add a line "
                               f"'-- position: <ra column>, <dec column>' to the comments that open {where}")
         found = Position(ra=declared[0], dec=declared[1])
@@ -186,6 +187,13 @@ def _cone_distance(q: SQLBuilder, cone: Cone, params: list[Any], prefix: str = "
 
 def _col(q: SQLBuilder, name: str, prefix: str) -> sql.Composable:
     return sql.Composed([sql.SQL(prefix), q._q(name)]) if prefix else q._q(name)
+
+
+def _collated(q: SQLBuilder, name: str, ref: sql.Composable) -> sql.Composable:
+    """``ref`` ordered code point by code point if it is text, as ``q._ref(name, ordering=True)``."""
+    if q._collate and name in q._text:
+        return sql.Composed([ref, sql.SQL(' COLLATE "C"')])
+    return ref
 
 
 def compile_cone(q: SQLBuilder, cone: Cone, params: list[Any], shape: list[Any], build: bool
@@ -322,11 +330,14 @@ def crossmatch_statement(q: SQLBuilder, positions: list[tuple[Any, float, float]
         extra = []
     condition, filter_params = q.where(node)
     name = sql.Identifier(unused(q, "_dbp_distance"))  # a name no column of the table has
-    key = [_col(q, k, prefix) for k in q._key()]
+    ties = q._tie_break()  # the key, or every sortable column of a keyless named query (as find_all and MongoDB)
+    key = [_collated(q, k, _col(q, k, prefix)) for k in ties]
     inner_order = sql.SQL(", ").join([sql.SQL("1"), *key])
     # every match: each position's in distance order, ties lowest key first (as on MongoDB)
-    outer_order = sql.SQL(", ").join([sql.SQL("1"), sql.SQL("2"),
-                                      *(sql.SQL("m.{}").format(sql.Identifier(k)) for k in q._key())])
+    with q.db.connection() as conn:  # a % in a name is doubled: the statement has %s parameters
+        outer = [_collated(q, k, sql.SQL("m." + sql.Identifier(k).as_string(conn).replace("%", "%%")))
+                 for k in ties]
+    outer_order = sql.SQL(", ").join([sql.SQL("1"), sql.SQL("2"), *outer])
     query = sql.SQL(
         "SELECT p.i, m.* FROM unnest(%s::int[], {arrays}) AS p({names}) CROSS JOIN LATERAL ("
         "SELECT {distance} AS {name}, {alias}.* FROM {table} WHERE {candidates} AND {distance} <= %s"

@@ -33,12 +33,35 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLSource", "inline", "resolve", "run"]
 
-#: A query source's own params are values for a positional statement.
-Described = tuple[dict[str, Column], dict[str, sql.SQL]]
+#: The output columns, their quoted names, and the columns whose type has no ordering.
+Described = tuple[dict[str, Column], dict[str, sql.SQL], frozenset[str]]
 
-
-#: Output types with no ordering, left out of a keyless source's tie-break.
-_UNSORTABLE = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+#: Each output type's name, and whether ORDER BY can sort it: the type (a domain's base type, an array's
+#: element type) has a default btree operator class, its own, a polymorphic one (enum, range, composite)
+#: or one of a type it is binary-coercible to (varchar: text's). Decided by the catalog, not a list of names.
+#: An array is a varlena type with an element and array subscripting (point's typelem is set too).
+_TYPES = """
+WITH RECURSIVE u(t, n) AS (SELECT * FROM unnest(%s::oid[]) WITH ORDINALITY),
+b(n, t) AS (
+  SELECT n, t FROM u
+  UNION ALL
+  SELECT b.n, CASE ty.typtype WHEN 'd' THEN ty.typbasetype ELSE ty.typelem END
+  FROM b JOIN pg_type AS ty ON ty.oid = b.t WHERE ty.typtype = 'd'
+    OR (ty.typelem <> 0 AND ty.typsubscript = 'array_subscript_handler'::regproc
+        AND ty.typlen = -1))
+SELECT format_type(u.t, NULL) AS type, COALESCE((
+  SELECT bool_and(EXISTS (
+    SELECT 1 FROM pg_opclass AS oc JOIN pg_am AS am ON am.oid = oc.opcmethod
+    WHERE am.amname = 'btree' AND oc.opcdefault AND (oc.opcintype = b.t
+      OR oc.opcintype = CASE ty.typtype WHEN 'e' THEN 'anyenum'::regtype WHEN 'r' THEN 'anyrange'::regtype
+                                        WHEN 'm' THEN 'anymultirange'::regtype WHEN 'c' THEN 'record'::regtype END
+      OR EXISTS (SELECT 1 FROM pg_cast AS c
+                 WHERE c.castsource = b.t AND c.casttarget = oc.opcintype AND c.castmethod = 'b'))))
+  FROM b JOIN pg_type AS ty ON ty.oid = b.t
+  WHERE b.n = u.n AND NOT (ty.typtype = 'd'
+    OR (ty.typelem <> 0 AND ty.typsubscript = 'array_subscript_handler'::regproc
+        AND ty.typlen = -1))), FALSE) AS sortable
+FROM u ORDER BY u.n"""
 
 
 def _wrapped(statement: NamedSQL) -> sql.Composed:
@@ -73,12 +96,12 @@ def describe(db: SQLConnection, statement: NamedSQL, values: Sequence[Any]) -> D
             raise ConfigError(f"{statement.where}: the -- {what}: line names {', '.join(stray)}, which is not an "
                               f"output column ({', '.join(names)})")
     oids = [c.type_code for c in description]
-    rows = _execute(db, statement, "SELECT format_type(t, NULL) AS type FROM unnest(%s::oid[]) "
-                    "WITH ORDINALITY AS u(t, n) ORDER BY n", [oids]).fetchall() if oids else []
+    rows = _execute(db, statement, _TYPES, [oids]).fetchall() if oids else []
     columns = {n: Column(n, str(r["type"]), n in statement.not_null) for n, r in zip(names, rows)}
+    unsortable = frozenset(n for n, r in zip(names, rows) if not r["sortable"])
     with db.connection() as conn:
         quoted = {n: sql.SQL("q." + sql.Identifier(n).as_string(conn).replace("%", "%%")) for n in names}
-    described = (columns, quoted)
+    described = (columns, quoted, unsortable)
     db.statement_cache[key] = described
     return described
 
@@ -116,7 +139,7 @@ class SQLSource(ReadOnly, SQLQuery):
         self.statement = statement
         self._bound = statement.bind(params)
         self.cache_id = ("source", statement.text, tuple(sorted(statement.not_null)), sent_types(self._bound))
-        self.columns, self._names = describe(db, statement, self._bound)
+        self.columns, self._names, self._unsortable = describe(db, statement, self._bound)
         self.table = Table(statement.name, columns=list(self.columns.values()))
         self._table = sql.SQL("(\n" + statement.text + "\n) AS q")  # the project's text, as _wrapped
         self._collate = not db.code_point_collation()
@@ -132,10 +155,10 @@ class SQLSource(ReadOnly, SQLQuery):
         return list(self.statement.key)
 
     def _tie_break(self) -> list[str]:
-        """Without a declared key, every output column that sorts (not json), so that ties sort one way
+        """Without a declared key, every output column whose type sorts (see _TYPES), so that ties sort one way
         on every page (PostgreSQL's top-N sort orders ties differently for each LIMIT). Keyset pages
         still need a declared key: rows equal in every column would be one position."""
-        return list(self.statement.key) or [c for c, rule in self.rules.items() if rule.cast not in _UNSORTABLE]
+        return list(self.statement.key) or [c for c in self.columns if c not in self._unsortable]
 
     def _token_scope(self) -> Any:
         return [self.name, self.statement.text, repr(self._bound)]
