@@ -1,0 +1,110 @@
+"""Adversarial repros (trust3, reviewer b): each test fails on the code it was written against."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+
+import pytest
+
+from dbp.errors import DbpError, FilterError
+
+N_BIG = 150_001  # more than pymongo's maxWriteBatchSize (100,000): pymongo splits the batch
+
+
+def _count_mongo(db, name):
+    return db.query(name).collection.count_documents({})
+
+
+def test_mongo_bulk_insert_unencodable_late_row_writes_nothing(mongo_db):
+    """A Decimal at row 150,000 of a MongoDB bulk_insert: refused, but pymongo already sent the first batch."""
+    rows = [{"_id": i, "v": i} for i in range(N_BIG)]
+    rows[-1] = {"_id": N_BIG - 1, "v": decimal.Decimal("1.5")}
+    q = mongo_db.query("half_ins")
+    with pytest.raises(FilterError):
+        q.bulk_insert(rows)
+    assert _count_mongo(mongo_db, "half_ins") == 0
+
+
+def test_mongo_bulk_insert_overflowing_datetime_late_row_writes_nothing(mongo_db):
+    """An aware datetime whose UTC time is in year 0, at row 150,000: refused, after 100,000 rows were written."""
+    rows = [{"_id": i, "t": dt.datetime(2020, 1, 1)} for i in range(N_BIG)]
+    rows[-1]["t"] = dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    q = mongo_db.query("half_ins_dt")
+    with pytest.raises(FilterError):
+        q.bulk_insert(rows)
+    assert _count_mongo(mongo_db, "half_ins_dt") == 0
+
+
+def test_mongo_bulk_update_unencodable_late_row_writes_nothing(mongo_db):
+    """bulk_update of 150,001 distinct _ids (one round, the columnar path), a Decimal in the last attrs."""
+    q = mongo_db.query("half_upd")
+    q.collection.insert_many([{"_id": i, "v": 0} for i in range(N_BIG)])
+    instances = [{"_id": i} for i in range(N_BIG)]
+    attrs = [{"v": 1} for _ in range(N_BIG)]
+    attrs[-1] = {"v": decimal.Decimal("2.5")}
+    with pytest.raises(FilterError):
+        q.bulk_update(instances, attrs)
+    assert q.collection.count_documents({"v": 1}) == 0
+
+
+def test_sql_bulk_insert_update_char_keys_last_value_wins(sql_db):
+    """'a' and 'a  ' are one key of a char(3) column: within the batch the last value should win, as documented."""
+    sql_db.execute("CREATE TABLE chk (k char(3) PRIMARY KEY, v int)")
+    sql_db.execute("INSERT INTO chk VALUES ('a', 0)")
+    q = sql_db.query("chk")
+    q.bulk_insert([{"k": "a", "v": 1}, {"k": "a  ", "v": 2}], on_conflict="update")
+    assert [r["v"] for r in q.find_all(paginate=False)] == [2]
+
+
+def test_sql_bulk_insert_update_char_keys_new_row_last_value_wins(sql_db):
+    """The same, for a key not yet stored."""
+    sql_db.execute("CREATE TABLE chk2 (k char(3) PRIMARY KEY, v int)")
+    q = sql_db.query("chk2")
+    q.bulk_insert([{"k": "b", "v": 1}, {"k": "b ", "v": 2}], on_conflict="update")
+    assert [r["v"] for r in q.find_all(paginate=False)] == [2]
+
+
+def test_sql_inc_infinity_on_jsonb_path_stays_a_number(sql_db):
+    """$inc by float('inf') on a jsonb path: MongoDB stores inf; PostgreSQL stores the *string* 'Infinity'."""
+    sql_db.execute("CREATE TABLE jinf (id int PRIMARY KEY, d jsonb)")
+    q = sql_db.query("jinf")
+    q.bulk_insert([{"id": 1, "d": {"z": 1.5}}])
+    try:
+        q.update({"id": 1}, {"$inc": {"d.z": float("inf")}})
+    except FilterError:
+        return  # refusing it (as $set of inf is refused) would be fine
+    stored = q.find_one({"id": 1})["d"]["z"]
+    assert isinstance(stored, float), f"a number became {stored!r}"
+
+
+
+
+def test_sql_filter_numpy_timedelta64_is_dbp_error(sql_db):
+    """np.timedelta64 is an np.signedinteger: dbp's converter calls int() on it, a raw TypeError."""
+    np = pytest.importorskip("numpy")
+    sql_db.execute("CREATE TABLE tdf (id int PRIMARY KEY, x float8)")
+    with pytest.raises(DbpError):
+        sql_db.query("tdf").count({"x": np.timedelta64(1, "s")})
+
+
+def test_mongo_filter_numpy_timedelta64_is_dbp_error(mongo_db):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(DbpError):
+        mongo_db.query("tdf").count({"x": np.timedelta64(1, "s")})
+
+
+
+def test_mongo_bulk_insert_numpy_timedelta64_is_dbp_error(mongo_db):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(DbpError):
+        mongo_db.query("tdi").bulk_insert([{"_id": 1, "x": np.timedelta64(1, "s")}])
+
+
+def test_mongo_update_numpy_timedelta64_is_dbp_error(mongo_db):
+    np = pytest.importorskip("numpy")
+    q = mongo_db.query("tdu")
+    q.bulk_insert([{"_id": 1}])
+    with pytest.raises(DbpError):
+        q.update({"_id": 1}, {"$set": {"x": np.timedelta64(1, "s")}})
