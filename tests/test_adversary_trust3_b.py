@@ -108,3 +108,42 @@ def test_mongo_update_numpy_timedelta64_is_dbp_error(mongo_db):
     q.bulk_insert([{"_id": 1}])
     with pytest.raises(DbpError):
         q.update({"_id": 1}, {"$set": {"x": np.timedelta64(1, "s")}})
+
+
+def test_sql_nested_pandas_timestamp_outside_years_is_refused(sql_db):
+    """A pd.Timestamp (unit us reaches year 0) two levels deep in a timestamptz[] value: not made plain, so the
+    years-1..9999 check misses it; PostgreSQL stores '0001-12-31 23:30:00+00 BC' and every read raises
+    psycopg.DataError."""
+    pd = pytest.importorskip("pandas")
+    sql_db.execute("CREATE TABLE tsa (id int PRIMARY KEY, ta timestamptz[])")
+    q = sql_db.query("tsa")
+    ts = pd.Timestamp("0001-01-01 00:30", tz="Etc/GMT-1")
+    try:
+        q.bulk_insert([{"id": 1, "ta": [[ts]]}])
+    except FilterError:
+        return
+    q.find_one({"id": 1})  # raises psycopg.DataError: the row cannot be read
+
+
+def test_sql_named_param_nested_pandas_timestamp_outside_years_is_refused(sql_db):
+    """The same value as a parameter of an inline / named statement: refused at one level, not at two."""
+    pd = pytest.importorskip("pandas")
+    ts = pd.Timestamp("0001-01-01 00:30", tz="Etc/GMT-1")
+    with pytest.raises(FilterError):
+        sql_db.sql("SELECT %(x)s AS v", {"x": [[ts]]}).find_one()
+
+
+def test_sql_named_param_numpy_timedelta64_is_dbp_error(sql_db):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(DbpError):
+        sql_db.sql("SELECT %(x)s AS v", {"x": np.timedelta64(1, "s")}).find_one()
+
+
+def test_mongo_bulk_update_counts_distinct_rows_for_keys_equal_to_the_server(mongo_db):
+    """Datetimes one microsecond apart are one BSON date (milliseconds): one document, but counted twice."""
+    q = mongo_db.query("msk")
+    base = dt.datetime(2020, 1, 1)
+    q.bulk_insert([{"_id": base, "v": 0}])
+    n = q.bulk_update([{"_id": base.replace(microsecond=100)}, {"_id": base.replace(microsecond=200)}],
+                      [{"v": 1}, {"v": 2}])
+    assert n == 1
