@@ -147,3 +147,28 @@ def test_mongo_bulk_update_counts_distinct_rows_for_keys_equal_to_the_server(mon
     n = q.bulk_update([{"_id": base.replace(microsecond=100)}, {"_id": base.replace(microsecond=200)}],
                       [{"v": 1}, {"v": 2}])
     assert n == 1
+
+
+def test_sql_bulk_update_inc_infinity_on_jsonb_path_stays_a_number(sql_db):
+    """bulk_update's $inc by inf on a jsonb path: the number becomes the string 'Infinity' (update refuses $set inf)."""
+    sql_db.execute("CREATE TABLE jinf2 (id int PRIMARY KEY, d jsonb)")
+    q = sql_db.query("jinf2")
+    q.bulk_insert([{"id": 1, "d": {"z": 1}}])
+    try:
+        q.bulk_update([{"id": 1}], [{"$mul": {"d.z": float("-inf")}}])
+    except FilterError:
+        return
+    stored = q.find_one({"id": 1})["d"]["z"]
+    assert isinstance(stored, float), f"a number became {stored!r}"
+
+
+def test_mongo_bulk_update_later_round_failure_reports_what_went_through(mongo_db):
+    """A repeated key runs in a second round; when that round fails, the first round's writes are stored, but the
+    BulkWriteError says 'the other 0 write(s) went through': a caller who retries increments twice."""
+    q = mongo_db.query("rnd")
+    q.bulk_insert([{"_id": 1, "v": 0, "s": "x"}, {"_id": 2, "v": 0}])
+    with pytest.raises(DbpError) as info:
+        q.bulk_update([{"_id": 1}, {"_id": 2}, {"_id": 1}],
+                      [{"$inc": {"v": 1}}, {"$inc": {"v": 1}}, {"$inc": {"s": 1}}])
+    written = q.collection.count_documents({"v": 1})
+    assert written == 0 or f"other {written} write" in str(info.value), (written, str(info.value))
