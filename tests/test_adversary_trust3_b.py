@@ -172,3 +172,26 @@ def test_mongo_bulk_update_later_round_failure_reports_what_went_through(mongo_d
                       [{"$inc": {"v": 1}}, {"$inc": {"v": 1}}, {"$inc": {"s": 1}}])
     written = q.collection.count_documents({"v": 1})
     assert written == 0 or f"other {written} write" in str(info.value), (written, str(info.value))
+
+
+def test_mongo_bulk_update_later_round_failure_names_the_callers_row(mongo_db):
+    """The failing update is instances[2]; BulkWriteError.rows says [0] (its index within the second round)."""
+    q = mongo_db.query("rnd2")
+    q.bulk_insert([{"_id": 1, "v": 0, "s": "x"}, {"_id": 2, "v": 0}])
+    with pytest.raises(DbpError) as info:
+        q.bulk_update([{"_id": 1}, {"_id": 2}, {"_id": 1}],
+                      [{"$inc": {"v": 1}}, {"$inc": {"v": 1}}, {"$inc": {"s": 1}}])
+    assert getattr(info.value, "rows", None) == [2], (getattr(info.value, "rows", None), str(info.value))
+
+
+def test_sql_bulk_insert_dataframe_with_duplicate_columns_is_refused(sql_db):
+    """Two columns named 'a': records() keeps one (pandas only warns), and the other's values are dropped silently."""
+    pd = pytest.importorskip("pandas")
+    sql_db.execute("CREATE TABLE dupc (id int PRIMARY KEY, a int)")
+    q = sql_db.query("dupc")
+    frame = pd.DataFrame([[1, 10, 20]], columns=["id", "a", "a"])
+    try:
+        q.bulk_insert(frame)
+    except FilterError:
+        return
+    pytest.fail(f"stored {q.find_one({'id': 1})} from a frame whose two 'a' columns hold 10 and 20")
