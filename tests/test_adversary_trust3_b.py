@@ -195,3 +195,27 @@ def test_sql_bulk_insert_dataframe_with_duplicate_columns_is_refused(sql_db):
     except FilterError:
         return
     pytest.fail(f"stored {q.find_one({'id': 1})} from a frame whose two 'a' columns hold 10 and 20")
+
+
+def test_sql_numpy_timedelta64_is_not_stored_as_an_integer(sql_db):
+    """np.timedelta64(5, 'ns') is an np.signedinteger: dbp makes it the int 5 and stores it in a bigint column
+    (with unit 's' the same conversion is a raw TypeError)."""
+    np = pytest.importorskip("numpy")
+    sql_db.execute("CREATE TABLE tdn (id int PRIMARY KEY, n bigint)")
+    q = sql_db.query("tdn")
+    try:
+        q.bulk_insert([{"id": 1, "n": np.timedelta64(5, "ns")}])
+    except FilterError:
+        return
+    pytest.fail(f"a duration was stored as the number {q.find_one({'id': 1})['n']!r}")
+
+
+def test_mongo_filter_numpy_timedelta64_does_not_match_a_number(mongo_db):
+    np = pytest.importorskip("numpy")
+    q = mongo_db.query("tdm")
+    q.bulk_insert([{"_id": 1, "n": 5}])
+    try:
+        found = q.count({"n": np.timedelta64(5, "ns")})
+    except FilterError:
+        return
+    assert found == 0, "a 5 ns duration matched the number 5"
