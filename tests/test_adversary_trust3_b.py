@@ -219,3 +219,22 @@ def test_mongo_filter_numpy_timedelta64_does_not_match_a_number(mongo_db):
     except FilterError:
         return
     assert found == 0, "a 5 ns duration matched the number 5"
+
+
+def test_mongo_bulk_insert_update_unencodable_late_row_writes_nothing(mongo_db):
+    """on_conflict='update' (upserting UpdateOnes): a Decimal in the last of 150,001 rows; 100,000 are upserted."""
+    rows = [{"_id": i, "v": i} for i in range(N_BIG)]
+    rows[-1] = {"_id": N_BIG - 1, "v": decimal.Decimal("1.5")}
+    q = mongo_db.query("half_ups")
+    with pytest.raises(FilterError):
+        q.bulk_insert(rows, on_conflict="update")
+    assert _count_mongo(mongo_db, "half_ups") == 0
+
+
+def test_sql_filter_whole_integer_array_equality(sql_db):
+    """{"nums": [1, 2]} on a bigint[] column: psycopg sends smallint[], and PostgreSQL has no bigint[] = smallint[]
+    (the same filter matches on MongoDB; [2**40, 1] and a text[] column work)."""
+    sql_db.execute("CREATE TABLE arreq (id int PRIMARY KEY, nums bigint[])")
+    q = sql_db.query("arreq")
+    q.bulk_insert([{"id": 1, "nums": [1, 2]}])
+    assert q.count({"nums": [1, 2]}) == 1
