@@ -238,3 +238,51 @@ def test_sql_filter_whole_integer_array_equality(sql_db):
     q = sql_db.query("arreq")
     q.bulk_insert([{"id": 1, "nums": [1, 2]}])
     assert q.count({"nums": [1, 2]}) == 1
+
+
+def _fold_pair():
+    """Two instants an hour apart that Python calls equal (same tzinfo: wall time compared, fold ignored)."""
+    zoneinfo = pytest.importorskip("zoneinfo")
+    first = dt.datetime(2021, 11, 7, 1, 30, tzinfo=zoneinfo.ZoneInfo("America/New_York"))  # 05:30 UTC
+    second = first.replace(fold=1)  # 06:30 UTC
+    assert first == second and first.astimezone(dt.timezone.utc) != second.astimezone(dt.timezone.utc)
+    return first, second
+
+
+def test_sql_bulk_update_timestamptz_keys_one_hour_apart_update_their_own_rows(sql_db):
+    """The timestamptz rule keeps aware keys as they are, so Python merges the two instants into one key:
+    the second row's value is written to the first row, and the second row is left alone."""
+    first, second = _fold_pair()
+    sql_db.execute("CREATE TABLE foldu (k timestamptz PRIMARY KEY, v int)")
+    q = sql_db.query("foldu")
+    q.bulk_insert([{"k": first, "v": 1}, {"k": second, "v": 2}])
+    assert q.count() == 2
+    q.bulk_update([{"k": first}, {"k": second}], [{"v": 10}, {"v": 20}])
+    assert [r["v"] for r in q.find_all(paginate=False, sort=[("k", 1)])] == [10, 20]
+
+
+def test_sql_bulk_insert_ignore_timestamptz_fold_keeps_the_new_row(sql_db):
+    """bulk_insert (merge path, one key exists): the other instant is collapsed into it and never inserted."""
+    first, second = _fold_pair()
+    sql_db.execute("CREATE TABLE foldi (k timestamptz PRIMARY KEY, v int)")
+    q = sql_db.query("foldi")
+    q.bulk_insert([{"k": first, "v": 0}])
+    q.bulk_insert([{"k": first, "v": 1}, {"k": second, "v": 2}])
+    assert q.count() == 2
+
+
+def test_sql_bulk_insert_update_timestamptz_fold_updates_the_existing_row(sql_db):
+    first, second = _fold_pair()
+    sql_db.execute("CREATE TABLE foldx (k timestamptz PRIMARY KEY, v int)")
+    q = sql_db.query("foldx")
+    q.bulk_insert([{"k": first, "v": 0}])
+    q.bulk_insert([{"k": first, "v": 5}, {"k": second, "v": 6}], on_conflict="update")
+    assert [r["v"] for r in q.find_all(paginate=False, sort=[("k", 1)])] == [5, 6]
+
+
+def test_mongo_bulk_insert_update_datetime_fold_keeps_both_documents(mongo_db):
+    """_upsert_many collapses rows by Python equality: two _id instants an hour apart become one document."""
+    first, second = _fold_pair()
+    q = mongo_db.query("foldm")
+    q.bulk_insert([{"_id": first, "v": 5}, {"_id": second, "v": 6}], on_conflict="update")
+    assert q.count() == 2
