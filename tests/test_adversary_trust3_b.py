@@ -286,3 +286,14 @@ def test_mongo_bulk_insert_update_datetime_fold_keeps_both_documents(mongo_db):
     q = mongo_db.query("foldm")
     q.bulk_insert([{"_id": first, "v": 5}, {"_id": second, "v": 6}], on_conflict="update")
     assert q.count() == 2
+
+
+def test_sql_add_to_set_keeps_two_instants_python_calls_equal(sql_db):
+    """$addToSet de-duplicates its operand in Python: of two instants an hour apart, one is dropped (MongoDB, which
+    compares the stored instants, adds both)."""
+    first, second = _fold_pair()
+    sql_db.execute("CREATE TABLE folda (id int PRIMARY KEY, ts timestamptz[])")
+    q = sql_db.query("folda")
+    q.bulk_insert([{"id": 1, "ts": []}])
+    q.update({"id": 1}, {"$addToSet": {"ts": {"$each": [first, second]}}})
+    assert len(q.find_one({"id": 1})["ts"]) == 2
