@@ -307,3 +307,14 @@ def test_sql_jsonb_negative_zero_reads_back_as_negative_zero(sql_db):
     q = sql_db.query("negz")
     q.bulk_insert([{"id": 1, "d": {"z": -0.0}}])
     assert math.copysign(1.0, q.find_one({"id": 1})["d"]["z"]) == -1.0
+
+
+def test_mongo_bulk_insert_update_error_names_the_callers_row(mongo_db):
+    """on_conflict='update' collapses rows of one _id before writing; a write error then names the collapsed
+    position (1), not the caller's row (2)."""
+    q = mongo_db.query("rowidx")
+    q.bulk_insert([{"_id": 2}, {"_id": 3, "u": 7}])
+    q.collection.create_index("u", unique=True, sparse=True)
+    with pytest.raises(DbpError) as info:
+        q.bulk_insert([{"_id": 1, "v": 1}, {"_id": 1, "v": 2}, {"_id": 2, "u": 7}], on_conflict="update")
+    assert getattr(info.value, "rows", None) == [2], (getattr(info.value, "rows", None), str(info.value))
