@@ -318,3 +318,37 @@ def test_mongo_bulk_insert_update_error_names_the_callers_row(mongo_db):
     with pytest.raises(DbpError) as info:
         q.bulk_insert([{"_id": 1, "v": 1}, {"_id": 1, "v": 2}, {"_id": 2, "u": 7}], on_conflict="update")
     assert getattr(info.value, "rows", None) == [2], (getattr(info.value, "rows", None), str(info.value))
+
+
+def _far_timestamp():
+    """A pd.Timestamp of year 10005 (pandas 3's second unit reaches it; Python's datetime does not)."""
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    return pd.Timestamp(np.datetime64("10005-01-01T00:00", "s"))
+
+
+def test_filter_pandas_timestamp_outside_python_years_is_filter_error(sql_db):
+    """np.datetime64 of that year is a FilterError; the pd.Timestamp is a raw ValueError from to_pydatetime()."""
+    sql_db.execute("CREATE TABLE farts (id int PRIMARY KEY, t timestamp)")
+    with pytest.raises(DbpError):
+        sql_db.query("farts").count({"t": _far_timestamp()})
+
+
+def test_mongo_bulk_insert_pandas_timestamp_outside_python_years_is_filter_error(mongo_db):
+    with pytest.raises(DbpError):
+        mongo_db.query("farti").bulk_insert([{"_id": 1, "t": _far_timestamp()}])
+
+
+def test_mongo_nested_pandas_timestamp_outside_years_is_not_stored_as_another_date(mongo_db):
+    """A pd.Timestamp inside a document or list is a datetime subclass, so bson encodes it itself (dbp's fallback
+    encoder never sees it): year 10005 is stored as 1970-01-01, and 0001-01-01 00:30+01:00 (year 0 in UTC) as
+    1972-12-31 23:30, silently. At the top level both are refused."""
+    pd = pytest.importorskip("pandas")
+    q = mongo_db.query("fartn")
+    q.bulk_insert([{"_id": 1}])
+    year0 = pd.Timestamp("0001-01-01 00:30", tz="Etc/GMT-1")
+    try:
+        q.update({"_id": 1}, {"$set": {"doc": {"t": year0}, "l": [_far_timestamp()]}})
+    except FilterError:
+        return
+    pytest.fail(f"stored {q.find_one({'_id': 1})}")
