@@ -352,3 +352,23 @@ def test_mongo_nested_pandas_timestamp_outside_years_is_not_stored_as_another_da
     except FilterError:
         return
     pytest.fail(f"stored {q.find_one({'_id': 1})}")
+
+
+def test_mongo_nat_inside_a_list_is_none(mongo_db):
+    """NaT is None everywhere dbp converts it; inside a list bson sees a datetime subclass and raises a raw
+    ValueError ('NaTType does not support utcoffset')."""
+    pd = pytest.importorskip("pandas")
+    q = mongo_db.query("natl")
+    q.bulk_insert([{"_id": 1, "l": [pd.Timestamp("2020-01-01"), pd.NaT]}])
+    assert q.find_one({"_id": 1})["l"] == [dt.datetime(2020, 1, 1), None]
+
+
+def test_mongo_nat_inside_an_update_operand(mongo_db):
+    pd = pytest.importorskip("pandas")
+    q = mongo_db.query("natu")
+    q.bulk_insert([{"_id": 1}])
+    try:
+        q.update({"_id": 1}, {"$set": {"doc": {"t": pd.NaT}}})
+    except FilterError:
+        return
+    assert q.find_one({"_id": 1})["doc"] == {"t": None}
