@@ -372,3 +372,15 @@ def test_mongo_nat_inside_an_update_operand(mongo_db):
     except FilterError:
         return
     assert q.find_one({"_id": 1})["doc"] == {"t": None}
+
+
+def test_sql_nested_pandas_timestamp_nanoseconds_truncate_as_at_the_top_level(sql_db):
+    """Cosmetic: a pd.Timestamp with nanoseconds is truncated to the microsecond at the top level (to_pydatetime),
+    but two levels deep psycopg sends its isoformat and PostgreSQL rounds it: 1.999 us is 1 us, or 2 us."""
+    pd = pytest.importorskip("pandas")
+    sql_db.execute("CREATE TABLE nsr (id int PRIMARY KEY, t timestamp, tn timestamp[])")
+    q = sql_db.query("nsr")
+    ts = pd.Timestamp("2020-01-01 00:00:00.000001999")
+    q.bulk_insert([{"id": 1, "t": ts, "tn": [[ts]]}])
+    row = q.find_one({"id": 1})
+    assert row["tn"][0][0] == row["t"], row
