@@ -32,7 +32,7 @@ from dbp.pagination import (
     fingerprint,
 )
 from dbp.sky import DISTANCE, DISTANCE_FIELD, Match, parse_positions, parse_radius
-from dbp.updates import Change, Columns, columnar, is_plain, parse_update, replaces
+from dbp.updates import Change, Columns, columnar, instant, is_plain, parse_update, replaces
 
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "ReadOnly", "ReadQuery", "Round", "Row", "Sort", "collapse"]
 
@@ -94,8 +94,12 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
 
 
 def key_identity(values: Sequence[Any]) -> tuple[Any, ...]:
-    """Key values as a dict key that tells a bool from a number (True is not 1 to either engine)."""
-    return tuple((type(v) is bool, v) for v in values)
+    """Key values as a dict key that tells a bool from a number (True is not 1 to either engine).
+
+    Aware datetimes are their UTC instant: Python takes two of one zone an hour apart around a clock change
+    (``fold``) as equal. Datetimes nested in a value are compared as Python does.
+    """
+    return tuple((type(v) is bool, instant(v)) for v in values)
 
 
 def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool,
