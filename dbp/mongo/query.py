@@ -2,7 +2,9 @@
 
 Writes use pymongo's bulk APIs: ``insert_many(ordered=False)`` and
 ``bulk_write``, one round trip per batch (pymongo splits at the server's
-``maxWriteBatchSize``).
+``maxWriteBatchSize`` and message size). Every document is encoded before the
+first write, so a value BSON cannot hold writes nothing (inserts send the
+encoded documents; updates are encoded twice, ~2-5 us a small one).
 """
 
 from __future__ import annotations

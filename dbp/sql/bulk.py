@@ -4,8 +4,10 @@
   ``update`` it may wait for a concurrent writer's row lock for at most
   ``FAST_LOCK_WAIT``; a duplicate key, or that wait, sends the batch to the
   merge path instead.
-- The merge path collapses duplicates within the batch in Python (the first
-  row wins with ``ignore``; with ``update`` each field's last value wins), COPYs
+- The merge path collapses duplicates within the batch (the first row wins
+  with ``ignore``; with ``update`` each field's last value wins), grouping keys
+  as the server does (a GROUP BY, bulk_update's, unless they are ints or text
+  of a deterministic collation; aware datetimes by their instant), COPYs
   the rows into a temporary table and writes them with one
   ``INSERT ... SELECT ... ORDER BY key ON CONFLICT``: every writer takes its row
   locks in key order, so concurrent merges cannot deadlock one another.
