@@ -32,7 +32,7 @@ from dbp.pagination import (
     fingerprint,
 )
 from dbp.sky import DISTANCE, DISTANCE_FIELD, Match, parse_positions, parse_radius
-from dbp.updates import Change, Columns, columnar, is_plain, parse_update, replaces
+from dbp.updates import Change, Columns, columnar, instant, is_plain, parse_update, replaces
 
 __all__ = ["BaseQuery", "ConflictMode", "Filter", "ReadOnly", "ReadQuery", "Round", "Row", "Sort", "collapse"]
 
@@ -94,8 +94,12 @@ def check_name(name: Any, what: str = "a table or collection name") -> str:
 
 
 def key_identity(values: Sequence[Any]) -> tuple[Any, ...]:
-    """Key values as a dict key that tells a bool from a number (True is not 1 to either engine)."""
-    return tuple((type(v) is bool, v) for v in values)
+    """Key values as a dict key that tells a bool from a number (True is not 1 to either engine).
+
+    Aware datetimes are their UTC instant: Python takes two of one zone an hour apart around a clock change
+    (``fold``) as equal. Datetimes nested in a value are compared as Python does.
+    """
+    return tuple((type(v) is bool, instant(v)) for v in values)
 
 
 def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins: bool,
@@ -468,9 +472,11 @@ class BaseQuery(ReadQuery):
         same = self._key_classes(keys, parsed)
         position: dict[tuple[Any, ...], int] = {}  # plain: the key's merged row; otherwise: times seen
         rounds: list[Round] = []
+        origins: list[list[int]] = []  # each round's rows: the caller's index (for a merged row, its last)
         found: list[dict[str, Any]] = []
         merged: list[dict[str, Any]] = []  # plain changes merge field by field: the last value wins
-        for change, changes, value, ident in parsed:
+        last: list[int] = []  # each merged row's last instance
+        for i, (change, changes, value, ident) in enumerate(parsed):
             ident = same.get(ident, ident)
             if plain:
                 at = position.get(ident)
@@ -478,18 +484,22 @@ class BaseQuery(ReadQuery):
                     position[ident] = len(merged)
                     found.append(dict(zip(keys, value)))
                     merged.append(dict(change))
+                    last.append(i)
                 else:
                     merged[at].update(change)
+                    last[at] = i
                 continue
             seen = position.get(ident, 0)  # operators apply in order: a repeated key waits for a later round
             position[ident] = seen + 1
             while len(rounds) <= seen:
                 rounds.append(([], []))
+                origins.append([])
             rounds[seen][0].append(dict(zip(keys, value)))
             rounds[seen][1].append(changes)
+            origins[seen].append(i)
         if merged:
-            rounds = [(found, [parse_update(row, "bulk_update") for row in merged])]
-        return self._bulk_update(keys, rounds) if rounds else 0
+            rounds, origins = [(found, [parse_update(row, "bulk_update") for row in merged])], [last]
+        return self._bulk_update(keys, rounds, origins) if rounds else 0
 
     def _filter_fields(self, filter_fields: Any) -> tuple[list[str], Optional[list[dict[str, Any]]]]:
         """bulk_update's key fields, and, for db-plugins' form (one ``{field: value}`` dict per instance), the dicts."""
@@ -544,8 +554,12 @@ class BaseQuery(ReadQuery):
     def _update(self, node: Node, changes: Sequence[Change]) -> int: ...
 
     @abstractmethod
-    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
-        """Apply each round in order; the rows matched by the first (which holds every key)."""
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round],
+                     origins: Optional[Sequence[Sequence[int]]] = None) -> int:
+        """Apply each round in order; the rows matched by the first (which holds every key).
+
+        ``origins`` gives, for each round's rows, the caller's index (None: the round's own positions).
+        """
 
     def _check_keys(self, keys: list[str]) -> None:
         """Refuse key fields the table cannot have (FilterError naming them); MongoDB checks them as it writes."""

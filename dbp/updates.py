@@ -23,6 +23,7 @@ pull applies first, so ``{"$pull": {"p": {"classifier_name": "lc"}}, "$push":
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from operator import itemgetter
@@ -296,8 +297,16 @@ def initial(changes: Sequence[Change]) -> dict[str, Any]:
     return row
 
 
+def instant(value: Any) -> Any:
+    """An aware datetime as its UTC instant (Python ignores ``fold`` between two of one zone); others as they are."""
+    if isinstance(value, _dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(_dt.timezone.utc)
+    return value
+
+
 def same(a: Any, b: Any) -> bool:
-    """Equal as stored values, as MongoDB compares them: ``True`` is not ``1``, NaN is NaN, inside documents too.
+    """Equal as stored values, as MongoDB compares them: ``True`` is not ``1``, NaN is NaN, aware datetimes
+    equal only at one instant, inside documents too.
 
     Key order counts nowhere here (jsonb keeps none; MongoDB's documents do: see the README).
     """
@@ -309,7 +318,7 @@ def same(a: Any, b: Any) -> bool:
         return False
     if _nan(a) or _nan(b):
         return _nan(a) and _nan(b)
-    return bool(a == b)
+    return bool(instant(a) == instant(b))
 
 
 def _nan(value: Any) -> bool:

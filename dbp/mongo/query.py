@@ -2,11 +2,14 @@
 
 Writes use pymongo's bulk APIs: ``insert_many(ordered=False)`` and
 ``bulk_write``, one round trip per batch (pymongo splits at the server's
-``maxWriteBatchSize``).
+``maxWriteBatchSize`` and message size). Every document is encoded before the
+first write, so a value BSON cannot hold writes nothing (inserts send the
+encoded documents; updates are encoded twice, ~2-5 us a small one).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 from bson import ObjectId, encode
 from bson.codec_options import TypeRegistry
 from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError as PyMongoBulkWriteError
@@ -212,19 +216,21 @@ def _valid_name(name: Any) -> str:
 UNENCODABLE = (InvalidDocument, OverflowError, UnicodeEncodeError)
 
 
-def _unencodable(what: str, exc: Exception, docs: Sequence[Mapping[str, Any]] = (), *, rows: bool = True
-                 ) -> FilterError:
-    """A FilterError for a value BSON cannot encode, naming the first such document of ``docs`` (with ``rows``)."""
+def _unencodable(what: str, exc: Exception, docs: Sequence[Mapping[str, Any]] = (), *, rows: bool = True,
+                 indexes: Optional[Sequence[int]] = None) -> FilterError:
+    """A FilterError for a value BSON cannot encode, naming the first such document of ``docs`` (with ``rows``),
+    by its index in ``indexes`` (default its position)."""
     where = ""
     for i, doc in enumerate(docs):  # a datetime beyond BSON's years: named with its field
         found = find_overflow(doc["u"] if set(doc) == {"w", "u"} else doc)  # bulk_update's: the update
         if found is not None:
-            return FilterError(overflow_message(f"{what}: {f'row {i}: ' if rows else ''}{found[0]}", found[1]))
+            at = i if indexes is None else indexes[i]
+            return FilterError(overflow_message(f"{what}: {f'row {at}: ' if rows else ''}{found[0]}", found[1]))
     for i, doc in enumerate(docs):
         try:
             encode(doc)
         except UNENCODABLE:
-            where = f"row {i}: "
+            where = f"row {i if indexes is None else indexes[i]}: "
             break
     text = str(exc)
     text = text if len(text) <= 200 else text[:197] + "..."
@@ -477,40 +483,50 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise translate(exc, "delete", self.name) from None
 
-    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
+    def _key_form(self, keys: list[str], value: tuple[Any, ...], where: str = "") -> tuple[Any, ...]:
+        """As both engines, and datetimes truncated to milliseconds, as BSON stores them."""
+        return tuple(_millis(v) for v in super()._key_form(keys, value, where))
+
+    def _encodable(self, what: str, docs: Sequence[Mapping[str, Any]], origin: Sequence[int]) -> None:
+        """Encode every document before anything is written: pymongo splits a large write (maxWriteBatchSize,
+        maxMessageSizeBytes) and encodes a later part only after sending the first. Costs ~2 us a small document."""
+        codecs = self.collection.codec_options
+        for doc, index in zip(docs, origin):
+            try:
+                encode(doc, codec_options=codecs)
+            except UNENCODABLE as exc:
+                raise _unencodable(what, exc, [doc], indexes=[index]) from None
+
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round],
+                     origins: Optional[Sequence[Sequence[int]]] = None) -> int:
         check(self.fields, "bulk_update", names=[*keys, *{c.path for _, changes in rounds for row in changes
                                                           for c in row}])
-        matched = 0
         # by _id, one document each; by other fields, every document that matches (as SQL's UPDATE)
         write: Any = UpdateOne if keys == ["_id"] else UpdateMany
-        batches: list[list[tuple[dict[str, Any], dict[str, Any]]]] = []
-        for instances, changes in rounds:
+        batches: list[list[tuple[dict[str, Any], dict[str, Any], int]]] = []
+        for number, (instances, changes) in enumerate(rounds):
+            indexes = origins[number] if origins is not None else range(len(instances))
             first, second = [], []  # second: the $push of a $pull-then-$push on one path
-            for instance, row_changes in zip(instances, changes):
+            for instance, row_changes, index in zip(instances, changes, indexes):
                 updates = compile_update(row_changes)
-                first.append((instance, updates[0]))
-                second += [(instance, u) for u in updates[1:]]
+                first.append((instance, updates[0], index))
+                second += [(instance, u, index) for u in updates[1:]]
             batches += [first, second] if second else [first]
-        if len(batches) > 1:  # several writes: check that BSON takes them all before the first one runs
-            codecs = self.collection.codec_options
-            try:
-                for batch in batches:
-                    for where, update in batch:
-                        encode(where, codec_options=codecs)
-                        encode(update, codec_options=codecs)
-            except UNENCODABLE as exc:
-                raise _unencodable(f"bulk_update on {self.name}", exc, [{"w": w, "u": u} for w, u in batches[0]]
-                                   if len(rounds) == 1 else ()) from None
+        what = f"bulk_update on {self.name}"
+        every = [op for batch in batches for op in batch]  # checked before the first write: all or nothing
+        self._encodable(what, [{"w": w, "u": u} for w, u, _ in every], [i for *_, i in every])
+        matched = done = 0
+        batch: list[tuple[dict[str, Any], dict[str, Any], int]] = []
         try:
             for number, batch in enumerate(batches):
-                result = self.collection.bulk_write([write(w, u) for w, u in batch], ordered=False)
+                result = self.collection.bulk_write([write(w, u) for w, u, _ in batch], ordered=False)
+                done += result.modified_count + result.upserted_count
                 if number == 0:
                     matched = result.matched_count
         except UNENCODABLE as exc:
-            raise _unencodable(f"bulk_update on {self.name}", exc, [{"w": w, "u": u} for w, u in batches[0]]
-                               if len(rounds) == 1 else ()) from None
+            raise _unencodable(what, exc) from None
         except PyMongoBulkWriteError as exc:
-            raise _bulk_error(self.name, "bulk_update", exc) from None
+            raise _bulk_error(self.name, "bulk_update", exc, origin=[i for *_, i in batch], before=done) from None
         except PyMongoError as exc:
             raise translate(exc, "bulk_update", self.name) from None
         return matched
@@ -526,14 +542,20 @@ class MongoQuery(BaseQuery):
                 self._check_fields(row, f"bulk_insert: row {i}")
                 check(self.fields, f"bulk_insert, row {i}", rows=[row])
                 seen.add(names)
+        what = f"bulk_insert into {self.name}"
+        origin: Optional[list[int]] = None
         try:
             if on_conflict == "update":
                 return self._upsert_many(rows, update_fields)
             # pymongo adds _id to what it inserts: keep the caller's dicts intact; None means missing
             docs = [_document(r) for r in rows]
-            return len(self.collection.insert_many(docs, ordered=False).inserted_ids)
+            raw = self._raw(what, docs)  # encoded once, all before the first write
+            self.collection.insert_many(raw, ordered=False)
+            return len(raw)
         except UNENCODABLE as exc:
-            raise _unencodable(f"bulk_insert into {self.name}", exc, rows) from None
+            raise _unencodable(what, exc, rows) from None
+        except _UpsertError as exc:
+            origin, error = exc.origin, exc.error
         except PyMongoBulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if on_conflict == "ignore" and all(e.get("code") == DUPLICATE_KEY for e in errors):
@@ -541,6 +563,18 @@ class MongoQuery(BaseQuery):
             raise _bulk_error(self.name, "bulk_insert", exc, ignore_duplicates=on_conflict == "ignore") from None
         except PyMongoError as exc:
             raise translate(exc, "bulk_insert", self.name) from None
+        raise _bulk_error(self.name, "bulk_insert", error, origin=origin) from None
+
+    def _raw(self, what: str, docs: Sequence[Mapping[str, Any]]) -> list[RawBSONDocument]:
+        """``docs`` encoded, so that a document BSON cannot hold is refused before pymongo sends any part."""
+        codecs = self.collection.codec_options
+        out = []
+        for i, doc in enumerate(docs):
+            try:
+                out.append(RawBSONDocument(encode(doc, codec_options=codecs)))
+            except UNENCODABLE as exc:
+                raise _unencodable(what, exc, [doc], indexes=[i]) from None
+        return out
 
     def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]]) -> int:
         """Upserting ``UpdateOne``s: ``$set`` for the fields to update, ``$setOnInsert`` for the rest."""
@@ -548,11 +582,12 @@ class MongoQuery(BaseQuery):
         if missing is not None:
             raise FilterError(f"bulk_insert(on_conflict='update') needs a non-null _id in every document; "
                               f"row {missing} has none")
-        merged, _ = collapse([_document(r, keep_none=True) for r in rows], ["_id"], last_wins=True)
+        merged, origin = collapse([_document(r, keep_none=True) for r in rows], ["_id"], last_wins=True,
+                                  normalize=lambda value: self._key_form(["_id"], value))
         wanted = None if update_fields is None else set(update_fields)
         if wanted is not None and self.fields is not None:
             check(self.fields, "bulk_insert: update_fields", names=wanted)
-        operations = []
+        updates = []
         for doc in merged:
             changes = {k: v for k, v in doc.items() if k != "_id" and (wanted is None or k in wanted)}
             rest = {k: v for k, v in doc.items() if k != "_id" and k not in changes and v is not None}
@@ -563,8 +598,28 @@ class MongoQuery(BaseQuery):
                 update["$unset"] = {k: "" for k, v in changes.items() if v is None}
             if rest or not update:
                 update["$setOnInsert"] = rest or {"_id": doc["_id"]}
-            operations.append(UpdateOne({"_id": doc["_id"]}, update, upsert=True))
-        return self.collection.bulk_write(operations, ordered=False).upserted_count
+            updates.append(({"_id": doc["_id"]}, update))
+        self._encodable(f"bulk_insert into {self.name}", [{"w": w, "u": u} for w, u in updates], origin)
+        try:
+            return self.collection.bulk_write([UpdateOne(w, u, upsert=True) for w, u in updates],
+                                              ordered=False).upserted_count
+        except PyMongoBulkWriteError as exc:
+            raise _UpsertError(exc, origin) from None
+
+
+class _UpsertError(Exception):
+    """A write error of _upsert_many, with the caller's index of each upsert."""
+
+    def __init__(self, error: PyMongoBulkWriteError, origin: list[int]) -> None:
+        super().__init__(str(error))
+        self.error, self.origin = error, origin
+
+
+def _millis(value: Any) -> Any:
+    """A datetime as BSON stores it (milliseconds, truncated); others as they are."""
+    if isinstance(value, dt.datetime) and value.microsecond % 1000:
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
 
 
 _NONE = type(None)
@@ -587,15 +642,16 @@ def _document(row: Mapping[str, Any], *, keep_none: bool = False) -> dict[str, A
     return {k: v for k, v in zip(row, values) if v is not None}
 
 
-def _bulk_error(name: str, what: str, exc: PyMongoBulkWriteError, *, ignore_duplicates: bool = False
-                ) -> BulkWriteError:
+def _bulk_error(name: str, what: str, exc: PyMongoBulkWriteError, *, ignore_duplicates: bool = False,
+                origin: Optional[Sequence[int]] = None, before: int = 0) -> BulkWriteError:
+    """``origin``: the caller's index of each operation; ``before``: the writes earlier rounds made."""
     errors = [e for e in exc.details.get("writeErrors", [])
               if not (ignore_duplicates and e.get("code") == DUPLICATE_KEY)]
-    rows = [int(e["index"]) for e in errors]
-    lines = [f"row {e['index']}: {e.get('errmsg', '')} (code {e.get('code')})" for e in errors[:20]]
+    rows = [int(e["index"]) if origin is None else origin[int(e["index"])] for e in errors]
+    lines = [f"row {row}: {e.get('errmsg', '')} (code {e.get('code')})" for row, e in zip(rows, errors[:20])]
     first = lines[0] if lines else "write error"
     more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
-    done = exc.details.get("nInserted", 0) + exc.details.get("nUpserted", 0) + exc.details.get("nModified", 0)
+    done = before + exc.details.get("nInserted", 0) + exc.details.get("nUpserted", 0) + exc.details.get("nModified", 0)
     return BulkWriteError(
         f"{what} into {name}: {first}{more}; the other {done} write(s) went through", rows, details=lines,
     )

@@ -4,8 +4,10 @@
   ``update`` it may wait for a concurrent writer's row lock for at most
   ``FAST_LOCK_WAIT``; a duplicate key, or that wait, sends the batch to the
   merge path instead.
-- The merge path collapses duplicates within the batch in Python (the first
-  row wins with ``ignore``; with ``update`` each field's last value wins), COPYs
+- The merge path collapses duplicates within the batch (the first row wins
+  with ``ignore``; with ``update`` each field's last value wins), grouping keys
+  as the server does (a GROUP BY, bulk_update's, unless they are ints or text
+  of a deterministic collation; aware datetimes by their instant), COPYs
   the rows into a temporary table and writes them with one
   ``INSERT ... SELECT ... ORDER BY key ON CONFLICT``: every writer takes its row
   locks in key order, so concurrent merges cannot deadlock one another.
@@ -31,7 +33,7 @@ from psycopg import sql
 
 from dbp._values import Converter, convert_row, plan
 from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
-from dbp.query import ConflictMode, collapse
+from dbp.query import ConflictMode, collapse, key_identity
 
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
@@ -301,7 +303,8 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
         except FilterError:
             return value
 
-    merged, origin = collapse(rows, key, last_wins=on_conflict == "update", normalize=normalize)
+    merged, origin = collapse(rows, key, last_wins=on_conflict == "update",
+                              normalize=_server_keys(q, rows, key, normalize))
     shapes = list(dict.fromkeys(frozenset(row) for row in merged))
     temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
     union = [c for c in q.columns if any(c in names for names in shapes)]
@@ -351,6 +354,36 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
             insert, keys, action) if common else sql.SQL(
         "WITH written AS ({} {} RETURNING 1) SELECT count(*) AS n FROM written").format(insert, action)).fetchone()
     return int(found["n"]) if found else 0
+
+
+#: Key values as one form for values that find one row.
+Normalize = Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+def _server_keys(q: SQLQuery, rows: Sequence[Mapping[str, Any]], key: list[str], normalize: Normalize) -> Normalize:
+    """``normalize``, and keys the server takes as one (char(n) padding, citext, a nondeterministic collation)
+    made one: a GROUP BY on the server (bulk_update's), unless the keys are ints or deterministic text."""
+    if len(rows) < 2 or not key or q._exact_keys(key):
+        return normalize
+    firsts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for row in rows:
+        try:
+            value = normalize(tuple(row[k] for k in key))
+            if None not in value:  # NULL keys are never equal
+                firsts.setdefault(key_identity(value), value)
+        except (KeyError, TypeError):
+            continue
+    values = list(firsts.values())
+    same = q._same_keys(key, values)
+    if same == list(range(len(values))):
+        return normalize
+    first = {ident: values[at] for ident, at in zip(firsts, same)}  # each key: the first the server takes as it
+
+    def grouped(value: tuple[Any, ...]) -> tuple[Any, ...]:
+        value = normalize(value)
+        return first.get(key_identity(value), value)
+
+    return grouped
 
 
 def _foreign_key_row(q: SQLQuery, exc: psycopg.Error, rows: Sequence[Mapping[str, Any]],

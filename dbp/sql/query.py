@@ -234,7 +234,8 @@ class SQLQuery(SQLBuilder, BaseQuery):
         text, params = self._statement("delete", parse(filter_by))
         return self._write(text, params, "delete").rowcount
 
-    def _bulk_update(self, keys: list[str], rounds: Sequence[Round]) -> int:
+    def _bulk_update(self, keys: list[str], rounds: Sequence[Round],
+                     origins: Optional[Sequence[Sequence[int]]] = None) -> int:
         key_columns = [self._column(k) for k in keys]
 
         def attempt() -> int:
