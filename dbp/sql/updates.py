@@ -18,6 +18,7 @@ first, so ``$inc`` on a text column is a FilterError before anything runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,8 @@ def operand_value(q: SQLBuilder, change: Change) -> tuple[Any, str]:
         if op not in _PATH_OPS:
             raise _refuse(q, change, "on a jsonb path dbp supports $set, $unset, $inc, $mul and $push")
         if op in ("inc", "mul"):
+            if isinstance(change.value, float) and not math.isfinite(change.value):
+                raise _refuse(q, change, f"jsonb cannot hold {change.value!r}")
             return change.value, "double precision" if isinstance(change.value, float) else "numeric"
         if op == "push":
             return Jsonb(list(change.value), dumps=dumps), "jsonb"
