@@ -67,6 +67,8 @@ def _walk(value: Any) -> Any:
 
     The same object when there are none (a dict subclass that changes comes back a dict).
     """
+    if _PLAIN.issuperset(map(type, value.values() if isinstance(value, dict) else value)):
+        return value  # the common case, checked at C speed: nothing inside to walk or convert
     if isinstance(value, dict):
         changed: Optional[dict[Any, Any]] = None
         for key, item in value.items():
