@@ -156,9 +156,12 @@ class SQLBuilder:
         shape.append((node.field, op))
         if not build:
             return None
+        rule = self.rules[column.name]
+        # an array parameter goes as its elements' type (smallint[] for [1, 2]): cast to the column's
+        cast = sql.SQL("::" + rule.cast) if rule.category == "array" and node.field == column.name else sql.SQL("")
         if op == "ne":
-            return sql.Composed([self._q(node.field), sql.SQL(" IS DISTINCT FROM %s")])
-        return sql.Composed([self._ref(node.field, ordering=op != "eq"), sql.SQL(f" {_COMPARE[op]} %s")])
+            return sql.Composed([self._q(node.field), sql.SQL(" IS DISTINCT FROM %s"), cast])
+        return sql.Composed([self._ref(node.field, ordering=op != "eq"), sql.SQL(f" {_COMPARE[op]} %s"), cast])
 
     def _after(self, node: After, params: list[Any], shape: list[Any], build: bool) -> Optional[sql.Composable]:
         directions = {d for _, d in node.keys}

@@ -25,6 +25,7 @@ column is a FilterError before anything runs.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
@@ -73,6 +74,8 @@ def operand_value(q: SQLBuilder, change: Change) -> tuple[Any, str]:
         if kind != "json":
             raise _refuse(q, change, "dotted paths reach only into jsonb columns")
         if op in ("inc", "mul"):
+            if isinstance(change.value, float) and not math.isfinite(change.value):
+                raise _refuse(q, change, f"jsonb cannot hold {change.value!r}")
             return change.value, "double precision" if isinstance(change.value, float) else "numeric"
         return _json_operand(q, change)
     if op == "set":
