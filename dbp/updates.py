@@ -325,12 +325,38 @@ def _nan(value: Any) -> bool:
     return (isinstance(value, float) and value != value) or (isinstance(value, Decimal) and value.is_nan())
 
 
+def _identity(value: Any) -> Any:
+    """A hashable stand-in, equal for two scalars exactly when ``same`` says so; None for containers."""
+    if isinstance(value, (Mapping, list, tuple)):
+        return None
+    if type(value) is bool:
+        return (bool, value)
+    if _nan(value):
+        return (float, "nan")
+    try:
+        moment = instant(value)
+        hash(moment)
+    except TypeError:
+        return None
+    return (None, moment)
+
+
 def unique(items: Sequence[Any]) -> list[Any]:
-    """``items`` without repeats, in order (``same`` decides)."""
+    """``items`` without repeats, in order (``same`` decides); linear for scalars, quadratic only among containers."""
     out: list[Any] = []
+    seen: set[Any] = set()
+    containers: list[Any] = []
     for item in items:
-        if not any(same(item, seen) for seen in out):
-            out.append(item)
+        identity = _identity(item)
+        if identity is not None:
+            if identity in seen:
+                continue
+            seen.add(identity)
+        elif any(same(item, other) for other in containers):
+            continue
+        else:
+            containers.append(item)
+        out.append(item)
     return out
 
 
