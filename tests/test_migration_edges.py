@@ -124,7 +124,7 @@ def test_rollback_steps_100_leaves_the_database_exactly_as_it_was(
 def test_break_lock_refuses_a_live_holder_and_status_says_running(
     project: Project, run_dbp: Any, tmp_path: Path
 ) -> None:
-    add_logging_migrations(project, 1, mongo_sleep=6)
+    add_logging_migrations(project, 1, mongo_sleep=12)  # outlasts three dbp runs on a loaded 2-core machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DBP_", "AIRFLOW_CONN_"))}
     first = subprocess.Popen([sys.executable, "-m", "dbp", "migrate", "--engine", "mongo"], cwd=tmp_path,
                              env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
