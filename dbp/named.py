@@ -71,6 +71,8 @@ def _sql_types(raw: str, params: frozenset[str], where: str) -> Mapping[str, str
         words = item.split()
         if len(words) != 2:
             raise ConfigError(f"{where}: -- params: is a list of `name type`, not {shown(item, 40)}")
+        if words[0] in pairs:
+            raise ConfigError(f"{where}: -- params: gives {shown(words[0], 40)} twice; give each parameter one type")
         pairs[words[0]] = words[1]
     return _types(pairs, params, where, "-- params:")
 
@@ -188,6 +190,8 @@ def parse_sql(name: str, text: str, where: str) -> NamedSQL:
             optional = frozenset(_names(header.group(2), where))
             _check_optional(optional, frozenset(order), where, "-- optional:")
         elif header and header.group(1).lower() == "params":
+            if types:
+                raise ConfigError(f"{where}: more than one -- params: line; declare every parameter type on one")
             types = tuple(_sql_types(header.group(2), frozenset(order), where).items())
         elif header:
             not_null = frozenset(_names(header.group(2), where))

@@ -266,7 +266,8 @@ class ReadQuery(ABC):
         An empty frame has the projection's columns, else the table's (a named
         query's output columns; a collection's declared fields, ``_id`` first).
         A free-form collection's empty frame has no columns: nothing says what
-        they would be.
+        they would be. Integers beside a NULL are pandas' nullable ``Int64``, not
+        floats, so that the frame writes back as it was read.
         """
         try:
             import pandas
@@ -278,7 +279,12 @@ class ReadQuery(ABC):
         columns = [DISTANCE_FIELD if f == DISTANCE else f for f in projection] if projection else None
         if columns is None and not records:  # as pd.read_sql: an empty frame still has its columns
             columns = self._frame_columns()
-        return pandas.DataFrame.from_records(records, columns=columns)
+        frame = pandas.DataFrame.from_records(records, columns=columns)
+        for name in frame.columns[frame.dtypes == "float64"]:  # ints beside a NULL: pandas made them floats
+            values = [row.get(name) for row in records]
+            if None in values and all(v is None or type(v) is int for v in values):
+                frame[name] = pandas.array(values, dtype="Int64")  # nullable ints: bulk_insert takes them back
+        return frame
 
     def _frame_columns(self) -> Optional[list[str]]:
         """The columns of a row read without a projection, if known (a free-form collection's are not)."""
