@@ -1,0 +1,226 @@
+"""Adversarial repros (trust3 d): bulk_insert after the RawBSONDocument path, recursive conversion."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dbp
+from dbp.mongo.connection import MongoConnection
+from dbp.sql.connection import SQLConnection
+
+THING = """
+CREATE TABLE thing (
+    id bigint PRIMARY KEY,
+    i bigint,
+    s text,
+    a bigint[],
+    j jsonb
+);
+"""
+
+
+@pytest.fixture
+def both(sql_db: SQLConnection, mongo_db: MongoConnection) -> Any:
+    sql_db.execute(THING)
+    return sql_db.query("thing"), mongo_db.query("thing")
+
+
+def test_probe_mongo_no_id(both: Any) -> None:
+    _, m = both
+    rows = [{"i": 1}, {"i": 2}]
+    before = copy.deepcopy(rows)
+    assert m.bulk_insert(rows) == 2
+    assert rows == before
+    got = m.find_all({}, paginate=False)
+    got = list(got)
+    print(got)
+    assert len(got) == 2 and all("_id" in g for g in got)
+
+
+def test_probe_ignore_counts(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "i": 0}])
+    m.bulk_insert([{"_id": 1, "i": 0}])
+    rs = s.bulk_insert([{"id": 1, "i": 1}, {"id": 2, "i": 2}, {"id": 2, "i": 3}], on_conflict="ignore")
+    rm = m.bulk_insert([{"_id": 1, "i": 1}, {"_id": 2, "i": 2}, {"_id": 2, "i": 3}], on_conflict="ignore")
+    print(rs, rm)
+    assert rs == rm == 1
+    assert s.find_one({"id": 2})["i"] == m.find_one({"_id": 2})["i"] == 2
+
+
+def test_probe_update_counts(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "i": 0}])
+    m.bulk_insert([{"_id": 1, "i": 0}])
+    rs = s.bulk_insert([{"id": 1, "i": 1}, {"id": 2, "i": 2}], on_conflict="update")
+    rm = m.bulk_insert([{"_id": 1, "i": 1}, {"_id": 2, "i": 2}], on_conflict="update")
+    print(rs, rm)
+    assert rs == rm
+
+
+def test_probe_np_id_ignore(both: Any) -> None:
+    s, m = both
+    m.bulk_insert([{"_id": 1, "i": 0}])
+    rm = m.bulk_insert([{"_id": np.int64(1), "i": 1}, {"_id": np.int64(3), "i": 1}], on_conflict="ignore")
+    assert rm == 1
+    s.bulk_insert([{"id": 1, "i": 0}])
+    rs = s.bulk_insert([{"id": np.int64(1), "i": 1}, {"id": np.int64(3), "i": 1}], on_conflict="ignore")
+    assert rs == 1
+
+
+def test_probe_nested_np(both: Any) -> None:
+    s, m = both
+    j = {"x": [np.int64(1), {"y": np.float32(0.5)}], "t": (np.int64(2), 3)}
+    orig = copy.deepcopy(j)
+    s.bulk_insert([{"id": 1, "j": j}])
+    m.bulk_insert([{"_id": 1, "j": j}])
+    assert j["x"][0].__class__ is np.int64 and orig.keys() == j.keys()
+    a = s.find_one({"id": 1})["j"]
+    b = m.find_one({"_id": 1})["j"]
+    print(a, b)
+    assert a == b == {"x": [1, {"y": 0.5}], "t": [2, 3]}
+
+
+def test_probe_tuple_array(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "a": (np.int64(1), 2)}])
+    s.bulk_insert([{"id": 2, "a": (1, 2)}])
+    m.bulk_insert([{"_id": 1, "a": (np.int64(1), 2)}])
+    assert s.find_one({"id": 1})["a"] == s.find_one({"id": 2})["a"] == [1, 2]
+    assert m.find_one({"_id": 1})["a"] == [1, 2]
+
+
+def test_probe_tuple_update(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "a": [0]}])
+    m.bulk_insert([{"_id": 1, "a": [0]}])
+    s.update({"id": 1}, {"a": (np.int64(1), 2)})
+    m.update({"_id": 1}, {"a": (np.int64(1), 2)})
+    assert s.find_one({"id": 1})["a"] == m.find_one({"_id": 1})["a"] == [1, 2]
+
+
+def test_probe_dict_subclass(both: Any) -> None:
+    s, m = both
+    j = OrderedDict([("b", np.int64(1)), ("a", 2)])
+    s.bulk_insert([{"id": 1, "j": j}])
+    m.bulk_insert([{"_id": 1, "j": j}])
+    assert s.find_one({"id": 1})["j"] == m.find_one({"_id": 1})["j"] == {"a": 2, "b": 1}
+
+
+def test_probe_get_or_create_np(both: Any) -> None:
+    s, m = both
+    row, created = m.get_or_create({"_id": np.int64(5)}, j={"k": [np.int64(1)]})
+    assert created and row["j"] == {"k": [1]}
+    row2, created2 = m.get_or_create({"_id": 5}, j={"k": [2]})
+    assert not created2
+    row, created = s.get_or_create({"id": np.int64(5)}, j={"k": [np.int64(1)]})
+    assert created and row["j"] == {"k": [1]}
+
+
+def test_probe_upsert_np(both: Any) -> None:
+    s, m = both
+    a = s.upsert({"id": 1}, {"j": {"k": np.array([1, 2])}, "a": np.array([3])})
+    b = m.upsert({"_id": 1}, {"j": {"k": np.array([1, 2])}, "a": np.array([3])})
+    assert a["j"] == b["j"] == {"k": [1, 2]}
+
+
+def test_probe_error_rows(both: Any) -> None:
+    s, m = both
+    m.bulk_insert([{"_id": 2}])
+    with pytest.raises(dbp.BulkWriteError) as e:
+        m.bulk_insert([{"_id": 1}, {"_id": 2}, {"_id": 3}], on_conflict="error")
+    print(e.value, getattr(e.value, "rows", None))
+    assert e.value.rows == [1]
+
+
+def test_probe_unencodable(both: Any) -> None:
+    s, m = both
+    with pytest.raises(dbp.DbpError):
+        m.bulk_insert([{"_id": 1}, {"_id": 2, "x": object()}])
+    assert m.count({}) == 0
+
+
+def test_probe_timedelta_mongo(both: Any) -> None:
+    s, m = both
+    with pytest.raises(dbp.DbpError):
+        m.bulk_insert([{"_id": 1, "x": dt.timedelta(1)}])
+
+
+def test_probe_update_nested_np(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "j": {"k": []}}])
+    m.bulk_insert([{"_id": 1, "j": {"k": []}}])
+    s.update({"id": 1}, {"$push": {"j.k": {"$each": [np.int64(1), {"z": np.float64(2.5)}]}}})
+    m.update({"_id": 1}, {"$push": {"j.k": {"$each": [np.int64(1), {"z": np.float64(2.5)}]}}})
+    assert s.find_one({"id": 1})["j"] == m.find_one({"_id": 1})["j"] == {"k": [1, {"z": 2.5}]}
+
+
+def test_probe_filter_nested_np(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "a": [1, 2], "j": {"k": [1]}}])
+    m.bulk_insert([{"_id": 1, "a": [1, 2], "j": {"k": [1]}}])
+    assert s.count({"a": [np.int64(1), np.int64(2)]}) == m.count({"a": [np.int64(1), np.int64(2)]}) == 1
+    assert s.count({"j": {"k": [np.int64(1)]}}) == m.count({"j": {"k": [np.int64(1)]}}) == 1
+
+
+def test_probe_filter_plain(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "a": [1, 2], "j": {"k": [1]}}])
+    m.bulk_insert([{"_id": 1, "a": [1, 2], "j": {"k": [1]}}])
+    assert s.count({"a": [np.int64(1), np.int64(2)]}) == m.count({"a": [np.int64(1), np.int64(2)]}) == 1
+    assert s.count({"j": {"k": [np.int64(1)]}}) == m.count({"j": {"k": [np.int64(1)]}}) == 1
+
+
+def test_probe_frame_df_nullable_int_refused_documented(both: Any) -> None:
+    import pandas as pd
+    s, m = both
+    df = pd.DataFrame({"id": [1, 2], "i": [np.int64(5), None], "j": [{"k": np.int64(1)}, None],
+                       "a": [np.array([1, 2]), None]})
+    with pytest.raises(dbp.FilterError):  # README: float64 5.0 in a bigint column is refused
+        s.bulk_insert(df)
+
+
+def test_frame_of_int_column_with_null_does_not_bulk_insert_back_sql(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "i": 5, "a": [1], "j": {"k": 1}}, {"id": 2}])
+    m.bulk_insert([{"_id": 1, "i": 5, "a": [1], "j": {"k": 1}}, {"_id": 2}])
+    fs = s.frame({}, sort=[("id", 1)])
+    fm = m.frame({}, sort=[("_id", 1)])
+    print(fs.dtypes, fm.dtypes)
+    s.delete({})
+    m.delete({})
+    assert s.bulk_insert(fs) == 2
+    assert m.bulk_insert(fm) == 2
+    assert s.find_one({"id": 1}) == {"id": 1, "i": 5, "s": None, "a": [1], "j": {"k": 1}}
+    assert m.find_one({"_id": 1}) == {"_id": 1, "i": 5, "a": [1], "j": {"k": 1}}
+
+
+def test_probe_mongo_bad_keys(both: Any) -> None:
+    s, m = both
+    for bad in ({"_id": 1, "$x": 1}, {"_id": 2, "a.b": 1}, {"_id": 3, "j": {"$y": 1}}):
+        try:
+            m.bulk_insert([bad])
+        except dbp.DbpError as exc:
+            print("refused", exc)
+    print(list(m.find_all({}, paginate=False)))
+
+
+def test_probe_mongo_too_large(both: Any) -> None:
+    s, m = both
+    with pytest.raises(dbp.DbpError):
+        m.bulk_insert([{"_id": 1, "x": "a" * (17 * 1024 * 1024)}])
+
+
+def test_probe_mongo_id_order(both: Any) -> None:
+    s, m = both
+    m.bulk_insert([{"i": 1, "_id": 7}])
+    m.bulk_insert([{"i": 2}])
+    rows = list(m.find_all({}, paginate=False))
+    print(rows)
+    assert all(next(iter(r)) == "_id" for r in rows)
