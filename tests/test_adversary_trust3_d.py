@@ -332,3 +332,74 @@ def test_regex_admitted_by_the_linear_subset_is_quadratic_unanchored(both: Any, 
     took = time.perf_counter() - t0
     print(engine, round(took, 3))
     assert took < 0.5
+
+
+def test_probe_update_mode_np(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "i": 0, "s": "keep"}])
+    m.bulk_insert([{"_id": 1, "i": 0, "s": "keep"}])
+    rows = [{"id": np.int64(1), "i": np.int64(5), "j": {"k": [np.int64(1), (np.float32(0.5),)]}},
+            {"id": np.int64(2), "a": np.array([1, 2]), "j": None}]
+    rs = s.bulk_insert(rows, on_conflict="update")
+    rm = m.bulk_insert([{("_id" if k == "id" else k): v for k, v in r.items()} for r in rows], on_conflict="update")
+    print(rs, rm)
+    a = [dict(r) for r in s.find_all({}, sort=[("id", 1)], paginate=False)]
+    b = [dict(r) for r in m.find_all({}, sort=[("_id", 1)], paginate=False)]
+    print(a, b)
+    assert a[0]["j"] == b[0]["j"] == {"k": [1, [0.5]]}
+    assert a[0]["s"] == b[0]["s"] == "keep"
+    assert a[1]["a"] == b[1]["a"] == [1, 2]
+
+
+def test_probe_bulk_update_np(both: Any) -> None:
+    s, m = both
+    s.bulk_insert([{"id": 1, "i": 0}, {"id": 2, "i": 0}])
+    m.bulk_insert([{"_id": 1, "i": 0}, {"_id": 2, "i": 0}])
+    inst = [{"id": np.int64(1)}, {"id": np.int64(2)}]
+    attrs = [{"j": {"x": np.int64(3)}}, {"a": (np.int64(4),)}]
+    assert s.bulk_update(inst, attrs) == 2
+    assert m.bulk_update([{"_id": np.int64(1)}, {"_id": np.int64(2)}], attrs) == 2
+    assert s.find_one({"id": 1})["j"] == m.find_one({"_id": 1})["j"] == {"x": 3}
+    assert s.find_one({"id": 2})["a"] == m.find_one({"_id": 2})["a"] == [4]
+
+
+def test_probe_ignore_with_other_error_mongo(mongo_db: MongoConnection) -> None:
+    mongo_db.database.create_collection("v", validator={"$jsonSchema": {"properties": {"n": {"bsonType": "int"}}}})
+    m = mongo_db.query("v")
+    m.bulk_insert([{"_id": 1, "n": 1}])
+    with pytest.raises(dbp.BulkWriteError) as e:
+        m.bulk_insert([{"_id": 1, "n": 1}, {"_id": 2, "n": "x"}, {"_id": 3, "n": 3}], on_conflict="ignore")
+    print(e.value, e.value.rows)
+    assert e.value.rows == [1]
+
+
+def test_get_or_create_twice_with_microsecond_key_mongo(mongo_db: MongoConnection) -> None:
+    """The same get_or_create twice: the second should find the first's document (SQL does)."""
+    mongo_db.database["g"].create_index("t", unique=True)
+    g = mongo_db.query("g")
+    t = dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
+    _, created = g.get_or_create({"t": t}, v=1)
+    assert created
+    row, created = g.get_or_create({"t": t}, v=2)
+    assert not created and row["v"] == 1
+
+
+def test_probe_get_or_create_twice_sql(sql_db: SQLConnection) -> None:
+    sql_db.execute("CREATE TABLE g (t timestamp PRIMARY KEY, v int)")
+    g = sql_db.query("g")
+    t = dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
+    assert g.get_or_create({"t": t}, v=1)[1]
+    row, created = g.get_or_create({"t": t}, v=2)
+    assert not created and row["v"] == 1
+
+
+def test_frame_of_int_field_with_missing_comes_back_float_mongo(mongo_db: MongoConnection) -> None:
+    """frame() then bulk_insert(frame) turns a stored int 5 into the double 5.0 (SQL refuses the same frame)."""
+    m, copy_ = mongo_db.query("m"), mongo_db.query("m2")
+    m.bulk_insert([{"_id": 1, "i": 5}, {"_id": 2}])
+    df = m.frame({}, sort=[("_id", 1)])
+    df_before = df.copy()
+    assert copy_.bulk_insert(df) == 2
+    assert df.equals(df_before)
+    got = copy_.find_one({"_id": 1})["i"]
+    assert type(got) is int, repr(got)
