@@ -142,3 +142,35 @@ def test_get_or_create_read_has_max_time_ms(mongo_settings: Any) -> None:
     assert _Reads.seen, "no read seen"
     assert all("maxTimeMS" in c for c in _Reads.seen), [
         {k: v for k, v in c.items() if k in ("find", "filter", "maxTimeMS")} for c in _Reads.seen]
+
+
+# --- $regex: linear by construction? -------------------------------------------------------------
+
+def _best_ms(q: Any, flt: dict[str, Any]) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        list(q.find_all(flt, paginate=False))
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+@pytest.mark.parametrize("pattern, options", [
+    # eight top-level alternatives, each admitted on its own ("costs add"): each start position
+    # runs every branch to the end of the value -> 8 * n^2 / 2 steps; "i" turns z into [zZ]
+    ("[^z]*z|[^y]*y|[^x]*x|[^w]*w|[^v]*v|[^u]*u|[^t]*t|[^s]*s", "i"),
+    ("(?:[^z][^z])*z|(?:[^y][^y])*y|(?:[^x][^x])*x|(?:[^w][^w])*w|(?:[^v][^v])*v|(?:[^u][^u])*u"
+     "|(?:[^t][^t])*t|(?:[^s][^s])*s", ""),
+])
+def test_admitted_regex_is_fast_on_a_1000_character_value_mongo(mongo_db: MongoConnection, pattern: str,
+                                                                 options: str) -> None:
+    from dbp.regex import translate
+
+    translate(pattern, options)  # admitted
+    q = mongo_db.query("t")
+    q.bulk_insert([{"_id": 1, "s": "a" * 1000}])
+    base = _best_ms(q, {"s": {"$regex": "^b"}})
+    spent = _best_ms(q, {"s": {"$regex": pattern, "$options": options}})
+    assert spent - base < 50, f"{spent:.0f} ms (a trivial pattern: {base:.0f} ms)"
