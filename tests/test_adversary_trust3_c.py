@@ -189,3 +189,21 @@ def test_admitted_regex_is_fast_on_a_1000_character_value_sql(sql_db: SQLConnect
     base = _best_ms(q, {"s": {"$regex": "^b"}})
     spent = _best_ms(q, {"s": {"$regex": pattern}})
     assert spent - base < 50, f"{spent:.0f} ms (a trivial pattern: {base:.0f} ms)"
+
+
+# --- the update language: half-applied writes ---------------------------------------------------
+
+@pytest.mark.parametrize("method", ["update", "bulk_update"])
+def test_failing_update_leaves_every_document_as_it_was_on_both_engines(pair: Pair, method: str) -> None:
+    """``$inc`` on ``doc.a`` where one of three rows holds a string there: SQL refuses the whole
+    statement (nothing changes); MongoDB increments the other documents, then reports the error."""
+    pair.seed([{"id": 1, "doc": {"a": 1}}, {"id": 2, "doc": {"a": "x"}}, {"id": 3, "doc": {"a": 3}}])
+    for engine, q in pair.q.items():
+        key = "id" if engine == "sql" else "_id"
+        with pytest.raises(DbpError):
+            if method == "update":
+                q.update({key: {"$in": [1, 2, 3]}}, {"$inc": {"doc.a": 1}})
+            else:
+                q.bulk_update([{key: 1}, {key: 2}, {key: 3}], [{"$inc": {"doc.a": 1}}] * 3)
+    assert [r["doc"] for r in pair.rows("sql")] == [{"a": 1}, {"a": "x"}, {"a": 3}]
+    assert [r["doc"] for r in pair.rows("mongo")] == [{"a": 1}, {"a": "x"}, {"a": 3}]
