@@ -207,3 +207,40 @@ def test_failing_update_leaves_every_document_as_it_was_on_both_engines(pair: Pa
                 q.bulk_update([{key: 1}, {key: 2}, {key: 3}], [{"$inc": {"doc.a": 1}}] * 3)
     assert [r["doc"] for r in pair.rows("sql")] == [{"a": 1}, {"a": "x"}, {"a": 3}]
     assert [r["doc"] for r in pair.rows("mongo")] == [{"a": 1}, {"a": "x"}, {"a": 3}]
+
+
+# --- Airflow connections: every form maps the same -----------------------------------------------
+
+def test_airflow_uri_and_json_forms_map_an_ipv6_host_alike_sql() -> None:
+    """``postgres://u:pw@[::1]:5432/db`` keeps the brackets as the host (libpq then cannot resolve
+    ``[::1]``: 'could not translate host name'); the JSON form (and Airflow's own URI parse, whose
+    ``host`` is ``urlsplit().hostname``) gives ``::1``."""
+    from dbp.airflow.mapping import connection_from_env, section_for
+
+    uri = connection_from_env("postgres://u:pw@[::1]:5432/db", "x", "AIRFLOW_CONN_X")
+    js = connection_from_env('{"conn_type": "postgres", "host": "::1", "port": 5432, "login": "u", '
+                             '"password": "pw", "schema": "db"}', "x", "AIRFLOW_CONN_X")
+    assert section_for(uri, "sql") == section_for(js, "sql")
+
+
+def test_airflow_ipv6_host_field_works_on_mongo() -> None:
+    """Airflow stores an IPv6 host without brackets (JSON form, or DbpHook's Connection.host):
+    dbp hands ``::1`` to MongoClient, which refuses it; the settings are unusable."""
+    from dbp.airflow.mapping import connection_from_env, section_for
+    from dbp.config import resolve_config
+
+    js = connection_from_env('{"conn_type": "mongo", "host": "::1", "port": 27017, "login": "u", '
+                             '"password": "pw", "schema": "db"}', "x", "AIRFLOW_CONN_X")
+    uri = connection_from_env("mongo://u:pw@[::1]:27017/db", "x", "AIRFLOW_CONN_X")
+    s_js = resolve_config({"MONGO": section_for(js, "mongo")}, environ={}).settings("mongo")
+    s_uri = resolve_config({"MONGO": section_for(uri, "mongo")}, environ={}).settings("mongo")
+    assert s_js.masked_url() == s_uri.masked_url()
+    with MongoConnection(settings=s_js) as db:  # no server there: a ServerUnavailable, not a ConfigError
+        from dbp.errors import ConfigError
+
+        try:
+            db.query("t").count()
+        except ConfigError as exc:
+            pytest.fail(f"ConfigError: {exc}")
+        except DbpError:
+            pass
