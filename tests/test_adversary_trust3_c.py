@@ -244,3 +244,35 @@ def test_airflow_ipv6_host_field_works_on_mongo() -> None:
             pytest.fail(f"ConfigError: {exc}")
         except DbpError:
             pass
+
+
+def test_sql_query_string_password_with_ampersand_tail_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """``?password=S3cret&Tail9x`` (an unescaped '&' in the password): the tail becomes a parameter
+    name, and the 'ignoring parameter(s) libpq does not accept' log line prints it."""
+    import logging
+
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    caplog.set_level(logging.DEBUG)
+    try:
+        resolve_config({"SQL": {"URL": "postgresql://u@h/db?password=S3cret&Tail9x"}}, environ={}).settings("sql")
+    except ConfigError as exc:
+        assert "Tail9x" not in str(exc)
+    assert "Tail9x" not in caplog.text
+
+
+def test_mongo_query_string_secret_with_ampersand_tail_not_in_repr() -> None:
+    """``authMechanismProperties=AWS_SESSION_TOKEN:Ab1&Zz9tail``: the masked URL (repr, messages)
+    masks ``Ab1`` and prints the rest of the token, ``Zz9tail``."""
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    url = "mongodb://u@h/db?authMechanismProperties=AWS_SESSION_TOKEN:Ab1&Zz9tail"
+    try:
+        settings = resolve_config({"MONGO": {"URL": url, "DATABASE": "d"}}, environ={}).settings("mongo")
+    except ConfigError as exc:
+        assert "Zz9tail" not in str(exc)
+        return
+    assert "Zz9tail" not in repr(settings)
+    assert "Zz9tail" not in settings.masked_url()
