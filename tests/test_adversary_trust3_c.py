@@ -276,3 +276,17 @@ def test_mongo_query_string_secret_with_ampersand_tail_not_in_repr() -> None:
         return
     assert "Zz9tail" not in repr(settings)
     assert "Zz9tail" not in settings.masked_url()
+
+
+# --- error messages name what the user can change ------------------------------------------------
+
+def test_too_deep_update_path_is_named_as_too_deep() -> None:
+    """A 40-part path (no empty part, no '$', no NUL) is refused as 'a part is empty, starts
+    with $ or holds a NUL': the message names a cause that is not there (the real one: depth)."""
+    from dbp.errors import FilterError
+    from dbp.updates import parse_update
+
+    path = "doc." + ".".join(f"a{i}" for i in range(40))
+    with pytest.raises(FilterError) as info:
+        parse_update({"$set": {path: 1}})
+    assert "empty, starts with $ or holds a NUL" not in str(info.value), str(info.value)
