@@ -290,3 +290,28 @@ def test_too_deep_update_path_is_named_as_too_deep() -> None:
     with pytest.raises(FilterError) as info:
         parse_update({"$set": {path: 1}})
     assert "empty, starts with $ or holds a NUL" not in str(info.value), str(info.value)
+
+
+def test_config_repr_of_ambiguous_url_prints_no_password_part() -> None:
+    """The accepted ``postgresql://u:1234?host=wordXYZ@host`` (password ``1234?host=wordXYZ``):
+    ``repr(Config)`` masks nothing (the userinfo is not found), printing the password."""
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    try:
+        config = resolve_config({"SQL": {"URL": "postgresql://u:1234?host=wordXYZ@host"}}, environ={})
+    except ConfigError as exc:
+        assert "wordXYZ" not in str(exc)
+        return
+    assert "wordXYZ" not in repr(config)
+
+
+def test_env_url_error_names_the_variable_the_user_set() -> None:
+    """A bad ``$DBP_SQL_URL`` is reported as ``DB_CONFIG.SQL.URL``, a key the user never wrote
+    (no settings file, no DB_CONFIG): the message should name ``DBP_SQL_URL``."""
+    from dbp.config import resolve_config
+    from dbp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        resolve_config(None, environ={"DBP_SQL_URL": "postgresql://u:p@ss/word@host/db"}).settings("sql")
+    assert "DBP_SQL_URL" in str(info.value), str(info.value)
