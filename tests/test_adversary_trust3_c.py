@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import random
 from typing import Any
 
 import pytest
@@ -40,8 +38,8 @@ class Pair:
             f = {("_id" if k == "id" else k): v for k, v in flt.items()} if engine == "mongo" else flt
             try:
                 out[engine] = q.update(f, upd)
-            except DbpError as exc:
-                out[engine] = type(exc).__mro__[-3].__name__ if False else "error"
+            except DbpError:
+                out[engine] = "error"
         return out
 
     def rows(self, engine: str) -> list[dict[str, Any]]:
@@ -162,7 +160,7 @@ def _best_ms(q: Any, flt: dict[str, Any]) -> float:
     # runs every branch to the end of the value -> 8 * n^2 / 2 steps; "i" turns z into [zZ]
     ("[^z]*z|[^y]*y|[^x]*x|[^w]*w|[^v]*v|[^u]*u|[^t]*t|[^s]*s", "i"),
     ("(?:[^z][^z])*z|(?:[^y][^y])*y|(?:[^x][^x])*x|(?:[^w][^w])*w|(?:[^v][^v])*v|(?:[^u][^u])*u"
-     "|(?:[^t][^t])*t|(?:[^s][^s])*s", ""),
+     "|(?:[^t][^t])*t|(?:[^s][^s])*s", "i"),
 ])
 def test_admitted_regex_is_fast_on_a_1000_character_value_mongo(mongo_db: MongoConnection, pattern: str,
                                                                  options: str) -> None:
