@@ -241,15 +241,11 @@ def test_airflow_ipv6_host_field_works_on_mongo() -> None:
     s_js = resolve_config({"MONGO": section_for(js, "mongo")}, environ={}).settings("mongo")
     s_uri = resolve_config({"MONGO": section_for(uri, "mongo")}, environ={}).settings("mongo")
     assert s_js.masked_url() == s_uri.masked_url()
-    with MongoConnection(settings=s_js) as db:  # no server there: a ServerUnavailable, not a ConfigError
-        from dbp.errors import ConfigError
+    from dbp.errors import ServerUnavailable
 
-        try:
-            db.query("t").count()
-        except ConfigError as exc:
-            pytest.fail(f"ConfigError: {exc}")
-        except DbpError:
-            pass
+    # no server there: a ServerUnavailable (from connecting, or from the query), not a ConfigError
+    with pytest.raises(ServerUnavailable), MongoConnection(settings=s_js) as db:
+        db.query("t").count()
 
 
 def test_sql_query_string_password_with_ampersand_tail_not_logged(caplog: pytest.LogCaptureFixture) -> None:
