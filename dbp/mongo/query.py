@@ -201,6 +201,39 @@ def compile_update(changes: Sequence[Change]) -> list[dict[str, Any]]:
     return docs
 
 
+#: What each operator needs of the value it changes: a number, an array (None: anything).
+_NEEDS = {"inc": "number", "mul": "number", "push": "array", "add_to_set": "array", "pull": "array"}
+#: Operators that create the path's missing parents (which must then be embedded documents).
+_CREATES = frozenset({"set", "inc", "mul", "min", "max", "push", "add_to_set"})
+
+
+def clashes(changes: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
+    """(what is wrong, a query for documents where it is) for each way ``changes`` can fail on a
+    document's types: ``$inc`` of a non-number, ``$push`` to a non-array, a write below a value
+    that is not an embedded document. Used to refuse an update before its first write (MongoDB
+    has no multi-document atomicity without transactions: a failure midway keeps earlier writes).
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for change in changes:
+        need = _NEEDS.get(change.op)
+        if need == "number":
+            out.append((f"{change.path!r} holds a non-number (${change.op} needs numbers)",
+                        {"$or": [{change.path: {"$exists": True, "$not": {"$type": "number"}}},
+                                 {change.path: {"$type": "array"}}]}))
+        elif need == "array":
+            out.append((f"{change.path!r} holds a non-array (the operator needs an array)",
+                        {change.path: {"$exists": True, "$not": {"$type": "array"}}}))
+        if change.op in _CREATES and not (change.op == "set" and change.value is None):
+            parts = change.path.split(".")
+            for i in range(1, len(parts)):
+                parent = ".".join(parts[:i])
+                out.append((f"{parent!r} holds a value that is not an embedded document (a write to "
+                            f"{change.path!r} goes below it)",
+                            {"$or": [{parent: {"$exists": True, "$not": {"$type": "object"}}},
+                                     {parent: {"$type": "array"}}]}))
+    return out
+
+
 def _valid_name(name: Any) -> str:
     if (not isinstance(name, str) or not name or "\x00" in name or "$" in name or name.startswith(("system.", "."))
             or name.endswith(".") or ".." in name):
@@ -418,9 +451,9 @@ class MongoQuery(BaseQuery):
             # with no document): retried, ours matches its document, as MongoDB advises.
             time.sleep(0.005 * (attempt + 1))
         try:
-            existing = self.collection.find_one(eq)
+            existing = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)
         except PyMongoError as exc:
-            raise translate(exc, "get_or_create", self.name) from None
+            raise translate(exc, "get_or_create", self.name, limit_ms=self.db.settings.max_time_ms) from None
         if existing is None:
             raise OperationError(
                 f"get_or_create on {self.name}: a document with the same unique key exists but does not match "
@@ -431,7 +464,7 @@ class MongoQuery(BaseQuery):
     def _get_or_create_once(self, eq: dict[str, Any], on_insert: dict[str, Any]) -> Optional[tuple[Row, bool]]:
         if "_id" in eq:
             result = self.collection.update_one(eq, {"$setOnInsert": on_insert}, upsert=True)
-            found = self.collection.find_one(eq)  # as stored (UTC datetimes to the millisecond, lists)
+            found = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)  # as stored (UTC datetimes to the millisecond, lists)
             if result.upserted_id is not None:
                 return (found if found is not None else {**on_insert, **eq}), True
         else:
@@ -446,11 +479,36 @@ class MongoQuery(BaseQuery):
     def _update(self, node: Node, changes: Sequence[Change]) -> int:
         check(self.fields, "update", node=node, names=[c.path for c in changes])
         try:
+            self._refuse_clashes("update", [(self._filter(node), changes)])
             return self.collection.update_many(self._filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
             raise _unencodable(f"update on {self.name}", exc, [_fields(changes)], rows=False) from None
         except PyMongoError as exc:
             raise translate(exc, "update", self.name) from None
+
+    def _refuse_clashes(self, what: str, writes: Sequence[tuple[dict[str, Any], Sequence[Change]]]) -> None:
+        """Raise a FilterError naming the field if a document the ``writes`` (filter, changes) reach
+        would make them fail midway (see :func:`clashes`). One query per kind of change and 500 filters;
+        a concurrent writer can still change a type between this check and the write."""
+        groups: dict[tuple[tuple[str, str], ...], tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]] = {}
+        for where, changes in writes:
+            found = clashes(changes)
+            if found:
+                key = tuple((c.op, c.path) for c in changes if c.op != "set" or c.value is not None)
+                groups.setdefault(key, (found, []))[1].append(where)
+        for found, filters in groups.values():
+            for start in range(0, len(filters), 500):
+                chunk = filters[start:start + 500]
+                reached = chunk[0] if len(chunk) == 1 else {"$or": chunk}
+                if self._reads({"$and": [reached, {"$or": [q for _, q in found]}]}):
+                    problem = next(p for p, q in found if self._reads({"$and": [reached, q]}))
+                    raise FilterError(f"{what} on {self.name}: a document it would change: {problem}; "
+                                      "nothing was changed")
+
+    def _reads(self, query: dict[str, Any]) -> bool:
+        """Whether a document matches ``query`` (a read with the settings' maxTimeMS)."""
+        found = self.collection.find_one(query, {"_id": 1}, max_time_ms=self.db.settings.max_time_ms)
+        return found is not None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
@@ -502,6 +560,8 @@ class MongoQuery(BaseQuery):
                 raise _unencodable(f"bulk_update on {self.name}", exc, [{"w": w, "u": u} for w, u in batches[0]]
                                    if len(rounds) == 1 else ()) from None
         try:
+            self._refuse_clashes("bulk_update", [(w, c) for instances, changes in rounds
+                                                 for w, c in zip(instances, changes)])
             for number, batch in enumerate(batches):
                 result = self.collection.bulk_write([write(w, u) for w, u in batch], ordered=False)
                 if number == 0:
