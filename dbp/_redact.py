@@ -128,17 +128,15 @@ def mask_query(query: str) -> str:
 
     A secret value holding an unescaped ``&`` splits into items; the items after a
     secret one that do not look like ``name=value`` (a name of letters, digits and
-    ``_``) are masked too, as the secret's tail.
+    ``_``) are taken as the secret's tail, and masked with it.
     """
-    parts = []
+    parts: list[str] = []
     in_secret = False
     for item in query.split("&"):
         key, eq, value = item.partition("=")
         name = unquote(key)
         if in_secret and not (eq and _PARAM_NAME.fullmatch(name)):
-            if parts[-1] != MASK:
-                parts.append(MASK)
-            continue
+            continue  # the secret's tail: its mask covers it
         in_secret = False
         if eq and is_secret_key(name):
             value = MASK

@@ -464,7 +464,8 @@ class MongoQuery(BaseQuery):
     def _get_or_create_once(self, eq: dict[str, Any], on_insert: dict[str, Any]) -> Optional[tuple[Row, bool]]:
         if "_id" in eq:
             result = self.collection.update_one(eq, {"$setOnInsert": on_insert}, upsert=True)
-            found = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)  # as stored (UTC datetimes to the millisecond, lists)
+            # as stored (UTC datetimes to the millisecond, lists)
+            found = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)
             if result.upserted_id is not None:
                 return (found if found is not None else {**on_insert, **eq}), True
         else:

@@ -87,7 +87,8 @@ class MongoSettings(EngineSettings):
             if missing:
                 raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (or give URL)")
             host = check_str(section["HOST"], f"{where}.HOST")
-            if host.count(":") > 1 and not host.startswith("[") and not any(c in host for c in ",/"):  # IPv6, as Airflow stores it: bracket it
+            # an IPv6 address as Airflow stores it (no brackets): MongoClient needs them
+            if host.count(":") > 1 and not host.startswith("[") and not any(c in host for c in ",/"):
                 host = f"[{host}]"
             database = section["DATABASE"]
             options["port"] = check_port(section.get("PORT", DEFAULT_PORT), f"{where}.PORT")

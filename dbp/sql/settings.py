@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus, urlencode
 
-from dbp._redact import AMBIGUOUS_AT, MASK, ambiguous_at, is_secret_key, register_public, register_secret, shown, userinfo_end
+from dbp._redact import (
+    AMBIGUOUS_AT,
+    MASK,
+    ambiguous_at,
+    is_secret_key,
+    register_public,
+    register_secret,
+    shown,
+    userinfo_end,
+)
 from dbp._types import check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
