@@ -109,9 +109,9 @@ def ambiguous_at(rest: str) -> bool:
 
 
 #: The message for a URL :func:`ambiguous_at` refuses (it quotes nothing of the URL).
-AMBIGUOUS_AT = ("the URL holds an unescaped '@' after its host or a second '@' (a password holding "
-                "'@', '/', '?' or '#' must percent-encode them: urllib.parse.quote(password, safe=''); "
-                "an '@' in a query value, e.g. a file path, must be written %40)")
+AMBIGUOUS_AT = ("the URL holds an unescaped '@' after its host or a second '@': a password holding "
+                "'@', '/', '?' or '#' must percent-encode it (urllib.parse.quote(password, safe='')), "
+                "and an '@' in a query value (e.g. a file path) must be written %40")
 
 
 def _authority_end(rest: str) -> int:
