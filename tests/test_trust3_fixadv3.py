@@ -43,3 +43,16 @@ def test_no_clash_no_refusal(mongo_db: MongoConnection) -> None:
     assert list(q.find_all(sort=[("_id", 1)], paginate=False)) == [
         {"_id": 1, "doc": {"a": 4, "b": 1}, "tags": ["a", "b"]}, {"_id": 2, "doc": {"a": 2, "b": 1}, "tags": ["b"]},
         {"_id": 3, "doc": {"a": 1, "b": 1}, "tags": ["b"]}]
+
+
+def test_ipv6_host_is_bracketed_in_printed_urls_on_both_engines() -> None:
+    """Items 10/11: hosts are kept without brackets (as Airflow stores them); URLs bracket them."""
+    from dbp.airflow.mapping import connection_from_env, section_for
+    from dbp.config import resolve_config
+
+    sql = connection_from_env("postgres://u:pw@[::1]:5432/db", "x", "AIRFLOW_CONN_X")
+    mongo = connection_from_env("mongo://u:pw@[::1]:27017/db", "x", "AIRFLOW_CONN_X")
+    assert sql.host == mongo.host == "::1"
+    config = resolve_config({"SQL": section_for(sql, "sql"), "MONGO": section_for(mongo, "mongo")}, environ={})
+    assert config.settings("sql").masked_url() == "postgresql://u:***@[::1]:5432/db"
+    assert config.settings("mongo").masked_url() == "mongodb://u:***@[::1]:27017/db"

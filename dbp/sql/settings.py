@@ -151,6 +151,8 @@ class SQLSettings(EngineSettings):
         if host.startswith("/"):
             query["host"], host = host, ""
         port = self.params.get("port")
+        if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
+            host = f"[{host}]"
         netloc = f"{auth}{host}" + (f":{port}" if port and host else "")
         if port and not host:
             query["port"] = str(port)
