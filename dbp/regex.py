@@ -57,7 +57,8 @@ position), one quantifier may break rule 2 if everything after it is of bounded
 length (no ``* + {m,}`` follows it). The engine then tries each of the at most m
 places the loop can stop, and from each runs a deterministic tail of bounded
 length L: O(p·m·L). Top-level alternatives (``a*|b*``) are tried one after the
-other, so their costs add; each is checked as a pattern of its own.
+other, so their costs add; each is checked as a pattern of its own, and rule 4
+keeps the sum to one quadratic term.
 """
 
 from __future__ import annotations
