@@ -234,6 +234,21 @@ def clashes(changes: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _reaching(filters: list[dict[str, Any]], size: int = 5000) -> Iterator[dict[str, Any]]:
+    """Queries for the documents ``filters`` reach, ``size`` filters each: ``{k: {"$in": [...]}}`` when
+    they are all one field's equality to a scalar (an index serves it), else an ``$or``."""
+    for start in range(0, len(filters), size):
+        chunk = filters[start:start + size]
+        keys = {tuple(f) for f in chunk}
+        if len(keys) == 1 and len(next(iter(keys))) == 1:
+            (key,) = next(iter(keys))
+            values = [f[key] for f in chunk]
+            if not any(isinstance(v, (dict, list, tuple)) for v in values):
+                yield {key: {"$in": values}}
+                continue
+        yield chunk[0] if len(chunk) == 1 else {"$or": chunk}
+
+
 def _valid_name(name: Any) -> str:
     if (not isinstance(name, str) or not name or "\x00" in name or "$" in name or name.startswith(("system.", "."))
             or name.endswith(".") or ".." in name):
@@ -489,7 +504,7 @@ class MongoQuery(BaseQuery):
 
     def _refuse_clashes(self, what: str, writes: Sequence[tuple[dict[str, Any], Sequence[Change]]]) -> None:
         """Raise a FilterError naming the field if a document the ``writes`` (filter, changes) reach
-        would make them fail midway (see :func:`clashes`). One query per kind of change and 500 filters;
+        would make them fail midway (see :func:`clashes`). One query per kind of change and 5,000 filters;
         a concurrent writer can still change a type between this check and the write."""
         groups: dict[tuple[tuple[str, str], ...], tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]] = {}
         for where, changes in writes:
@@ -498,9 +513,9 @@ class MongoQuery(BaseQuery):
                 key = tuple((c.op, c.path) for c in changes if c.op != "set" or c.value is not None)
                 groups.setdefault(key, (found, []))[1].append(where)
         for found, filters in groups.values():
-            for start in range(0, len(filters), 500):
-                chunk = filters[start:start + 500]
-                reached = chunk[0] if len(chunk) == 1 else {"$or": chunk}
+            if len(filters) > 1 and not self._reads({"$or": [q for _, q in found]}):
+                continue  # no document of the collection clashes: the usual case, one read
+            for reached in _reaching(filters):
                 if self._reads({"$and": [reached, {"$or": [q for _, q in found]}]}):
                     problem = next(p for p, q in found if self._reads({"$and": [reached, q]}))
                     raise FilterError(f"{what} on {self.name}: a document it would change: {problem}; "
