@@ -34,6 +34,7 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 _public: set[str] = set()
 _AUTHORITY_END = re.compile(r"[\s\"'<>/?#]")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _ORDINARY = re.compile(r"[A-Za-z]+|[0-9]{1,6}")
 # password=... in key/value conninfo strings; the quoted form is bounded so that the scan stays linear.
 _KV_PASSWORD = re.compile(r"(?i)(\b[a-z_]*pass(?:word)?\s*=\s*)('(?:[^'\\]|\\.){0,256}'|[^\s&'\"]+)")
@@ -67,12 +68,15 @@ def mask_url(url: str) -> str:
     """``scheme://user:pw@host/db?sslpassword=x`` -> ``scheme://user:***@host/db?sslpassword=***``.
 
     The userinfo ends at the last ``@`` of the authority (so a password holding
-    a space or ``@`` is masked whole); secret query parameters, also inside
+    a space or ``@`` is masked whole); a URL with an ``@`` after its authority
+    (see :func:`ambiguous_at`) is masked whole after ``scheme://``; secret query parameters, also inside
     Airflow's ``__extra__`` JSON, are masked. Text without ``://`` is returned as is.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    if "@" in rest[_authority_end(rest):]:  # ambiguous: where the password ends is unknown
+        return f"{scheme}://{MASK}"
     at = userinfo_end(rest)
     if at >= 0:
         userinfo, hosts_and_rest = rest[:at], rest[at + 1 :]
@@ -88,43 +92,26 @@ def mask_url(url: str) -> str:
 def userinfo_end(rest: str) -> int:
     """Where the userinfo of ``rest`` (a URL after ``://``) ends: the index of its ``@``, or -1.
 
-    Normally the last ``@`` before the first ``/``, ``?`` or ``#``. A password
-    holding one of those unescaped pushes its ``@`` further: an ``@`` later on
-    still ends the userinfo when the authority has a ``:`` that is not followed
-    by a port number, or when no ``=`` (of a query parameter) comes before it.
+    The last ``@`` before the first ``/``, ``?`` or ``#``. Callers that parse a
+    URL refuse it first when :func:`ambiguous_at` holds (an ``@`` further on).
+    """
+    return rest.rfind("@", 0, _authority_end(rest))
+
+
+def ambiguous_at(rest: str) -> bool:
+    """Whether ``rest`` (a URL after ``://``) holds an unescaped ``@`` after the first ``/``, ``?``
+    or ``#``, or two in its authority: then where the password ends is a guess (it probably holds
+    an unescaped ``@ / ? #``), and any guess may send part of it to DNS or print it. Such a URL is
+    refused; a legitimate ``@`` in a query value must be written ``%40``.
     """
     end = _authority_end(rest)
-    at = rest.rfind("@", 0, end)
-    if at >= 0:
-        return at
-    later = rest.rfind("@")
-    if later < 0 or ":" not in rest[:end]:
-        return -1
-    port = rest[:end].rpartition(":")[2]
-    if not port.isdigit() or "=" not in rest[end:later]:
-        return later
-    return -1
+    return rest.count("@", 0, end) > 1 or "@" in rest[end:]
 
 
-def stray_at(address: str) -> bool:
-    """Whether ``address`` (a URL after its userinfo's ``@``) holds another unescaped ``@`` a human
-    would read as the end of the userinfo: in the host list or path, in a query parameter's name
-    (before its ``=``), in a query value before a ``/`` or ``:`` (``?k=v@host:port/db``), or in
-    the fragment. Such a URL's authority is ambiguous (its password probably holds ``@`` and
-    ``/``, ``?`` or ``#``); a plain ``@`` in a query value (``application_name=me@lab``) is not.
-    """
-    cut = min((i for i in (address.find("?"), address.find("#")) if i >= 0), default=len(address))
-    head, sep, tail = address[:cut], address[cut:cut + 1], address[cut + 1:]
-    if "@" in head:
-        return True
-    query, _, fragment = tail.partition("#") if sep == "?" else ("", "#", tail)
-    if "@" in fragment:
-        return True
-    for item in query.split("&"):
-        name, _, value = item.partition("=")
-        if "@" in name or any(c in value.partition("@")[2] for c in "/:"):
-            return True
-    return False
+#: The message for a URL :func:`ambiguous_at` refuses (it quotes nothing of the URL).
+AMBIGUOUS_AT = ("the URL holds an unescaped '@' after its host or a second '@': a password holding "
+                "'@', '/', '?' or '#' must percent-encode it (urllib.parse.quote(password, safe='')), "
+                "and an '@' in a query value (e.g. a file path) must be written %40")
 
 
 def _authority_end(rest: str) -> int:
@@ -137,13 +124,23 @@ def _authority_end(rest: str) -> int:
 
 
 def mask_query(query: str) -> str:
-    """A URL query string with the values of secret parameters masked (``__extra__`` JSON included)."""
-    parts = []
+    """A URL query string with the values of secret parameters masked (``__extra__`` JSON included).
+
+    A secret value holding an unescaped ``&`` splits into items; the items after a
+    secret one that do not look like ``name=value`` (a name of letters, digits and
+    ``_``) are taken as the secret's tail, and masked with it.
+    """
+    parts: list[str] = []
+    in_secret = False
     for item in query.split("&"):
         key, eq, value = item.partition("=")
         name = unquote(key)
+        if in_secret and not (eq and _PARAM_NAME.fullmatch(name)):
+            continue  # the secret's tail: its mask covers it
+        in_secret = False
         if eq and is_secret_key(name):
             value = MASK
+            in_secret = True
         elif eq and name == "__extra__":
             value = quote(json.dumps(mask_mapping(_json(unquote(value.replace("+", " "))))), safe="")
         parts.append(key + eq + value)

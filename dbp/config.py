@@ -56,6 +56,8 @@ class Config(dict):  # type: ignore[type-arg]
     def __init__(self, data: Mapping[str, Any], source: Optional[Path] = None) -> None:
         super().__init__(data)
         self.source = source
+        #: Sections whose URL came from an environment variable (``SQL`` -> ``DBP_SQL_URL``): errors name it.
+        self.url_vars: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Config({_masked(self)!r}, source={str(self.source) if self.source else None!r})"
@@ -71,7 +73,14 @@ class Config(dict):  # type: ignore[type-arg]
         if section is None:
             where = f" in {self.source}" if self.source else ""
             raise ConfigError(f"no DB_CONFIG.{spec.section} section{where}")
-        return spec.settings_class().from_section(section, where=f"DB_CONFIG.{spec.section}")
+        where = f"DB_CONFIG.{spec.section}"
+        try:
+            return spec.settings_class().from_section(section, where=where)
+        except ConfigError as exc:
+            var, text = self.url_vars.get(spec.section), str(exc)
+            if var is None or not text.startswith(f"{where}.URL"):
+                raise
+        raise ConfigError(f"${var}{text[len(where) + 4:]}")
 
 
 def _masked(value: Any) -> Any:
@@ -337,6 +346,7 @@ def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
         if section is not None:
             sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}")
     config = Config(sections, source)
+    config.url_vars = {spec.section: spec.url_env for spec in ENGINES.values() if env.get(spec.url_env)}
     for key in list(config):  # check every section now, so mistakes surface at load time
         settings = config.settings(engine_for_section(key) or "")
         for secret in settings.secrets():

@@ -35,6 +35,13 @@ patterns in which the next character decides every choice:
    group ends, as a DFA construction would (Glushkov's follow sets).
 3. A quantified group holds no quantifier and no ``|``; at most 8 quantifiers,
    repeat counts up to 100, groups nested up to 20 deep, 256 characters.
+4. Of the top-level alternatives not anchored by ``^``, at most one holds a loop
+   (``* + {m,}``, or more than 16 repeats) that something able to fail follows
+   (``[^z]*z``; not a trailing ``.*``): each such alternative may scan the rest
+   of the value from every start, so their costs would add up (eight of them:
+   150-300 ms on 1,000 characters). And the pattern, with each repeat's body
+   copied as often as it may repeat (as PostgreSQL compiles ``{m,n}``), has at
+   most 512 positions (``(?:a...){100}`` of 30 characters: 3,000 states).
 
 With 1 and 2, the pattern is deterministic (its Glushkov automaton is): after
 any prefix of the input, at most one partial parse can go on, and every other
@@ -50,7 +57,8 @@ position), one quantifier may break rule 2 if everything after it is of bounded
 length (no ``* + {m,}`` follows it). The engine then tries each of the at most m
 places the loop can stop, and from each runs a deterministic tail of bounded
 length L: O(p·m·L). Top-level alternatives (``a*|b*``) are tried one after the
-other, so their costs add; each is checked as a pattern of its own.
+other, so their costs add; each is checked as a pattern of its own, and rule 4
+keeps the sum to one quadratic term.
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ __all__ = ["MAX_LENGTH", "Regex", "escape", "translate"]
 MAX_LENGTH = 256
 MAX_QUANTIFIERS = 8
 MAX_REPEAT = 100
+#: At most this many pattern positions once fixed repeats are expanded (PostgreSQL builds one state each).
+MAX_EXPANDED = 512
+#: A quantifier that can repeat more than this many times is a loop (rule 4).
+LONG_LOOP = 16
 #: Metacharacters outside classes (escaped to be literal).
 META = frozenset("\\^$.|?*+()[]{}")
 #: What a backslash may escape outside a class, and inside one.
@@ -406,9 +418,49 @@ def translate(pattern: object, options: object = "") -> Regex:
     mongo, postgres, _, root = parser.parse_alternation(0)
     if parser.i != len(pattern):  # a ')' with no '('
         raise parser.error("an unmatched ')'")
-    for branch in root.items if root.kind == "alt" else (root,):  # top-level alternatives: costs add
+    branches = root.items if root.kind == "alt" else (root,)
+    for branch in branches:  # top-level alternatives: costs add
         _Checker(parser).check_branch(branch)
+    _check_costs(parser, branches)
     return Regex(pattern, options == "i", mongo, postgres)
+
+
+def _size(node: _Node) -> int:
+    """How many pattern positions ``node`` expands to (PostgreSQL copies the body of ``{m,n}`` n times)."""
+    if node.kind in ("char", "anchor"):
+        return 1
+    if node.kind == "repeat":
+        return _size(node.items[0]) * max(node.lo + (node.hi is None), node.hi or 0, 1)
+    return sum(_size(i) for i in node.items)
+
+
+def _long_loops(branch: _Node) -> list[_Node]:
+    """The quantifiers of a top-level ``branch`` that can repeat more than :data:`LONG_LOOP` times and
+    be followed by something that can fail (a character or ``$``): a run that ends in failure."""
+    items = branch.items if branch.kind == "seq" else (branch,)
+    required = [i for i, item in enumerate(items) if not _nullable(item) or item.kind == "anchor"]
+    head = items[: required[-1] + 1] if required else ()
+    return [r for item in head for r in _repeats(item) if r.hi is None or r.hi > LONG_LOOP]
+
+
+def _check_costs(parser: _Parser, branches: tuple[_Node, ...]) -> None:
+    """Rule 4 of the module docstring: one costly unanchored alternative, and a bounded expansion."""
+    costly = 0
+    for branch in branches:
+        anchored = branch.kind == "seq" and bool(branch.items) and branch.items[0].kind == "anchor" \
+            and parser.p[branch.items[0].pos] == "^"
+        loops = [] if anchored else _long_loops(branch)
+        costly += bool(loops)
+        if costly > 1:
+            raise parser.error(f"a quantifier {loops[0].text!r} in a second unanchored alternative with a loop "
+                               "that can run on and fail (at most one: anchor the others with ^; a leading "
+                               "X* is not needed for a match anywhere)", loops[0].pos)
+    size = sum(_size(b) for b in branches)
+    if size > MAX_EXPANDED:
+        biggest = max((r for b in branches for r in _repeats(b)), key=lambda r: _size(r), default=None)
+        raise parser.error(f"repeat counts that expand the pattern to {size} positions (at most "
+                           f"{MAX_EXPANDED}: repeat counts times what they repeat)",
+                           biggest.pos if biggest else 0)
 
 
 def _bounds(quantifier: str) -> tuple[int, int | None]:

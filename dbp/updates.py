@@ -65,7 +65,9 @@ def _path(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise FilterError(f"{where}: field names are non-empty strings, not {_short(name)}")
     parts = name.split(".")
-    if any(not p or p.startswith("$") or "\x00" in p for p in parts) or len(parts) > MAX_DEPTH:
+    if len(parts) > MAX_DEPTH:
+        raise FilterError(f"{where}: {_short(name)} has {len(parts)} parts; paths are at most {MAX_DEPTH} deep")
+    if any(not p or p.startswith("$") or "\x00" in p for p in parts):
         raise FilterError(f"{where}: {_short(name)} is not a field name or dotted path "
                           "(a part is empty, starts with $ or holds a NUL)")
     if any(p.isdigit() for p in parts[1:]):

@@ -54,9 +54,9 @@ def test_ambiguous_authority_is_refused_by_connect(password: str) -> None:
 
 @pytest.mark.parametrize("url", [
     "postgresql://alerce:p%40ss%2Fword@127.0.0.1:5432/db",
-    "postgresql://alerce@127.0.0.1:5432/db?application_name=me@lab",
+    "postgresql://alerce@127.0.0.1:5432/db?application_name=me%40lab",
     "mongodb://alerce:p%40ss%2Fword@127.0.0.1:27017/db",
-    "mongodb://127.0.0.1:27017/db?appName=me@lab",
+    "mongodb://127.0.0.1:27017/db?appName=me%40lab",
 ])
 def test_escaped_or_query_value_at_signs_still_work(url: str) -> None:
     section = {"SQL": {"URL": url}} if url.startswith("postgresql") else {"MONGO": {"URL": url}}
@@ -73,3 +73,14 @@ def test_cli_refuses_without_a_trace_of_the_password(password: str, run_dbp: Any
             assert result.returncode == 78, result.stderr
             said = result.stdout + result.stderr
             assert "percent-encode" in said and "Zq9W" not in said and "ss/" not in said
+
+
+@pytest.mark.parametrize("url", [  # adversary trust3 c: an '@' after the host is never guessed at
+    "postgresql://alerce@127.0.0.1:5432/db?application_name=me@lab",
+    "mongodb://127.0.0.1:27017/db?appName=me@lab",
+])
+def test_unescaped_query_value_at_sign_is_refused_saying_to_escape_it(url: str) -> None:
+    section = {"SQL": {"URL": url}} if url.startswith("postgresql") else {"MONGO": {"URL": url}}
+    with pytest.raises(ConfigError, match=r"query value \(e\.g\. a file path\) must be written %40") as info:
+        resolve_config(section, environ={})
+    assert "lab" not in str(info.value)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 from urllib.parse import parse_qsl, quote, unquote
 
-from dbp._redact import is_secret_key, register_secret, stray_at, userinfo_end
+from dbp._redact import AMBIGUOUS_AT, ambiguous_at, is_secret_key, register_secret, userinfo_end
 from dbp.errors import ConfigError
 
 __all__ = ["AirflowConnection", "CONN_TYPES", "ParsedConnection", "connection_from_env", "engine_for", "section_for"]
@@ -80,13 +80,10 @@ def connection_from_env(value: str, conn_id: str, var: str) -> ParsedConnection:
     scheme, sep, rest = value.partition("://")
     if not sep or not scheme.replace("+", "").replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"${var} is neither a URI nor valid JSON")
+    if ambiguous_at(rest):
+        raise ConfigError(f"${var}: {AMBIGUOUS_AT}")
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
-    if any(c in userinfo for c in "/?#@") or stray_at(address):
-        raise ConfigError(
-            f"${var}: the login or password holds an unescaped '/', '?', '#' or '@'; "
-            "percent-encode it (urllib.parse.quote(password, safe=''))"
-        )
     login, colon, password = userinfo.partition(":")
     if colon and password:
         register_secret(unquote(password))
@@ -110,7 +107,7 @@ def connection_from_env(value: str, conn_id: str, var: str) -> ParsedConnection:
 def _host_port(hostport: str, var: str) -> tuple[str, Optional[int]]:
     if hostport.startswith("["):  # [IPv6]:port
         host, _, after = hostport.partition("]")
-        host, port = host + "]", after[1:] if after.startswith(":") else ""
+        host, port = host[1:], after[1:] if after.startswith(":") else ""  # Airflow's host: no brackets
     else:
         host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
     if not port:

@@ -205,6 +205,54 @@ def compile_update(changes: Sequence[Change]) -> list[dict[str, Any]]:
     return docs
 
 
+#: What each operator needs of the value it changes: a number, an array (None: anything).
+_NEEDS = {"inc": "number", "mul": "number", "push": "array", "add_to_set": "array", "pull": "array"}
+#: Operators that create the path's missing parents (which must then be embedded documents).
+_CREATES = frozenset({"set", "inc", "mul", "min", "max", "push", "add_to_set"})
+
+
+def clashes(changes: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
+    """(what is wrong, a query for documents where it is) for each way ``changes`` can fail on a
+    document's types: ``$inc`` of a non-number, ``$push`` to a non-array, a write below a value
+    that is not an embedded document. Used to refuse an update before its first write (MongoDB
+    has no multi-document atomicity without transactions: a failure midway keeps earlier writes).
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for change in changes:
+        need = _NEEDS.get(change.op)
+        if need == "number":
+            out.append((f"{change.path!r} holds a non-number (${change.op} needs numbers)",
+                        {"$or": [{change.path: {"$exists": True, "$not": {"$type": "number"}}},
+                                 {change.path: {"$type": "array"}}]}))
+        elif need == "array":
+            out.append((f"{change.path!r} holds a non-array (the operator needs an array)",
+                        {change.path: {"$exists": True, "$not": {"$type": "array"}}}))
+        if change.op in _CREATES and not (change.op == "set" and change.value is None):
+            parts = change.path.split(".")
+            for i in range(1, len(parts)):
+                parent = ".".join(parts[:i])
+                out.append((f"{parent!r} holds a value that is not an embedded document (a write to "
+                            f"{change.path!r} goes below it)",
+                            {"$or": [{parent: {"$exists": True, "$not": {"$type": "object"}}},
+                                     {parent: {"$type": "array"}}]}))
+    return out
+
+
+def _reaching(filters: list[dict[str, Any]], size: int = 5000) -> Iterator[dict[str, Any]]:
+    """Queries for the documents ``filters`` reach, ``size`` filters each: ``{k: {"$in": [...]}}`` when
+    they are all one field's equality to a scalar (an index serves it), else an ``$or``."""
+    for start in range(0, len(filters), size):
+        chunk = filters[start:start + size]
+        keys = {tuple(f) for f in chunk}
+        if len(keys) == 1 and len(next(iter(keys))) == 1:
+            (key,) = next(iter(keys))
+            values = [f[key] for f in chunk]
+            if not any(isinstance(v, (dict, list, tuple)) for v in values):
+                yield {key: {"$in": values}}
+                continue
+        yield chunk[0] if len(chunk) == 1 else {"$or": chunk}
+
+
 def _valid_name(name: Any) -> str:
     if (not isinstance(name, str) or not name or "\x00" in name or "$" in name or name.startswith(("system.", "."))
             or name.endswith(".") or ".." in name):
@@ -424,9 +472,9 @@ class MongoQuery(BaseQuery):
             # with no document): retried, ours matches its document, as MongoDB advises.
             time.sleep(0.005 * (attempt + 1))
         try:
-            existing = self.collection.find_one(eq)
+            existing = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)
         except PyMongoError as exc:
-            raise translate(exc, "get_or_create", self.name) from None
+            raise translate(exc, "get_or_create", self.name, limit_ms=self.db.settings.max_time_ms) from None
         if existing is None:
             raise OperationError(
                 f"get_or_create on {self.name}: a document with the same unique key exists but does not match "
@@ -437,7 +485,8 @@ class MongoQuery(BaseQuery):
     def _get_or_create_once(self, eq: dict[str, Any], on_insert: dict[str, Any]) -> Optional[tuple[Row, bool]]:
         if "_id" in eq:
             result = self.collection.update_one(eq, {"$setOnInsert": on_insert}, upsert=True)
-            found = self.collection.find_one(eq)  # as stored (UTC datetimes to the millisecond, lists)
+            # as stored (UTC datetimes to the millisecond, lists)
+            found = self.collection.find_one(eq, max_time_ms=self.db.settings.max_time_ms)
             if result.upserted_id is not None:
                 return (found if found is not None else {**on_insert, **eq}), True
         else:
@@ -452,11 +501,36 @@ class MongoQuery(BaseQuery):
     def _update(self, node: Node, changes: Sequence[Change]) -> int:
         check(self.fields, "update", node=node, names=[c.path for c in changes])
         try:
+            self._refuse_clashes("update", [(self._filter(node), changes)])
             return self.collection.update_many(self._filter(node), compile_update(changes)[0]).matched_count
         except UNENCODABLE as exc:
             raise _unencodable(f"update on {self.name}", exc, [_fields(changes)], rows=False) from None
         except PyMongoError as exc:
             raise translate(exc, "update", self.name) from None
+
+    def _refuse_clashes(self, what: str, writes: Sequence[tuple[dict[str, Any], Sequence[Change]]]) -> None:
+        """Raise a FilterError naming the field if a document the ``writes`` (filter, changes) reach
+        would make them fail midway (see :func:`clashes`). One query per kind of change and 5,000 filters;
+        a concurrent writer can still change a type between this check and the write."""
+        groups: dict[tuple[tuple[str, str], ...], tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]] = {}
+        for where, changes in writes:
+            found = clashes(changes)
+            if found:
+                key = tuple((c.op, c.path) for c in changes if c.op != "set" or c.value is not None)
+                groups.setdefault(key, (found, []))[1].append(where)
+        for found, filters in groups.values():
+            if len(filters) > 1 and not self._reads({"$or": [q for _, q in found]}):
+                continue  # no document of the collection clashes: the usual case, one read
+            for reached in _reaching(filters):
+                if self._reads({"$and": [reached, {"$or": [q for _, q in found]}]}):
+                    problem = next(p for p, q in found if self._reads({"$and": [reached, q]}))
+                    raise FilterError(f"{what} on {self.name}: a document it would change: {problem}; "
+                                      "nothing was changed")
+
+    def _reads(self, query: dict[str, Any]) -> bool:
+        """Whether a document matches ``query`` (a read with the settings' maxTimeMS)."""
+        found = self.collection.find_one(query, {"_id": 1}, max_time_ms=self.db.settings.max_time_ms)
+        return found is not None
 
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:
         eq = equalities(filter_by)
@@ -518,6 +592,8 @@ class MongoQuery(BaseQuery):
         matched = done = 0
         batch: list[tuple[dict[str, Any], dict[str, Any], int]] = []
         try:
+            self._refuse_clashes("bulk_update", [(w, c) for instances, changes in rounds
+                                                 for w, c in zip(instances, changes)])
             for number, batch in enumerate(batches):
                 result = self.collection.bulk_write([write(w, u) for w, u, _ in batch], ordered=False)
                 done += result.modified_count + result.upserted_count

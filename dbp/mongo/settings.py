@@ -10,13 +10,14 @@ from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus
 
 from dbp._redact import (
+    AMBIGUOUS_AT,
     MASK,
+    ambiguous_at,
     is_secret_key,
     mask_query,
     register_public,
     register_secret,
     shown,
-    stray_at,
     userinfo_end,
 )
 from dbp._types import check_number, check_port, check_str
@@ -86,6 +87,9 @@ class MongoSettings(EngineSettings):
             if missing:
                 raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (or give URL)")
             host = check_str(section["HOST"], f"{where}.HOST")
+            # an IPv6 address as Airflow stores it (no brackets): MongoClient needs them
+            if host.count(":") > 1 and not host.startswith("[") and not any(c in host for c in ",/"):
+                host = f"[{host}]"
             database = section["DATABASE"]
             options["port"] = check_port(section.get("PORT", DEFAULT_PORT), f"{where}.PORT")
             if "USERNAME" in section:
@@ -185,13 +189,14 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     if not sep or scheme.lower() not in URL_SCHEMES:
         named = f"{scheme.lower()}://" if sep and len(scheme) < 20 and scheme.replace("+", "").isalnum() else "(none)"
         raise ConfigError(f"{where}: scheme {named} is not MongoDB; use mongodb:// or mongodb+srv://")
+    if ambiguous_at(rest):
+        raise ConfigError(f"{where}: {AMBIGUOUS_AT}")
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
     user, _, password = userinfo.partition(":")
-    if any(c in userinfo for c in "/?#@") or ":" in password or stray_at(address):
+    if ":" in password:
         raise ConfigError(
-            f"{where}: the user name or password holds an unescaped '/', '?', '#', ':' or '@'; "
-            "percent-encode it (urllib.parse.quote(password, safe=''))"
+            f"{where}: the password holds an unescaped ':'; percent-encode it (urllib.parse.quote(password, safe=''))"
         )
     if _BAD_ESCAPE.search(userinfo):
         raise ConfigError(f"{where}: the user name or password holds a '%' that starts no %XX escape; write it %25")
@@ -212,6 +217,9 @@ def _parse_url(url: str, where: str) -> tuple[str, str, dict[str, str]]:
     kept = []
     options: dict[str, str] = {}
     for item in query.split("&") if query else []:
+        if "=" not in item:  # pymongo refuses it too; it may be the tail of a value holding '&'
+            raise ConfigError(f"{where}: a URL query parameter has no '=' (a value holding '&' must "
+                              "percent-encode it: %26)")
         key = unquote(item.partition("=")[0])
         value = unquote(item.partition("=")[2])
         if key == "__extra__":

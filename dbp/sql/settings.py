@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus, urlencode
 
-from dbp._redact import MASK, is_secret_key, register_public, register_secret, shown, stray_at, userinfo_end
+from dbp._redact import (
+    AMBIGUOUS_AT,
+    MASK,
+    ambiguous_at,
+    is_secret_key,
+    register_public,
+    register_secret,
+    shown,
+    userinfo_end,
+)
 from dbp._types import check_port, check_str
 from dbp.engines import EngineSettings
 from dbp.errors import ConfigError
@@ -142,6 +151,8 @@ class SQLSettings(EngineSettings):
         if host.startswith("/"):
             query["host"], host = host, ""
         port = self.params.get("port")
+        if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
+            host = f"[{host}]"
         netloc = f"{auth}{host}" + (f":{port}" if port and host else "")
         if port and not host:
             query["port"] = str(port)
@@ -168,13 +179,10 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
         )
     if "%00" in rest:  # libpq would refuse it quoting the text around it; a NUL is never valid
         raise ConfigError(f"{where}: the URL contains a NUL character (%00)")
+    if ambiguous_at(rest):
+        raise ConfigError(f"{where}: {AMBIGUOUS_AT}")
     at = userinfo_end(rest)
     userinfo, address = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
-    if any(c in userinfo for c in "/?#@") or stray_at(address):
-        raise ConfigError(
-            f"{where}: the user name or password holds an unescaped '/', '?', '#' or '@'; "
-            "percent-encode it (urllib.parse.quote(password, safe=''))"
-        )
     if _BAD_ESCAPE.search(userinfo):
         raise ConfigError(f"{where}: the user name or password holds a '%' that starts no %XX escape; write it %25")
     password = unquote(userinfo.partition(":")[2])
@@ -184,9 +192,14 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
     known = libpq_keywords()
     kept: list[tuple[str, str]] = []
     dropped: list[str] = []
+    after_secret = False
     for item in query.split("&") if query else []:
-        raw_key, _, raw_value = item.partition("=")
+        raw_key, eq, raw_value = item.partition("=")
+        if not eq:  # libpq refuses it too; it may be the tail of a password holding '&'
+            raise ConfigError(f"{where}: a URL query parameter has no '=' (a value holding '&' must "
+                              "percent-encode it: %26)")
         key = unquote(raw_key)
+        shy, after_secret = after_secret or not _PARAM_NAME.fullmatch(key), is_secret_key(key)
         if key == "__extra__":  # Airflow encodes it with '+' for spaces
             for ekey, evalue in _json_object(unquote_plus(raw_value)).items():
                 if is_secret_key(ekey):
@@ -194,8 +207,8 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
                 (kept.append((ekey, str(evalue))) if ekey in known else dropped.append(ekey))
         elif key in known:
             kept.append((key, unquote(raw_value)))
-        else:
-            dropped.append(key)
+        else:  # a name after a secret value may be the tail of a secret holding '&': counted, not named
+            dropped.append("(one more)" if shy else key)
     if dropped:
         log.info("%s: ignoring parameter(s) libpq does not accept: %s", where, _names(dropped))
     for key, value in kept:
@@ -215,9 +228,14 @@ def parse_url(url: str, *, where: str) -> dict[str, Any]:
     for key, value in params.items():
         if "\x00" in str(value):
             raise ConfigError(f"{where}: the {'password' if is_secret_key(key) else key} contains a NUL character")
+    if any("," in str(params.get(key, "")) for key in ("host", "hostaddr", "port")):
+        raise ConfigError(f"{where}: multi-host URLs (host1:port1,host2:port2) are not supported; give one host")
     if "port" in params:
         params["port"] = check_port(params["port"], f"{where}: the port", show=False)
     return params
+
+
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _names(names: Sequence[str], limit: int = 10) -> str:
