@@ -30,7 +30,7 @@ patterns in which the next character decides every choice:
    start with the same character (``(?:ZTF|ztf)``, not ``(a|ab)`` or ``(.|.)``).
 2. A quantifier that leaves a choice (``? * + {m,} {m,n}``) repeats something
    that cannot match nothing, and no character can both start another repetition
-   and continue after it (``[a-z]*[0-9]``, ``a*`` at the end; not ``a*a``, ``.*x``,
+   and continue after it (``^[a-z]*[0-9]``, ``a*`` at the end; not ``a*a``, ``.*x``,
    ``a?a``). The set "what continues after it" looks through optional items and
    group ends, as a DFA construction would (Glushkov's follow sets).
 3. A quantified group holds no quantifier and no ``|``; at most 8 quantifiers,
@@ -42,15 +42,20 @@ patterns in which the next character decides every choice:
    150-300 ms on 1,000 characters). And the pattern, with each repeat's body
    copied as often as it may repeat (as PostgreSQL compiles ``{m,n}``), has at
    most 512 positions (``(?:a...){100}`` of 30 characters: 3,000 states).
+5. In an alternative not anchored by ``^``, such a loop holds no character that
+   can start the alternative (``ZTF[0-9]+x``; not ``[a-z]+[0-9]`` or ``ZTF.*19``).
+   Then a start's run never covers another start except through the pattern's
+   bounded part (at most 512 positions), so each character of the value is
+   scanned from O(p) starts: the whole search is O(p·n), not O(p·n²).
 
 With 1 and 2, the pattern is deterministic (its Glushkov automaton is): after
 any prefix of the input, at most one partial parse can go on, and every other
 choice fails on the next character, having cost O(p) work (p: the pattern's
 length, the choices one position can offer). With 3, no empty iteration or
 empty alternative gives a second parse of the same text. So a match attempt
-from one start costs O(p·m) for m characters, and the engine's search over all
-n starts O(p·n²) in the worst case (in practice: a start's run dies within a few
-characters unless a loop runs on); PostgreSQL's engine does not backtrack.
+from one start costs O(p·m) for m characters; rule 5 keeps the runs of different
+starts from overlapping beyond the pattern's bounded part, so the search over
+all n starts is O(p·n). PostgreSQL's engine does not backtrack.
 
 One relaxation, for ``^ZTF.*19``: in a branch anchored by ``^`` (one start
 position), one quantifier may break rule 2 if everything after it is of bounded
@@ -159,6 +164,13 @@ def _first(node: _Node) -> CharSet:
                 break
         return _norm(out)
     return _norm([r for item in node.items for r in _first(item)])
+
+
+def _chars(node: _Node) -> CharSet:
+    """Every character a match of ``node`` can hold."""
+    if node.kind == "char":
+        return node.chars
+    return _norm([r for item in node.items for r in _chars(item)])
 
 
 def _repeats(node: _Node) -> list[_Node]:
@@ -444,23 +456,32 @@ def _long_loops(branch: _Node) -> list[_Node]:
 
 
 def _check_costs(parser: _Parser, branches: tuple[_Node, ...]) -> None:
-    """Rule 4 of the module docstring: one costly unanchored alternative, and a bounded expansion."""
-    costly = 0
-    for branch in branches:
-        anchored = branch.kind == "seq" and bool(branch.items) and branch.items[0].kind == "anchor" \
-            and parser.p[branch.items[0].pos] == "^"
-        loops = [] if anchored else _long_loops(branch)
-        costly += bool(loops)
-        if costly > 1:
-            raise parser.error(f"a quantifier {loops[0].text!r} in a second unanchored alternative with a loop "
-                               "that can run on and fail (at most one: anchor the others with ^; a leading "
-                               "X* is not needed for a match anywhere)", loops[0].pos)
+    """Rules 4 and 5 of the module docstring: a bounded expansion, no run that holds a start, one costly
+    unanchored alternative."""
     size = sum(_size(b) for b in branches)
     if size > MAX_EXPANDED:
         biggest = max((r for b in branches for r in _repeats(b)), key=lambda r: _size(r), default=None)
         raise parser.error(f"repeat counts that expand the pattern to {size} positions (at most "
                            f"{MAX_EXPANDED}: repeat counts times what they repeat)",
                            biggest.pos if biggest else 0)
+    costly = 0
+    for branch in branches:
+        anchored = branch.kind == "seq" and bool(branch.items) and branch.items[0].kind == "anchor" \
+            and parser.p[branch.items[0].pos] == "^"
+        loops = [] if anchored else _long_loops(branch)
+        start = _first(branch)
+        for loop in loops:  # rule 5
+            inside = _chars(loop.items[0])
+            if _common(inside, start) is not None:
+                raise parser.error(
+                    f"a quantifier {loop.text!r} whose run can hold {_example(inside, start)}, which can also start "
+                    "the pattern: unanchored, the search would rescan that run from every start (anchor with ^; "
+                    "a leading X* is not needed for a match anywhere, and a leading X+ matches as X)", loop.pos)
+        costly += bool(loops)
+        if costly > 1:
+            raise parser.error(f"a quantifier {loops[0].text!r} in a second unanchored alternative with a loop "
+                               "that can run on and fail (at most one: anchor the others with ^; a leading "
+                               "X* is not needed for a match anywhere)", loops[0].pos)
 
 
 def _bounds(quantifier: str) -> tuple[int, int | None]:

@@ -41,6 +41,10 @@ REFUSED = [
     ("[a-z]{0,100}[a-z]{0,100}x", "a quantifier '\\{0,100\\}'"),
     ("x.*19", "a quantifier '\\*' that '1' could either repeat or end"),  # unanchored: n starts
     ("^.*a[a-z]*x", "a quantifier '\\*' that 'a'"),  # anchored, but a loop follows the ambiguous one
+    # unanchored, a loop whose run can hold a start rescans it from every start (rule 5)
+    ("[a-z]+[0-9]", "whose run can hold 'a', which can also start the pattern"),
+    ("[a-z]*[0-9]", "whose run can hold 'a', which can also start the pattern"),
+    ("c(?:bc)+d", "whose run can hold 'c', which can also start the pattern"),
     ("^a*a*b", "a quantifier '\\*'"),  # anchored, two ambiguous quantifiers
     ("(?:$)*", "on something that can match nothing"),
 ]
@@ -55,7 +59,8 @@ def test_backtracking_shapes_are_refused(pattern: str, why: str) -> None:
 
 
 ALLOWED = ["^ZTF18", "^ZTF18[a-z]{3}$", "[0-9]{3}", ".*", "ZTF.*", "^ZTF.*19", "^(?:ZTF|ztf)2[01][a-c]{3}$",
-           "SN|AGN|VS", "^[A-Z]+_[0-9]+$", "^a.b$", "k|s|i", "a*|b*", "(abc)?d", "[a-z]*[0-9]", "^.*_v[0-9]{1,2}$",
+           "SN|AGN|VS", "^[A-Z]+_[0-9]+$", "^a.b$", "k|s|i", "a*|b*", "(abc)?d", "^[a-z]*[0-9]", "ZTF[0-9]+x",
+           "^.*_v[0-9]{1,2}$",
            "^ZTF[0-9]{2}[a-z]+$", "[^a-z]", "ZTF\\.", "^$"]
 
 
