@@ -105,15 +105,18 @@ class SQLQuery(SQLBuilder, BaseQuery):
         rows: list[Row] = self._run(text, params).fetchall()
         return rows
 
+    def _select_all(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]
+                    ) -> tuple[Any, list[Any]]:
+        """The statement that reads every matching row, and its parameters (with ``$distance`` if named)."""
+        centre = cone_for(node, sort, projection)
+        if centre is not None:
+            return cones.select_statement(self, node, centre, sort, projection, False, False)
+        return self._statement("select", node, sort, projection)
+
     def _stream(
         self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
-        centre = cone_for(node, sort, projection)
-        text: Any
-        if centre is not None:
-            text, params = cones.select_statement(self, node, centre, sort, projection, False, False)
-        else:
-            text, params = self._statement("select", node, sort, projection)
+        text, params = self._select_all(node, sort, projection)
         try:  # on a session of its own: the caller's writes while reading are never part of its transaction
             with self.db.stream_cursor(text, params, batch) as cur:
                 yield from cur

@@ -21,8 +21,6 @@ from dbp.errors import ConfigError, FilterError
 from dbp.filters import After, Node
 from dbp.named import NamedSQL, Queries, parse_sql, queries_for
 from dbp.query import ReadOnly, Row, check_name
-from dbp.sky import cone_for
-from dbp.sql import cone as cones
 from dbp.sql.catalog import Column, Table
 from dbp.sql.errors import query_error
 from dbp.sql.query import SQLQuery, _unsendable
@@ -192,12 +190,7 @@ class SQLSource(ReadOnly, SQLQuery):
 
     def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
-        centre = cone_for(node, sort, projection)
-        text: Any
-        if centre is not None:
-            text, params = cones.select_statement(self, node, centre, sort, projection, False, False)
-        else:
-            text, params = self._statement("select", node, sort, projection)
+        text, params = self._select_all(node, sort, projection)
         try:
             with self.db.stream_cursor(text, params, batch) as cur:
                 yield from cur
