@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dbp.local import LocalServers
+
 from .conftest import ROOT, alive, server_root
 
 pytestmark = pytest.mark.slow
@@ -125,7 +127,7 @@ def test_a_signal_mid_run_stops_the_servers_and_removes_the_data(bench_root: Pat
 
 
 def test_an_existing_local_dir_is_kept_but_its_servers_stopped(bench_root: Path) -> None:
-    bench_root.mkdir(parents=True)
+    LocalServers(bench_root).stop()  # a dbp local folder already (dbp refuses to take over any other folder)
     (bench_root / "mine.txt").write_text("not the bench's\n")
     bench = Bench(bench_root, [*TINY, "--engine", "sql"])
     bench.wait_for("bulk insert of 300 detection rows")
