@@ -125,7 +125,8 @@ def batches(draw: Any) -> tuple[list[int], list[dict[str, Any]]]:
     return keys, attrs
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                          HealthCheck.too_slow])
 @given(batch=batches())
 def test_the_fast_path_stores_what_one_update_per_row_stores(twins: Twins, batch: Any) -> None:
     keys, attrs = batch
