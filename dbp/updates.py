@@ -163,8 +163,10 @@ def columnar(updates: Sequence[Any], what: str) -> Optional[Columns]:
         return None
     for (name, _, _), column in zip(template, values):
         kinds = set(map(type, column))
-        if any(converter(kind) is not None for kind in kinds):
-            return None
+        for kind in kinds:  # a list of plain values stays itself (once numpy is imported lists are walked)
+            step = converter(kind)
+            if step is not None and any(step(v) is not v for v in column if type(v) is kind):
+                return None
         if name in ("inc", "mul"):
             if not kinds <= {int, float} or (float in kinds and any(v != v for v in column)):
                 return None
