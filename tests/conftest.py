@@ -39,6 +39,26 @@ def server_root(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
+@pytest.fixture(autouse=True)
+def _forget_generated_secrets(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hypothesis tests register generated passwords, and Hypothesis draws strings from dbp's own
+    constants (``".secret"``): left in the process-wide registry, they mask words in later tests'
+    messages. The registry is restored after each Hypothesis test."""
+    if not getattr(request.function, "is_hypothesis_test", False):
+        yield
+        return
+    from dbp import _redact
+
+    with _redact._lock:
+        saved = set(_redact._secrets), set(_redact._public)
+    yield
+    with _redact._lock:
+        _redact._secrets.clear()
+        _redact._secrets.update(saved[0])
+        _redact._public.clear()
+        _redact._public.update(saved[1])
+
+
 @pytest.fixture(scope="session")
 def local_servers() -> Iterator[LocalServers]:
     root = server_root("dbp-test-servers-")

@@ -139,14 +139,24 @@ def test_mongo_bulk_update_merged_row_error_names_the_last_instance(mongo_db: Mo
     assert "row 2: " in str(info.value) and "the other 1 write(s) went through" in str(info.value)
 
 
-def test_mongo_bulk_update_later_round_error(mongo_db: MongoConnection) -> None:
+def test_mongo_bulk_update_later_round_type_clash_is_refused_before_any_write(mongo_db: MongoConnection) -> None:
     q = mongo_db.query("mround")
     q.bulk_insert([{"_id": 1, "v": 0, "s": "x"}, {"_id": 2, "v": 0}])
-    with pytest.raises(DbpError) as info:
+    with pytest.raises(FilterError, match=r"'s' holds a non-number .*nothing was changed$"):
         q.bulk_update([{"_id": 1}, {"_id": 2}, {"_id": 1}], [{"$inc": {"v": 1}}, {"$inc": {"v": 1}},
                                                              {"$inc": {"s": 1}}])
-    assert isinstance(info.value, BulkWriteError) and info.value.rows == [2]
-    assert str(info.value).startswith("bulk_update into mround: row 2: ")
+    assert sorted((r["_id"], r["v"]) for r in q.find_all(paginate=False)) == [(1, 0), (2, 0)]
+
+
+def test_mongo_bulk_update_later_round_server_error(mongo_db: MongoConnection) -> None:
+    q = mongo_db.query("mround2")
+    q.bulk_insert([{"_id": 1, "v": 0}, {"_id": 2, "v": 0}, {"_id": 3, "u": 7}])
+    q.collection.create_index("u", unique=True, sparse=True)
+    with pytest.raises(BulkWriteError) as info:
+        q.bulk_update([{"_id": 1}, {"_id": 2}, {"_id": 1}], [{"$inc": {"v": 1}}, {"$inc": {"v": 1}},
+                                                             {"$set": {"u": 7}}])
+    assert info.value.rows == [2]
+    assert str(info.value).startswith("bulk_update into mround2: row 2: ")
     assert str(info.value).endswith("the other 2 write(s) went through")
 
 
