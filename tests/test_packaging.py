@@ -15,7 +15,8 @@ from .conftest import ROOT
 
 DIST = "alerce-dbp"
 #: Where install hints can appear: the package's messages, the docs, CI and the benchmark.
-HINT_FILES = [*sorted((ROOT / "dbp").rglob("*.py")), ROOT / "README.md", ROOT / "man" / "dbp.1",
+HINT_FILES = [*sorted((ROOT / "dbp").rglob("*.py")), ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+              ROOT / "man" / "dbp.1",
               ROOT / ".ci" / "run", *sorted((ROOT / "bench").glob("*.py")), ROOT / "setup.cfg"]
 
 
@@ -49,7 +50,7 @@ def test_every_install_hint_names_alerce_dbp() -> None:
                 elif name == DIST:
                     right += 1
     assert not wrong, "install hints naming the wrong distribution:\n" + "\n".join(wrong)
-    assert right >= 6  # the README's four, and the two hints in messages below
+    assert right >= 6  # the documentation's, and the two hints in messages below
 
 
 def test_messages_name_the_distribution() -> None:
