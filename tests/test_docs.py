@@ -93,7 +93,7 @@ def test_the_extraction_finds_the_examples() -> None:
         ("p.md:10", "import elsewhere\n", "marked no-run")]
     assert len(BLOCKS) >= 6
     assert {b.page for b in BLOCKS} >= {"docs/queries.md", "docs/updates.md", "docs/db-plugins.md"}
-    assert sum(1 for b in BLOCKS if b.skip) <= 4, "only blocks that cannot run here may opt out"
+    assert sum(1 for b in BLOCKS if b.skip) <= max(4, len(BLOCKS) // 5), "only blocks that cannot run here may opt out"
     assert sum(1 for b in BLOCKS if BOTH in b.code) >= 2
 
 
@@ -196,6 +196,14 @@ def test_pages_link_only_to_pages_that_exist() -> None:
     assert broken == []
 
 
+
+def test_the_readme_shows_the_test_command_ci_runs() -> None:
+    """``.ci/run`` runs "the README's test command": the README shows exactly that line."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = re.search(r"^step \"the README's test command\"\n(.+?)(?: \|\| exit \$\?)?$", ci, re.MULTILINE)
+    assert command, ".ci/run has no step running the README's test command"
+    assert f"```sh\n{command.group(1)}\n```" in README.read_text(encoding="utf-8").split("## Tests", 1)[1]
+
 # -- the Quick start, as a newcomer runs it ----------------------------------------------------------
 
 #: What differs from run to run and machine to machine: timings, ports, absolute paths.
@@ -269,3 +277,13 @@ def test_the_quick_start_prints_what_the_readme_shows() -> None:
         shutil.rmtree(top, ignore_errors=True)
     assert [normalised(line) for line in printed] == [normalised(line) for line in shown], (
         "the README's Quick start output is not what a first run prints; printed:\n" + "\n".join(printed))
+
+
+def test_no_run_blocks_render_as_python_on_the_site() -> None:
+    """mkdocs_hooks.py makes a ```python no-run fence (Python-Markdown would not take it as one) ```python."""
+    from mkdocs_hooks import on_page_content, on_page_markdown
+
+    text = "a\n\n```python no-run\nimport x\n```\n\n  ```py  no-run\n  y\n  ```\n```python\nz\n```\n"
+    assert on_page_markdown(text) == "a\n\n```python\nimport x\n```\n\n  ```py\n  y\n  ```\n```python\nz\n```\n"
+    assert on_page_content("as :class:<code>Match</code> es, :meth:<code>paginate</code>") == (
+        "as <code>Match</code> es, <code>paginate</code>")
