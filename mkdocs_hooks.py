@@ -1,7 +1,8 @@
 """MkDocs hooks for dbp's documentation.
 
 A ```python no-run fence (a block tests/test_docs.py does not run) renders as Python, and
-the Sphinx roles in docstrings (``:class:`Pagination```) render as their code alone.
+the Sphinx roles in docstrings (``:class:`Pagination```) render as their code alone, and a
+``\\|`` in a table cell (GitHub's way to write a ``|`` in a cell's code) renders as ``|``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 NO_RUN = re.compile(r"^([ \t]*)(`{3,}|~{3,})[ \t]*(python|py)[ \t]+no-run[ \t]*$", re.MULTILINE | re.IGNORECASE)
 ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|data|exc|obj):(<code>)")
+CELL = re.compile(r"<td>.*?</td>", re.DOTALL)
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
@@ -18,4 +20,5 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
 
 
 def on_page_content(html: str, **kwargs: Any) -> str:
-    return ROLE.sub(r"\1", html)
+    html = ROLE.sub(r"\1", html)
+    return CELL.sub(lambda cell: cell.group(0).replace("\\|", "|"), html)

@@ -287,3 +287,4 @@ def test_no_run_blocks_render_as_python_on_the_site() -> None:
     assert on_page_markdown(text) == "a\n\n```python\nimport x\n```\n\n  ```py\n  y\n  ```\n```python\nz\n```\n"
     assert on_page_content("as :class:<code>Match</code> es, :meth:<code>paginate</code>") == (
         "as <code>Match</code> es, <code>paginate</code>")
+    assert on_page_content("<td><code>a\\|b</code></td> <p>\\|</p>") == "<td><code>a|b</code></td> <p>\\|</p>"
