@@ -268,6 +268,7 @@ def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:
     finished = False
     try:
         current = None
+        placing = False
         try:
             for path, text in files:
                 current = path
@@ -276,16 +277,19 @@ def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:
                 with open(temp, "x", encoding="utf-8") as handle:
                     temps.append(temp)
                     handle.write(text)
+            placing = True
             for (path, _), temp in zip(files, temps):
                 current = path
                 _place(temp, path)
                 placed.append(path)
             finished = True
-        except FileExistsError:
-            failure = OperationError(f"{current} appeared while dbp was writing it (another run?); nothing was written")
         except OSError as exc:
-            failure = OperationError(f"cannot write {current}: {(exc.strerror or type(exc).__name__).lower()}; "
-                                     "nothing was written")
+            if placing and isinstance(exc, FileExistsError):  # the final name was taken meanwhile
+                failure = OperationError(f"{current} appeared while dbp was writing it (another run?); "
+                                         "nothing was written")
+            else:
+                failure = OperationError(f"cannot write {current}: {(exc.strerror or type(exc).__name__).lower()}; "
+                                         "nothing was written")
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
