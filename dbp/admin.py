@@ -209,11 +209,14 @@ def initdb(config: ConfigSource, engines: Sequence[str], *, adopt: bool = False)
     return reports
 
 
-def _checked(config: Config, engines: Sequence[str]) -> dict[str, EngineSettings]:
-    """Every engine's settings, and every schema and migration file read, before any engine is touched."""
+def _checked(config: Config, engines: Sequence[str], *, writing: bool = False) -> dict[str, EngineSettings]:
+    """Every engine's settings, and every schema and migration file read, before any engine is touched.
+
+    ``writing``: also refuse schema folders inside an installed package (make_migrations writes there).
+    """
     settings = {engine: config.settings(engine) for engine in engines}
     for engine in engines:
-        ENGINES[engine].module("migrations").check_files(settings[engine].schema_dir)
+        ENGINES[engine].module("migrations").check_files(settings[engine].schema_dir, writing=writing)
     return settings
 
 
@@ -315,7 +318,7 @@ def make_migrations(config: ConfigSource, engines: Sequence[str], name: str, *, 
     and the files are written all or none (:func:`dbp.migrations.write_files`).
     """
     config = _resolve(config, engines)
-    settings = _checked(config, engines)
+    settings = _checked(config, engines, writing=True)
     drafts: list[Draft] = []
     for engine in engines:
         spec = ENGINES[engine]

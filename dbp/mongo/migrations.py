@@ -326,8 +326,13 @@ def _operations(spec: CollectionSpec, live: Optional[Mapping[str, Any]]) -> tupl
     return up, down
 
 
-def check_files(schema_dir: Optional[Path]) -> None:
-    """Read ``collections.toml`` and every migration file (nothing is executed); raise ConfigError / OperationError."""
+def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
+    """Read ``collections.toml`` and every migration file (nothing is executed); raise ConfigError / OperationError.
+
+    ``writing``: refuse a folder inside an installed package first.
+    """
+    if writing:
+        require_writable(schema_dir or bundled("mongo_migrations"))
     load_files(MongoSchema.load(schema_dir).root)
 
 

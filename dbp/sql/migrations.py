@@ -478,12 +478,15 @@ def _unmark(backend: Any, migration: Any) -> None:
     )
 
 
-def check_files(schema_dir: Optional[Path]) -> None:
+def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
     """Read every schema file (if the folder has any) and migration file; raise ConfigError / OperationError.
 
     Nothing touches a database. A migration's statements are checked only when it is about to run.
+    ``writing``: refuse a folder inside an installed package first.
     """
     files = SchemaFiles.for_settings(schema_dir)
+    if writing:
+        require_writable(files.migrations_dir)
     if files.schema_dir.is_dir():
         files.statements  # noqa: B018 - reading them checks UTF-8 and transaction control
     load_migrations(files)
