@@ -6,19 +6,22 @@ Every command runs as ``python -m dbp`` in a temporary project against the sessi
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dbp import OperationError
+from dbp.local import LocalServers
 from dbp.migrations import write_files
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
-from .conftest import sql_section
+from .conftest import server_root, sql_section
 from .test_connections import closed_port
 from .test_newcomer import mongo_url
 
@@ -366,3 +369,57 @@ def test_a_fresh_project_is_clean_everywhere(
     assert ok(run_dbp("check", env=project)).stdout.count("no drift") == 2
     again = ok(run_dbp("initdb", env=project))
     assert again.stdout.count("already initialized") == 2 and "pending" not in again.stdout
+
+
+def test_the_library_checks_only_the_engine_it_connects_to(
+    tmp_path: Path, sql_settings: SQLSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dbp
+    from dbp import ConfigError
+    from dbp.admin import configured_engines, skipped_engines, status
+    from dbp.config import load_config
+
+    path = tmp_path / "dbp.toml"
+    path.write_text(f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql_settings)["URL"]}"\n'
+                    '[DB_CONFIG.MONGO]\nHOST = "h"\nPORT = "nope"\nDATABASE = "d"\n')
+    with pytest.raises(ConfigError, match=r"MONGO\.PORT"):
+        load_config(path, environ={})  # every section, as before
+    config = load_config(path, environ={}, engines=["sql"])
+    assert config.settings("sql").database == sql_settings.database
+    with pytest.raises(ConfigError, match=r"MONGO\.PORT"):
+        config.settings("mongo")  # the mistake waits for whoever asks for Mongo
+    for key in [k for k in os.environ if k.startswith("DBP_")]:
+        monkeypatch.delenv(key)
+    with dbp.connect(str(path), engine="sql") as db:
+        assert db.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    assert [s.engine for s in status(str(path), ["sql"])] == ["sql"]
+
+    path.write_text(f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql_settings)["URL"]}"\n'
+                    '[DB_CONFIG.MONGO]\nSCHEMA_DIR = "mongo_migrations"\nQUERIES_DIR = "queries"\n')
+    loaded = load_config(path, environ={})
+    assert configured_engines(loaded) == ["sql"]
+    assert skipped_engines(loaded) == {
+        "mongo": "DB_CONFIG.MONGO holds only SCHEMA_DIR and QUERIES_DIR: mongo is not configured, skipped"}
+    with pytest.raises(ConfigError, match=r"mongo is not configured.*\$DBP_MONGO_URL"):
+        load_config(path, environ={}, engines=["mongo"])
+    with_url = load_config(path, environ={"DBP_MONGO_URL": "mongodb://h:1/d"})
+    assert configured_engines(with_url) == ["sql", "mongo"] and not skipped_engines(with_url)
+
+
+@pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL") and os.environ.get("DBP_TEST_MONGO_URL")),
+                    reason="the suite runs against external servers")
+def test_local_starts_only_the_engine_a_one_engine_project_names(run_dbp: Any, tmp_path: Path) -> None:
+    root = server_root("dbp-test-one-engine-") / "data"
+    env = {"DBP_LOCAL_DIR": str(root)}
+    ok(run_dbp("init-project", "--engine", "mongo", env=env))
+    try:
+        first = ok(run_dbp("--local", "initdb", env=env))
+        assert first.stdout.startswith("mongo: created 5 collections") and "sql" not in first.stdout
+        assert "local sql server" not in first.stderr
+        states = {s.engine: s.running for s in LocalServers(root).status()}
+        assert states == {"sql": False, "mongo": True}
+        assert "no drift" in ok(run_dbp("--local", "check", env=env)).stdout
+    finally:
+        run_dbp("local", "stop", env=env)
+        LocalServers(root).delete()
+        shutil.rmtree(root.parent, ignore_errors=True)
