@@ -1,6 +1,6 @@
 """``python -m dbp``: a thin layer over :mod:`dbp.admin` and :mod:`dbp.local`.
 
-Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work, 65 bad
+Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work (check: schema drift), 65 bad
 filter or value, 66 database not found, 69 server unavailable, 75 lock
 timeout, 77 credentials refused, 78 configuration error. Errors print as one line on stderr; ``-v`` adds the
 traceback (scrubbed of secrets like everything else dbp prints).
@@ -68,8 +68,9 @@ def get_parser() -> argparse.ArgumentParser:
         prog="dbp",
         description="Schemas, migrations and connections for PostgreSQL and MongoDB.",
         parents=[_common(suppress=False)],
-        epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work, "
-        "4 status --exit-code found a database not initialized, 65 bad filter or value, 66 database not found, "
+        epilog="exit codes: 0 ok, 1 failed operation, 2 usage, 3 status --exit-code found work or check found "
+        "schema drift, 4 status --exit-code or check found a database not initialized (check: or behind its "
+        "migrations), 65 bad filter or value, 66 database not found, "
         "69 server unavailable (worth a retry), 75 lock timeout or colliding writers, 77 credentials refused, "
         "78 configuration error",
     )
@@ -80,8 +81,10 @@ def get_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", parents=common, help="load the settings and try to reach each server",
         description="Load DB_CONFIG, connect to each configured engine, and report whether "
-        "it answers. Exits 69 if a server is unreachable, 77 if it refuses the credentials, "
-        "66 if the database does not exist.",
+        "it answers: reachable, INVALID (settings), REFUSED (credentials), MISSING (database), UNREACHABLE. "
+        "Every engine gets its row; each failure's reason is printed once, on stderr. Exits 78 if a section is "
+        "invalid, 77 if a server refuses the credentials, 66 if a database does not exist, 69 if a server is "
+        "unreachable (the first of these that any engine hit), 1 on another failure.",
     )
     check.set_defaults(handler=_check_config)
 
@@ -162,6 +165,17 @@ def get_parser() -> argparse.ArgumentParser:
     _schema_options(make)
     make.set_defaults(handler=_make_migrations)
 
+    drift = commands.add_parser(
+        "check", parents=common, help="fail if a schema file changed without a migration (for CI)",
+        description="Compare the schema files (SQL: schema/*.sql; Mongo: collections.toml) with the database, "
+        "as make_migrations does, and write nothing. Prints each difference on its own line. Exits 0 when they "
+        f"match, {EXIT_ATTENTION} when a schema file changed without a migration (make_migrations would write one), "
+        f"{EXIT_NOT_INITIALIZED} when a database cannot be compared (not initialized, or migrations not applied: "
+        "run dbp migrate first).",
+    )
+    _schema_options(drift)
+    drift.set_defaults(handler=_check)
+
     project = commands.add_parser(
         "init-project", parents=common, help="copy the bundled schema into a project folder, with a dbp.toml",
         description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/, into DIR and "
@@ -206,7 +220,8 @@ def _schema_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
+    """The settings, checked for the engines ``--engine`` names (``lenient``: for none, see check-config)."""
     from dbp.config import load_config
 
     if args.local:
@@ -217,8 +232,11 @@ def _config(args: argparse.Namespace) -> Any:
         if args.settings:
             raise UsageError("--local uses the project-local servers, not a settings file: drop one of the two")
 
+        from dbp.project import project_engines
+
         servers = LocalServers()
-        engines = list(ENGINES) if args.engine == "all" else [args.engine]
+        # all: the engines the project's settings name (a one-engine project starts one server)
+        engines = project_engines() if args.engine == "all" else [args.engine]
         config = servers.config(engines)
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
@@ -229,7 +247,14 @@ def _config(args: argparse.Namespace) -> Any:
 
         apply_schema_dirs(config)  # a project's own schema (dbp init-project), if its settings name one
     else:
-        config = load_config(args.settings)
+        config = load_config(args.settings, engines=() if lenient else None if args.engine == "all" else [args.engine])
+        if args.engine == "all":
+            from dbp.admin import skipped_engines
+
+            skipped = skipped_engines(config)
+            if len(skipped) < sum(spec.section in config for spec in ENGINES.values()):
+                for line in skipped.values():  # (none configured at all is an error, which names them)
+                    print(f"notice: {line}", file=sys.stderr)
     for name, spec in ENGINES.items():
         folder = getattr(args, f"{name}_dir", None)
         if folder is not None and spec.section in config:
@@ -238,20 +263,41 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from dbp.admin import check, configured_engines
+    from dbp.admin import check, check_exit_code, configured_engines
 
-    config = _config(args)
+    config = _config(args, lenient=True)  # a section's mistakes are its engine's row, not the end of the run
     if config.source is not None:
         print(f"settings: {config.source}")
     results = check(config, configured_engines(config, args.engine))
     width = max(len(r.url) for r in results)
     for result in results:
-        state = "reachable  " if result.reachable else "UNREACHABLE"
-        print(f"{result.engine:<6} {result.url:<{width}}  {state} {result.detail}")
-    failures = [r.error for r in results if r.error is not None]
-    if failures:
-        raise failures[0]
-    return EXIT_OK
+        detail = "" if result.error is not None else result.detail  # a failure's reason is printed once, below
+        print(f"{result.engine:<6} {result.url:<{width}}  {result.state:<11} {detail}".rstrip())
+    for result in results:
+        if result.error is not None:
+            _report(result.error, args.verbose)
+    return check_exit_code(results)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from dbp.admin import configured_engines, schema_drift
+
+    config = _config(args)
+    results = schema_drift(config, configured_engines(config, args.engine))
+    for result in results:
+        if result.state == "clean":
+            print(f"{result.engine}: {result.address}: no drift: the schema files match the migrations")
+        elif result.state == "drift":
+            for line in result.lines:
+                print(f"{result.engine}: drift: {line}")
+            print(f"{result.engine}: {result.address}: {len(result.lines)} schema change(s) without a migration; "
+                  "write it with: dbp make_migrations NAME")
+        else:
+            for line in result.lines:
+                print(f"{result.engine}: {result.address}: cannot compare, {result.state}: {line}")
+    if any(r.state in ("behind", "not initialized") for r in results):
+        return EXIT_NOT_INITIALIZED
+    return EXIT_ATTENTION if any(r.state == "drift" for r in results) else EXIT_OK
 
 
 def _initdb(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import re
 import stat
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -35,6 +35,9 @@ _VERBATIM_KEYS = frozenset({"OPTIONS", "POOL"})
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: A settings file larger than this is refused unread (no DB_CONFIG needs a megabyte).
 MAX_SETTINGS_BYTES = 1 << 20
+#: Keys that say where a project's files are, not where a server is: a section holding only these
+#: (``dbp init-project`` writes such sections) does not configure its engine.
+PROJECT_KEYS = ("SCHEMA_DIR", "QUERIES_DIR")
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -58,6 +61,17 @@ class Config(dict):  # type: ignore[type-arg]
         self.source = source
         #: Sections whose URL came from an environment variable (``SQL`` -> ``DBP_SQL_URL``): errors name it.
         self.url_vars: dict[str, str] = {}
+        #: Sections that hold no server (only SCHEMA_DIR / QUERIES_DIR, or nothing): why, e.g.
+        #: ``DB_CONFIG.MONGO holds only SCHEMA_DIR``. Their engine is skipped, and refused when asked for.
+        self.unconfigured: dict[str, str] = {}
+        #: Sections left unchecked at load time because the caller asked for other engines only:
+        #: the error each one raises when its engine is asked for.
+        self.problems: dict[str, ConfigError] = {}
+
+    def configured(self, engine: str) -> bool:
+        """Whether ``engine`` has a section that names a server (it may still be invalid)."""
+        section = ENGINES[engine].section
+        return section in self and section not in self.unconfigured
 
     def __repr__(self) -> str:
         return f"Config({_masked(self)!r}, source={str(self.source) if self.source else None!r})"
@@ -73,6 +87,14 @@ class Config(dict):  # type: ignore[type-arg]
         if section is None:
             where = f" in {self.source}" if self.source else ""
             raise ConfigError(f"no DB_CONFIG.{spec.section} section{where}")
+        problem = self.problems.get(spec.section)
+        if problem is not None:
+            raise ConfigError(str(problem))
+        if spec.section in self.unconfigured:
+            raise ConfigError(
+                f"{self.unconfigured[spec.section]}: {engine} is not configured; give DB_CONFIG.{spec.section} "
+                f"a URL (or its address keys), or set ${spec.url_env}"
+            )
         where = f"DB_CONFIG.{spec.section}"
         try:
             return spec.settings_class().from_section(section, where=where)
@@ -128,6 +150,7 @@ def load_config(
     path: Union[str, os.PathLike[str], None] = None,
     *,
     environ: Optional[Mapping[str, str]] = None,
+    engines: Optional[Collection[str]] = None,
 ) -> Config:
     """Find, read and check ``DB_CONFIG``; raise :class:`ConfigError` on any problem.
 
@@ -135,6 +158,12 @@ def load_config(
     no file at all, those variables alone may configure dbp; with neither, the
     error says where a file was looked for: dbp never falls back to a default
     database.
+
+    ``engines``: check only these engines' sections now (``None``: every one).
+    Another engine's mistakes are kept in :attr:`Config.problems` and raised
+    when its settings are asked for. A section holding only ``SCHEMA_DIR`` /
+    ``QUERIES_DIR`` (or nothing) is not an error but :attr:`Config.unconfigured`,
+    unless ``engines`` names its engine.
     """
     env = os.environ if environ is None else environ
     found = find_settings(path, environ=env)
@@ -146,9 +175,9 @@ def load_config(
                 + " / ".join(f"${spec.url_env}" for spec in ENGINES.values())
                 + "; or use --local for project-local servers"
             )
-        return _finish({}, None, env)
+        return _finish({}, None, env, engines)
     raw = _read_toml(found, env) if found.suffix == ".toml" else _read_python(found)
-    return _finish(raw, found, env)
+    return _finish(raw, found, env, engines)
 
 
 def resolve_config(
@@ -156,17 +185,18 @@ def resolve_config(
     *,
     engine: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
+    engines: Optional[Collection[str]] = None,
 ) -> Config:
     """A :class:`Config` from a path, a ``DB_CONFIG`` dict, or (``None``) the usual search.
 
     A dict that holds a single engine's keys (``{"HOST": ..., ...}``, as
     db-plugins' ``connect(config=DB_CONFIG["SQL"])`` takes) is read as the
-    section of ``engine``.
+    section of ``engine``. ``engines``: as for :func:`load_config`.
     """
     if isinstance(source, Config):
         return source
     if source is None or isinstance(source, (str, os.PathLike)):
-        return load_config(source, environ=environ)
+        return load_config(source, environ=environ, engines=engines)
     if not isinstance(source, Mapping):
         raise ConfigError(
             f"expected a settings path or a DB_CONFIG dict, got {type(source).__name__}"
@@ -178,7 +208,7 @@ def resolve_config(
     elif engine is not None and not upper & {spec.section for spec in ENGINES.values()}:
         data = {ENGINES[engine].section: data} if engine in ENGINES else data
     env = os.environ if environ is None else environ
-    return _finish(data, None, env)
+    return _finish(data, None, env, engines)
 
 
 def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -203,8 +233,24 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: tables and arrays nest more than {MAX_DEPTH} levels deep")
     if "DB_CONFIG" not in doc:
         raise ConfigError(f"{path} has no [DB_CONFIG] table (expected [DB_CONFIG.SQL] and/or [DB_CONFIG.MONGO])")
-    result: dict[str, Any] = _expand_env(doc["DB_CONFIG"], env, f"{path}: DB_CONFIG")
+    raw: Any = doc["DB_CONFIG"]
+    result: dict[str, Any] = {}
+    if not isinstance(raw, dict):
+        result = raw  # _normalize refuses it
+        return result
+    for name, section in raw.items():  # each section on its own: one section's unset ${VAR} spares the others
+        try:
+            result[name] = _expand_env(section, env, f"{path}: DB_CONFIG.{name}")
+        except ConfigError as exc:
+            result[name] = _Invalid(exc)
     return result
+
+
+class _Invalid:
+    """A section that could not be read; its error is raised if its engine is checked."""
+
+    def __init__(self, error: ConfigError) -> None:
+        self.error = error
 
 
 def _expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
@@ -296,7 +342,8 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _normalize(raw: Any, where: str) -> dict[str, Section]:
+def _normalize(raw: Any, where: str, problems: dict[str, ConfigError]) -> dict[str, Section]:
+    """The sections, keys upper-cased; a section that is not a table is left empty, its error in ``problems``."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: DB_CONFIG must be a table/dict, not {type(raw).__name__}")
     if too_deep(raw):
@@ -309,9 +356,15 @@ def _normalize(raw: Any, where: str) -> dict[str, Section]:
         if engine_for_section(name) is None:
             valid = ", ".join(spec.section for spec in ENGINES.values())
             raise ConfigError(f"{where}: unknown section DB_CONFIG.{shown_name(key)}; expected {valid}")
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: DB_CONFIG.{name} must be a table/dict, not {type(value).__name__}")
         section = Section()
+        out[name] = section
+        if isinstance(value, _Invalid):
+            problems[name] = value.error
+            continue
+        if not isinstance(value, Mapping):
+            problems[name] = ConfigError(
+                f"{where}: DB_CONFIG.{name} must be a table/dict, not {type(value).__name__}")
+            continue
         for k, v in value.items():
             upper = str(k).upper()
             if upper in section:
@@ -321,7 +374,6 @@ def _normalize(raw: Any, where: str) -> dict[str, Section]:
             if upper in _VERBATIM_KEYS and isinstance(v, Mapping):
                 v = {str(ik).lower(): iv for ik, iv in v.items()}
             section[upper] = v
-        out[name] = section
     return out
 
 
@@ -331,24 +383,62 @@ def shown_name(key: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _finish(raw: Any, source: Optional[Path], env: Mapping[str, str]) -> Config:
+def _finish(
+    raw: Any, source: Optional[Path], env: Mapping[str, str], engines: Optional[Collection[str]] = None
+) -> Config:
     where = str(source) if source else "DB_CONFIG"
-    sections = _normalize(raw, where)
+    problems: dict[str, ConfigError] = {}
+    sections = _normalize(raw, where, problems)
+
+    def strict(section: str) -> bool:
+        return engines is None or engine_for_section(section) in engines
+
+    for key, problem in problems.items():
+        if strict(key):
+            raise problem
+    unconfigured: dict[str, str] = {}
     for spec in ENGINES.values():
         section = sections.get(spec.section)
-        if section is not None and "AIRFLOW_CONN_ID" in section:
-            section = _from_airflow(section, spec.address_keys, env, f"DB_CONFIG.{spec.section}", spec.name)
-        url = env.get(spec.url_env)
-        if url:
-            kept = {k: v for k, v in (section or {}).items() if k not in spec.address_keys}
-            section = Section(kept, URL=url)
-            log.debug("DB_CONFIG.%s address taken from $%s", spec.section, spec.url_env)
-        if section is not None:
-            sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}")
+        if spec.section in problems:
+            continue
+        try:
+            if section is not None and "AIRFLOW_CONN_ID" in section:
+                section = _from_airflow(section, spec.address_keys, env, f"DB_CONFIG.{spec.section}", spec.name)
+            url = env.get(spec.url_env)
+            if url:
+                kept = {k: v for k, v in (section or {}).items() if k not in spec.address_keys}
+                section = Section(kept, URL=url)
+                log.debug("DB_CONFIG.%s address taken from $%s", spec.section, spec.url_env)
+            if section is not None:
+                sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}")
+                if set(section) <= set(PROJECT_KEYS):
+                    held = [k for k in PROJECT_KEYS if k in section]
+                    unconfigured[spec.section] = (
+                        f"DB_CONFIG.{spec.section} holds only {' and '.join(held)}" if held
+                        else f"DB_CONFIG.{spec.section} is empty")
+        except ConfigError as exc:
+            if strict(spec.section):
+                raise
+            problems[spec.section] = exc
     config = Config(sections, source)
     config.url_vars = {spec.section: spec.url_env for spec in ENGINES.values() if env.get(spec.url_env)}
-    for key in list(config):  # check every section now, so mistakes surface at load time
-        settings = config.settings(engine_for_section(key) or "")
+    config.unconfigured = unconfigured
+    config.problems = problems
+    for key in list(config):  # check the sections now, so mistakes surface at load time
+        engine = engine_for_section(key) or ""
+        if key in problems:
+            continue
+        if key in unconfigured:
+            if engines is not None and engine in engines:
+                config.settings(engine)  # raises: it says what the section lacks
+            continue
+        try:
+            settings = config.settings(engine)
+        except ConfigError as exc:
+            if strict(key):
+                raise
+            problems[key] = exc
+            continue
         for secret in settings.secrets():
             register_secret(secret)
     return config

@@ -38,7 +38,8 @@ class Connection(ABC, Generic[S]):
     @property
     def settings(self) -> S:
         if self._settings is None:
-            found = resolve_config(self._config, engine=self.engine).settings(self.engine)
+            # only this engine's section is checked: another engine's mistakes are not this connection's
+            found = resolve_config(self._config, engine=self.engine, engines=[self.engine]).settings(self.engine)
             self._settings = found  # type: ignore[assignment]
         assert self._settings is not None
         return self._settings

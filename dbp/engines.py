@@ -11,6 +11,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class EngineSettings(ABC):
     address: str
     #: The database that dbp works in.
     database: str
+    #: The engine's schema folder (SCHEMA_DIR); None: the one bundled with dbp.
+    schema_dir: Optional[Path]
 
     @classmethod
     @abstractmethod

@@ -8,17 +8,21 @@ out-of-order migrations unless told otherwise.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from dbp.errors import OperationError
 
 __all__ = [
     "STATES",
+    "Draft",
     "MigrationFailed",
     "EngineStatus",
     "LedgerEntry",
@@ -32,6 +36,7 @@ __all__ = [
     "rollback_targets",
     "description",
     "slug",
+    "write_files",
 ]
 
 #: Every state a migration can be in, as ``status`` reports it.
@@ -236,6 +241,76 @@ def description(name: str, limit: int = 200) -> str:
     """
     text = " ".join(_UNSAFE.sub(" ", name[: limit * 4]).split())[:limit]
     return text.replace("*/", "* /") or "(no description)"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The migration ``make_migrations`` would write for one engine, not written yet."""
+
+    engine: str
+    #: How the database differs from the schema files, one line each; empty when they agree.
+    changes: list[str]
+    #: Each file to write and its text; empty when nothing differs (and no --empty).
+    files: list[tuple[Path, str]]
+
+
+def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:
+    """Write every file or none; return their paths.
+
+    Each is written under a temporary name beside it, then linked into place,
+    so a half-written file never appears under its name; an existing file is
+    never replaced. If anything fails, the files this call wrote are removed.
+    A crash (power loss, SIGKILL) between two links can still leave some.
+    """
+    temps: list[Path] = []
+    placed: list[Path] = []
+    failure: Optional[OperationError] = None
+    finished = False
+    try:
+        current = None
+        placing = False
+        try:
+            for path, text in files:
+                current = path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+                with open(temp, "x", encoding="utf-8") as handle:
+                    temps.append(temp)
+                    handle.write(text)
+            placing = True
+            for (path, _), temp in zip(files, temps):
+                current = path
+                _place(temp, path)
+                placed.append(path)
+            finished = True
+        except OSError as exc:
+            if placing and isinstance(exc, FileExistsError):  # the final name was taken meanwhile
+                failure = OperationError(f"{current} appeared while dbp was writing it (another run?); "
+                                         "nothing was written")
+            else:
+                failure = OperationError(f"cannot write {current}: {(exc.strerror or type(exc).__name__).lower()}; "
+                                         "nothing was written")
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        if not finished:
+            for path in placed:
+                path.unlink(missing_ok=True)
+    if failure is not None:
+        raise failure
+    return [path for path, _ in files]
+
+
+def _place(temp: Path, path: Path) -> None:
+    """Move ``temp`` to ``path`` unless ``path`` exists (FileExistsError then)."""
+    try:
+        os.link(temp, path)  # atomic, and refuses an existing path
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (a narrow race)
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(path) from None
+        os.rename(temp, path)
 
 
 def next_number(existing: Sequence[str]) -> str:

@@ -21,7 +21,7 @@ from dbp.config import Config, find_settings
 from dbp.engines import ENGINES
 from dbp.errors import ConfigError, OperationError
 
-__all__ = ["SETTINGS_FILE", "apply_schema_dirs", "init_project", "project_folder", "schema_dirs"]
+__all__ = ["SETTINGS_FILE", "apply_schema_dirs", "init_project", "project_engines", "project_folder", "schema_dirs"]
 
 SETTINGS_FILE = "dbp.toml"
 _SKIP = shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc")
@@ -91,7 +91,35 @@ def _write(root: Path, chosen: list[str]) -> list[Path]:
 
 def schema_dirs(settings: Path) -> dict[str, str]:
     """``SCHEMA_DIR`` of each section of a settings file, absolute; nothing else is read or checked."""
-    from dbp.config import _expand_env, _read_python
+    from dbp.config import _expand_env
+
+    out: dict[str, str] = {}
+    for name, section in _sections(settings).items():
+        if not isinstance(section, Mapping):
+            continue
+        for key, value in section.items():
+            if str(key).upper() == "SCHEMA_DIR" and isinstance(value, str) and value:
+                value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_DIR")
+                out[str(name).upper()] = str((settings.parent / Path(value).expanduser()).resolve())
+    return out
+
+
+def project_engines() -> list[str]:
+    """The engines whose section the settings file found the usual way has (every engine if none is found).
+
+    ``--local`` starts only these: a project made by ``init-project --engine sql`` needs no MongoDB.
+    """
+    found = find_settings(None)
+    if found is None:
+        return list(ENGINES)
+    named = {str(name).upper() for name in _sections(found)}
+    chosen = [name for name, spec in ENGINES.items() if spec.section in named]
+    return chosen or list(ENGINES)
+
+
+def _sections(settings: Path) -> Mapping[Any, Any]:
+    """The raw ``DB_CONFIG`` of a settings file, unchecked."""
+    from dbp.config import _read_python
 
     if settings.suffix == ".toml":
         if sys.version_info >= (3, 11):
@@ -105,17 +133,7 @@ def schema_dirs(settings: Path) -> dict[str, str]:
         raw = doc.get("DB_CONFIG", {})
     else:
         raw = _read_python(settings)
-    out: dict[str, str] = {}
-    if not isinstance(raw, Mapping):
-        return out
-    for name, section in raw.items():
-        if not isinstance(section, Mapping):
-            continue
-        for key, value in section.items():
-            if str(key).upper() == "SCHEMA_DIR" and isinstance(value, str) and value:
-                value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_DIR")
-                out[str(name).upper()] = str((settings.parent / Path(value).expanduser()).resolve())
-    return out
+    return raw if isinstance(raw, Mapping) else {}
 
 
 def apply_schema_dirs(config: Config) -> None:

@@ -27,7 +27,7 @@ def test_man_page_renders_and_lists_every_subcommand() -> None:
                            env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin", "MANPAGER": "cat", "PAGER": "cat"})
     assert shown.returncode == 0, shown.stderr
     names = subcommands()
-    assert len(names) == 9
+    assert len(names) == 10
     for name in names:
         assert f"dbp {name}" in shown.stdout, name
     assert "./dbp.toml, ./settings.py" in shown.stdout  # a wrapped line starting with a dot survives

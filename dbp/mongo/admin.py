@@ -48,7 +48,7 @@ def _initdb_locked(
     counts = {"collections": len(schema.collections), "indexes": schema.index_count}
     marker = read_marker(database)
     if marker is not None:
-        version = last_applied(database) or "baseline (no migrations)"
+        version = last_applied(database) or "baseline (no migration applied)"
         how = f"{marker.get('how', 'initialized')} by dbp {marker.get('dbp_version', '?')}"
         return InitReport("mongo", db.address, "already initialized", counts, [],
                           f"{version} ({how})", time.perf_counter() - start)
@@ -79,7 +79,7 @@ def _initdb_locked(
     record_baseline(database, files, outcome)
     ids = [f.id for f in files]
     return InitReport("mongo", db.address, outcome, counts, ids,
-                      ids[-1] if ids else "baseline (no migrations)", time.perf_counter() - start)
+                      ids[-1] if ids else "baseline (no migration applied)", time.perf_counter() - start)
 
 
 def _create(db: MongoConnection, schema: MongoSchema) -> None:

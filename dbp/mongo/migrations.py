@@ -29,6 +29,7 @@ from dbp._redact import scrub, shorten
 from dbp._version import __version__
 from dbp.errors import OperationError
 from dbp.migrations import (
+    Draft,
     EngineStatus,
     LedgerEntry,
     MigrationFailed,
@@ -41,13 +42,14 @@ from dbp.migrations import (
     reconcile,
     rollback_targets,
     slug,
+    write_files,
 )
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.ledger import LEDGER, migration_files, read_marker
 from dbp.mongo.lock import DEFAULT_LEASE_SECONDS, Lease, break_lock, held_by_live_process, holder
 from dbp.mongo.schema import CollectionSpec, IndexSpec, MongoSchema, index_differences
 
-__all__ = ["make_migration", "migrate", "rollback", "status"]
+__all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 
 log = logging.getLogger("dbp.mongo")
 
@@ -324,8 +326,28 @@ def _operations(spec: CollectionSpec, live: Optional[Mapping[str, Any]]) -> tupl
     return up, down
 
 
+def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
+    """Read ``collections.toml`` and every migration file (nothing is executed); raise ConfigError / OperationError.
+
+    ``writing``: refuse a folder inside an installed package first.
+    """
+    if writing:
+        require_writable(schema_dir or bundled("mongo_migrations"))
+    load_files(MongoSchema.load(schema_dir).root)
+
+
 def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:
-    require_writable(conn.settings.schema_dir or bundled("mongo_migrations"))
+    """Write the next numbered migration from the difference of ``collections.toml`` and the live indexes."""
+    return write_files(draft_migration(conn, name, empty=empty).files)
+
+
+def draft_migration(conn: MongoConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:
+    """The next numbered migration, from ``collections.toml``'s difference; nothing is written.
+
+    ``writing``: refuse a folder inside an installed package (make_migrations would write there).
+    """
+    if writing:
+        require_writable(conn.settings.schema_dir or bundled("mongo_migrations"))
     schema = MongoSchema.load(conn.settings.schema_dir)
     _, infos = load_files(schema.root)
     up: list[str] = []
@@ -344,15 +366,14 @@ def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> 
             up += ops_up
             down = ops_down + down
         if not up:
-            return []
+            return Draft("mongo", [], [])
     path = schema.root / f"{next_number([i.id for i in infos])}_{slug(name)}.py"
     notes = "".join(f"\n- {description(line, 500)}" for line in summary)
     text = (  # the name only as description(): no quote, backslash or line break can end the docstring
         f'"""{description(name)}\n\nWritten by dbp make_migrations{":" if notes else "."}{notes}\n"""\n\n\n'
         + _function_text("up", up) + "\n\n" + _function_text("down", down)
     )
-    path.write_text(text)
-    return [path]
+    return Draft("mongo", summary, [(path, text)])
 
 
 def _function_text(name: str, lines: Sequence[str]) -> str:

@@ -75,7 +75,7 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
             catalog = read_catalog(conn)
     return InitReport(
         "sql", db.address, outcome, {"tables": len(catalog.tables), "indexes": catalog.index_count},
-        ids, ids[-1] if ids else "baseline (no migrations)", time.perf_counter() - start,
+        ids, ids[-1] if ids else "baseline (no migration applied)", time.perf_counter() - start,
     )
 
 

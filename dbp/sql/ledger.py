@@ -125,7 +125,7 @@ class LedgerState:
 
     @property
     def version(self) -> str:
-        return self.applied[-1] if self.applied else "baseline (no migrations)"
+        return self.applied[-1] if self.applied else "baseline (no migration applied)"
 
 
 def read_state(conn: psycopg.Connection[Any]) -> LedgerState:

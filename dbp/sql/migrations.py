@@ -29,6 +29,7 @@ from dbp._bundled import require_writable
 from dbp._version import __version__
 from dbp.errors import LockTimeout, OperationError
 from dbp.migrations import (
+    Draft,
     EngineStatus,
     LedgerEntry,
     MigrationFailed,
@@ -41,6 +42,7 @@ from dbp.migrations import (
     reconcile,
     rollback_targets,
     slug,
+    write_files,
 )
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.connection import SQLConnection, open_connection
@@ -58,7 +60,7 @@ from dbp.sql.ledger import (
 from dbp.sql.schema import SchemaFiles, not_utf8
 from dbp.sql.script import read_script, transaction_control
 
-__all__ = ["make_migration", "migrate", "rollback", "status"]
+__all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 
 log = logging.getLogger("dbp.sql")
 
@@ -476,15 +478,38 @@ def _unmark(backend: Any, migration: Any) -> None:
     )
 
 
+def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
+    """Read every schema file (if the folder has any) and migration file; raise ConfigError / OperationError.
+
+    Nothing touches a database. A migration's statements are checked only when it is about to run.
+    ``writing``: refuse a folder inside an installed package first.
+    """
+    files = SchemaFiles.for_settings(schema_dir)
+    if writing:
+        require_writable(files.migrations_dir)
+    if files.schema_dir.is_dir():
+        files.statements  # noqa: B018 - reading them checks UTF-8 and transaction control
+    load_migrations(files)
+
+
 def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list[Path]:
     """Write the next numbered migration and its rollback from the schema files' difference."""
+    return write_files(draft_migration(db, name, empty=empty).files)
+
+
+def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:
+    """The next numbered migration and its rollback, from the schema files' difference; nothing is written.
+
+    ``writing``: refuse a folder inside an installed package (make_migrations would write there).
+    """
     files = SchemaFiles.for_settings(db.settings.schema_dir)
-    require_writable(files.migrations_dir)
+    if writing:
+        require_writable(files.migrations_dir)
     _, infos = load_migrations(files)
     stem = f"{next_number([i.id for i in infos])}_{slug(name)}"
     if empty:
         up = down = ""
-        summary = ["(empty)"]
+        summary: list[str] = []
     else:
         with db.transaction() as conn:
             _require_initialized(conn, db.address)
@@ -500,15 +525,11 @@ def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list
                                                   if after_initdb(m.path)])
         summary = diff(live, wanted)
         if not summary:
-            return []
+            return Draft("sql", [], [])
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
-    files.migrations_dir.mkdir(parents=True, exist_ok=True)
-    header = f"-- {description(name)}\n" + "".join(
-        f"-- {description(line, 500)}\n" for line in summary if summary != ["(empty)"]
-    )
+    header = f"-- {description(name)}\n" + "".join(f"-- {description(line, 500)}\n" for line in summary)
     apply_path = files.migrations_dir / f"{stem}.sql"
     rollback_path = files.migrations_dir / f"{stem}.rollback.sql"
-    apply_path.write_text(header + "\n" + up)
-    rollback_path.write_text(f"-- rollback of {stem}\n\n" + down)
-    return [apply_path, rollback_path]
+    return Draft("sql", summary, [(apply_path, header + "\n" + up),
+                                  (rollback_path, f"-- rollback of {stem}\n\n" + down)])
