@@ -126,6 +126,8 @@ class LocalServers:
             for spec in ENGINES.values():  # data an engine keeps outside root, whose root was removed by hand
                 removed += [str(p) for p in spec.module("local").delete(self.root)]
             return removed
+        check_ancestors(self.root)
+        check_folder(self.root)  # (another user's folder is named as such, before its marker is looked at)
         if not check_path(self.root / MARKER):
             raise ConfigError(
                 f"refusing to delete {shown_path(self.root)}: it is not a dbp local folder (it has no {MARKER}); "
