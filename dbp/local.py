@@ -122,9 +122,11 @@ class LocalServers:
         """
         import shutil
 
-        if not self._exists():
+        if not self._exists():  # removed by hand: servers may still run on it, and data may be kept outside it
             removed: list[str] = []
-            for spec in ENGINES.values():  # data an engine keeps outside root, whose root was removed by hand
+            for spec in ENGINES.values():
+                spec.module("local").stop(self.root)
+            for spec in ENGINES.values():
                 removed += [str(p) for p in spec.module("local").delete(self.root)]
             return removed
         check_ancestors(self.root)

@@ -386,6 +386,16 @@ def test_local_delete_refuses_what_start_refuses(project: Path, case: str) -> No
 # -- local servers, started once --------------------------------------------------------------------------
 
 
+def running(*folders: Path) -> list[str]:
+    """The local servers (PostgreSQL's processes, secantusd-py) running on data in ``folders``."""
+    found = []
+    for process in ("secantusd-py", "postgres"):
+        for folder in folders:
+            listed = subprocess.run(["pgrep", "-f", f"{process}.*{folder}"], capture_output=True, text=True)
+            found += listed.stdout.split()
+    return found
+
+
 @pytest.mark.slow
 @needs_local
 @pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers")
@@ -432,12 +442,20 @@ def test_one_set_of_servers_from_any_subfolder_and_delete_removes_every_byte(tmp
         assert deleted.returncode == 0, deleted.stderr
         assert f"removed {project / '.dbp'}" in deleted.stdout
         assert tree(project, pg_base) == before  # every byte it made, in the project and outside it
-        for process in ("secantusd-py", "postgres"):
-            found = subprocess.run(["pgrep", "-f", f"{process}.*({project}|{pg_base})"], capture_output=True,
-                                   text=True)
-            assert found.stdout == "", (process, found.stdout)
+        assert running(project, pg_base) == []
         nothing = dbp_in(first, "local", "delete", "--yes", env=env)
         assert nothing.returncode == 0 and "nothing to delete" in nothing.stdout
+
+        # .dbp removed by hand while the servers run: delete still stops them and removes what is left
+        assert dbp_in(first, "--local", "check-config", env=env, timeout=300).returncode == 0
+        shutil.rmtree(project / ".dbp")
+        if os.geteuid() == 0:  # PostgreSQL's data outlives it, outside the project: status shows it
+            shown = dbp_in(first, "local", "status", env=env)
+            assert f" {pg_base}/" in shown.stdout and not (project / ".dbp").exists(), shown.stdout
+        lost = dbp_in(first, "local", "delete", "--yes", env=env, timeout=120)
+        assert lost.returncode == 0, lost.stderr
+        assert tree(project, pg_base) == before
+        assert running(project, pg_base) == []
     finally:
         LocalServers(project / ".dbp").delete() if (project / ".dbp").exists() else None
         shutil.rmtree(top, ignore_errors=True)

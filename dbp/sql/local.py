@@ -327,6 +327,8 @@ def delete(root: Path) -> list[Path]:
 
     link = _data(root)
     removed: list[Path] = []
+    if not (link.exists() or link.is_symlink()):
+        _stop_deleted(root)  # a server whose data directory was removed by hand under it
     abandoned = _abandoned(root)
     if abandoned is not None:
         _stop_processes(abandoned / "pg")
