@@ -459,13 +459,19 @@ def _local_delete(args: argparse.Namespace, servers: Any) -> int:
     from dbp.local import shown_path
 
     if not args.yes:
+        existing = [path for _, _, path in servers.locations() if path.exists() or path.is_symlink()]
+        if not existing:
+            print(f"nothing to delete: no local data in {shown_path(servers.root)}")
+            return EXIT_OK
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise UsageError("local delete removes the local servers' data for good; add --yes to confirm "
                              "(it asks only on a terminal)")
-        outside = [path for _, _, path in servers.locations()
-                   if path != servers.root and servers.root not in path.parents and path.exists()]
+        outside = [path for path in existing if path != servers.root and servers.root not in path.parents]
         where = shown_path(servers.root) + "".join(f" and {shown_path(p)}" for p in outside)
-        answer = input(f"stop the local servers and delete all their data in {where}? [y/N] ")
+        try:
+            answer = input(f"stop the local servers and delete all their data in {where}? [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return EXIT_FAILED

@@ -325,8 +325,9 @@ def test_local_delete_asks_only_on_a_terminal(project: Path) -> None:
     code, out = on_a_terminal(b"y\n")
     assert code == 0 and f"removed {root}" in out, out
     assert not root.exists()
-    again = dbp_in(project, "local", "delete", "--yes")
-    assert again.returncode == 0 and again.stdout.strip() == f"nothing to delete: no local data in {root}"
+    for args in (["--yes"], []):  # nothing to ask about, even off a terminal
+        again = dbp_in(project, "local", "delete", *args, stdin=subprocess.DEVNULL)
+        assert again.returncode == 0 and again.stdout.strip() == f"nothing to delete: no local data in {root}"
 
 
 def test_local_delete_waits_for_no_one_and_removes_nothing_while_another_command_holds_the_lock(
