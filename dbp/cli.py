@@ -25,6 +25,7 @@ __all__ = ["get_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 #: ``status --exit-code``: something is pending, failed, changed, out of order or missing.
 EXIT_ATTENTION = 3
 #: ``status --exit-code``: a database was never initialized (or does not exist); wins over 3.
@@ -34,27 +35,35 @@ EXIT_INTERRUPTED = 130
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _common(suppress: bool) -> argparse.ArgumentParser:
-    """Options every command takes, before or after its name.
+#: The options each command takes besides its own (all of them are also taken before the command's name).
+_DATABASE_OPTIONS = ("settings", "engine", "local", "verbose")
+
+
+def _common(suppress: bool, only: Sequence[str] = _DATABASE_OPTIONS) -> argparse.ArgumentParser:
+    """Options taken before or after a command's name: those of ``only``.
 
     The copy attached to subcommands defaults to SUPPRESS so that an option
     given before the subcommand is not reset by the subcommand's default.
     """
     default: Any = argparse.SUPPRESS if suppress else None
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(
-        "--settings", metavar="PATH", default=default,
-        help="settings file (TOML or Python defining DB_CONFIG); default: $DBP_SETTINGS, "
-        "./dbp.toml, ./settings.py",
-    )
-    parser.add_argument(
-        "--engine", choices=[*ENGINES, "all"], default=argparse.SUPPRESS if suppress else "all",
-        help="act on one engine only (default: every configured one)",
-    )
-    parser.add_argument(
-        "--local", action="store_true", default=argparse.SUPPRESS if suppress else False,
-        help="use the project-local servers under $DBP_LOCAL_DIR or ./.dbp, starting them if needed",
-    )
+    if "settings" in only:
+        parser.add_argument(
+            "--settings", metavar="PATH", default=default,
+            help="settings file (TOML or Python defining DB_CONFIG); default: $DBP_SETTINGS, the nearest dbp.toml "
+            "(here or in a folder above), ./settings.py",
+        )
+    if "engine" in only:
+        parser.add_argument(
+            "--engine", choices=[*ENGINES, "all"], default=argparse.SUPPRESS if suppress else "all",
+            help="act on one engine only (default: every configured one)",
+        )
+    if "local" in only:
+        parser.add_argument(
+            "--local", action="store_true", default=argparse.SUPPRESS if suppress else False,
+            help="use the project-local servers (in .dbp beside the nearest dbp.toml, or $DBP_LOCAL_DIR), "
+            "starting them if needed",
+        )
     parser.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
         help="log more, and show tracebacks on errors (twice: debug logs)",
@@ -177,7 +186,8 @@ def get_parser() -> argparse.ArgumentParser:
     drift.set_defaults(handler=_check)
 
     project = commands.add_parser(
-        "init-project", parents=common, help="copy the bundled schema into a project folder, with a dbp.toml",
+        "init-project", parents=[_common(suppress=True, only=("engine", "verbose"))],
+        help="copy the bundled schema into a project folder, with a dbp.toml",
         description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/, into DIR and "
         "write DIR/dbp.toml with SCHEMA_DIR pointing at them, so that make_migrations writes into your project, "
         "never into the installed package. Overwrites nothing. Needs no settings; --local commands run there "
@@ -187,15 +197,20 @@ def get_parser() -> argparse.ArgumentParser:
     project.set_defaults(handler=_init_project)
 
     local = commands.add_parser(
-        "local", parents=common, help="start, stop or show the project-local servers",
-        description="Manage the project-local PostgreSQL and MongoDB servers (data under "
-        "$DBP_LOCAL_DIR or ./.dbp).",
+        "local", parents=[_common(suppress=True, only=("settings", "engine", "verbose"))],
+        help="start, stop, show or delete the project-local servers",
+        description="Manage the project-local PostgreSQL and MongoDB servers. Their data is in $DBP_LOCAL_DIR, "
+        "else in .dbp beside the settings file given with --settings, else beside the nearest dbp.toml (in this "
+        "folder or one above), else in ./.dbp.",
     )
     local.add_argument(
-        "action", choices=["start", "stop", "status", "env"],
-        help="what to do; env starts them and prints export DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell "
-        "to eval (they hold the local Mongo password)",
+        "action", choices=["start", "stop", "status", "env", "delete"],
+        help="what to do; status shows where every piece of data is; env starts them and prints export "
+        "DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell to eval (they hold the local Mongo password); "
+        "delete stops them and removes all their data",
     )
+    local.add_argument("--yes", action="store_true",
+                       help="with delete: delete without asking (required when not on a terminal)")
     local.set_defaults(handler=_local)
     return parser
 
@@ -220,23 +235,35 @@ def _schema_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _servers(args: argparse.Namespace) -> Any:
+    """The local servers of the project: see :func:`dbp.local.default_root`; ``--settings FILE`` names the
+    project too (its servers are in ``.dbp`` beside FILE unless ``$DBP_LOCAL_DIR`` says otherwise)."""
+    import os
+
+    from dbp.local import LOCAL_DIR_ENV, LocalServers
+
+    settings = getattr(args, "settings", None)
+    if settings and not os.environ.get(LOCAL_DIR_ENV):
+        from dbp.config import find_settings
+
+        found = find_settings(settings)
+        assert found is not None
+        return LocalServers(found.absolute().parent / ".dbp")
+    return LocalServers()
+
+
 def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
     """The settings, checked for the engines ``--engine`` names (``lenient``: for none, see check-config)."""
     from dbp.config import load_config
 
     if args.local:
         from dbp.admin import configured_engines
-        from dbp.errors import UsageError
-        from dbp.local import LOCAL_DATABASE, LocalServers, shown_path
-
-        if args.settings:
-            raise UsageError("--local uses the project-local servers, not a settings file: drop one of the two")
-
+        from dbp.local import LOCAL_DATABASE, shown_path
         from dbp.project import project_engines
 
-        servers = LocalServers()
+        servers = _servers(args)
         # all: the engines the project's settings name (a one-engine project starts one server)
-        engines = project_engines() if args.engine == "all" else [args.engine]
+        engines = project_engines(args.settings) if args.engine == "all" else [args.engine]
         config = servers.config(engines)
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
@@ -245,7 +272,7 @@ def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
               "stop with: python -m dbp local stop)", file=sys.stderr)
         from dbp.project import apply_schema_dirs
 
-        apply_schema_dirs(config)  # a project's own schema (dbp init-project), if its settings name one
+        apply_schema_dirs(config, args.settings)  # a project's own schema (dbp init-project), if its settings name one
     else:
         config = load_config(args.settings, engines=() if lenient else None if args.engine == "all" else [args.engine])
         if args.engine == "all":
@@ -416,10 +443,17 @@ def _init_project(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from dbp.local import LocalServers, shown_path
+    from dbp.errors import UsageError
+    from dbp.local import shown_path
+    from dbp.project import project_engines
 
-    servers = LocalServers()
-    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    servers = _servers(args)
+    # all: the engines the project's settings name, as for --local (a one-engine project starts one server)
+    engines = project_engines(args.settings) if args.engine == "all" else [args.engine]
+    if args.yes and args.action != "delete":
+        raise UsageError("--yes goes with local delete only")
+    if args.action == "delete" and args.engine != "all":
+        raise UsageError("local delete removes every engine's data (one folder holds both): drop --engine")
     if args.action == "env":
         import shlex
 
@@ -432,11 +466,67 @@ def _local(args: argparse.Namespace) -> int:
                 print(f"{state.engine:<6} running  {shown_path(state.where)}")
         print(f"data in {shown_path(servers.root)}")
     elif args.action == "stop":
-        stopped = servers.stop()
+        stopped = servers.stop() if servers.exists() else []  # (never makes a folder to stop nothing in)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.action == "delete":
+        return _local_delete(args, servers)
     else:
-        for state in servers.status():
-            print(f"{state.engine:<6} {'running' if state.running else 'stopped':<8} {shown_path(state.where)}")
+        _local_status(servers)
+    return EXIT_OK
+
+
+def _local_status(servers: Any) -> None:
+    """Each engine's state, database and files; then the folder and what removes it all."""
+    from dbp.local import LOCAL_DATABASE, shown_path
+
+    states = {state.engine: state for state in servers.status()}
+    places = servers.locations()
+    for engine, state in states.items():
+        print(f"{engine:<6} {'running' if state.running else 'stopped':<8} {shown_path(state.where)}")
+        print(f"       database  {LOCAL_DATABASE}")
+        for owner, what, path in places:
+            if owner == engine:
+                print(f"       {what:<9} {_place(path, servers.root)}")
+    print(f"local data in {_place(servers.root, servers.root)}; remove it all with: python -m dbp local delete")
+
+
+def _place(path: Path, root: Path) -> str:
+    from dbp.local import shown_path
+
+    notes = []
+    if not (path.exists() or path.is_symlink()):
+        notes.append("none yet")
+    if path != root and root not in path.parents:
+        notes.append("outside the project")
+    return shown_path(path) + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _local_delete(args: argparse.Namespace, servers: Any) -> int:
+    from dbp.errors import UsageError
+    from dbp.local import shown_path
+
+    if not args.yes:
+        existing = [path for _, _, path in servers.locations() if path.exists() or path.is_symlink()]
+        if not existing:
+            print(f"nothing to delete: no local data in {shown_path(servers.root)}")
+            return EXIT_OK
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UsageError("local delete removes the local servers' data for good; add --yes to confirm "
+                             "(it asks only on a terminal)")
+        outside = [path for path in existing if path != servers.root and servers.root not in path.parents]
+        where = shown_path(servers.root) + "".join(f" and {shown_path(p)}" for p in outside)
+        try:
+            answer = input(f"stop the local servers and delete all their data in {where}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return EXIT_FAILED
+    removed = servers.delete()
+    if not removed:
+        print(f"nothing to delete: no local data in {shown_path(servers.root)}")
+    for path in removed:
+        print(f"removed {shown_path(path)}")
     return EXIT_OK
 
 
@@ -452,12 +542,23 @@ def _setup_logging(verbosity: int) -> None:
     logging.captureWarnings(True)
 
 
+#: The commands that take fewer than all the common options (see _common).
+_TAKES = {"init-project": ("engine", "verbose"), "local": ("settings", "engine", "verbose")}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if not given:  # the command list, as for a usage error (exit 2)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(given)
     _setup_logging(args.verbose)
     handler: Handler = args.handler
     try:
+        _check_takes(args)
+        if args.verbose and args.command != "init-project":
+            _announce_project(args)
         return handler(args)
     except KeyboardInterrupt:
         print("dbp: interrupted", file=sys.stderr)
@@ -471,6 +572,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI is the last line of defence
         _report(exc, args.verbose)
         return EXIT_FAILED
+
+
+def _check_takes(args: argparse.Namespace) -> None:
+    """Refuse a common option given before a command that does not take it (``dbp --local init-project``)."""
+    from dbp.errors import UsageError
+
+    takes = _TAKES.get(args.command, _DATABASE_OPTIONS)
+    for name, unset in (("settings", None), ("local", False)):
+        if name not in takes and getattr(args, name, unset) != unset:
+            raise UsageError(f"{args.command} does not take --{name}")
+
+
+def _announce_project(args: argparse.Namespace) -> None:
+    """With -v: the project (its dbp.toml) and the settings file this command uses, on stderr."""
+    from dbp.config import find_project, find_settings
+    from dbp.local import shown_path
+
+    project = find_project()
+    settings = find_settings(getattr(args, "settings", None))
+    if project is not None:
+        print(f"dbp: project {shown_path(project)} (its {shown_path(project / 'dbp.toml')})", file=sys.stderr)
+    else:
+        print(f"dbp: no dbp.toml in {shown_path(Path.cwd())} or any folder above it", file=sys.stderr)
+    if settings is not None and (project is None or settings != project / "dbp.toml"):
+        print(f"dbp: settings file {shown_path(settings)}", file=sys.stderr)
 
 
 def _report(exc: BaseException, verbose: int) -> None:

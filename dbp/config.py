@@ -24,12 +24,13 @@ from dbp._types import MAX_DEPTH, too_deep
 from dbp.engines import ENGINES, EngineSettings, engine_for_section
 from dbp.errors import ConfigError
 
-__all__ = ["Config", "ConfigSource", "find_settings", "load_config", "resolve_config"]
+__all__ = ["Config", "ConfigSource", "find_project", "find_settings", "load_config", "resolve_config"]
 
 log = logging.getLogger("dbp.config")
 
 SETTINGS_ENV = "DBP_SETTINGS"
-DEFAULT_FILES = ("dbp.toml", "settings.py")
+PROJECT_FILE = "dbp.toml"
+DEFAULT_FILES = (PROJECT_FILE, "settings.py")
 #: Section keys whose values are mappings of driver parameters, kept as given.
 _VERBATIM_KEYS = frozenset({"OPTIONS", "POOL"})
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -110,13 +111,52 @@ def _masked(value: Any) -> Any:
     return mask_mapping(value)
 
 
+def find_project(cwd: Union[str, os.PathLike[str], None] = None) -> Optional[Path]:
+    """The folder holding the nearest ``dbp.toml``: ``cwd`` (default: the working directory) or the closest
+    folder above it, as git finds ``.git``; None if there is none.
+
+    The walk stops at the filesystem root, at a mount point (it never looks on another filesystem), and at a
+    folder that belongs to neither the current user nor root. Above ``cwd``, a ``dbp.toml`` of another user
+    (not root) is ignored with a warning and ends the walk: no one else's file is ever read by surprise.
+    """
+    folder = Path.cwd() if cwd is None else Path(cwd).absolute()
+    me = os.geteuid() if hasattr(os, "geteuid") else None
+    try:
+        device = os.stat(folder).st_dev
+    except OSError:
+        return None
+    first = True
+    while True:
+        candidate = folder / PROJECT_FILE
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            info = None
+        if info is not None:
+            if first or me is None or info.st_uid in (me, 0):
+                return folder
+            log.warning("ignoring %s: it belongs to uid %s, not to you (uid %s)", candidate, info.st_uid, me)
+            return None
+        parent = folder.parent
+        if parent == folder:
+            return None
+        try:
+            above = os.stat(parent)
+        except OSError:
+            return None
+        if above.st_dev != device or (me is not None and above.st_uid not in (me, 0)):
+            return None
+        folder, first = parent, False
+
+
 def find_settings(
     path: Union[str, os.PathLike[str], None] = None,
     *,
     cwd: Union[str, os.PathLike[str], None] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> Optional[Path]:
-    """The settings file to read: ``path``, ``$DBP_SETTINGS``, ``./dbp.toml``, ``./settings.py``.
+    """The settings file to read: ``path``, ``$DBP_SETTINGS``, the nearest ``dbp.toml`` (``./dbp.toml`` or
+    one in a folder above, see :func:`find_project`), ``./settings.py``.
 
     An explicitly named file that does not exist is an error; ``None`` means
     no file was named and none of the default names exists.
@@ -128,8 +168,11 @@ def find_settings(
     elif env.get(SETTINGS_ENV):
         named, how = Path(env[SETTINGS_ENV]), f"settings file from ${SETTINGS_ENV}"
     else:
-        for name in DEFAULT_FILES:
-            if (base / name).exists():  # a FIFO or a folder by that name is refused when read, not skipped
+        project = find_project(base)
+        if project is not None:  # a FIFO or a folder by that name is refused when read, not skipped
+            return project / PROJECT_FILE if project != base.absolute() else base / PROJECT_FILE
+        for name in DEFAULT_FILES[1:]:
+            if (base / name).exists():
                 return base / name
         return None
     named = named if named.is_absolute() else base / named
@@ -320,8 +363,12 @@ def _read_python(path: Path) -> Any:
             (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(path)),
             None,
         )
+        variable = _missing_variable(exc)
         if isinstance(exc, SystemExit):
             problem = f"settings file called sys.exit() at line {line}"
+        elif variable is not None:
+            problem = (f"line {line} reads environment variable {variable} (os.environ[{variable!r}]), which is not "
+                       f"set: set it, or read it with os.environ.get({variable!r}, default)")
         else:
             # Only messages that name code (not values, as KeyError's key may be) are repeated.
             detail = f": {str(exc)[:200]}" if isinstance(exc, _NAMING_ERRORS) else ""
@@ -334,6 +381,20 @@ def _read_python(path: Path) -> Any:
     if too_deep(namespace["DB_CONFIG"]):
         raise ConfigError(f"{path}: DB_CONFIG nests more than {MAX_DEPTH} levels deep")
     return namespace["DB_CONFIG"]
+
+
+def _missing_variable(exc: BaseException) -> Optional[str]:
+    """The name of the environment variable whose lookup raised ``exc`` (a KeyError raised by
+    ``os.environ[...]`` itself), else None. A variable's name is no secret; its value is never read."""
+    if not isinstance(exc, KeyError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return None
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_locals.get("self") is not os.environ:
+        return None
+    name = exc.args[0]
+    return shown_name(name) if name.isprintable() else repr(name)[1:-1][:60]
 
 
 def _reason(exc: BaseException) -> str:

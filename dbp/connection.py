@@ -120,7 +120,8 @@ def connect(config: ConfigSource = None, engine: str = "sql", *, local: bool = F
     """Open a connection to ``engine`` (``"sql"`` or ``"mongo"``); use it in a ``with`` block.
 
     ``local=True`` connects to the project-local server instead (see dbp.local:
-    ``$DBP_LOCAL_DIR`` or ``./.dbp``, database ``dbp``), starting it if needed.
+    ``$DBP_LOCAL_DIR``, else ``.dbp`` beside the nearest ``dbp.toml``, else ``./.dbp``; database ``dbp``),
+    starting it if needed.
     """
     spec = ENGINES.get(engine)
     if spec is None:

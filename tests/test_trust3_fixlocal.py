@@ -115,7 +115,9 @@ def test_status_prints_a_folder_name_with_its_control_characters_escaped(tmp_pat
     done = _status(root)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 2 and "\x1b" not in done.stdout, done.stdout
+    assert "\x1b" not in done.stdout, done.stdout
+    # one line per engine, its details indented, the folder last: the name's newline split none of them
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["sql", "mongo", "local"], done.stdout
     assert "a\\nb\\x1b[31m" in lines[0]
 
 

@@ -2,7 +2,8 @@
 
 Needs the ``airflow`` extra (``pip install 'alerce-dbp[airflow]'``). ``import dbp``
 never imports this package, and importing this package loads Airflow only
-when the hook or the operator is first used.
+when the hook or the operator is first used; without Airflow, that use raises
+:class:`dbp.errors.ExtraMissing` (a ConfigError and an ImportError) naming the extra.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from dbp._version import __version__
+from dbp.errors import ExtraMissing
 
 if TYPE_CHECKING:
     from dbp.airflow.hook import DbpHook
@@ -26,7 +28,17 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dbp.airflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or ""
+        if missing != "airflow" and not missing.startswith("airflow."):
+            raise
+        raise ExtraMissing(
+            f"dbp.airflow.{name} needs Apache Airflow 3, which is not installed here ({missing} cannot be imported): "
+            "pip install 'alerce-dbp[airflow]'", name=missing,
+        ) from None
+    value = getattr(loaded, name)
     globals()[name] = value
     return value
 

@@ -51,7 +51,7 @@ from dbp.local import (
     wait_gone,
 )
 
-__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "locations", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.mongo")
 
@@ -339,8 +339,16 @@ def database_url(url: str, database: str) -> str:
     return f"{head}/{quote(database, safe='')}?{query}"
 
 
-def delete(root: Path) -> None:
-    """Remove the data, its state and its password (call it stopped)."""
+def delete(root: Path) -> list[Path]:
+    """Remove the data, its state and its password (call it stopped); return what was removed."""
+    removed = [path for _, path in locations(root) if path.exists() or path.is_symlink()]
     shutil.rmtree(_data(root), ignore_errors=True)
     for path in (_state_file(root), _secret_file(root), root / "mongo.log"):
         path.unlink(missing_ok=True)
+    return removed
+
+
+def locations(root: Path) -> list[tuple[str, Path]]:
+    """Where this server keeps things, ``(what, path)``: all of it in ``root``."""
+    return [("data", _data(root)), ("log", root / "mongo.log"), ("password", _secret_file(root)),
+            ("state", _state_file(root))]

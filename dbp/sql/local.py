@@ -39,7 +39,7 @@ from dbp.local import (
     wait_gone,
 )
 
-__all__ = ["check", "database_url", "delete", "section", "start", "status", "stop"]
+__all__ = ["check", "database_url", "delete", "locations", "section", "start", "status", "stop"]
 
 log = logging.getLogger("dbp.sql")
 
@@ -292,20 +292,82 @@ def _spawn(root: Path, data: Path) -> None:
         time.sleep(0.05)
 
 
-def delete(root: Path) -> None:
-    """Remove the data directory (call it stopped), also where it lives outside ``root`` (as root)."""
+def _abandoned(root: Path) -> Optional[Path]:
+    """As root, the folder of dbp's (``BASE/<hash>``) that keeps the data of ``root`` while ``ROOT/pg`` does not
+    link to it (``.dbp`` was removed by hand; the next start would link it again); None if there is none."""
+    import hashlib
+
+    if not _as_root() or _data(root).is_symlink() or _data(root).exists():
+        return None
+    folder = _base() / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    try:
+        if not check_path(folder) or read_private(folder / "project") != f"{root}\n":
+            return None
+    except (ConfigError, OSError):  # not a folder of dbp's: never touched
+        return None
+    return folder
+
+
+def _stop_processes(data: Path) -> None:
+    """Stop the server running in ``data`` though no ``ROOT/pg`` names it (a fast shutdown of its postmaster)."""
+    processes = _processes(data)
+    for pid in processes:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent not in processes and is_ours(pid, data):
+                os.kill(pid, signal.SIGINT)
+                if not wait_gone(pid, STOP_TIMEOUT):
+                    raise OperationError(f"the local PostgreSQL (pid {pid}) did not stop in {STOP_TIMEOUT:g} s")
+
+
+def delete(root: Path) -> list[Path]:
+    """Remove the data directory (call it stopped), also where it lives outside ``root`` (as root, also when
+    ``ROOT/pg`` is gone: see :func:`_abandoned`); return what was removed. Only a folder dbp made is removed."""
     import shutil
 
     link = _data(root)
-    sockets = _socket_fallback(link.resolve())
+    removed: list[Path] = []
+    if not (link.exists() or link.is_symlink()):
+        _stop_deleted(root)  # a server whose data directory was removed by hand under it
+    abandoned = _abandoned(root)
+    if abandoned is not None:
+        _stop_processes(abandoned / "pg")
+    data = link.resolve() if abandoned is None else abandoned / "pg"
+    sockets = _socket_fallback(data)
     if sockets is not None and check_path(sockets, secret=True, owner=_server_uid()):
         shutil.rmtree(sockets, ignore_errors=True)
-    if link.is_symlink():
+        removed.append(sockets)
+    if abandoned is not None:
+        shutil.rmtree(abandoned, ignore_errors=True)
+        removed.append(abandoned)
+    elif link.is_symlink():
         target = _dbp_folder(link)
         link.unlink()
         shutil.rmtree(target, ignore_errors=True)
+        removed += [link, target]
     elif link.exists():
         shutil.rmtree(link, ignore_errors=True)
+        removed.append(link)
+    return removed
+
+
+def locations(root: Path) -> list[tuple[str, Path]]:
+    """Where this server keeps things, ``(what, path)``: its data directory (as root, outside ``root``), its
+    log, and its socket folder when that is not the data directory; changes nothing (ConfigError as
+    :func:`status`)."""
+    link = _data(root)
+    abandoned = _abandoned(root)
+    if abandoned is not None:
+        data = abandoned / "pg"
+    elif link.is_symlink():
+        data = _dbp_folder(link) / "pg"
+    else:
+        data = link
+    found = [("data", data), ("log", _log(root))]
+    sockets = _socket_fallback(data)
+    if sockets is not None:
+        found.append(("socket folder", sockets))
+    return found
 
 
 def _url(socket_dir: str, port: int, database: str) -> str:
