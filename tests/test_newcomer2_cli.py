@@ -73,7 +73,7 @@ def test_a_postgresql_only_project_runs_every_command(
     run_dbp: Any, tmp_path: Path, sql_settings: SQLSettings, mongo_section: str
 ) -> None:
     made = ok(run_dbp("init-project", "--engine", "sql"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dbp.toml", "sql"], made.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", "dbp.toml", "sql"], made.stdout
     settings = tmp_path / "dbp.toml"
     assert "MONGO" not in settings.read_text() and "mongo_migrations" not in settings.read_text()
     if mongo_section == "schema-dir-only":
@@ -140,7 +140,7 @@ def test_a_mongo_only_project_runs_every_command(
     run_dbp: Any, tmp_path: Path, mongo_settings: MongoSettings
 ) -> None:
     ok(run_dbp("init-project", "--engine", "mongo"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dbp.toml", "mongo_migrations"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", "dbp.toml", "mongo_migrations"]
     assert "[DB_CONFIG.SQL]" not in (tmp_path / "dbp.toml").read_text()
     env = {"DBP_MONGO_URL": mongo_url(mongo_settings)}
 
