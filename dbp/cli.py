@@ -1,9 +1,9 @@
 """``python -m dbp``: a thin layer over :mod:`dbp.admin` and :mod:`dbp.local`.
 
-Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work (check: schema drift), 65 bad
-filter or value, 66 database not found, 69 server unavailable, 75 lock
-timeout, 77 credentials refused, 78 configuration error. Errors print as one line on stderr; ``-v`` adds the
-traceback (scrubbed of secrets like everything else dbp prints).
+Exit codes: 0 ok, 1 failed operation, 2 usage, 3 status found work (check: schema drift), 4 a database
+not initialized (check: or not migrated), 65 bad filter or value, 66 database not found, 69 server
+unavailable, 75 lock timeout, 77 credentials refused, 78 configuration error. Errors print as one line on
+stderr; ``-v`` adds the traceback (scrubbed of secrets like everything else dbp prints).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ Handler = Callable[[argparse.Namespace], int]
 _DATABASE_OPTIONS = ("settings", "engine", "local", "verbose")
 
 
-def _common(suppress: bool, only: Sequence[str] = _DATABASE_OPTIONS) -> argparse.ArgumentParser:
+def _common(suppress: bool, only: Sequence[str] = _DATABASE_OPTIONS,
+            engine_help: str = "act on one engine only (default: every configured one)") -> argparse.ArgumentParser:
     """Options taken before or after a command's name: those of ``only``.
 
     The copy attached to subcommands defaults to SUPPRESS so that an option
@@ -56,7 +57,7 @@ def _common(suppress: bool, only: Sequence[str] = _DATABASE_OPTIONS) -> argparse
     if "engine" in only:
         parser.add_argument(
             "--engine", choices=[*ENGINES, "all"], default=argparse.SUPPRESS if suppress else "all",
-            help="act on one engine only (default: every configured one)",
+            help=engine_help,
         )
     if "local" in only:
         parser.add_argument(
@@ -90,10 +91,11 @@ def get_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", parents=common, help="load the settings and try to reach each server",
         description="Load DB_CONFIG, connect to each configured engine, and report whether "
-        "it answers: reachable, INVALID (settings), REFUSED (credentials), MISSING (database), UNREACHABLE. "
-        "Every engine gets its row; each failure's reason is printed once, on stderr. Exits 78 if a section is "
-        "invalid, 77 if a server refuses the credentials, 66 if a database does not exist, 69 if a server is "
-        "unreachable (the first of these that any engine hit), 1 on another failure.",
+        "it answers: reachable, INVALID (settings), REFUSED (credentials), MISSING (database), UNREACHABLE (server), "
+        "FAILED (anything else). Every engine gets its row; each failure's reason is printed once, on stderr. "
+        "Exits 0 if every engine answered. Otherwise 78 if any section is invalid, else 77 if any server refused "
+        "the credentials, else 66 if any database does not exist, else 1 (or that error's own code) if any engine "
+        "failed another way; 69 only when every failing engine was unreachable (a retry may help).",
     )
     check.set_defaults(handler=_check_config)
 
@@ -186,12 +188,14 @@ def get_parser() -> argparse.ArgumentParser:
     drift.set_defaults(handler=_check)
 
     project = commands.add_parser(
-        "init-project", parents=[_common(suppress=True, only=("engine", "verbose"))],
+        "init-project",
+        parents=[_common(suppress=True, only=("engine", "verbose"),
+                         engine_help="copy and configure one engine only (default: both)")],
         help="copy the bundled schema into a project folder, with a dbp.toml",
-        description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/, into DIR and "
-        "write DIR/dbp.toml with SCHEMA_DIR pointing at them, so that make_migrations writes into your project, "
-        "never into the installed package. Overwrites nothing. Needs no settings; --local commands run there "
-        "then use the copies.",
+        description="Copy dbp's bundled (ALeRCE) schema folders, sql/ and mongo_migrations/ (with --engine, only "
+        "that engine's), into DIR, write DIR/dbp.toml with SCHEMA_DIR pointing at them, so that make_migrations "
+        "writes into your project, never into the installed package, and add .dbp/ (the local servers' data) to "
+        "DIR/.gitignore. Overwrites nothing. Needs no settings; --local commands run there then use the copies.",
     )
     project.add_argument("directory", nargs="?", default=".", metavar="DIR", help="the project folder (default: .)")
     project.set_defaults(handler=_init_project)
