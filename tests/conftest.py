@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dbp.config import resolve_config
 from dbp.local import LocalServers
@@ -25,8 +26,14 @@ from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import PROFILE
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests without their own count: 100 examples in CI, 10 by default (see tests/hyp.py).
+settings.register_profile("ci", max_examples=100)
+settings.register_profile("dev", max_examples=10)
+settings.load_profile(PROFILE)
 
 
 def server_root(prefix: str) -> Path:

@@ -24,6 +24,7 @@ from dbp.mongo.connection import MongoConnection
 from dbp.query import BaseQuery, _key_columns
 from dbp.sql.connection import SQLConnection
 from dbp.updates import columnar
+from tests.hyp import examples
 
 from .conftest import sql_section
 
@@ -125,7 +126,7 @@ def batches(draw: Any) -> tuple[list[int], list[dict[str, Any]]]:
     return keys, attrs
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                           HealthCheck.too_slow])
 @given(batch=batches())
 def test_the_fast_path_stores_what_one_update_per_row_stores(twins: Twins, batch: Any) -> None:

@@ -27,6 +27,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.sky import Cone, arcsec_to_degrees, arcsec_to_radians, box, separation
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 # -- the oracle ---------------------------------------------------------------------------------
 
@@ -257,7 +258,7 @@ def test_undeclared_positions_are_a_clear_error(sql_db: SQLConnection, mongo_db:
         mongo_db.query("plain").find_one(cone(1, 1, 1))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.dictionaries(st.sampled_from(["ra", "dec", "radius", "x"]),
                        st.one_of(st.floats(), st.integers(), st.booleans(), st.text(max_size=3), st.none()),
                        max_size=4))
@@ -271,7 +272,7 @@ def test_parse_cone_refuses_or_accepts_cleanly(spec: dict[str, Any]) -> None:
     assert 0 <= node.ra < 360 and -90 <= node.dec <= 90 and 0 < node.radius <= 90 * 3600
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ra=st.floats(0, 360), dec=st.floats(-90, 90), radius=st.floats(0.01, 90 * 3600),
        extra=st.sampled_from([{}, {"mag": {"$gt": 3}}, {"name": {"$regex": "^s1"}}]))
 @example(ra=0.5, dec=90.0, radius=0.015625, extra={})
@@ -575,7 +576,7 @@ def test_faults_are_clear_errors(sky: Sky, tmp_path: Path) -> None:
         SQLQuery(sky.sql, "src").find_one(cone(1, 1, 1))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(positions=st.lists(st.tuples(st.one_of(st.integers(), st.text(max_size=5)), st.floats(0, 360),
                                     st.floats(-90, 90)), max_size=30),
        radius=st.floats(0.01, 90 * 3600), nearest=st.booleans(),

@@ -15,6 +15,7 @@ from dbp.sql.catalog import Catalog, read_catalog
 from dbp.sql.connection import SQLConnection
 from dbp.sql.ddl import migration_ddl
 from dbp.sql.script import split_statements
+from tests.hyp import examples
 
 COLUMNS = {
     "a": ["integer", "bigint", "text"],
@@ -86,7 +87,7 @@ def in_schema(conn: psycopg.Connection[Any], schema: str, statements: list[str])
     return read_catalog(conn, schema)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=tables(), after=tables())
 def test_generated_ddl_turns_one_schema_into_the_other(sql_db: SQLConnection, before: Any, after: Any) -> None:
     with sql_db.connection() as conn, conn.transaction(force_rollback=True):

@@ -20,6 +20,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.regex import MAX_LENGTH, translate
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 from .conftest import unique_name
 
@@ -444,13 +445,13 @@ _filters = st.recursive(
 )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(filter_by=_filters)
 def test_random_filters_agree(things: Things, filter_by: Any) -> None:
     things.both(filter_by)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pattern=_regexes(), icase=st.booleans())
 def test_generated_patterns_match_identically(things: Things, pattern: str, icase: bool) -> None:
     """Both engines, and Python's re (PCRE's semantics for this subset) on the mongo translation, agree."""
@@ -462,7 +463,7 @@ def test_generated_patterns_match_identically(things: Things, pattern: str, icas
         assert regex.mongo == pattern
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pattern=st.text(alphabet=st.sampled_from(list("aAzZ.^$|?*+()[]{}\\-,:=!<029dwsbé\n\u212a")), max_size=10),
        icase=st.booleans())
 def test_any_pattern_is_refused_on_both_or_matches_the_same(things: Things, pattern: str, icase: bool) -> None:
@@ -517,7 +518,7 @@ def test_regex_operand_errors(things: Things) -> None:
 _SUBJECTS = ["", "a", "ab", "AB", "a\n", "a\nb", "é", "x{2}", "a]b", "\\", "a-b", "ZTF20aaa", "zz", "b\n\n"]
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(pattern=st.text(alphabet=st.sampled_from(list("ab.^$|?*+()[]{}\\-,:=!<0129dwsé\nA")), max_size=14))
 @example(pattern="[a-c]")
 @example(pattern="a{1,2}")
@@ -533,7 +534,7 @@ def test_validator_accepts_only_what_means_the_same(pattern: str) -> None:
         assert bool(compiled.search(subject)) == bool(reference.search(subject)), subject
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(pattern=_regexes())
 def test_generated_patterns_are_accepted_and_i_is_ascii(pattern: str) -> None:
     plain, folded = translate(pattern), translate(pattern, "i")
@@ -631,7 +632,7 @@ _nasty = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=_nasty, value=_nasty, key=_nasty)
 def test_adversarial_operators_run_nothing_else(things: Things, field: str, value: str, key: str) -> None:
     attempts = [

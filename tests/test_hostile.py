@@ -26,6 +26,7 @@ from dbp.sql.connection import SQLConnection
 from dbp.sql.migrations import make_migration as sql_make_migration
 from dbp.sql.script import split_statements
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 from .conftest import sql_section, with_userinfo
 from .projects import make_project
@@ -222,7 +223,7 @@ HOSTILE_NAMES = [
     alphabet=st.sampled_from(list("ab_ 01\n\r\"'\\#;-*/$\u2028\x00\x0b\x85")) | st.characters(),
     min_size=1, max_size=80,
 ).filter(lambda n: any(c.isascii() and c.isalnum() for c in n)))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_make_migrations_name_writes_only_the_intended_text(name: str, tmp_path_factory: Any) -> None:
     folder = tmp_path_factory.mktemp("names")
     (folder / "sql" / "schema").mkdir(parents=True)

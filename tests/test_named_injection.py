@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dbp import DbpError
 from dbp.mongo.connection import MongoConnection
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .named_data import COLUMNS, load_mongo, load_sql, make_objects
 
@@ -115,7 +116,7 @@ def engines(sql_db: SQLConnection, mongo_db: MongoConnection) -> tuple[SQLConnec
     return sql_db, mongo_db
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=requests)
 def test_hostile_requests_raise_only_dbp_errors_and_the_sentinel_survives(
         engines: tuple[SQLConnection, MongoConnection], request: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from dbp.mongo.connection import MongoConnection
 from dbp.pagination import KeysetPage, Pagination, PaginationNoCount
 from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .conftest import ROOT
 
@@ -187,7 +188,7 @@ _sorts = st.lists(st.tuples(st.sampled_from(["mag", "name", "n", "flag", "seen"]
                   max_size=2, unique_by=lambda t: t[0])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(filter_by=_filters, sort=_sorts)
 def test_random_filters_agree(loaded: Engines, filter_by: Any, sort: Any) -> None:
     sql_rows, mongo_rows = both(loaded, filter_by, sort or [("n", 1)])
@@ -521,7 +522,7 @@ _nasty = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(column=_nasty, value=_nasty, op=_nasty, sort_key=_nasty, table=_nasty)
 def test_adversarial_input_runs_nothing_else(engines: Engines, column: str, value: str, op: str, sort_key: str,
                                              table: str) -> None:

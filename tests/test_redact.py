@@ -12,12 +12,13 @@ from dbp import _redact
 from dbp._redact import mask_url, register_secret, scrub
 from dbp.config import resolve_config
 from dbp.sql.errors import elide_literals
+from tests.hyp import examples
 
 passwords = st.text(min_size=1, max_size=40).filter(lambda p: "\x00" not in p)
 
 
 @given(password=passwords, user=st.text(alphabet="abcdefgh_", min_size=1, max_size=8))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_a_percent_encoded_password_never_survives_masking(password: str, user: str) -> None:
     encoded = quote(password, safe="")
     for url in (f"postgresql://{user}:{encoded}@db.example.org:5432/ztf?sslmode=require",
@@ -31,7 +32,7 @@ def test_a_percent_encoded_password_never_survives_masking(password: str, user: 
 
 
 @given(raw=st.text(min_size=0, max_size=60))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_masking_raw_passwords_with_any_characters(raw: str) -> None:
     """A password pasted unencoded (spaces, '@', '%', '/'...) is masked whole, or the URL is refused."""
     url = f"mongodb://alerce:{raw}ZQ@host.example.org/db"
@@ -43,7 +44,7 @@ def test_masking_raw_passwords_with_any_characters(raw: str) -> None:
 
 @given(secret=st.text(min_size=4, max_size=20).filter(lambda s: not _redact._ORDINARY.fullmatch(s) and "\x00" not in s),
        before=st.text(max_size=30), after=st.text(max_size=30))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_scrub_masks_the_whole_token_and_leaves_words_alone(secret: str, before: str, after: str) -> None:
     saved = set(_redact._secrets), set(_redact._public)
     try:
@@ -102,7 +103,7 @@ literal_body = st.text(max_size=30).filter(lambda s: "MARK" not in s)
 
 @given(parts=st.lists(st.tuples(st.sampled_from(["plain", "quoted", "escaped", "dollar", "ident"]), literal_body),
                       min_size=1, max_size=6))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_elide_literals_removes_every_literal(parts: list[tuple[str, str]]) -> None:
     """Whatever a literal holds (quotes, backslashes, dollars), nothing of it is left; identifiers stay."""
     pieces = []

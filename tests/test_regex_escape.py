@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from dbp.mongo.connection import MongoConnection
 from dbp.regex import MAX_LENGTH, escape
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 HOSTILE = ["ZTF20.*", "a|b", "(x)", "[abc]", "^$", "a+b?", "{1,2}", "\\d", "back\\slash", "tab\tand-dash/slash",
            "ümlaut", "ZTF20aaaa", "ZTF20aaab", ".", "*", ""]
@@ -35,7 +36,7 @@ def test_an_escaped_text_matches_only_itself_on_both_engines(both: dict[str, obj
         assert found == ["ZTF20.*"], engine
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n"),
                max_size=MAX_LENGTH // 2 - 2))
 def test_every_escaped_text_is_inside_the_portable_subset(text: str) -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from dbp.config import resolve_config
 from dbp.sql.connection import SQLConnection
 from dbp.sql.script import split_statements
+from tests.hyp import examples
 
 
 def test_examples() -> None:
@@ -48,7 +49,7 @@ def test_split_recovers_the_statements(statements: list[str]) -> None:
     assert found[0].line == lines[0]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(_statement, min_size=1, max_size=3))
 def test_server_sees_one_command_per_piece(sql_server_url: str, statements: list[str]) -> None:
     """Each piece is a single command to the server (the extended protocol refuses several)."""

@@ -28,6 +28,7 @@ from dbp.mongo.connection import MongoConnection
 from dbp.mongo.query import MongoQuery
 from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 D = decimal.Decimal
 ENGINES = ("sql", "mongo")
@@ -190,7 +191,7 @@ def test_random_updates_over_server_equal_keys_agree(sql_db: SQLConnection, mong
                                                      kind: str) -> None:
     three = Three(sql_db, mongo_db, kind)
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(calls=_calls)
     def run(calls: list[tuple[list[tuple[int, int]], bool, Any]]) -> None:
         three.reset()

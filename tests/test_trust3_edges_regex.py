@@ -26,6 +26,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.regex import translate
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 LIMIT_MS = 50.0
 
@@ -154,7 +155,7 @@ def mongo_ms(collection: Any, regex: str, i: int) -> float:
     return float(explained["executionStats"]["executionTimeMillis"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(pattern=admitted())
 def test_no_admitted_pattern_takes_50_ms_on_either_server(servers: Any, pattern: str) -> None:

@@ -17,6 +17,7 @@ from dbp.errors import ConfigError, FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.named import parse_pipeline, parse_sql
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .named_data import load_sql
 
@@ -43,7 +44,7 @@ def _fits(kind: str, value: Any) -> bool:
     return isinstance(value, _TYPE_OF[kind]) and (kind == "boolean" or not isinstance(value, bool))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(_TYPE_OF)), value=_VALUES)
 def test_declared_param_type_is_checked_alike_on_both_engines(sql_db: SQLConnection, mongo_db: MongoConnection,
                                                               tmp_path: Path, kind: str, value: Any) -> None:
@@ -184,7 +185,7 @@ def test_bundled_query_without_position_names_the_users_queries_dir(sql_db: SQLC
 _NOISE = st.lists(st.sampled_from([";", " -- note", "\n-- note\n", "/* x; -- */", "\n", " ", ";;"]), max_size=4)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.text(alphabet="ab-;\n'$*/ ", max_size=12), noise=_NOISE)
 def test_a_literal_survives_any_trailing_noise(sql_db: SQLConnection, content: str, noise: list[str]) -> None:
     """Whatever a string literal holds (`--`, `;`, newlines, quotes), only what follows the statement is cut."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from dbp import FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .conftest import ROOT
 
@@ -219,7 +220,7 @@ def test_sql_non_finite_operand_on_a_jsonb_path_is_refused(vals: dict[str, Any],
 # -- 16: whole-array equality on integer array columns --------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stored=st.lists(st.integers(-2**31, 2**31 - 1), max_size=4),
        wanted=st.lists(st.integers(-2**31, 2**31 - 1), max_size=4))
 def test_whole_array_equality_on_integer_arrays(vals: dict[str, Any], stored: list[int], wanted: list[int]) -> None:

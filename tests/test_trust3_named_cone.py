@@ -20,6 +20,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.pagination import Pagination
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 
 def lon(ra: float) -> float:
@@ -228,7 +229,7 @@ _NAMES = st.one_of(st.sampled_from([*HOSTILE, "doc", "ra_1", "id_1", "_dbp_dista
                            max_size=15))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(_NAMES, min_size=1, max_size=4, unique_by=lambda n: n.encode()[:63]))
 def test_any_column_names_beside_a_position(engines: Engines, names: list[str]) -> None:
     """Whatever the other columns are called, crossmatch and $distance see the right rows, intact."""

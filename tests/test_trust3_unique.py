@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbp.updates import same, unique
+from tests.hyp import examples
 
 _ZONE = dt.timezone(dt.timedelta(hours=1))
 _scalars = st.one_of(
@@ -34,7 +35,7 @@ def _by_definition(items: list[Any]) -> list[Any]:
     return out
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(_values, max_size=10))
 def test_unique_keeps_what_the_definition_keeps(items: list[Any]) -> None:
     got, wanted = unique(items), _by_definition(items)

@@ -24,6 +24,7 @@ from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
 from dbp.sql.query import SQLQuery
 from dbp.updates import parse_update, unique
+from tests.hyp import examples
 
 from .test_updates import _changes
 
@@ -426,7 +427,7 @@ SEED: list[dict[str, Any]] = [
 ]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(steps=_hard_steps)
 def test_random_updates_agree_on_the_hard_cases(duo: Duo, steps: list[tuple[str, list[int], tuple[str, Any]]]

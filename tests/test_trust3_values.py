@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from dbp import FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .conftest import ROOT
 
@@ -214,7 +215,7 @@ def _same_number(got: Any, want: Any) -> bool:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=_NUMBERS, other=_NUMBERS)
 @example(value=1e16, other=1e23).via("issue 20")
 @example(value=123456789012345678.0, other=10**16).via("issue 20")
@@ -239,7 +240,7 @@ _SMALL = st.one_of(st.integers(-(2**20), 2**20), st.floats(-1e20, 1e20, allow_na
                    st.sampled_from([1.0, 2.0, 0.0, 1e16, -3.0]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.one_of(st.none(), _SMALL), inc=_SMALL, mul=_SMALL)
 @example(start=1, inc=1.0, mul=2).via("issue 20: $inc of a float keeps a float")
 @example(start=None, inc=2.0, mul=1).via("issue 20")
@@ -281,7 +282,7 @@ _JSON = st.recursive(st.one_of(st.none(), st.booleans(), _NUMBERS, st.text(alpha
         st.text(alphabet=st.sampled_from(list('1e+6"\\ k')), max_size=6), inner, max_size=4)), max_leaves=12)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(value=_JSON)
 @example(value={"1e+16": "x 1e+16 \\\"2e+16", "v": [1e16, -1.5e300, 1e-7, 10**20]})
 def test_jsonb_text_keeps_every_float_a_float_and_every_string_as_it_was(value: Any) -> None:

@@ -14,6 +14,7 @@ from dbp.mongo.connection import MongoConnection
 from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
 from dbp.updates import parse_update
+from tests.hyp import examples
 
 ITEM_SQL = """
 CREATE TABLE item (
@@ -185,7 +186,7 @@ _key_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charac
 
 @given(key=_key_text, value=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                                      max_size=20))
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_hostile_paths_and_values_run_nothing_else(pair: Pair, key: str, value: str) -> None:
     """Quotes, %, ;, comments and unicode in jsonb paths and values are data, never SQL."""
     q = pair.q["sql"]
@@ -238,7 +239,7 @@ _steps = st.lists(st.tuples(st.sampled_from(["update", "bulk_update", "upsert"])
                   min_size=1, max_size=6)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(steps=_steps)
 def test_random_updates_agree(pair: Pair, steps: list[tuple[str, list[int], dict[str, Any]]]) -> None:

@@ -20,6 +20,7 @@ from dbp import BulkWriteError, FilterError
 from dbp.mongo.connection import MongoConnection
 from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
+from tests.hyp import examples
 
 from .conftest import sql_section
 
@@ -377,7 +378,7 @@ _operations = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(operations=st.lists(_operations, min_size=1, max_size=8))
 def test_random_write_sequences_agree(both: Both, operations: list[tuple[Any, ...]]) -> None:
