@@ -32,8 +32,9 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
+from dbp._redact import shown
 from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import overflow_message, plain, utc_overflows
 from dbp.errors import FilterError
@@ -49,6 +50,7 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "SortKey",
     "parse",
     "parse_projection",
     "parse_sort",
@@ -114,14 +116,42 @@ class Not:
     item: Node
 
 
-@dataclass(frozen=True)
-class After:
-    """Rows after a keyset position: ``keys`` are ``(field, 1 | -1)``, ``values`` the last row's.
+#: A sort entry's third element: where that field's NULL (and missing) values go.
+NULLS = ("nulls_first", "nulls_last")
 
-    Sorts put NULLs first ascending and last descending, as MongoDB does.
+
+class SortKey(NamedTuple):
+    """One sort entry, parsed: ``field``, ``direction`` (1 or -1), and whether its NULLs come last.
+
+    By default NULLs come first ascending and last descending (MongoDB's
+    order: NULL is the lowest value); ``(field, d, "nulls_first" | "nulls_last")`` says otherwise.
     """
 
-    keys: tuple[tuple[str, int], ...]
+    field: str
+    direction: int
+    nulls_last: bool
+
+    @classmethod
+    def default(cls, field: str, direction: int = 1) -> SortKey:
+        return cls(field, direction, direction == -1)
+
+    @property
+    def nulls_lowest(self) -> bool:
+        """True where NULLs sort as the lowest value: the default, and MongoDB's own order."""
+        return self.nulls_last == (self.direction == -1)
+
+    def entry(self) -> tuple[Any, ...]:
+        """The entry as a caller writes it: a pair for the default placement, else with its placement."""
+        if self.nulls_lowest:
+            return (self.field, self.direction)
+        return (self.field, self.direction, NULLS[self.nulls_last])
+
+
+@dataclass(frozen=True)
+class After:
+    """Rows after a keyset position: ``keys`` are the full sort, ``values`` the last row's."""
+
+    keys: tuple[SortKey, ...]
     values: tuple[Any, ...]
 
     def expand(self, nan_below: bool = False) -> Node:
@@ -132,22 +162,33 @@ class After:
         (PostgreSQL) it sorts above every number and compares so.
         """
         disjuncts: list[Node] = []
-        for i, ((field, direction), value) in enumerate(zip(self.keys, self.values)):
-            equal: list[Node] = [Cmp(f, "eq", v) for (f, _), v in zip(self.keys[:i], self.values[:i])]
-            nan = nan_below and _is_nan(value)
-            if direction == 1:
-                beyond: Node = (Cmp(field, "ne", None) if value is None
-                                else Cmp(field, "gte", -math.inf) if nan else Cmp(field, "gt", value))
-            elif value is None:
-                continue  # nothing sorts after NULL when descending
-            elif nan:
-                beyond = Cmp(field, "eq", None)
-            elif nan_below and _is_number(value):
-                beyond = Or((Cmp(field, "lt", value), Cmp(field, "eq", math.nan), Cmp(field, "eq", None)))
-            else:
-                beyond = Or((Cmp(field, "lt", value), Cmp(field, "eq", None)))
+        for i, (key, value) in enumerate(zip(self.keys, self.values)):
+            beyond = _beyond(key, value, nan_below)
+            if beyond is None:
+                continue  # nothing sorts after this value in this key
+            equal: list[Node] = [Cmp(k.field, "eq", v) for k, v in zip(self.keys[:i], self.values[:i])]
             disjuncts.append(And((*equal, beyond)) if equal else beyond)
         return Or(tuple(disjuncts))
+
+
+def _beyond(key: SortKey, value: Any, nan_below: bool) -> Optional[Node]:
+    """The values of ``key.field`` that sort after ``value`` in ``key``'s order (None: none do)."""
+    field = key.field
+    if value is None:
+        return None if key.nulls_last else Cmp(field, "ne", None)
+    nan = nan_below and _is_nan(value)
+    after: list[Node]
+    if key.direction == 1:
+        after = [Cmp(field, "gte", -math.inf) if nan else Cmp(field, "gt", value)]
+    elif nan:
+        after = []  # NaN is MongoDB's lowest number
+    elif nan_below and _is_number(value):
+        after = [Cmp(field, "lt", value), Cmp(field, "eq", math.nan)]
+    else:
+        after = [Cmp(field, "lt", value)]
+    if key.nulls_last:
+        after.append(Cmp(field, "eq", None))
+    return None if not after else after[0] if len(after) == 1 else Or(tuple(after))
 
 
 def _is_nan(value: Any) -> bool:
@@ -378,23 +419,38 @@ def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any
     return out
 
 
-def parse_sort(sort: Any) -> list[tuple[str, int]]:
-    """``[("col", 1 | -1), ...]``; a bare field name sorts ascending."""
+def parse_sort(sort: Any, key: Sequence[str] = ()) -> list[SortKey]:
+    """``[("col", 1 | -1), ...]``; a bare field name sorts ascending.
+
+    A third element, ``"nulls_first"`` or ``"nulls_last"``, places that
+    field's NULLs (default: first ascending, last descending). ``key``: the
+    fields that identify a row, never NULL, which take no placement.
+    """
     if sort is None:
         return []
     if isinstance(sort, (str, bytes, Mapping)) or not isinstance(sort, Sequence):
         raise FilterError(f"sort is a list of (field, 1 | -1) pairs, not {type(sort).__name__}")
-    out: list[tuple[str, int]] = []
+    out: list[SortKey] = []
     for item in sort:
         if isinstance(item, str):
             item = (item, 1)
-        if (not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 2
-                or isinstance(item[1], bool) or item[1] not in (1, -1)):
-            raise FilterError(f"sort entries are (field, 1 | -1) pairs, not {item!r}")
+        if (not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) not in (2, 3)
+                or isinstance(item[1], bool) or item[1] not in (1, -1)
+                or (len(item) == 3 and not (isinstance(item[2], str) and item[2] in NULLS))):
+            raise FilterError("sort entries are (field, 1 | -1) pairs or (field, 1 | -1, 'nulls_first' | "
+                              f"'nulls_last'), not {shown(item, 80)}")
         field = DISTANCE if item[0] == DISTANCE else _field(item[0])
-        if field in (f for f, _ in out):
+        direction = int(item[1])
+        nulls_last = direction == -1
+        if len(item) == 3:
+            if field == DISTANCE:
+                raise FilterError(f"sort: {DISTANCE} takes no NULL placement (every row in a cone has a distance)")
+            if field in key:
+                raise FilterError(f"sort: {field!r} is the key, never NULL: it takes no NULL placement")
+            nulls_last = item[2] == "nulls_last"
+        if field in (k.field for k in out):
             raise FilterError(f"sort names {field!r} twice")
-        out.append((field, int(item[1])))
+        out.append(SortKey(field, direction, nulls_last))
     return out
 
 

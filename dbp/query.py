@@ -7,7 +7,8 @@ and declares the writes each engine implements on its fast path.
 
 Results are ordered by the sort you give, then by the primary key (SQL) or
 ``_id`` (MongoDB), so that pages are stable. Sorts put NULLs first ascending
-and last descending, and compare text by code point, on both engines.
+and last descending unless an entry says ``"nulls_first"`` or ``"nulls_last"``,
+and compare text by code point, on both engines.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Literal, NoReturn, Optional, Union
 from dbp._redact import shown
 from dbp._values import is_frame, records
 from dbp.errors import ConfigError, FilterError
-from dbp.filters import After, And, Node, check_key_value, parse, parse_projection, parse_sort
+from dbp.filters import After, And, Node, SortKey, check_key_value, parse, parse_projection, parse_sort
 from dbp.pagination import (
     KeysetPage,
     Pagination,
@@ -172,14 +173,14 @@ class ReadQuery(ABC):
 
     @abstractmethod
     def _select(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]],
         limit: Optional[int] = None, offset: int = 0,
     ) -> list[Row]:
         """Rows matching ``node`` in ``sort`` order (already completed with the key)."""
 
     @abstractmethod
     def _stream(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
         """Like _select, streamed from the server in batches."""
 
@@ -219,10 +220,14 @@ class ReadQuery(ABC):
                     node: Node) -> list[Match]:
         raise FilterError(f"crossmatch is not available on {type(self).__name__}")
 
-    def _full_sort(self, sort: Sort) -> list[tuple[str, int]]:
-        order = parse_sort(sort)
-        named = {f for f, _ in order}
-        return order + [(k, 1) for k in self._tie_break() if k not in named]
+    def _sort(self, sort: Sort) -> list[SortKey]:
+        """The parsed sort; a NULL placement on a key field is refused."""
+        return parse_sort(sort, self._key())
+
+    def _full_sort(self, sort: Sort) -> list[SortKey]:
+        order = self._sort(sort)
+        named = {k.field for k in order}
+        return order + [SortKey.default(k) for k in self._tie_break() if k not in named]
 
     def _tie_break(self) -> list[str]:
         """The fields that order rows whose sort values tie: the key (a keyless named query overrides it)."""
@@ -234,7 +239,7 @@ class ReadQuery(ABC):
     def find_one(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
                  ) -> Optional[Row]:
         """The first matching row, or None."""
-        rows = self._select(parse(filter_by), parse_sort(sort), parse_projection(projection), limit=1)
+        rows = self._select(parse(filter_by), self._sort(sort), parse_projection(projection), limit=1)
         return rows[0] if rows else None
 
     def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:
@@ -347,11 +352,12 @@ class ReadQuery(ABC):
         if not key:
             raise FilterError(f"keyset pagination of {self.name} needs a key: a primary key, or a named query's "
                               "declared key (-- key: in a .sql file, \"key\" in a pipeline)")
-        owner = fingerprint(self._token_scope(), repr(node), order)
+        # the sort as written, a placement only where it is not the default: tokens of pairs stay valid
+        owner = fingerprint(self._token_scope(), repr(node), [k.entry() for k in order])
         fields = parse_projection(projection)
-        if DISTANCE in [f for f, _ in order] + (fields or []):
+        if DISTANCE in [k.field for k in order] + (fields or []):
             raise FilterError(f"keyset pagination cannot use {DISTANCE}; use page numbers (page=, per_page=)")
-        wanted = fields if fields is None else [*fields, *(f for f, _ in order if f not in fields)]
+        wanted = fields if fields is None else [*fields, *(k.field for k in order if k.field not in fields)]
         if after:
             values = decode_token(after, owner, len(order), self.token_types)
             node = And((node, After(tuple(order), tuple(values))))
@@ -359,7 +365,7 @@ class ReadQuery(ABC):
         page = rows[:per_page]
         token = None
         if len(rows) > per_page and page:
-            token = encode_token([page[-1].get(f) for f, _ in order], owner, self.token_types)
+            token = encode_token([page[-1].get(k.field) for k in order], owner, self.token_types)
         if fields is not None:
             page = [{f: row.get(f) for f in fields} for row in page]
 

@@ -167,9 +167,10 @@ def cones(node: Any) -> Iterator[Cone]:
         yield from cones(inner)
 
 
-def cone_for(node: Any, sort: Sequence[tuple[str, int]], projection: Optional[Sequence[str]]) -> Optional[Cone]:
-    """The cone ``$distance`` measures from, if the sort or projection names it; FilterError if ambiguous."""
-    if DISTANCE not in [f for f, _ in sort] + list(projection or ()):
+def cone_for(node: Any, sort: Sequence[tuple[Any, ...]], projection: Optional[Sequence[str]]) -> Optional[Cone]:
+    """The cone ``$distance`` measures from, if the sort (field first in each entry) or projection names it;
+    FilterError if ambiguous."""
+    if DISTANCE not in [entry[0] for entry in sort] + list(projection or ()):
         return None
     found = list(cones(node))
     if len(found) != 1:

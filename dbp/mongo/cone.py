@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from dbp.errors import FilterError
-from dbp.filters import And, Node
+from dbp.filters import And, Node, SortKey
+from dbp.mongo import order
 from dbp.sky import (
     DISTANCE,
     DISTANCE_FIELD,
@@ -38,10 +39,7 @@ if TYPE_CHECKING:
     from dbp.mongo.query import MongoQuery
 
 __all__ = ["box_candidates", "candidates", "compile_cone", "crossmatch", "distance_expression", "nearest_matches",
-           "pipeline", "sort_keys", "wrap"]
-
-#: The fields of the wrapper a read with ``$distance`` returns each document in.
-DOC_KEY, DISTANCE_KEY = _DOC, _DISTANCE = "doc", "distance"
+           "pipeline"]
 
 
 def _require(position: Optional[Position], name: str) -> Position:
@@ -124,24 +122,28 @@ def top_cones(node: Node) -> list[Cone]:
     return []
 
 
-def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[SortKey],
              limit: Optional[int], offset: int) -> list[dict[str, Any]]:
     """An aggregation for a filter with cones: index-backed candidates first, then the whole filter.
 
     (A find whose filter holds ``$expr`` is not index-backed on every server;
     a leading ``$match`` of plain ``$geoWithin`` is.) ``centre``: the cone
-    ``$distance`` measures from, added as a field to sort or project.
+    ``$distance`` measures from, added as a field to sort or project. Also
+    reads without a cone whose sort places NULLs high (:mod:`dbp.mongo.order`).
     """
-    where = _require(q.position, q.name)
-    first = [candidates(where, c.ra, c.dec, c.radius) for c in top_cones(node)]
+    found = top_cones(node)
     stages: list[dict[str, Any]] = []
-    if first:
+    if found:
+        where = _require(q.position, q.name)
+        first = [candidates(where, c.ra, c.dec, c.radius) for c in found]
         stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
     stages.append({"$match": q._filter(node)})
-    if centre is not None:
-        stages.append(wrap(centre, where))
+    wrapped = order.wraps(sort, centre is not None)
+    if wrapped:
+        distance = None if centre is None else distance_expression(centre, _require(q.position, q.name))
+        stages.append(order.wrap(sort, distance))
     if sort:
-        stages.append({"$sort": sort_keys(sort, centre is not None)})
+        stages.append({"$sort": order.sort_keys(sort, wrapped)})
     if offset:
         stages.append({"$skip": offset})
     if limit:
@@ -149,36 +151,24 @@ def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple
     return stages
 
 
-def wrap(centre: Cone, where: Position) -> dict[str, Any]:
-    """The stage that puts each document beside its distance to ``centre``: no field of its own is overwritten."""
-    return {"$replaceRoot": {"newRoot": {_DOC: "$$ROOT", _DISTANCE: distance_expression(centre, where)}}}
-
-
-def sort_keys(sort: list[tuple[str, int]], wrapped: bool) -> dict[str, int]:
-    """``$sort``'s document for ``sort``, on documents that :func:`wrap` wrapped if ``wrapped``."""
-    inside = _DOC + "." if wrapped else ""
-    return {(_DISTANCE if f == DISTANCE else inside + f): d for f, d in sort}
-
-
-def shape(doc: dict[str, Any], centre: Optional[Cone], projection: Optional[list[str]]) -> dict[str, Any]:
-    distance = doc.get(_DISTANCE) if centre is not None else None
-    if centre is not None:
-        doc = doc[_DOC]
+def shape(doc: dict[str, Any], wrapped: bool, projection: Optional[list[str]]) -> dict[str, Any]:
+    doc, distance = order.unwrap(doc, wrapped)
     if projection is None:
         return doc
     return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f)) for f in projection}
 
 
-def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[SortKey],
          projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
          ) -> Iterator[dict[str, Any]]:
     stages = pipeline(q, node, centre, sort, limit, offset)
+    wrapped = order.wraps(sort, centre is not None)
     limit_ms = q.db.time_limit
     cursor = q.collection.aggregate(stages, batchSize=batch, **limit_ms) if batch else q.collection.aggregate(
         stages, **limit_ms)
     try:
         for doc in cursor:
-            yield shape(doc, centre, projection)
+            yield shape(doc, wrapped, projection)
     finally:
         cursor.close()
 

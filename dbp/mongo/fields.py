@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from dbp._bundled import bundled
 from dbp.errors import FilterError
-from dbp.filters import After, And, Cmp, Node, Not, Or
+from dbp.filters import After, And, Cmp, Node, Not, Or, SortKey
 from dbp.mongo.schema import DECLARATION, CollectionSpec, MongoSchema
 
 __all__ = ["DeclaredFields", "check", "declared_fields"]
@@ -56,7 +56,7 @@ def check(
     what: str,
     *,
     node: Optional[Node] = None,
-    sort: Sequence[tuple[str, int]] = (),
+    sort: Sequence[SortKey] = (),
     projection: Optional[Sequence[str]] = None,
     names: Iterable[str] = (),
     rows: Sequence[Mapping[str, Any]] = (),
@@ -70,7 +70,7 @@ def check(
         return
     if node is not None:
         fields.filter_ok(node, f"the filter of {what}")
-    fields.names_ok((f for f, _ in sort), f"the sort of {what}")
+    fields.names_ok((k.field for k in sort), f"the sort of {what}")
     fields.names_ok(projection or (), f"the projection of {what}")
     fields.names_ok(names, what)
     fields.rows_ok(rows, what)
@@ -85,7 +85,7 @@ def _node_fields(node: Node) -> Iterable[str]:
     elif isinstance(node, Not):
         yield from _node_fields(node.item)
     elif isinstance(node, After):
-        yield from (field for field, _ in node.keys)
+        yield from (k.field for k in node.keys)
 
 
 _CACHE: dict[tuple[Path, int], MongoSchema] = {}

@@ -17,8 +17,9 @@ from pymongo.errors import PyMongoError
 
 from dbp._redact import shown
 from dbp.errors import ConfigError, FilterError
-from dbp.filters import Node
+from dbp.filters import Node, SortKey
 from dbp.mongo import cone as cones
+from dbp.mongo import order
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check
 from dbp.mongo.query import UNENCODABLE, MongoQuery, _path, _unencodable, compile_filter
@@ -67,9 +68,7 @@ class PipelineSource(ReadOnly, ReadQuery):
         return [self.name, repr(self.stages)]
 
     def _shape(self, doc: Row, projection: Optional[list[str]], wrapped: bool = False) -> Row:
-        distance = None
-        if wrapped:  # a read with $distance: the row beside its distance (dbp.mongo.cone.pipeline)
-            distance, doc = doc[cones.DISTANCE_KEY], doc[cones.DOC_KEY]
+        doc, distance = order.unwrap(doc, wrapped)  # with $distance or NULLs sorting high: dbp.mongo.order
         return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f))
                 for f in (projection or self.columns)}
 
@@ -79,27 +78,31 @@ class PipelineSource(ReadOnly, ReadQuery):
                               f'["<ra column>", "<dec column>"] to {editable(self.named.where)}')
         return self.position
 
-    def _pipeline(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]] = None
+    def _pipeline(self, node: Node, sort: list[SortKey], projection: Optional[list[str]] = None
                   ) -> tuple[list[dict[str, Any]], bool]:
-        """The file's stages, then the request's; True if rows come wrapped beside their ``$distance``."""
+        """The file's stages, then the request's; True if rows come wrapped (:mod:`dbp.mongo.order`)."""
         centre = cone_for(node, sort, projection)
         if centre is not None or any(True for _ in sky_cones(node)):
             self._where()
-        plain_sort = [(f, d) for f, d in sort if f != DISTANCE]
+        plain_sort = [k for k in sort if k.field != DISTANCE]
         plain = None if projection is None else [f for f in projection if f != DISTANCE]
-        for name in [f for f, _ in plain_sort] + (plain or []):
+        for name in [k.field for k in plain_sort] + (plain or []):
             _path(name)
         check(self.fields, "find", node=node, sort=plain_sort, projection=plain)
         stages = list(self.stages)
         condition = compile_filter(node, position=self.position, name=self.name)
         if condition:
             stages.append({"$match": condition})
-        if centre is not None:
-            assert self.position is not None
-            stages.append(cones.wrap(centre, self.position))
+        wrapped = order.wraps(sort, centre is not None)
+        if wrapped:
+            distance = None
+            if centre is not None:
+                assert self.position is not None
+                distance = cones.distance_expression(centre, self.position)
+            stages.append(order.wrap(sort, distance))
         if sort:
-            stages.append({"$sort": cones.sort_keys(sort, centre is not None)})
-        return stages, centre is not None
+            stages.append({"$sort": order.sort_keys(sort, wrapped)})
+        return stages, wrapped
 
     def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
                     node: Node) -> list[Match]:
@@ -124,7 +127,7 @@ class PipelineSource(ReadOnly, ReadQuery):
         except PyMongoError as exc:
             raise translate(exc, what, self.name, limit_ms=self.db.settings.max_time_ms) from None
 
-    def _select(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
+    def _select(self, node: Node, sort: list[SortKey], projection: Optional[list[str]],
                 limit: Optional[int] = None, offset: int = 0) -> list[Row]:
         if limit == 0:
             return []
@@ -138,7 +141,7 @@ class PipelineSource(ReadOnly, ReadQuery):
         except PyMongoError as exc:  # raised while reading the cursor
             raise translate(exc, "aggregate", self.name, limit_ms=self.db.settings.max_time_ms) from None
 
-    def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+    def _stream(self, node: Node, sort: list[SortKey], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
         stages, wrapped = self._pipeline(node, sort, projection)
         cursor = self._aggregate(stages, "aggregate", batchSize=batch)

@@ -27,8 +27,9 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp._values import convert_row, find_overflow, overflow_message, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
-from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, equalities, parse, register_scalar
+from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, SortKey, equalities, parse, register_scalar
 from dbp.mongo import cone as cones
+from dbp.mongo import order
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check, declared
 from dbp.pagination import TokenTypes
@@ -335,13 +336,14 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise translate(exc, "crossmatch", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
-    def _near(self, node: Node, centre: Optional[Cone], sort: list[tuple[str, int]],
+    def _near(self, node: Node, centre: Optional[Cone], sort: list[SortKey],
               projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0) -> Iterator[Row]:
-        """Rows of a filter with a cone: an aggregation (dbp.mongo.cone)."""
-        plain_sort = [(f, d) for f, d in sort if f != DISTANCE]
+        """Rows read by an aggregation (dbp.mongo.cone): a filter with a cone, a sort by ``$distance`` or one
+        that places NULLs high (dbp.mongo.order)."""
+        plain_sort = [k for k in sort if k.field != DISTANCE]
         check(self.fields, "find", node=node, sort=plain_sort,
               projection=[f for f in projection or () if f != DISTANCE])
-        for name in [f for f, _ in plain_sort] + [f for f in projection or () if f != DISTANCE]:
+        for name in [k.field for k in plain_sort] + [f for f in projection or () if f != DISTANCE]:
             _path(name)
         try:
             yield from cones.rows(self, node, centre, sort, projection, limit, offset, batch)
@@ -350,15 +352,15 @@ class MongoQuery(BaseQuery):
         except PyMongoError as exc:
             raise translate(exc, "find", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
-    def _find_args(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]) -> dict[str, Any]:
-        for name in [f for f, _ in sort] + (projection or []):
+    def _find_args(self, node: Node, sort: list[SortKey], projection: Optional[list[str]]) -> dict[str, Any]:
+        for name in [k.field for k in sort] + (projection or []):
             _path(name)
         check(self.fields, "find", node=node, sort=sort, projection=projection)
         args: dict[str, Any] = {"filter": self._filter(node), "max_time_ms": self.db.settings.max_time_ms}
         if projection is not None:
             args["projection"] = {**{f: 1 for f in projection}, **({} if "_id" in projection else {"_id": 0})}
         if sort:
-            args["sort"] = sort
+            args["sort"] = [(k.field, k.direction) for k in sort]
         return args
 
     @staticmethod
@@ -366,14 +368,18 @@ class MongoQuery(BaseQuery):
         # as in SQL, a projected field that is missing reads as None
         return doc if projection is None else {f: doc.get(f) for f in projection}
 
+    def _aggregated(self, node: Node, centre: Optional[Cone], sort: list[SortKey]) -> bool:
+        """True if a read runs as an aggregation (see :meth:`_near`), not a find."""
+        return centre is not None or bool(cones.top_cones(node)) or order.wraps(sort, False)
+
     def _select(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]],
         limit: Optional[int] = None, offset: int = 0,
     ) -> list[Row]:
         if limit == 0:
             return []  # pymongo's limit(0) means "no limit"
         centre = cone_for(node, sort, projection)
-        if centre is not None or cones.top_cones(node):
+        if self._aggregated(node, centre, sort):
             return list(self._near(node, centre, sort, projection, limit, offset))
         try:
             cursor = self.collection.find(**self._find_args(node, sort, projection), skip=offset, limit=limit or 0)
@@ -384,10 +390,10 @@ class MongoQuery(BaseQuery):
             raise translate(exc, "find", self.name, FilterError, limit_ms=self.db.settings.max_time_ms) from None
 
     def _stream(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
         centre = cone_for(node, sort, projection)
-        if centre is not None or cones.top_cones(node):
+        if self._aggregated(node, centre, sort):
             yield from self._near(node, centre, sort, projection, None, 0, batch)
             return
         cursor = self.collection.find(**self._find_args(node, sort, projection), batch_size=batch)

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from dbp._values import converter
 from dbp.errors import FilterError
-from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or
+from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, SortKey
 from dbp.sky import Cone
 from dbp.sql import cone as cones
 from dbp.sql import operators
@@ -164,36 +164,37 @@ class SQLBuilder:
         return sql.Composed([self._ref(node.field, ordering=op != "eq"), sql.SQL(f" {_COMPARE[op]} %s"), cast])
 
     def _after(self, node: After, params: list[Any], shape: list[Any], build: bool) -> Optional[sql.Composable]:
-        directions = {d for _, d in node.keys}
+        directions = {k.direction for k in node.keys}
+        # a row comparison is unknown where a NULL is met: right only where no NULL sorts after the position
         row_compare = (
             len(directions) == 1
             and all(v is not None for v in node.values)
-            and (directions == {1} or all(self._column(f).not_null for f, _ in node.keys))
+            and all(not k.nulls_last or self._column(k.field).not_null for k in node.keys)
         )
         if not row_compare:
             return self._compile(node.expand(), params, shape, build=build)
-        for (field, _), value in zip(node.keys, node.values):
-            params.append(self._check(self._column(field), value))
+        for k, value in zip(node.keys, node.values):
+            params.append(self._check(self._column(k.field), value))
         shape.append(("after", node.keys))
         if not build:
             return None
-        refs = sql.SQL(", ").join(self._ref(f, ordering=True) for f, _ in node.keys)
+        refs = sql.SQL(", ").join(self._ref(k.field, ordering=True) for k in node.keys)
         marks = sql.SQL(", ").join(sql.SQL("%s") for _ in node.keys)
         op = sql.SQL(">" if directions == {1} else "<")
         return sql.SQL("(({}) {} ({}))").format(refs, op, marks)
 
-    def _order(self, sort: list[tuple[str, int]]) -> sql.Composable:
+    def _order(self, sort: list[SortKey]) -> sql.Composable:
         if not sort:
             return sql.SQL("")
-        parts = []
-        for name, direction in sort:
-            ref = self._ref(name, ordering=True)
-            if self._column(name).not_null:  # plain ASC/DESC lets a btree index serve the order
-                parts.append(sql.Composed([ref, sql.SQL(" ASC" if direction == 1 else " DESC")]))
-            else:
-                parts.append(sql.Composed([ref, sql.SQL(" ASC NULLS FIRST" if direction == 1
-                                                        else " DESC NULLS LAST")]))
-        return sql.Composed([sql.SQL(" ORDER BY "), sql.SQL(", ").join(parts)])
+        return sql.Composed([sql.SQL(" ORDER BY "), sql.SQL(", ").join(self._order_item(k) for k in sort)])
+
+    def _order_item(self, key: SortKey) -> sql.Composable:
+        """``column ASC|DESC``, with ``NULLS FIRST|LAST`` where the column may hold NULLs."""
+        way = sql.SQL(" ASC" if key.direction == 1 else " DESC")
+        if self._column(key.field).not_null:  # plain ASC/DESC lets a btree index serve the order
+            return sql.Composed([self._ref(key.field, ordering=True), way])
+        nulls = sql.SQL(" NULLS LAST" if key.nulls_last else " NULLS FIRST")
+        return sql.Composed([self._ref(key.field, ordering=True), way, nulls])
 
     def _columns_sql(self, projection: Optional[list[str]]) -> sql.Composable:
         if projection is None:
@@ -201,15 +202,15 @@ class SQLBuilder:
         return sql.SQL(", ").join(self._q(f) for f in projection)
 
     def _statement(
-        self, kind: str, node: Node, sort: Sequence[tuple[str, int]] = (), projection: Optional[list[str]] = None,
+        self, kind: str, node: Node, sort: Sequence[SortKey] = (), projection: Optional[list[str]] = None,
         limit: bool = False, offset: bool = False,
     ) -> tuple[str, list[Any]]:
         """The statement text (cached per shape on the connection) and its parameters."""
         params: list[Any] = []
         shape: list[Any] = []
         self._compile(node, params, shape, build=False)
-        for name, _ in sort:
-            self._column(name)
+        for k in sort:
+            self._column(k.field)
         key = (self.cache_id, kind, tuple(shape), tuple(sort), tuple(projection) if projection else None, limit, offset)
         cache = self.db.statement_cache
         text = cache.get(key)

@@ -34,7 +34,7 @@ from psycopg.rows import tuple_row
 
 from dbp._bundled import bundled
 from dbp.errors import ConfigError, FilterError
-from dbp.filters import Node
+from dbp.filters import Node, SortKey
 from dbp.sky import (
     DISTANCE,
     DISTANCE_FIELD,
@@ -225,7 +225,7 @@ def compile_cone(q: SQLBuilder, cone: Cone, params: list[Any], shape: list[Any],
     return sql.Composed([sql.SQL("("), sql.SQL(" AND ").join(parts), sql.SQL(")")])
 
 
-def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str, int]],
+def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[SortKey],
                      projection: Optional[list[str]], limit: bool, offset: bool) -> tuple[sql.Composable, list[Any]]:
     """A SELECT whose sort or projection names ``$distance`` (the distance to ``cone``'s centre)."""
     params: list[Any] = []
@@ -245,16 +245,13 @@ def select_statement(q: SQLBuilder, node: Node, cone: Cone, sort: list[tuple[str
     condition = q._compile(node, params, [], build=True)
     assert condition is not None
     order: list[sql.Composable] = []
-    for name, direction in sort:
-        if name == DISTANCE:
+    for key in sort:
+        if key.field == DISTANCE:
             # a row without a position has no distance: NULLs first ascending, as everywhere in dbp
-            order.append(sql.SQL("{} {}").format(_cone_distance(q, cone, params),
-                                                 sql.SQL("ASC NULLS FIRST" if direction == 1 else "DESC NULLS LAST")))
+            order.append(sql.SQL("{} {}").format(_cone_distance(q, cone, params), sql.SQL(
+                "ASC NULLS FIRST" if key.direction == 1 else "DESC NULLS LAST")))
         else:
-            ref = q._ref(name, ordering=True)
-            nulls = "" if q._column(name).not_null else " NULLS FIRST" if direction == 1 else " NULLS LAST"
-            order.append(sql.SQL("{} {}{}").format(ref, sql.SQL("ASC" if direction == 1 else "DESC"),
-                                                   sql.SQL(nulls)))
+            order.append(q._order_item(key))
     query = sql.SQL("SELECT {} FROM {} WHERE {}{}{}{}").format(
         columns, table, condition,
         sql.SQL(" ORDER BY ") + sql.SQL(", ").join(order) if order else sql.SQL(""),

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
-from dbp.filters import Node, equalities, parse
+from dbp.filters import Node, SortKey, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
 from dbp.sky import Match, cone_for
 from dbp.sql import cone as cones
@@ -90,7 +90,7 @@ class SQLQuery(SQLBuilder, BaseQuery):
     # -- primitives ----------------------------------------------------------------------------
 
     def _select(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]],
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]],
         limit: Optional[int] = None, offset: int = 0,
     ) -> list[Row]:
         centre = cone_for(node, sort, projection)
@@ -105,7 +105,7 @@ class SQLQuery(SQLBuilder, BaseQuery):
         rows: list[Row] = self._run(text, params).fetchall()
         return rows
 
-    def _select_all(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]]
+    def _select_all(self, node: Node, sort: list[SortKey], projection: Optional[list[str]]
                     ) -> tuple[Any, list[Any]]:
         """The statement that reads every matching row, and its parameters (with ``$distance`` if named)."""
         centre = cone_for(node, sort, projection)
@@ -114,7 +114,7 @@ class SQLQuery(SQLBuilder, BaseQuery):
         return self._statement("select", node, sort, projection)
 
     def _stream(
-        self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+        self, node: Node, sort: list[SortKey], projection: Optional[list[str]], batch: int
     ) -> Iterator[Row]:
         text, params = self._select_all(node, sort, projection)
         try:  # on a session of its own: the caller's writes while reading are never part of its transaction

@@ -18,7 +18,7 @@ from psycopg.adapt import PyFormat, Transformer
 
 from dbp._redact import shown
 from dbp.errors import ConfigError, FilterError
-from dbp.filters import After, Node
+from dbp.filters import After, Node, SortKey
 from dbp.named import NamedSQL, Queries, parse_sql, queries_for
 from dbp.query import ReadOnly, Row, check_name
 from dbp.sql.catalog import Column, Table
@@ -161,7 +161,7 @@ class SQLSource(ReadOnly, SQLQuery):
     def _token_scope(self) -> Any:
         return [self.name, self.statement.text, repr(self._bound)]
 
-    def _statement(self, kind: str, node: Node, sort: Sequence[tuple[str, int]] = (),
+    def _statement(self, kind: str, node: Node, sort: Sequence[SortKey] = (),
                    projection: Optional[list[str]] = None, limit: bool = False, offset: bool = False,
                    ) -> tuple[str, list[Any]]:
         text, params = super()._statement(kind, node, sort, projection, limit, offset)
@@ -171,11 +171,13 @@ class SQLSource(ReadOnly, SQLQuery):
         """The keyset condition, led by a plain bound on the first sort key so that an index can start there.
 
         Output columns may be NULL, so the condition is usually the expanded
-        OR of ANDs, which no index serves; the rows after an ascending key's
-        non-null value all have a value at least as large (NULLs sort first).
+        OR of ANDs, which no index serves; where the first key's NULLs sort
+        first, the rows after its non-null value all have a value at least as
+        large (ascending) or at most as large (descending).
         """
-        (field, direction), value = node.keys[0], node.values[0]
-        if value is None or (direction != 1 and not self._column(field).not_null):
+        first, value = node.keys[0], node.values[0]
+        field, direction = first.field, first.direction
+        if value is None or (first.nulls_last and not self._column(field).not_null):
             return super()._after(node, params, shape, build)
         params.append(self._check(self._column(field), value))
         shape.append(("lead", field, direction))
@@ -188,7 +190,7 @@ class SQLSource(ReadOnly, SQLQuery):
     def _run(self, query: Any, params: Sequence[Any]) -> psycopg.Cursor[Any]:
         return _execute(self.db, self.statement, query, params)
 
-    def _stream(self, node: Node, sort: list[tuple[str, int]], projection: Optional[list[str]], batch: int
+    def _stream(self, node: Node, sort: list[SortKey], projection: Optional[list[str]], batch: int
                 ) -> Iterator[Row]:
         text, params = self._select_all(node, sort, projection)
         try:
