@@ -26,6 +26,7 @@ from dbp.mongo.settings import MongoSettings
 from dbp.pagination import KeysetPage
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
+from tests.hyp import examples
 
 from .test_cone import schema_folders
 
@@ -227,7 +228,7 @@ def check(engines: Engines, rows: list[dict[str, Any]], sort: Any, which: int, p
         assert walk(q, filter_by, sort, per_page, key) == want, (engine, sort, per_page)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(_row, min_size=2, max_size=12), sort=_sort, which=st.integers(0, len(FILTERS) - 1),
        per_page=st.integers(1, 3), missing=st.sets(st.tuples(st.integers(1, 12), st.sampled_from(FIELDS))))
 @example(rows=[{"a": None, "b": None, "c": None, "d": 0}] * 4, sort=[("a", 1, "nulls_last")], which=0, per_page=1,
