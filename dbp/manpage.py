@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
+from typing import Optional
 
 from dbp._version import __version__
 
@@ -58,5 +58,14 @@ def write(path: Path = MANPAGE) -> Path:
     return path
 
 
+def main(argv: Optional[list[str]] = None) -> None:
+    """``python -m dbp.manpage [FILE]``: write the man page (default: the checkout's)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dbp.manpage", description="Write dbp's man page.")
+    parser.add_argument("file", nargs="?", type=Path, default=MANPAGE, help=f"where to write it (default: {MANPAGE})")
+    print(f"wrote {write(parser.parse_args(argv).file)}")
+
+
 if __name__ == "__main__":
-    print(f"wrote {write(Path(sys.argv[1]) if len(sys.argv) > 1 else MANPAGE)}")
+    main()

@@ -357,6 +357,10 @@ class ReadQuery(ABC):
         fields = parse_projection(projection)
         if DISTANCE in [k.field for k in order] + (fields or []):
             raise FilterError(f"keyset pagination cannot use {DISTANCE}; use page numbers (page=, per_page=)")
+        dotted = next((k.field for k in order if "." in k.field), None)
+        if dotted is not None:  # a token holds a row's top-level values; a path's would read as None, and loop
+            raise FilterError(f"keyset pagination sorts by top-level fields, not the path {dotted!r}; "
+                              "use page numbers (page=, per_page=)")
         wanted = fields if fields is None else [*fields, *(k.field for k in order if k.field not in fields)]
         if after:
             values = decode_token(after, owner, len(order), self.token_types)

@@ -46,6 +46,16 @@ def server_root(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start servers of their own do the same in every pass: the embedded pass runs them."""
+    if not os.environ.get("DBP_TEST_SQL_URL"):
+        return
+    skip = pytest.mark.skip(reason="starts servers of its own: runs in the pass without DBP_TEST_SQL_URL")
+    for item in items:
+        if item.get_closest_marker("own_servers"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _forget_generated_secrets(request: pytest.FixtureRequest) -> Iterator[None]:
     """Hypothesis tests register generated passwords, and Hypothesis draws strings from dbp's own

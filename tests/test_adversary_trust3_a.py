@@ -282,6 +282,7 @@ def test_local_status_of_a_planted_folder_hangs_on_a_fifo(tmp_path: Path) -> Non
     assert done.returncode == 3, done.stderr.decode()[-500:]
 
 
+@pytest.mark.slow
 def test_local_parallel_commands_race_make_private_into_a_raw_error(tmp_path: Path) -> None:
     """RAW EXCEPTION: LocalServers._locked runs make_private(root) BEFORE taking .lock, so it lists and lstat()s /
     chmod()s the folder's entries while a parallel command that holds the lock writes its state with

@@ -36,6 +36,7 @@ def test_mongo_bulk_insert_overflowing_datetime_late_row_writes_nothing(mongo_db
     assert _count_mongo(mongo_db, "half_ins_dt") == 0
 
 
+@pytest.mark.slow
 def test_mongo_bulk_update_unencodable_late_row_writes_nothing(mongo_db):
     """bulk_update of 150,001 distinct _ids (one round, the columnar path), a Decimal in the last attrs."""
     q = mongo_db.query("half_upd")

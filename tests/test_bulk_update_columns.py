@@ -143,6 +143,7 @@ def test_the_fast_path_stores_what_one_update_per_row_stores(twins: Twins, batch
     assert twins.rows("sql", "bulk") == twins.rows("mongo", "bulk")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_bad_value_late_in_a_large_batch_writes_nothing(twins: Twins, engine: str) -> None:
     """30,000 rows span two statements on SQL; the bad value is in the second."""

@@ -173,6 +173,7 @@ def check_all_cones(q: Any, key: str, points: list[tuple[int, float, float]]) ->
     return checked
 
 
+@pytest.mark.slow
 def test_every_cone_equals_the_oracle(loaded: Sky, engine: str, points: list[tuple[int, float, float]]) -> None:
     checked = check_all_cones(loaded.q[engine], loaded.key(engine), points)
     assert checked > 500  # the clusters put rows in every cone
@@ -330,6 +331,7 @@ def crossmatch_positions(points: list[tuple[int, float, float]], n: int, seed: i
     return out
 
 
+@pytest.mark.slow
 def test_crossmatch_equals_the_oracle(loaded: Sky, engine: str, points: list[tuple[int, float, float]]) -> None:
     q, key = loaded.q[engine], loaded.key(engine)
     positions = [*crossmatch_positions(points, 400, 7), ("nowhere", 1.0, 1.0), ("pole", 10.0, 90.0)]
@@ -532,6 +534,7 @@ def test_crossmatch_of_10000_positions_against_100000_objects(sky: Sky) -> None:
 # -- concurrent and faulted ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_cones_and_crossmatches(loaded: Sky, engine: str, points: list[tuple[int, float, float]]) -> None:
     """Threads sharing one connection object (one session each) get the oracle's rows."""
     from concurrent.futures import ThreadPoolExecutor

@@ -246,7 +246,7 @@ def test_the_getting_started_page_shows_the_readmes_quick_start() -> None:
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]")
-@pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers")
+@pytest.mark.own_servers
 def test_the_quick_start_prints_what_the_readme_shows() -> None:
     """A first run in a fresh folder (as in a clone: no settings file, the bundled schema) prints the sample.
 

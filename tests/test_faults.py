@@ -8,7 +8,6 @@ and no committed write is lost.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -35,8 +34,7 @@ from .conftest import server_root
 
 pytestmark = [
     pytest.mark.slow,
-    # They start servers of their own, the same in every pass: once is enough.
-    pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers"),
+    pytest.mark.own_servers,
 ]
 
 TABLE = "CREATE TABLE item (id integer PRIMARY KEY, note text)"

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 def test_local_mode_starts_shares_and_stops(run_dbp: Any, tmp_path: Path) -> None:
     root = server_root("dbp-test-local-") / "proj-data"
     env = {"DBP_LOCAL_DIR": str(root)}

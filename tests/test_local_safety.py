@@ -29,8 +29,7 @@ from .conftest import ROOT, server_root
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]"),
-    # They start servers of their own, the same in every pass: once is enough.
-    pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers"),
+    pytest.mark.own_servers,
 ]
 
 

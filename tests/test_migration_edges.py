@@ -121,6 +121,7 @@ def test_rollback_steps_100_leaves_the_database_exactly_as_it_was(
 # -- 12 and 13: a live lock, a running migration, a wait ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_break_lock_refuses_a_live_holder_and_status_says_running(
     project: Project, run_dbp: Any, tmp_path: Path
 ) -> None:

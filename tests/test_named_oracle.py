@@ -25,6 +25,7 @@ def loaded(sql_db: SQLConnection, mongo_db: MongoConnection) -> tuple[list[dict[
     return objects, [sql_db, mongo_db]
 
 
+@pytest.mark.slow
 def test_object_list_equals_the_oracle_on_both_engines(loaded: tuple[list[dict[str, Any]], list[Any]]) -> None:
     objects, dbs = loaded
     rng = random.Random(SEED)

@@ -399,7 +399,7 @@ def running(*folders: Path) -> list[str]:
 
 @pytest.mark.slow
 @needs_local
-@pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers")
+@pytest.mark.own_servers
 def test_one_set_of_servers_from_any_subfolder_and_delete_removes_every_byte(tmp_path: Path) -> None:
     top = server_root("dbp-test-newcomer2-run-")
     top.chmod(0o711)  # as root, the server's own user must traverse it to reach its data folder

@@ -331,7 +331,11 @@ def test_mongodb_sorts_an_embedded_field_by_its_placement(engines: Engines) -> N
     q = engines.q["mongo"]
     assert [r["_id"] for r in q.find_all({}, sort=[("e.m", 1, "nulls_last")], paginate=False)] == [4, 1, 2, 3, 5]
     assert [r["_id"] for r in q.paginate({}, sort=[("e.m", -1, "nulls_first")], page=2, per_page=2).items] == [5, 1]
-    # (no keyset walk: a token reads a dotted field's value as None, with or without a placement)
+    for sort in ([("e.m", 1)], [("e.m", 1, "nulls_last")], ["_id", "e.m"]):  # a token could not hold the path's value
+        with pytest.raises(FilterError, match="keyset pagination sorts by top-level fields, not the path 'e.m'"):
+            q.paginate({}, sort=sort, per_page=2, keyset=True)
+    with pytest.raises(FilterError, match="'e.m'"):  # SQL has no dotted sort at all
+        engines.q["sql"].paginate({}, sort=[("e.m", 1)], per_page=2, keyset=True)
 
 
 # -- named queries ------------------------------------------------------------------------------------------

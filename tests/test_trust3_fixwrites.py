@@ -50,6 +50,7 @@ def test_mongo_bulk_insert_late_unencodable_row_is_named(mongo_db: MongoConnecti
         assert q.collection.count_documents({}) == 0
 
 
+@pytest.mark.slow
 def test_mongo_bulk_update_late_unencodable_row_is_named(mongo_db: MongoConnection) -> None:
     q = mongo_db.query("late_upd")
     q.collection.insert_many([{"_id": i, "v": 0} for i in range(N_BIG)])

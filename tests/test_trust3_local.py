@@ -32,7 +32,7 @@ from .conftest import ROOT, server_root
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]"),
-    pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers"),
+    pytest.mark.own_servers,
 ]
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="ownership by another user needs root")
