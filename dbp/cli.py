@@ -240,20 +240,11 @@ def _schema_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _servers(args: argparse.Namespace) -> Any:
-    """The local servers of the project: see :func:`dbp.local.default_root`; ``--settings FILE`` names the
-    project too (its servers are in ``.dbp`` beside FILE unless ``$DBP_LOCAL_DIR`` says otherwise)."""
-    import os
+    """The local servers of the project: see :func:`dbp.local.default_root` (``--settings FILE`` names the
+    project as ``$DBP_SETTINGS`` does: its servers are in ``.dbp`` beside FILE)."""
+    from dbp.local import LocalServers, default_root
 
-    from dbp.local import LOCAL_DIR_ENV, LocalServers
-
-    settings = getattr(args, "settings", None)
-    if settings and not os.environ.get(LOCAL_DIR_ENV):
-        from dbp.config import find_settings
-
-        found = find_settings(settings)
-        assert found is not None
-        return LocalServers(found.absolute().parent / ".dbp")
-    return LocalServers()
+    return LocalServers(default_root(settings=getattr(args, "settings", None)))
 
 
 def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
@@ -268,7 +259,7 @@ def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
         servers = _servers(args)
         # all: the engines the project's settings name (a one-engine project starts one server)
         engines = project_engines(args.settings) if args.engine == "all" else [args.engine]
-        config = servers.config(engines)
+        config = servers.config(engines, hold=True)  # held until the command ends: a local delete refuses
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)

@@ -28,7 +28,8 @@ from .conftest import ROOT, server_root
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL's data is outside the project only as root")
 needs_local = pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]")
-external = pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")), reason="the suite runs against external servers")
+external = pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")),
+                              reason="the suite runs against external servers")
 
 
 def local_servers(test: Any) -> Any:
@@ -168,7 +169,7 @@ def test_a_copied_link_to_another_projects_data_is_refused_and_never_deleted(top
     (copy / ".dbp" / "pg").unlink()
     shown = run(copy, top, "local", "status")
     assert shown.returncode == 0, shown.stderr
-    assert f"{base / digest(copy / '.dbp') / 'pg'} (outside the project, none yet)" in shown.stdout, shown.stdout
+    assert f"{base / digest(copy / '.dbp') / 'pg'} (none yet, outside the project)" in shown.stdout, shown.stdout
     deleted = run(copy, top, "local", "delete", "--yes")
     assert deleted.returncode == 0, deleted.stderr
     assert (folder / "pg" / "PG_VERSION").exists() and (original / ".dbp" / "pg").is_symlink()
@@ -228,7 +229,7 @@ def test_before_the_first_start_status_shows_where_the_data_will_be(top: Path) -
     assert shown.returncode == 0, shown.stderr
     where = top / "pgroot" / digest(project / ".dbp") / "pg"
     assert f"sql    stopped  {where}\n" in shown.stdout, shown.stdout
-    assert f"data      {where} (outside the project, none yet)" in shown.stdout, shown.stdout
+    assert f"data      {where} (none yet, outside the project)" in shown.stdout, shown.stdout
 
 
 # -- with real servers ------------------------------------------------------------------------------------
