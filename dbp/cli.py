@@ -34,6 +34,9 @@ EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: The local servers a --local command uses, kept (with their lock, see LocalServers.start) until it ends.
+_IN_USE: list[Any] = []
+
 
 #: The options each command takes besides its own (all of them are also taken before the command's name).
 _DATABASE_OPTIONS = ("settings", "engine", "local", "verbose")
@@ -259,7 +262,8 @@ def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
         servers = _servers(args)
         # all: the engines the project's settings name (a one-engine project starts one server)
         engines = project_engines(args.settings) if args.engine == "all" else [args.engine]
-        config = servers.config(engines, hold=True)  # held until the command ends: a local delete refuses
+        config = servers.config(engines, hold=True)  # a local delete refuses until this command ends
+        _IN_USE.append(servers)  # (its lock goes with it)
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)
