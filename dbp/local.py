@@ -168,7 +168,7 @@ class LocalServers:
                 "remove what you no longer need in it yourself"
             )
         removed = []
-        with self._using(), self._locked(wait=False):
+        with self._locked(wait=False), self._using():
             for spec in ENGINES.values():
                 spec.module("local").stop(self.root)
             for spec in ENGINES.values():
@@ -191,11 +191,8 @@ class LocalServers:
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[None]:
-        """Hold ``ROOT/.use`` exclusively: LockTimeout at once while a ``--local`` command holds it shared."""
-        check_folder(self.root)
-        check_dbps(self.root)
-        for spec in ENGINES.values():  # (refused before anything is made)
-            spec.module("local").check(self.root)
+        """Hold ``ROOT/.use`` exclusively: LockTimeout at once while a ``--local`` command holds it shared.
+        Take it under :meth:`_locked` (a start holding ``.lock`` takes ``.use`` shared: never a deadlock)."""
         fd = open_private(self.root / USE, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "a+") as handle:
             try:
