@@ -207,8 +207,8 @@ def get_parser() -> argparse.ArgumentParser:
         "local", parents=[_common(suppress=True, only=("settings", "engine", "verbose"))],
         help="start, stop, show or delete the project-local servers",
         description="Manage the project-local PostgreSQL and MongoDB servers. Their data is in $DBP_LOCAL_DIR, "
-        "else in .dbp beside the settings file given with --settings, else beside the nearest dbp.toml (in this "
-        "folder or one above), else in ./.dbp.",
+        "else in .dbp beside the settings file given with --settings or $DBP_SETTINGS, else beside the nearest "
+        "dbp.toml (in this folder or one above), else in ./.dbp.",
     )
     local.add_argument(
         "action", choices=["start", "stop", "status", "env", "delete"],
