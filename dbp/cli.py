@@ -34,6 +34,9 @@ EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: The local servers a --local command uses, kept (with their lock, see LocalServers.start) until it ends.
+_IN_USE: list[Any] = []
+
 
 #: The options each command takes besides its own (all of them are also taken before the command's name).
 _DATABASE_OPTIONS = ("settings", "engine", "local", "verbose")
@@ -204,8 +207,8 @@ def get_parser() -> argparse.ArgumentParser:
         "local", parents=[_common(suppress=True, only=("settings", "engine", "verbose"))],
         help="start, stop, show or delete the project-local servers",
         description="Manage the project-local PostgreSQL and MongoDB servers. Their data is in $DBP_LOCAL_DIR, "
-        "else in .dbp beside the settings file given with --settings, else beside the nearest dbp.toml (in this "
-        "folder or one above), else in ./.dbp.",
+        "else in .dbp beside the settings file given with --settings or $DBP_SETTINGS, else beside the nearest "
+        "dbp.toml (in this folder or one above), else in ./.dbp.",
     )
     local.add_argument(
         "action", choices=["start", "stop", "status", "env", "delete"],
@@ -240,20 +243,11 @@ def _schema_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _servers(args: argparse.Namespace) -> Any:
-    """The local servers of the project: see :func:`dbp.local.default_root`; ``--settings FILE`` names the
-    project too (its servers are in ``.dbp`` beside FILE unless ``$DBP_LOCAL_DIR`` says otherwise)."""
-    import os
+    """The local servers of the project: see :func:`dbp.local.default_root` (``--settings FILE`` names the
+    project as ``$DBP_SETTINGS`` does: its servers are in ``.dbp`` beside FILE)."""
+    from dbp.local import LocalServers, default_root
 
-    from dbp.local import LOCAL_DIR_ENV, LocalServers
-
-    settings = getattr(args, "settings", None)
-    if settings and not os.environ.get(LOCAL_DIR_ENV):
-        from dbp.config import find_settings
-
-        found = find_settings(settings)
-        assert found is not None
-        return LocalServers(found.absolute().parent / ".dbp")
-    return LocalServers()
+    return LocalServers(default_root(settings=getattr(args, "settings", None)))
 
 
 def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
@@ -268,7 +262,8 @@ def _config(args: argparse.Namespace, *, lenient: bool = False) -> Any:
         servers = _servers(args)
         # all: the engines the project's settings name (a one-engine project starts one server)
         engines = project_engines(args.settings) if args.engine == "all" else [args.engine]
-        config = servers.config(engines)
+        config = servers.config(engines, hold=True)  # a local delete refuses until this command ends
+        _IN_USE.append(servers)  # (its lock goes with it)
         for engine in configured_engines(config, args.engine):
             settings = config.settings(engine)
             print(f"dbp: local {engine} server: {settings.masked_url()}", file=sys.stderr)

@@ -513,7 +513,7 @@ def _resolve_paths(section: Section, source: Optional[Path], where: str) -> Sect
             continue
         if not isinstance(value, (str, os.PathLike)) or not str(value):
             raise ConfigError(f"{where}.{key} must be a path, not {type(value).__name__}")
-        base = source.parent if source is not None else Path.cwd()
+        base = source.absolute().resolve().parent if source is not None else Path.cwd()  # the real file's folder
         section[key] = str((base / Path(value).expanduser()).resolve())
     return section
 

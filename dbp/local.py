@@ -40,17 +40,32 @@ STOP_TIMEOUT = 15.0
 INSTALL_HINT = "local mode needs the 'local' extra: pip install 'alerce-dbp[local]'"
 
 
-def default_root(cwd: Union[str, os.PathLike[str], None] = None) -> Path:
-    """The local servers' folder: ``$DBP_LOCAL_DIR``, else ``.dbp`` beside the nearest ``dbp.toml`` (in
-    ``cwd`` or a folder above, see :func:`dbp.config.find_project`), else ``./.dbp``; absolute, not resolved."""
-    from dbp.config import find_project
+def default_root(cwd: Union[str, os.PathLike[str], None] = None,
+                 settings: Union[str, os.PathLike[str], None] = None) -> Path:
+    """The local servers' folder: ``$DBP_LOCAL_DIR``, else ``.dbp`` beside the settings file named by
+    ``settings`` or ``$DBP_SETTINGS``, else beside the nearest ``dbp.toml`` (in ``cwd`` or a folder above, see
+    :func:`dbp.config.find_project`), else ``./.dbp``; absolute.
+
+    A settings file's folder is its real one (a link to it is followed, see :func:`project_folder`): the
+    folder its relative ``SCHEMA_DIR`` is read from.
+    """
+    from dbp.config import PROJECT_FILE, SETTINGS_ENV, find_project, find_settings
 
     base = Path.cwd() if cwd is None else Path(cwd).absolute()
     named = os.environ.get(LOCAL_DIR_ENV)
     if named:
         return base / named
+    if settings is not None or os.environ.get(SETTINGS_ENV):
+        found = find_settings(settings, cwd=base)
+        assert found is not None  # (a named file that does not exist is a ConfigError)
+        return project_folder(found) / DEFAULT_DIR
     project = find_project(base)
-    return (project if project is not None else base) / DEFAULT_DIR
+    return (project_folder(project / PROJECT_FILE) if project is not None else base) / DEFAULT_DIR
+
+
+def project_folder(settings: Union[str, os.PathLike[str]]) -> Path:
+    """The project of a settings file: the folder of the file itself, links followed."""
+    return Path(settings).absolute().resolve().parent
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class LocalServers:
         given = Path(root) if root is not None else default_root()
         self._given = given.absolute()
         self.root = given.resolve()
+        self._held: Optional[Any] = None
 
     def __repr__(self) -> str:
         return f"LocalServers({str(self.root)!r})"
@@ -101,10 +117,25 @@ class LocalServers:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def start(self, engines: Iterable[str] = tuple(ENGINES)) -> dict[str, str]:
-        """Start (or find running) the servers of ``engines``; return each one's URL."""
+    def start(self, engines: Iterable[str] = tuple(ENGINES), *, hold: bool = False) -> dict[str, str]:
+        """Start (or find running) the servers of ``engines``; return each one's URL.
+
+        With ``hold``, this object keeps a shared lock on ``ROOT/.use`` until :meth:`release` (or the process
+        ends): meanwhile :meth:`delete` refuses (LockTimeout), as the ``--local`` commands need.
+        """
         with self._locked():
-            return {engine: ENGINES[engine].module("local").start(self.root) for engine in engines}
+            urls = {engine: ENGINES[engine].module("local").start(self.root) for engine in engines}
+            if hold and self._held is None:
+                handle = os.fdopen(open_private(self.root / USE, os.O_RDWR | os.O_CREAT), "a+")
+                fcntl.flock(handle, fcntl.LOCK_SH)  # (a delete holds it only while it fails on .lock: brief)
+                self._held = handle
+            return urls
+
+    def release(self) -> None:
+        """Let go of the lock :meth:`start` took with ``hold``."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def stop(self) -> list[str]:
         """Stop every running local server; return the engines that were stopped."""
@@ -137,26 +168,44 @@ class LocalServers:
                 "remove what you no longer need in it yourself"
             )
         removed = []
-        with self._locked(wait=False):
+        with self._locked(wait=False), self._using():
             for spec in ENGINES.values():
                 spec.module("local").stop(self.root)
             for spec in ENGINES.values():
                 removed += [str(p) for p in spec.module("local").delete(self.root)]
             for entry in _entries(self.root):
-                if entry.name not in (LOCK, MARKER) and ours(entry.name):
+                if entry.name not in (LOCK, MARKER, USE) and ours(entry.name):
                     if entry.is_dir() and not entry.is_symlink():
                         shutil.rmtree(entry, ignore_errors=True)
                     else:
                         with contextlib.suppress(FileNotFoundError):
                             entry.unlink()
                     removed.append(str(entry))
-            for name in (MARKER, LOCK):  # the lock last but one: a command waiting on it finds no marker
+            for name in (MARKER, USE, LOCK):  # the lock last but one: a command waiting on it finds no marker
                 with contextlib.suppress(FileNotFoundError):
                     (self.root / name).unlink()
         with contextlib.suppress(OSError):  # (not empty: someone else's file, kept)
             self.root.rmdir()
             removed.append(str(self.root))
         return removed
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        """Hold ``ROOT/.use`` exclusively: LockTimeout at once while a ``--local`` command holds it shared.
+        Take it under :meth:`_locked` (a start holding ``.lock`` takes ``.use`` shared: never a deadlock)."""
+        fd = open_private(self.root / USE, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockTimeout(
+                    f"another dbp command is using the local servers in {shown_path(self.root)} (it holds "
+                    f"{USE}); nothing was changed: run this again once it is done"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def exists(self) -> bool:
         """True if the data folder exists (a symbolic link of another user's is refused: ConfigError)."""
@@ -199,9 +248,11 @@ class LocalServers:
             return False
         return True
 
-    def config(self, engines: Iterable[str] = tuple(ENGINES), database: str = LOCAL_DATABASE) -> Config:
-        """Start the servers and return a ``DB_CONFIG`` for ``database`` on them, creating it if needed."""
-        urls = self.start(engines)
+    def config(self, engines: Iterable[str] = tuple(ENGINES), database: str = LOCAL_DATABASE, *,
+               hold: bool = False) -> Config:
+        """Start the servers and return a ``DB_CONFIG`` for ``database`` on them, creating it if needed
+        (``hold``: see :meth:`start`)."""
+        urls = self.start(engines, hold=hold)
         raw: dict[str, Any] = {
             ENGINES[engine].section: ENGINES[engine].module("local").section(url, database)
             for engine, url in urls.items()
@@ -425,11 +476,13 @@ def check_ancestors(root: Path) -> None:
 #: dbp's marker file in its folder: a folder without it is never deleted.
 MARKER = ".dbp-local"
 LOCK = ".lock"
+#: Held shared by each ``--local`` command for its whole run, exclusively by a delete.
+USE = ".use"
 #: Every name dbp keeps directly in its folder (the engines' files, see dbp.sql.local and dbp.mongo.local),
 #: besides the temporary files of :func:`private_file`.
-ENTRIES = frozenset({MARKER, LOCK, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
+ENTRIES = frozenset({MARKER, LOCK, USE, "pg", "pg.log", "mongo", "mongo.json", "mongo.secret", "mongo.log"})
 #: Those of them that are plain files, kept 0600.
-FILES = frozenset({MARKER, LOCK, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
+FILES = frozenset({MARKER, LOCK, USE, "pg.log", "mongo.json", "mongo.secret", "mongo.log"})
 MARKER_TEXT = ("dbp's project-local servers keep their data here; `python -m dbp local status` shows all of it (some "
                "may be outside this folder), `python -m dbp local delete` removes it\n")
 

@@ -140,7 +140,8 @@ def schema_dirs(settings: Path) -> dict[str, str]:
         for key, value in section.items():
             if str(key).upper() == "SCHEMA_DIR" and isinstance(value, str) and value:
                 value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_DIR")
-                out[str(name).upper()] = str((settings.parent / Path(value).expanduser()).resolve())
+                folder = settings.absolute().resolve().parent  # the real file's folder, as dbp.config reads it
+                out[str(name).upper()] = str((folder / Path(value).expanduser()).resolve())
     return out
 
 

@@ -322,8 +322,14 @@ def stop(root: Path) -> bool:
 
 
 def status(root: Path) -> ServerState:
+    """The server's state; one left running on this folder's data after dbp lost its state file (``.dbp``
+    removed by hand) counts as running."""
     found = _process(root)
     if found is None:
+        lost = _orphans(root)
+        if lost:
+            return ServerState("mongo", True, f"{shown_path(_data(root))} (its state file is gone; local delete or "
+                                              "the next start stops it)", lost[0])
         return ServerState("mongo", False, str(_data(root)))
     return ServerState("mongo", True, _url(found[1], "").replace(f"{USER}:@", f"{USER}:***@"), found[0])
 

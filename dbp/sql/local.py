@@ -110,38 +110,121 @@ def _base() -> Path:
     return Path(os.environ.get(ROOT_DATA_ENV) or ROOT_DATA_DEFAULT).absolute()
 
 
+def _digest(root: Path) -> str:
+    """The name of the folder (in the base) that keeps the data of ``root`` (a resolved path) as root."""
+    import hashlib
+
+    return hashlib.sha256(str(root).encode()).hexdigest()[:16]
+
+
+def _identity(root: Path) -> str:
+    """``device:inode`` of the project folder holding ``root``: a move keeps it, a copy does not."""
+    try:
+        info = os.stat(root.parent)
+    except OSError:
+        return ""
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def _record(folder: Path) -> tuple[str, str]:
+    """What ``BASE/<hash>/project`` records: the ``.dbp`` folder the data is of, and its project's identity
+    ("" if an older dbp wrote none). ConfigError if it is not a file of dbp's."""
+    lines = (read_private(folder / "project") or "").splitlines()
+    return (lines[0] if lines else ""), (lines[1] if len(lines) > 1 else "")
+
+
+def _write_record(folder: Path, root: Path) -> None:
+    private_file(folder / "project", f"{root}\n{_identity(root)}\n")
+
+
+def _gone(recorded: str) -> bool:
+    """True if the project folder of a recorded ``.dbp`` no longer exists (the project was moved or removed)."""
+    return bool(recorded) and not os.path.lexists(Path(recorded).parent)
+
+
 def _dbp_folder(link: Path) -> Path:
-    """The folder (``BASE/<hash>``) that ``ROOT/pg`` links to, checked to be one dbp made as root."""
+    """The folder (``BASE/<hash>``) that ``ROOT/pg`` links to, checked to be one dbp made as root and to keep
+    the data of this project: its record names ``ROOT``, or a project folder that no longer exists (this one,
+    moved: the next start moves the data to this project's own folder, see :func:`_rehome`).
+
+    ConfigError for anything else: a link dbp did not make, a link to data that no longer exists (``local
+    delete`` removes it), a link to another project's data (a copied project: only the link is to go).
+    """
     target = Path(os.readlink(link))
     folder = target.parent
     made = (
         target.is_absolute() and target.name == "pg" and len(folder.name) == 16
         and all(c in "0123456789abcdef" for c in folder.name)
     )
+    if made and not os.path.lexists(target):
+        raise ConfigError(f"refusing {shown_path(link)}: it links to {shown_path(target)}, which no longer exists; "
+                          "python -m dbp local delete removes the link")
     try:
         made = made and check_path(folder) and check_path(folder / "project")
+        recorded = _record(folder)[0] if made else ""
     except ConfigError:
         made = False
     if not made:
         raise ConfigError(
             f"refusing {shown_path(link)}: it links to {shown_path(target)}, not to a folder of dbp's; remove it"
         )
-    return folder
+    root = link.parent
+    if (recorded == str(root) and folder.name == _digest(root)) or _gone(recorded):
+        return folder
+    raise ConfigError(
+        f"refusing {shown_path(link)}: it links to {shown_path(target)}, the PostgreSQL data of another project "
+        f"({shown_path(recorded)}), copied with this one?; remove this link (that data is kept): rm {shown_path(link)}"
+    )
+
+
+def _moved(root: Path, folder: Path) -> bool:
+    """True if ``folder`` (trusted, see :func:`_dbp_folder`) keeps the data of ``root`` under another name."""
+    return folder.name != _digest(root) or _record(folder)[0] != str(root)
+
+
+def _rehome(root: Path, folder: Path) -> None:
+    """The project was moved: stop the server of ``folder``, move the data to ``root``'s own folder beside it,
+    record ``root`` there and link ``ROOT/pg`` to it. Call it locked."""
+    import shutil
+
+    target = folder.parent / _digest(root)
+    if os.path.lexists(target):
+        raise ConfigError(
+            f"cannot take over {shown_path(folder)} (the data of {shown_path(_record(folder)[0])}, which was moved "
+            f"here): {shown_path(target)} exists; remove one of them"
+        )
+    _stop_processes(folder / "pg")
+    sockets = _socket_fallback(folder / "pg")
+    if sockets is not None and check_path(sockets, secret=True, owner=_server_uid()):
+        shutil.rmtree(sockets, ignore_errors=True)
+    log.warning("the project moved from %s: its PostgreSQL data moves from %s to %s",
+                Path(_record(folder)[0]).parent, folder, target)
+    os.rename(folder, target)
+    _write_record(target, root)
+    link = _data(root)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(target / "pg")
 
 
 def _prepare_as_root(root: Path) -> None:
     """As root, the server runs as :data:`SERVER_USER`, who cannot enter a project folder: a new data
     directory goes in a folder of dbp's choosing (``$DBP_LOCAL_PG_ROOT`` or ``/var/lib/dbp``, one
     subfolder per project folder, 0711), linked from ``ROOT/pg``. Permissions are changed only there.
+    A moved project's data is moved along (see :func:`_rehome`).
     """
-    import hashlib
-
     link = _data(root)
     if link.is_symlink():
-        _dbp_folder(link)
+        folder = _dbp_folder(link)
+        if _moved(root, folder):
+            _rehome(root, folder)
         return
     if link.exists():  # an older dbp's data directory in ROOT (the server user's)
         check_path(link, owner=_server_uid())
+        return
+    moved = _abandoned(root)
+    if moved is not None and moved.name != _digest(root):
+        _rehome(root, moved)
         return
     base = _base()
     _no_newline(base)
@@ -155,11 +238,14 @@ def _prepare_as_root(root: Path) -> None:
                 f"{shown_path(prefix)} is mode {stat.S_IMODE(prefix.stat().st_mode):o}; make it traversable "
                 f"(chmod o+x) or set {ROOT_DATA_ENV} to another folder"
             )
-    target = base / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    target = base / _digest(root)
     if not check_path(target):
         target.mkdir(mode=0o711)
+    elif _record(target)[0] not in ("", str(root)):
+        raise ConfigError(f"refusing {shown_path(target)}: it keeps the data of {shown_path(_record(target)[0])}, "
+                          f"not of {shown_path(root)}; remove it")
     target.chmod(0o711)
-    private_file(target / "project", str(root) + "\n")
+    _write_record(target, root)
     link.symlink_to(target / "pg")
 
 
@@ -294,18 +380,37 @@ def _spawn(root: Path, data: Path) -> None:
 
 def _abandoned(root: Path) -> Optional[Path]:
     """As root, the folder of dbp's (``BASE/<hash>``) that keeps the data of ``root`` while ``ROOT/pg`` does not
-    link to it (``.dbp`` was removed by hand; the next start would link it again); None if there is none."""
-    import hashlib
+    link to it (``.dbp`` was removed by hand; the next start would link it again); None if there is none.
 
+    That is ``root``'s own folder if its record names ``root``; else a folder whose recorded project folder no
+    longer exists and had the identity (device and inode) of this one: this project, moved.
+    """
     if not _as_root() or _data(root).is_symlink() or _data(root).exists():
         return None
-    folder = _base() / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    base = _base()
+    folder = base / _digest(root)
     try:
-        if not check_path(folder) or read_private(folder / "project") != f"{root}\n":
-            return None
+        if check_path(folder) and _record(folder)[0] == str(root):
+            return folder
     except (ConfigError, OSError):  # not a folder of dbp's: never touched
         return None
-    return folder
+    identity = _identity(root)
+    try:
+        candidates = sorted(base.iterdir()) if identity and check_path(base) else []
+    except (ConfigError, OSError):
+        return None
+    for folder in candidates:
+        if len(folder.name) != 16 or not all(c in "0123456789abcdef" for c in folder.name):
+            continue
+        try:
+            if not check_path(folder):
+                continue
+            recorded, known = _record(folder)
+        except (ConfigError, OSError):
+            continue
+        if known == identity and _gone(recorded):
+            return folder
+    return None
 
 
 def _stop_processes(data: Path) -> None:
@@ -320,13 +425,22 @@ def _stop_processes(data: Path) -> None:
                     raise OperationError(f"the local PostgreSQL (pid {pid}) did not stop in {STOP_TIMEOUT:g} s")
 
 
+def _dangling(link: Path) -> bool:
+    """True if ``ROOT/pg`` is a link to nothing (its data folder was removed)."""
+    return link.is_symlink() and not os.path.lexists(Path(os.readlink(link)))
+
+
 def delete(root: Path) -> list[Path]:
     """Remove the data directory (call it stopped), also where it lives outside ``root`` (as root, also when
-    ``ROOT/pg`` is gone: see :func:`_abandoned`); return what was removed. Only a folder dbp made is removed."""
+    ``ROOT/pg`` is gone: see :func:`_abandoned`); return what was removed. Only a folder dbp made for this
+    project is removed (see :func:`_dbp_folder`); of a dangling ``ROOT/pg``, only the link."""
     import shutil
 
     link = _data(root)
     removed: list[Path] = []
+    if _dangling(link):
+        link.unlink()
+        return [link]
     if not (link.exists() or link.is_symlink()):
         _stop_deleted(root)  # a server whose data directory was removed by hand under it
     abandoned = _abandoned(root)
@@ -351,18 +465,26 @@ def delete(root: Path) -> list[Path]:
     return removed
 
 
+def _where(root: Path) -> Path:
+    """The data directory: ``ROOT/pg``'s target, the abandoned one, or where a first start puts it."""
+    link = _data(root)
+    abandoned = _abandoned(root)
+    if abandoned is not None:
+        return abandoned / "pg"
+    if _dangling(link):
+        return Path(os.readlink(link))
+    if link.is_symlink():
+        return _dbp_folder(link) / "pg"
+    if _as_root() and not link.exists():
+        return _base() / _digest(root) / "pg"
+    return link
+
+
 def locations(root: Path) -> list[tuple[str, Path]]:
     """Where this server keeps things, ``(what, path)``: its data directory (as root, outside ``root``), its
     log, and its socket folder when that is not the data directory; changes nothing (ConfigError as
     :func:`status`)."""
-    link = _data(root)
-    abandoned = _abandoned(root)
-    if abandoned is not None:
-        data = abandoned / "pg"
-    elif link.is_symlink():
-        data = _dbp_folder(link) / "pg"
-    else:
-        data = link
+    data = _where(root)
     found = [("data", data), ("log", _log(root))]
     sockets = _socket_fallback(data)
     if sockets is not None:
@@ -437,12 +559,17 @@ def _read_server_file(path: Path) -> Optional[str]:
 
 def _postmaster(root: Path) -> Optional[list[str]]:
     """The lines of ``postmaster.pid`` if the process it names is this server's postmaster."""
+    return _postmaster_of(_data(root))
+
+
+def _postmaster_of(data: Path) -> Optional[list[str]]:
+    """The lines of ``DATA/postmaster.pid`` if the process it names is the postmaster of ``data``."""
     try:
-        lines = (_read_server_file(_data(root) / "postmaster.pid") or "").splitlines()
+        lines = (_read_server_file(data / "postmaster.pid") or "").splitlines()
         pid = int(lines[0])
     except (OSError, ValueError, IndexError):
         return None
-    return lines if is_ours(pid, _data(root)) else None
+    return lines if is_ours(pid, data) else None
 
 
 def _clear_stale(root: Path) -> None:
@@ -502,22 +629,43 @@ def stop(root: Path) -> bool:
 
 
 def check(root: Path) -> None:
-    """Refuse (ConfigError) a ``ROOT/pg`` link dbp did not make, changing nothing."""
-    if _data(root).is_symlink():
+    """Refuse (ConfigError) a ``ROOT/pg`` link dbp did not make, or one to another project's data, changing
+    nothing; a dangling one passes (``delete`` removes it, ``start`` refuses it)."""
+    if _data(root).is_symlink() and not _dangling(_data(root)):
         _dbp_folder(_data(root))
 
 
 def status(root: Path) -> ServerState:
-    """The server's state; ConfigError if ``ROOT/pg`` is not a data directory of dbp's (changing nothing)."""
+    """The server's state; ConfigError if ``ROOT/pg`` is not a data directory of dbp's (changing nothing).
+
+    A server left running on data ``ROOT/pg`` no longer names (``.dbp`` removed by hand) counts as running.
+    """
     link = _data(root)
+    if _dangling(link):
+        _dbp_folder(link)  # (the refusal that says what to do)
     if link.is_symlink():
         _dbp_folder(link)
     elif not _as_root():
         check_path(link)
-    lines = _postmaster(root)
+    data = _where(root)
+    lines = _postmaster_of(data) if data != link else _postmaster(root)
     if lines is None or len(lines) < 5 or not lines[4].strip():
-        return ServerState("sql", False, str(_data(root)))
+        if not (link.exists() or link.is_symlink()):
+            lost = [pid for pid in _processes(link, deleted=True) if _is_postmaster(pid)]
+            if lost:
+                return ServerState("sql", True, f"{shown_path(link)} (deleted while it ran; local delete or the "
+                                                "next start stops it)", lost[0])
+        return ServerState("sql", False, str(data))
     return ServerState("sql", True, _url(lines[4].strip(), int(lines[3] or 5432), "postgres"), int(lines[0]))
+
+
+def _is_postmaster(pid: int) -> bool:
+    """True if ``pid``'s parent is not a PostgreSQL process of the same data directory."""
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return _postgres_cwd(parent) != _postgres_cwd(pid)
 
 
 def section(url: str, database: str) -> dict[str, Any]:
