@@ -28,13 +28,11 @@ from .conftest import ROOT, server_root
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL's data is outside the project only as root")
 needs_local = pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]")
-external = pytest.mark.skipif(bool(os.environ.get("DBP_TEST_SQL_URL")),
-                              reason="the suite runs against external servers")
 
 
 def local_servers(test: Any) -> Any:
-    """Mark a test that starts real local servers."""
-    return pytest.mark.slow(needs_local(external(test)))
+    """Mark a test that starts real local servers (of its own: once, in the embedded pass)."""
+    return pytest.mark.slow(pytest.mark.own_servers(needs_local(test)))
 
 
 def clean_env(**extra: str) -> dict[str, str]:
