@@ -388,8 +388,8 @@ def schema_drift(config: ConfigSource, engines: Sequence[str]) -> list[Drift]:
             if behind:
                 shown = ", ".join(f"{m.id} ({m.state})" for m in behind[:5]) + (", ..." if len(behind) > 5 else "")
                 out.append(Drift(engine, db.address, "behind",
-                                 [f"{len(behind)} migration(s) not applied: {shown}; run dbp migrate (or resolve "
-                                  "them: dbp status) first"]))
+                                 [f"{len(behind)} migration(s) not in step with the database: {shown}; run dbp "
+                                  "migrate (or resolve them: dbp status) first"]))
                 continue
             draft = spec.module("migrations").draft_migration(db, "schema drift", writing=False)
         out.append(Drift(engine, db.address, "drift" if draft.changes else "clean", draft.changes))
