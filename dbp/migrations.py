@@ -320,7 +320,7 @@ def _write(files: list[tuple[Path, str]], received: list[int]) -> None:
     try:
         try:
             for folder in folders:
-                current = folder
+                current = next(path for path, _ in files if path.parent == folder)
                 folder.mkdir(parents=True, exist_ok=True)
                 name = folder / f"{JOURNAL_PREFIX}{run}"
                 handle = open(name, "x", encoding="utf-8")  # noqa: SIM115 - held (and locked) for the run

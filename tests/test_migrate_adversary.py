@@ -82,7 +82,8 @@ def test_one_engine_migrate_and_rollback_load_every_module_before_the_first_runs
     run_dbp: Any, tmp_path: Path, project: dict[str, str], mongo_settings: MongoSettings
 ) -> None:
     folder = tmp_path / "mongo_migrations"
-    good = '"""{0}"""\n\n\ndef up(db):\n    db.create_collection("{0}")\n\n\ndef down(db):\n    db.drop_collection("{0}")\n'
+    good = ('"""{0}"""\n\n\ndef up(db):\n    db.create_collection("{0}")\n\n\n'
+            'def down(db):\n    db.drop_collection("{0}")\n')
     (folder / "0001_a.py").write_text(good.format("a"))
     (folder / "0002_b.py").write_text('"""b"""\nraise ValueError("broken b")\n')
     result = run_dbp("migrate", "--engine", "mongo", env=project)
