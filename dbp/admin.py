@@ -134,6 +134,7 @@ def check(config: ConfigSource, engines: Sequence[str]) -> list[EngineCheck]:
         try:
             with connection:
                 seconds = connection.ping()
+                connection.require_database()
                 detail = f"{connection.server_version()}, {seconds * 1000:.1f} ms"
         except DbpError as exc:  # reported per engine, so that one engine's failure hides no other's row
             results.append(EngineCheck(engine, settings.masked_url(), False, str(exc), exc))
@@ -190,6 +191,7 @@ def initdb(config: ConfigSource, engines: Sequence[str], *, adopt: bool = False)
     """
     config = _resolve(config, engines)
     settings = _checked(config, engines)
+    _initdb_preflight(settings, engines, adopt)
     reports = []
     for engine in engines:
         spec = ENGINES[engine]
@@ -207,6 +209,26 @@ def initdb(config: ConfigSource, engines: Sequence[str], *, adopt: bool = False)
                             if m.state in ("pending", "failed", "out-of-order"))
         reports.append(replace(report, created_database=created or report.created_database, pending=pending))
     return reports
+
+
+def _initdb_preflight(settings: dict[str, EngineSettings], engines: Sequence[str], adopt: bool) -> None:
+    """Before initdb creates anything anywhere: every server answers and accepts the credentials, and no
+    database holds data without dbp's ledger (unless ``adopt``); a database that does not exist is fine."""
+    refusals = []
+    for engine in engines:
+        spec = ENGINES[engine]
+        db = spec.connection_class()(settings=settings[engine])
+        try:
+            db.connect()
+        except DatabaseMissing:
+            continue  # created by initdb (the server answered, and accepted the credentials)
+        with db:
+            refusal = spec.module("admin").initdb_refusal(db, adopt=adopt)
+        if refusal:
+            refusals.append(refusal)
+    if refusals:
+        raise OperationError("; ".join(refusals) + "; nothing was changed", details=refusals if len(refusals) > 1
+                             else ())
 
 
 def _checked(config: Config, engines: Sequence[str], *, writing: bool = False) -> dict[str, EngineSettings]:
@@ -366,8 +388,8 @@ def schema_drift(config: ConfigSource, engines: Sequence[str]) -> list[Drift]:
             if behind:
                 shown = ", ".join(f"{m.id} ({m.state})" for m in behind[:5]) + (", ..." if len(behind) > 5 else "")
                 out.append(Drift(engine, db.address, "behind",
-                                 [f"{len(behind)} migration(s) not applied: {shown}; run dbp migrate (or resolve "
-                                  "them: dbp status) first"]))
+                                 [f"{len(behind)} migration(s) not in step with the database: {shown}; run dbp "
+                                  "migrate (or resolve them: dbp status) first"]))
                 continue
             draft = spec.module("migrations").draft_migration(db, "schema drift", writing=False)
         out.append(Drift(engine, db.address, "drift" if draft.changes else "clean", draft.changes))

@@ -59,6 +59,12 @@ class Connection(ABC, Generic[S]):
             self._open()
         return self
 
+    def require_database(self) -> None:
+        """Raise :class:`~dbp.errors.DatabaseMissing` if the open connection's database does not exist.
+
+        PostgreSQL refuses to connect to a missing database, so only MongoDB checks here.
+        """
+
     @property
     @abstractmethod
     def closed(self) -> bool:

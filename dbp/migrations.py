@@ -8,17 +8,28 @@ out-of-order migrations unless told otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
 import os
 import re
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from dbp._redact import scrub, shorten
 from dbp.errors import OperationError
+
+log = logging.getLogger("dbp")
 
 __all__ = [
     "STATES",
@@ -35,7 +46,9 @@ __all__ = [
     "reconcile",
     "rollback_targets",
     "description",
+    "interrupted",
     "slug",
+    "user_code_error",
     "write_files",
 ]
 
@@ -254,34 +267,83 @@ class Draft:
     files: list[tuple[Path, str]]
 
 
+#: Each folder a ``write_files`` run writes into holds its journal while the run lasts (see :func:`interrupted`).
+JOURNAL_PREFIX = ".dbp-writing-"
+
+
 def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:
     """Write every file or none; return their paths.
 
-    Each is written under a temporary name beside it, then linked into place,
-    so a half-written file never appears under its name; an existing file is
-    never replaced. If anything fails, the files this call wrote are removed.
-    A crash (power loss, SIGKILL) between two links can still leave some.
+    Each is written under a temporary name beside it, then linked into place
+    (the last one first: an SQL migration's rollback before the migration), so
+    a half-written file never appears under its name; an existing file is never
+    replaced. If anything fails, or Ctrl-C or SIGTERM arrives, the files this
+    call wrote are removed (the signal then acts as usual). A journal in each
+    folder, locked while the run lasts, lets the next run find the files of a
+    run that was killed (SIGKILL, power loss): see :func:`interrupted`.
     """
-    temps: list[Path] = []
-    placed: list[Path] = []
+    files = list(files)
+    if not files:
+        return []
+    received: list[int] = []
     failure: Optional[OperationError] = None
-    finished = False
-    try:
-        current = None
-        placing = False
+    with _signals_deferred(received):
         try:
-            for path, text in files:
+            _write(files, received)
+        except OperationError as exc:
+            failure = exc
+    if received:  # this run's files are gone: now the signal does what it would have done
+        signal.raise_signal(received[0])
+        raise OperationError("interrupted; nothing was written")
+    if failure is not None:
+        raise failure
+    return [path for path, _ in files]
+
+
+class _Stop(Exception):
+    """A deferred signal arrived: stop writing and remove this run's files."""
+
+
+def _write(files: list[tuple[Path, str]], received: list[int]) -> None:
+    run = uuid.uuid4().hex[:12]
+    temps = [path.with_name(f".{path.name}.{run}.tmp") for path, _ in files]
+    folders = list(dict.fromkeys(path.parent for path, _ in files))
+    journal = json.dumps({"files": [
+        {"path": str(path.absolute()), "temp": str(temp.absolute()),
+         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        for (path, text), temp in zip(files, temps)]})
+    handles: list[tuple[Path, TextIO]] = []
+    written: list[tuple[Path, tuple[int, int]]] = []  # (final path, the temporary file's device and inode)
+    current: Optional[Path] = None
+    placing = finished = False
+    failure: Optional[OperationError] = None
+    try:
+        try:
+            for folder in folders:
+                current = next(path for path, _ in files if path.parent == folder)
+                folder.mkdir(parents=True, exist_ok=True)
+                name = folder / f"{JOURNAL_PREFIX}{run}"
+                handle = open(name, "x", encoding="utf-8")  # noqa: SIM115 - held (and locked) for the run
+                handles.append((name, handle))
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                handle.write(journal)
+                handle.flush()
+            for (path, text), temp in zip(files, temps):
                 current = path
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-                with open(temp, "x", encoding="utf-8") as handle:
-                    temps.append(temp)
-                    handle.write(text)
+                if received:
+                    raise _Stop
+                with open(temp, "x", encoding="utf-8") as out:
+                    stat = os.fstat(out.fileno())
+                    written.append((path, (stat.st_dev, stat.st_ino)))
+                    out.write(text)
             placing = True
-            for (path, _), temp in zip(files, temps):
+            for (path, _), temp in reversed(list(zip(files, temps))):
                 current = path
+                if received:
+                    raise _Stop
                 _place(temp, path)
-                placed.append(path)
+                if received:
+                    raise _Stop
             finished = True
         except OSError as exc:
             if placing and isinstance(exc, FileExistsError):  # the final name was taken meanwhile
@@ -290,15 +352,50 @@ def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:
             else:
                 failure = OperationError(f"cannot write {current}: {(exc.strerror or type(exc).__name__).lower()}; "
                                          "nothing was written")
-    finally:
+        except _Stop:
+            pass
+    finally:  # (signals are deferred: nothing interrupts the clean-up)
         for temp in temps:
-            temp.unlink(missing_ok=True)
+            _unlink(temp)
         if not finished:
-            for path in placed:
-                path.unlink(missing_ok=True)
+            for path, identity in written:
+                if _identity(path) == identity:  # this run's file (linked or renamed into place), no one else's
+                    _unlink(path)
+        for journal_path, journal_file in handles:
+            _unlink(journal_path)
+            journal_file.close()
     if failure is not None:
         raise failure
-    return [path for path, _ in files]
+
+
+def _identity(path: Path) -> Optional[tuple[int, int]]:
+    try:
+        stat = os.lstat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _signals_deferred(received: list[int]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM only noted in ``received`` inside the block (main thread; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved: dict[signal.Signals, Any] = {}
+    try:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) not in (signal.SIG_IGN, None):
+                saved[number] = signal.signal(number, lambda signum, _frame: received.append(signum))
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 def _place(temp: Path, path: Path) -> None:
@@ -311,6 +408,73 @@ def _place(temp: Path, path: Path) -> None:
         if path.exists() or path.is_symlink():
             raise FileExistsError(path) from None
         os.rename(temp, path)
+
+
+def interrupted(folder: Path, *, clean: bool = False) -> list[str]:
+    """What ``write_files`` runs that did not finish left in ``folder``; ``clean``: remove it first.
+
+    A run still going (its journal locked) is reported, never touched. A run
+    that was killed is undone: its temporary files, and its files already in
+    place if unchanged (unless every one of them is in place: then the run had
+    finished, and only its journal and temporary files go). Returns one line
+    per run that is left (``clean``: only those still going).
+    """
+    out = []
+    try:
+        journals = sorted(p for p in folder.iterdir() if p.name.startswith(JOURNAL_PREFIX)) if folder.is_dir() else []
+    except OSError:
+        return []
+    for journal in journals:
+        try:
+            handle = open(journal, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            continue  # gone meanwhile
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                out.append(f"a make_migrations run is writing files in {folder} now ({journal.name}); "
+                           "wait for it to finish")
+                continue
+            try:
+                entries = [e for e in json.loads(handle.read())["files"]
+                           if isinstance(e, dict) and {"path", "temp", "sha256"} <= set(e)]
+            except (ValueError, KeyError, TypeError, OSError):
+                entries = []  # killed while writing its journal: it wrote nothing else
+            in_place = [e for e in entries if _sha256(Path(e["path"])) == e["sha256"]]
+            complete = len(in_place) == len(entries)
+            if not clean:
+                if not complete:
+                    shown = ", ".join(Path(e["path"]).name for e in in_place) or "no migration file"
+                    out.append(f"a make_migrations run was stopped while writing files in {folder} and left "
+                               f"{shown} ({journal.name}); run dbp make_migrations again, which removes them "
+                               "first, or remove them yourself")
+                continue
+            for entry in entries:
+                _unlink(Path(entry["temp"]))
+            if not complete:
+                for entry in in_place:
+                    _unlink(Path(entry["path"]))
+                    log.warning("removed %s: a make_migrations run was stopped before it wrote all its files",
+                                entry["path"])
+            _unlink(journal)
+    return out
+
+
+def _sha256(path: Path) -> Optional[str]:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def user_code_error(exc: BaseException) -> str:
+    """A migration's own exception as one line, secrets scrubbed: ``ValueError: ...``, or that it called sys.exit()."""
+    if isinstance(exc, SystemExit):
+        return "it called sys.exit()"
+    text = str(exc).strip()
+    text = shorten(text.splitlines()[0], 500) if text else ""
+    return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def next_number(existing: Sequence[str]) -> str:

@@ -15,6 +15,7 @@ import dbp
 from dbp import ConfigError, DbpError
 from dbp.config import load_config
 from dbp.engines import ENGINES
+from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.settings import SQLSettings
 
@@ -63,6 +64,8 @@ def test_check_config_reports_reachable(
         f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql_settings)["URL"]}"\n'
         f'[DB_CONFIG.MONGO]\nURL = "{mongo_settings.host}"\nDATABASE = "{mongo_settings.database}"\n'
     )
+    with MongoConnection(settings=mongo_settings) as db:  # an empty Mongo database does not exist: MISSING
+        db.create_db()
     result = run_dbp("check-config")
     assert result.returncode == 0, result.stderr
     assert "settings: " in result.stdout

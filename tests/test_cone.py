@@ -619,7 +619,7 @@ def test_the_bundled_declarations() -> None:
     spec = MongoSchema.load().collection("object")
     assert spec is not None and spec.position == ("loc", -180.0)
     from dbp._bundled import bundled
-    from dbp.sql.cone import _declarations
+    from dbp.sql.cone import declarations as _declarations
 
     found = _declarations(bundled("sql"))
     assert (found["object"].ra, found["object"].dec) == ("meanra", "meandec")

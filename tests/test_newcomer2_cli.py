@@ -357,6 +357,8 @@ def test_check_config_reports_every_engine(
     assert "DATABASE" in one_error_line(invalid)
 
     (tmp_path / "dbp.toml").write_text(good_sql + f'[DB_CONFIG.MONGO]\nURL = "{mongo_url(mongo_settings)}"\n')
+    with MongoConnection(settings=mongo_settings) as db:  # an empty Mongo database does not exist: MISSING
+        db.create_db()
     assert ok(run_dbp("check-config")).stdout.count("reachable") == 2
 
 

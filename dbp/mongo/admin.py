@@ -26,7 +26,7 @@ from dbp.mongo.ledger import (
 from dbp.mongo.lock import Lease
 from dbp.mongo.schema import MongoSchema, index_differences
 
-__all__ = ["drop_refusal", "dropdb", "initdb"]
+__all__ = ["drop_refusal", "dropdb", "initdb", "initdb_refusal"]
 
 
 def initdb(db: MongoConnection, *, adopt: bool = False, lock_timeout: float = 60.0) -> InitReport:
@@ -54,10 +54,7 @@ def _initdb_locked(
                           f"{version} ({how})", time.perf_counter() - start)
     existing = sorted(n for n in database.list_collection_names() if not is_dbp_collection(n))
     if existing and not adopt:
-        raise OperationError(
-            f"{db.address} already has {len(existing)} collection(s) ({', '.join(existing[:5])}) but no "
-            "dbp ledger; run initdb --adopt to take it over if it matches the declared indexes"
-        )
+        raise OperationError(_refusal(db, existing))
     if existing:
         differences = [
             line
@@ -80,6 +77,22 @@ def _initdb_locked(
     ids = [f.id for f in files]
     return InitReport("mongo", db.address, outcome, counts, ids,
                       ids[-1] if ids else "baseline (no migration applied)", time.perf_counter() - start)
+
+
+def initdb_refusal(db: MongoConnection, *, adopt: bool = False) -> str:
+    """Why ``initdb`` would refuse this database before changing anything ("" if it would not)."""
+    try:
+        if adopt or read_marker(db.database) is not None:
+            return ""
+        existing = sorted(n for n in db.database.list_collection_names() if not is_dbp_collection(n))
+    except PyMongoError as exc:
+        raise OperationError(f"cannot read {db.address}: {reason(exc)}") from None
+    return _refusal(db, existing) if existing else ""
+
+
+def _refusal(db: MongoConnection, existing: list[str]) -> str:
+    return (f"{db.address} already has {len(existing)} collection(s) ({', '.join(existing[:5])}) but no dbp "
+            "ledger; run initdb --adopt to take it over if it matches the declared indexes")
 
 
 def _create(db: MongoConnection, schema: MongoSchema) -> None:

@@ -22,7 +22,15 @@ from pymongo.errors import (
 from dbp._redact import shown
 from dbp._version import __version__
 from dbp.connection import Connection
-from dbp.errors import AuthenticationFailed, ConfigError, DbpError, FilterError, OperationError, ServerUnavailable
+from dbp.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    DatabaseMissing,
+    DbpError,
+    FilterError,
+    OperationError,
+    ServerUnavailable,
+)
 from dbp.mongo.ledger import MARKER
 from dbp.mongo.settings import MongoSettings
 
@@ -174,6 +182,18 @@ class MongoConnection(Connection[MongoSettings]):
         if isinstance(exc, ConfigurationError):  # e.g. MONGODB-AWS without pymongo-auth-aws
             return ConfigError(f"DB_CONFIG.MONGO: {reason(exc)}")
         return OperationError(f"MongoDB at {self.address}: {reason(exc)}")
+
+    def require_database(self) -> None:
+        """MongoDB keeps no empty database: one without any collection (not even dbp's ``_dbp``) does not exist."""
+        try:
+            exists = bool(self.database.list_collection_names())
+        except PyMongoError:
+            return  # not allowed to list them: the server answered, whether the database exists is unknown
+        if not exists:
+            raise DatabaseMissing(
+                f"database {self.settings.database} does not exist on {self.address.rsplit('/', 1)[0]} (it has no "
+                "collection): `dbp initdb` creates it (library: MongoConnection(config).create_db())"
+            )
 
     def server_version(self) -> str:
         info = self.client.server_info()

@@ -11,7 +11,9 @@ run retries it, so write migrations that can run twice.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
+import inspect
 import logging
 import socket
 import time
@@ -25,7 +27,6 @@ from typing import Any, Callable, Optional
 from pymongo.database import Database
 
 from dbp._bundled import bundled, require_writable
-from dbp._redact import scrub, shorten
 from dbp._version import __version__
 from dbp.errors import OperationError
 from dbp.migrations import (
@@ -36,12 +37,14 @@ from dbp.migrations import (
     MigrationFile,
     Progress,
     description,
+    interrupted,
     next_number,
     order_key,
     plan,
     reconcile,
     rollback_targets,
     slug,
+    user_code_error,
     write_files,
 )
 from dbp.mongo.connection import MongoConnection
@@ -142,30 +145,59 @@ def _module(migration_id: str, path: Path) -> ModuleType:
     error = None
     try:
         spec.loader.exec_module(module)
-    except USER_CODE_ERRORS as exc:  # any error in user code, sys.exit() included
-        error = _error(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any error in user code, sys.exit() included
+        error = user_code_error(exc)
     if error is not None:  # outside the handler: no __context__ keeps user code's exception
         raise MigrationFailed(f"mongo: migration {migration_id} cannot be loaded: {error}")
     return module
 
 
-#: What a migration's code may raise and dbp records as a failure; only Ctrl-C goes through.
+#: What a migration's ``up``/``down`` may raise and dbp records as a failure; only Ctrl-C goes through.
 USER_CODE_ERRORS = (Exception, SystemExit)
-
-
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return "it called sys.exit()"
-    text = str(exc).strip()
-    text = shorten(text.splitlines()[0], 500) if text else ""
-    return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _function(module: ModuleType, migration_id: str, name: str) -> Callable[[Database[Any]], Any]:
     func = getattr(module, name, None)
-    if not callable(func):
+    if func is None:
         raise MigrationFailed(f"mongo: migration {migration_id} defines no {name}(db)")
+    if not callable(func):
+        raise MigrationFailed(f"mongo: migration {migration_id}: {name} is a {type(func).__name__}, "
+                              f"not a function {name}(db)")
+    try:
+        inspect.signature(func).bind(None)
+    except TypeError:
+        raise MigrationFailed(f"mongo: migration {migration_id}: {name} cannot be called as {name}(db); "
+                              f"define it as def {name}(db): ...") from None
+    except ValueError:
+        pass  # no signature to check (a builtin): calling it will tell
     return func  # type: ignore[no-any-return]
+
+
+def _loaded(migration_id: str, path: Path, name: str) -> Callable[[Database[Any]], Any]:
+    """``name`` (``up`` or ``down``) of a migration, its module imported and checked (``down`` too if given).
+
+    Cached by file content: ``migrate`` loads every migration while planning, and
+    each module's code runs once.
+    """
+    key = (str(path.absolute()), hashlib.sha256(path.read_bytes()).hexdigest())
+    module = _MODULES.get(key)
+    if module is None:
+        module = _module(migration_id, path)
+        for other in ("up", "down"):
+            if other != name and getattr(module, other, None) is not None:
+                _function(module, migration_id, other)
+        _MODULES[key] = module
+    return _function(module, migration_id, name)
+
+
+_MODULES: dict[tuple[str, str], ModuleType] = {}
+
+
+def _load_all(ids: Sequence[str], paths: Mapping[str, Path], name: str) -> dict[str, Callable[[Database[Any]], Any]]:
+    """Every migration's ``name`` function, each module imported and checked before any runs."""
+    return {migration_id: _loaded(migration_id, paths[migration_id], name) for migration_id in ids}
 
 
 def migrate(
@@ -190,6 +222,7 @@ def migrate(
                "allow_missing": allow_missing}
     if dry_run:
         ids = plan("mongo", reconcile(infos, read_ledger(db)), to=to, **allowed)
+        _load_all(ids, paths, "up")  # a module that cannot be imported, or has no up(db), fails the plan
         if not ids:
             progress.note("mongo: nothing to apply")
         for migration_id in ids:
@@ -200,6 +233,7 @@ def migrate(
     with _locked(conn, lock_timeout, lease_seconds, break_lock, force) as lease:
         statuses = reconcile(infos, read_ledger(db))
         ids = plan("mongo", statuses, to=to, **allowed)
+        ups = _load_all(ids, paths, "up")  # every module imported and checked before the first runs
         if allow_changed:
             for s in statuses:
                 if s.state == "changed":
@@ -210,14 +244,14 @@ def migrate(
             if lease.lost.is_set():
                 raise OperationError("mongo: lost the migration lock (it expired or was broken); stopping")
             progress.step(index, migration_id)
-            seconds = _apply_one(db, migration_id, paths[migration_id], info_by_id[migration_id])
+            seconds = _apply_one(db, migration_id, ups[migration_id], info_by_id[migration_id])
             progress.done(index, migration_id, seconds)
     return ids
 
 
-def _apply_one(db: Database[Any], migration_id: str, path: Path, info: MigrationFile) -> float:
+def _apply_one(db: Database[Any], migration_id: str, up: Callable[[Database[Any]], Any], info: MigrationFile
+               ) -> float:
     start = time.perf_counter()
-    up = _function(_module(migration_id, path), migration_id, "up")
     host = socket.gethostname()
     db[LEDGER].update_one(
         {"_id": migration_id},
@@ -228,7 +262,7 @@ def _apply_one(db: Database[Any], migration_id: str, path: Path, info: Migration
     try:
         up(db)
     except USER_CODE_ERRORS as exc:  # recorded, then reported
-        error = _error(exc)
+        error = user_code_error(exc)
     if error is not None:  # outside the handler: no __context__ keeps user code's exception
         db[LEDGER].update_one(
             {"_id": migration_id},
@@ -272,16 +306,17 @@ def rollback(
                 raise OperationError(
                     f"mongo: migration {migration_id} defines no down(db); nothing was rolled back"
                 )
+        downs = _load_all(targets, paths, "down")  # every module imported and checked before the first runs
         progress.start("mongo", len(targets))
         for index, migration_id in enumerate(targets, 1):
             progress.step(index, migration_id, "rolling back")
             start = time.perf_counter()
-            down = _function(_module(migration_id, paths[migration_id]), migration_id, "down")
+            down = downs[migration_id]
             error = None
             try:
                 down(db)
             except USER_CODE_ERRORS as exc:
-                error = _error(exc)
+                error = user_code_error(exc)
             if error is not None:
                 raise MigrationFailed(f"mongo: rollback of {migration_id} failed: {error}")
             db[LEDGER].delete_one({"_id": migration_id})
@@ -333,7 +368,11 @@ def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
     """
     if writing:
         require_writable(schema_dir or bundled("mongo_migrations"))
-    load_files(MongoSchema.load(schema_dir).root)
+    root = MongoSchema.load(schema_dir).root
+    left = interrupted(root, clean=writing)
+    if left:
+        raise OperationError(f"mongo: {left[0]}")
+    load_files(root)
 
 
 def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:

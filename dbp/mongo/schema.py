@@ -84,8 +84,12 @@ class MongoSchema:
             raise ConfigError(f"cannot read {path}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        return cls(root, tuple(_collection(c, f"{path}: collection[{i}]")
-                               for i, c in enumerate(doc.get("collection", []))))
+        _known(doc, ("collection",), str(path))
+        declared = doc.get("collection", [])
+        if not isinstance(declared, list):
+            raise ConfigError(f"{path}: collection is a list of tables ([[collection]] ...), not "
+                              f"{type(declared).__name__}")
+        return cls(root, tuple(_collection(c, f"{path}: collection[{i}]") for i, c in enumerate(declared)))
 
     def collection(self, name: str) -> Optional[CollectionSpec]:
         return next((c for c in self.collections if c.name == name), None)
@@ -95,14 +99,34 @@ class MongoSchema:
         return sum(len(c.indexes) for c in self.collections)
 
 
+#: What a collection declares; an index: its name, keys and these create_index options.
+COLLECTION_KEYS = ("name", "fields", "indexes", "position")
+INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds", "hidden", "collation",
+                 "weights", "default_language", "language_override", "textIndexVersion", "2dsphereIndexVersion",
+                 "bits", "min", "max", "wildcardProjection", "storageEngine")
+
+
+def _known(raw: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
+    """Refuse a key not in ``valid`` (a typo such as ``indexs`` would otherwise drop every index)."""
+    unknown = sorted(str(k) for k in raw if k not in valid)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+                          f"valid keys are {', '.join(valid)}")
+
+
 def _collection(raw: Any, where: str) -> CollectionSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise ConfigError(f"{where} needs a name")
+    _known(raw, COLLECTION_KEYS, f"{where} ({raw['name']})")
+    declared = raw.get("indexes", [])
+    if not isinstance(declared, list):
+        raise ConfigError(f"{where} ({raw['name']}): indexes is a list of {{ name = ..., keys = [...] }}")
     indexes = []
-    for j, index in enumerate(raw.get("indexes", [])):
+    for j, index in enumerate(declared):
         iwhere = f"{where} ({raw['name']}) index[{j}]"
         if not isinstance(index, dict) or not isinstance(index.get("name"), str):
             raise ConfigError(f"{iwhere} needs a name")
+        _known(index, ("name", "keys", *INDEX_OPTIONS), f"{iwhere} ({index['name']})")
         keys = index.get("keys")
         if not isinstance(keys, list) or not keys:
             raise ConfigError(f"{iwhere} ({index['name']}) needs keys: [[field, direction], ...]")

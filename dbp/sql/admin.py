@@ -15,6 +15,7 @@ from dbp.errors import OperationError
 from dbp.sql.catalog import diff, read_catalog
 from dbp.sql.connection import SQLConnection
 from dbp.sql.ledger import (
+    LedgerState,
     advisory_key,
     ensure_yoyo_tables,
     format_marker,
@@ -26,7 +27,7 @@ from dbp.sql.ledger import (
 from dbp.sql.migrations import after_initdb, load_migrations, record_baseline
 from dbp.sql.schema import SchemaFiles
 
-__all__ = ["drop_refusal", "dropdb", "initdb"]
+__all__ = ["drop_refusal", "dropdb", "initdb", "initdb_refusal"]
 
 
 def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
@@ -50,12 +51,9 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
                     {"tables": len(catalog.tables), "indexes": catalog.index_count}, [],
                     f"{state.version} ({format_marker(state.marker)})", time.perf_counter() - start,
                 )
-            if state.user_tables and not adopt:
-                shown = ", ".join(state.user_tables[:5]) + (", ..." if len(state.user_tables) > 5 else "")
-                raise OperationError(
-                    f"{db.address} already has {len(state.user_tables)} table(s) ({shown}) but no dbp "
-                    "ledger; run initdb --adopt to take it over if it matches the schema files"
-                )
+            refusal = _refusal(db, state, adopt)
+            if refusal:
+                raise OperationError(refusal)
             if state.user_tables:
                 differences = diff(read_catalog(conn), files.scratch_catalog(conn))
                 if differences:
@@ -77,6 +75,20 @@ def initdb(db: SQLConnection, *, adopt: bool = False) -> InitReport:
         "sql", db.address, outcome, {"tables": len(catalog.tables), "indexes": catalog.index_count},
         ids, ids[-1] if ids else "baseline (no migration applied)", time.perf_counter() - start,
     )
+
+
+def initdb_refusal(db: SQLConnection, *, adopt: bool = False) -> str:
+    """Why ``initdb`` would refuse this (existing) database before changing anything ("" if it would not)."""
+    with db.connection() as conn:
+        return _refusal(db, read_state(conn), adopt)
+
+
+def _refusal(db: SQLConnection, state: LedgerState, adopt: bool) -> str:
+    if state.initialized or not state.user_tables or adopt:
+        return ""
+    shown = ", ".join(state.user_tables[:5]) + (", ..." if len(state.user_tables) > 5 else "")
+    return (f"{db.address} already has {len(state.user_tables)} table(s) ({shown}) but no dbp ledger; run "
+            "initdb --adopt to take it over if it matches the schema files")
 
 
 def drop_refusal(db: SQLConnection, force: bool = False) -> str:

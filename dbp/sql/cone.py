@@ -60,7 +60,8 @@ _CACHE: dict[tuple[Path, int], dict[str, Position]] = {}
 _LOCK = threading.Lock()
 
 
-def _declarations(root: Path) -> dict[str, Position]:
+def declarations(root: Path) -> dict[str, Position]:
+    """``positions.toml`` of the SQL schema folder ``root``: each table's position columns (none: no file)."""
     file = root / DECLARATION
     try:
         stamp = file.stat().st_mtime_ns
@@ -80,6 +81,10 @@ def _declarations(root: Path) -> dict[str, Position]:
         raise ConfigError(f"cannot read {file}: {exc}") from None
     out: dict[str, Position] = {}
     for table, spec in doc.items():
+        unknown = sorted(set(spec) - {"ra", "dec"}) if isinstance(spec, dict) else []
+        if unknown:
+            raise ConfigError(f"{file}: [{table}]: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+                              "valid keys are ra, dec")
         if (not isinstance(spec, dict) or set(spec) != {"ra", "dec"}
                 or not all(isinstance(v, str) and v for v in spec.values())):
             raise ConfigError(f'{file}: [{table}] takes ra = "column" and dec = "column", nothing else')
@@ -103,7 +108,7 @@ def position(q: SQLBuilder) -> Position:
         found = Position(ra=declared[0], dec=declared[1])
     else:
         root = q.db.settings.schema_dir or bundled("sql")
-        table = _declarations(root).get(q.name)
+        table = declarations(root).get(q.name)
         if table is None:
             raise FilterError(
                 f"{q.name} declares no position for $cone / crossmatch; " + (

@@ -36,15 +36,18 @@ from dbp.migrations import (
     MigrationFile,
     Progress,
     description,
+    interrupted,
     next_number,
     order_key,
     plan,
     reconcile,
     rollback_targets,
     slug,
+    user_code_error,
     write_files,
 )
 from dbp.sql.catalog import Catalog, diff, read_catalog
+from dbp.sql.cone import declarations
 from dbp.sql.connection import SQLConnection, open_connection
 from dbp.sql.ddl import migration_ddl
 from dbp.sql.errors import cause, elide_literals
@@ -272,10 +275,17 @@ def _check_statements(migrations: Sequence[Any], direction: str) -> None:
     from yoyo.exceptions import BadMigration
 
     for migration in migrations:
+        error = None
         try:
             migration.load()
         except BadMigration as exc:
-            raise MigrationFailed(f"sql: migration {migration.id} cannot be loaded: {exc}") from None
+            error = str(exc)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a Python migration's own code, sys.exit() included
+            error = user_code_error(exc)
+        if error is not None:  # outside the handler: no __context__ keeps user code's exception
+            raise MigrationFailed(f"sql: migration {migration.id} cannot be loaded: {error}")
         if not migration.use_transactions or not migration.is_raw_sql():
             continue
         path = Path(migration.path)
@@ -487,8 +497,12 @@ def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
     files = SchemaFiles.for_settings(schema_dir)
     if writing:
         require_writable(files.migrations_dir)
+    left = interrupted(files.migrations_dir, clean=writing)
+    if left:
+        raise OperationError(f"sql: {left[0]}")
     if files.schema_dir.is_dir():
         files.statements  # noqa: B018 - reading them checks UTF-8 and transaction control
+    declarations(files.root)  # positions.toml, if there is one: its mistakes are found now, not at the first $cone
     load_migrations(files)
 
 
