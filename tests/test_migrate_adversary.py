@@ -51,6 +51,7 @@ BROKEN_MODULES = {
 }
 
 
+@pytest.mark.slow
 def test_migrate_loads_every_mongo_migration_before_the_first_sql_one(
     run_dbp: Any, tmp_path: Path, project: dict[str, str], sql_settings: SQLSettings, mongo_settings: MongoSettings
 ) -> None:
@@ -164,7 +165,8 @@ TYPOS = [
 ]
 
 
-@pytest.mark.parametrize("typo", TYPOS, ids=[t[2] for t in TYPOS])
+@pytest.mark.parametrize("typo", [pytest.param(t, id=t[2], marks=[pytest.mark.slow] if k > 1 else [])
+                                  for k, t in enumerate(TYPOS)])
 def test_unknown_keys_in_collections_toml_are_refused_everywhere(
     run_dbp: Any, tmp_path: Path, project: dict[str, str], mongo_settings: MongoSettings, typo: tuple[str, str, str]
 ) -> None:
@@ -227,8 +229,8 @@ def migration_files(project: Path) -> list[str]:
     return [f for f in files_of(project) if f.startswith(("sql/migrations/", "mongo_migrations/0"))]
 
 
-@pytest.mark.parametrize("sig", ["INT", "TERM"])
-@pytest.mark.parametrize("after", [1, 2])
+@pytest.mark.parametrize(("after", "sig"), [(1, "INT"), *(pytest.param(a, s, marks=pytest.mark.slow)
+                                                         for a, s in [(1, "TERM"), (2, "INT"), (2, "TERM")])])
 def test_make_migrations_interrupted_between_moves_leaves_nothing(
     run_dbp: Any, tmp_path: Path, project: dict[str, str], hooked: dict[str, str], sig: str, after: int
 ) -> None:
