@@ -346,3 +346,77 @@ def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
     deleted = run(project, top, "local", "delete", "--yes")
     assert deleted.returncode == 0, deleted.stderr
     assert not (project / ".dbp").exists()
+
+
+# -- issue 21, round 2: a moved project's running Mongo server; local stop during a --local command -------------
+
+
+def mongo_project(top: Path, name: str) -> Path:
+    made = run(top, top, "init-project", "--engine", "mongo", name)
+    assert made.returncode == 0, made.stderr
+    return top / name
+
+
+def secantus_of(storage: Path) -> list[int]:
+    """Every secantusd-py process whose storage folder is ``storage`` (the same folder, whatever its name now:
+    dbp starts it with that folder as its working directory)."""
+    wanted = os.stat(storage)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            here = os.stat(entry / "cwd")
+        except OSError:
+            continue
+        if any(Path(os.fsdecode(a)).name == "secantusd-py" for a in args[:2]) and \
+                (here.st_dev, here.st_ino) == (wanted.st_dev, wanted.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+@local_servers
+def test_a_moved_project_never_runs_two_mongo_servers_on_its_data(top: Path) -> None:
+    project = mongo_project(top, "m1")
+    first = run(project, top, "--local", "initdb")
+    assert first.returncode == 0, first.stderr
+    [old_pid] = secantus_of(project / ".dbp" / "mongo")
+    moved = top / "m1moved"
+    project.rename(moved)
+    storage = moved / ".dbp" / "mongo"
+    assert secantus_of(storage) == [old_pid]  # still running, on the moved files
+    shown = run(moved, top, "local", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert (f"\nmongo  running  {storage} (started as {project / '.dbp' / 'mongo'}, before the project moved; local "
+            "stop, local delete or the next start stops it)\n") in shown.stdout, shown.stdout  # status sees it
+    again = run(moved, top, "--local", "status", "--exit-code")
+    assert again.returncode in (0, 3), again.stderr  # initialized: the same database
+    servers = secantus_of(storage)
+    assert len(servers) == 1 and old_pid not in servers, servers  # the old one stopped, one new one
+    assert run(moved, top, "local", "start").returncode == 0
+    assert secantus_of(storage) == servers
+    # moved again: local stop stops the server that still runs from the old place
+    moved.rename(top / "m1again")
+    moved = top / "m1again"
+    stopped = run(moved, top, "local", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "stopped: mongo\n"
+    assert not any(alive_pid(pid) for pid in servers)
+    # and again, then deleted: delete stops it too
+    assert run(moved, top, "local", "start").returncode == 0
+    servers = secantus_of(moved / ".dbp" / "mongo")
+    moved.rename(top / "m1last")
+    moved = top / "m1last"
+    deleted = run(moved, top, "local", "delete", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (moved / ".dbp").exists()
+    assert not any(alive_pid(pid) for pid in servers)
+
+
+def alive_pid(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
