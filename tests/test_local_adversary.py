@@ -420,3 +420,82 @@ def alive_pid(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+BUSY = ("dbp: error: another dbp command is using the local servers in {root} (it holds .use); nothing was changed: "
+        "run this again once it is done")
+
+
+@local_servers
+def test_local_stop_refuses_while_a_local_command_runs(top: Path) -> None:
+    project = sql_project(top, "p1")
+    assert run(project, top, "--local", "initdb").returncode == 0
+    migrations = project / "sql" / "migrations"
+    (migrations / "0002_slow.sql").write_text("-- slow\nCREATE TABLE slow1 (x int);\nSELECT pg_sleep(4);\n")
+    (migrations / "0002_slow.rollback.sql").write_text("DROP TABLE slow1;\n")
+    env = clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"))
+    slow = subprocess.Popen([sys.executable, "-m", "dbp", "--local", "migrate"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert slow.stderr is not None
+        for line in slow.stderr:  # it has started the servers and holds the folder
+            if line.startswith("dbp: local data in"):
+                break
+        server = postgres_of(top / "pgroot")
+        busy = run(project, top, "local", "stop")
+        assert busy.returncode == 75, busy.stderr
+        assert busy.stderr.strip() == BUSY.format(root=project / ".dbp") and busy.stdout == ""
+        assert postgres_of(top / "pgroot") == server
+        out, err = slow.communicate(timeout=120)
+        assert slow.returncode == 0, err
+        assert "sql: applied 0002_slow" in out
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    stopped = run(project, top, "local", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "stopped: sql\n" and not postgres_of(top / "pgroot")
+
+
+HOLDER = """
+import sys
+import dbp
+with dbp.connect(engine="sql", local=True) as conn:
+    conn.ping()
+    print("open", flush=True)
+    sys.stdin.readline()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
+@local_servers
+def test_a_local_connection_keeps_stop_and_delete_away_until_it_is_closed(top: Path) -> None:
+    project = sql_project(top, "p1")
+    env = clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=project, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline() == "open\n"
+        for command in (["local", "stop"], ["local", "delete", "--yes"]):
+            busy = run(project, top, *command)
+            assert busy.returncode == 75, (command, busy.stderr)
+            assert busy.stderr.strip() == BUSY.format(root=project / ".dbp"), busy.stderr
+        assert postgres_of(top / "pgroot")
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "closed\n"  # closed: the process still runs, the servers are free
+        stopped = run(project, top, "local", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout == "stopped: sql\n"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(60) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    deleted = run(project, top, "local", "delete", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
