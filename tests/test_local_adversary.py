@@ -86,8 +86,9 @@ def top() -> Iterator[Path]:
         shutil.rmtree(made, ignore_errors=True)
 
 
-def run(folder: Path, top: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dbp", *args], cwd=folder,
+def run(folder: Path, top: Path, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),
+        **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "dbp", *args], cwd=folder,
                           env=clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"), **env),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -499,3 +500,56 @@ def test_a_local_connection_keeps_stop_and_delete_away_until_it_is_closed(top: P
             holder.wait()
     deleted = run(project, top, "local", "delete", "--yes")
     assert deleted.returncode == 0, deleted.stderr
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[str, ...]]:
+    """A command prefix that runs as uid 1000 (files of this root appear as its own), every command in one user
+    namespace (a server started by one is seen by the next): PostgreSQL's data is then in the project, and
+    moves with it."""
+    unshare, nsenter = shutil.which("unshare"), shutil.which("nsenter")
+    if unshare is None or nsenter is None or os.geteuid() != 0:
+        pytest.skip("needs root, unshare(1) and nsenter(1)")
+    holder = subprocess.Popen([unshare, "--user", "--map-user=1000", "--map-group=1000", "sleep", "infinity"])
+    try:
+        prefix = (nsenter, "--user", f"--target={holder.pid}", "--preserve-credentials")
+        deadline = time.monotonic() + 10
+        while subprocess.run([*prefix, "id", "-u"], capture_output=True, text=True).stdout.strip() != "1000":
+            if holder.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("user namespaces are not available")
+            time.sleep(0.05)
+        yield prefix
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@local_servers
+def test_a_moved_project_restarts_its_running_postgresql_as_a_normal_user(top: Path,
+                                                                         unprivileged: tuple[str, ...]) -> None:
+    me = unprivileged
+    assert run(top, top, "init-project", "--engine", "sql", "p1", prefix=me).returncode == 0
+    project = top / "p1"
+    first = run(project, top, "--local", "initdb", prefix=me)
+    assert first.returncode == 0, first.stderr
+    old = postgres_of(project / ".dbp")
+    assert old
+    moved = top / "p1moved"
+    project.rename(moved)
+    data = moved / ".dbp" / "pg"
+    shown = run(moved, top, "local", "status", prefix=me)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(
+        f"sql    running  {data} (started as {project / '.dbp' / 'pg'}, before the project moved; local stop, local "
+        "delete or the next start stops it)\n"), shown.stdout
+    # the server still runs on the moved data (its pid file keeps a second one away), but its socket's path
+    # is gone: it is restarted, on the same database
+    again = run(moved, top, "--local", "status", "--exit-code", prefix=me)
+    assert again.returncode in (0, 3), again.stderr
+    assert f"dbp: local sql server: postgresql://postgres@/dbp?host={data}&port=5432\n" in again.stderr, again.stderr
+    assert "it was started as" in again.stderr  # (a warning says why it restarted)
+    assert postgres_of(project / ".dbp") == [] and postgres_of(moved / ".dbp")
+    assert not any(alive_pid(int(pid)) for pid in old)
+    deleted = run(moved, top, "local", "delete", "--yes", prefix=me)
+    assert deleted.returncode == 0, deleted.stderr
+    assert postgres_of(moved / ".dbp") == [] and not (moved / ".dbp").exists()
