@@ -214,7 +214,8 @@ def get_parser() -> argparse.ArgumentParser:
         "action", choices=["start", "stop", "status", "env", "delete"],
         help="what to do; status shows where every piece of data is; env starts them and prints export "
         "DBP_SQL_URL=... and DBP_MONGO_URL=... lines for a shell to eval (they hold the local Mongo password); "
-        "delete stops them and removes all their data",
+        "delete stops them and removes all their data; stop and delete refuse (exit 75) while a --local command "
+        "or a dbp.connect(local=True) connection uses them",
     )
     local.add_argument("--yes", action="store_true",
                        help="with delete: delete without asking (required when not on a terminal)")

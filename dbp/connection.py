@@ -30,6 +30,8 @@ class Connection(ABC, Generic[S]):
     """
 
     engine: ClassVar[str]
+    #: The local servers this connection holds (see :func:`connect` with ``local``), until :meth:`close`.
+    _local_servers: Optional[Any] = None
 
     def __init__(self, config: ConfigSource = None, *, settings: Optional[S] = None) -> None:
         self._config = config
@@ -56,6 +58,8 @@ class Connection(ABC, Generic[S]):
                 raise ConfigError("cannot change the configuration of an open connection")
             self._config, self._settings = config, None
         if self.closed:
+            if self._local_servers is not None:
+                self._local_servers.start([self.engine], hold=True)  # (opened again: held again, started if stopped)
             self._open()
         return self
 
@@ -64,6 +68,11 @@ class Connection(ABC, Generic[S]):
 
         PostgreSQL refuses to connect to a missing database, so only MongoDB checks here.
         """
+
+    def _let_go(self) -> None:
+        """Let go of the local servers (call it in :meth:`close`): ``local stop`` and ``delete`` may go on."""
+        if self._local_servers is not None:
+            self._local_servers.release()
 
     @property
     @abstractmethod
@@ -127,7 +136,7 @@ def connect(config: ConfigSource = None, engine: str = "sql", *, local: bool = F
 
     ``local=True`` connects to the project-local server instead (see dbp.local:
     ``$DBP_LOCAL_DIR``, else ``.dbp`` beside the nearest ``dbp.toml``, else ``./.dbp``; database ``dbp``),
-    starting it if needed.
+    starting it if needed; until the connection is closed, ``local stop`` and ``local delete`` refuse.
     """
     spec = ENGINES.get(engine)
     if spec is None:
@@ -137,5 +146,13 @@ def connect(config: ConfigSource = None, engine: str = "sql", *, local: bool = F
 
         if config is not None:
             raise ConfigError("connect(local=True) uses the project-local servers: give no config with it")
-        config = LocalServers().config([engine])
+        servers = LocalServers()
+        connection = spec.connection_class()(servers.config([engine], hold=True))
+        try:
+            connection.connect()
+        except BaseException:
+            servers.release()
+            raise
+        connection._local_servers = servers  # (from now on: see Connection.connect and close)
+        return connection
     return spec.connection_class()(config).connect()

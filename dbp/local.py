@@ -120,8 +120,9 @@ class LocalServers:
     def start(self, engines: Iterable[str] = tuple(ENGINES), *, hold: bool = False) -> dict[str, str]:
         """Start (or find running) the servers of ``engines``; return each one's URL.
 
-        With ``hold``, this object keeps a shared lock on ``ROOT/.use`` until :meth:`release` (or the process
-        ends): meanwhile :meth:`delete` refuses (LockTimeout), as the ``--local`` commands need.
+        With ``hold``, this object keeps a shared lock on ``ROOT/.use`` until :meth:`release` (or the object or
+        its process ends): meanwhile another process's :meth:`stop` and :meth:`delete` refuse (LockTimeout), as
+        the ``--local`` commands and ``dbp.connect(local=True)`` need.
         """
         with self._locked():
             urls = {engine: ENGINES[engine].module("local").start(self.root) for engine in engines}
@@ -138,8 +139,13 @@ class LocalServers:
             self._held = None
 
     def stop(self) -> list[str]:
-        """Stop every running local server; return the engines that were stopped."""
-        with self._locked():
+        """Stop every running local server; return the engines that were stopped.
+
+        While another process uses them (a ``--local`` command, or a start with ``hold``: it holds ``ROOT/.use``)
+        this is a LockTimeout at once, with nothing stopped; this object's own hold is let go first.
+        """
+        self.release()
+        with self._locked(), self._using():
             return [engine for engine, spec in ENGINES.items() if spec.module("local").stop(self.root)]
 
     def delete(self) -> list[str]:
@@ -149,10 +155,12 @@ class LocalServers:
         Only what dbp keeps there (:data:`ENTRIES`) is removed, then ``root`` if that leaves it empty; a folder
         without dbp's marker file is refused (ConfigError) before anything is changed, as are the folders
         ``start`` refuses (a symbolic link, another user's files: see :meth:`_locked`). Another process holding
-        the folder's lock (a start or stop under way) is a LockTimeout, with nothing changed.
+        the folder's lock (a start or stop under way) or using the servers (see :meth:`stop`) is a LockTimeout,
+        with nothing changed.
         """
         import shutil
 
+        self.release()  # (this object's own hold: deleting is being done with them)
         if not self._exists():  # removed by hand: servers may still run on it, and data may be kept outside it
             removed: list[str] = []
             for spec in ENGINES.values():
@@ -191,7 +199,8 @@ class LocalServers:
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[None]:
-        """Hold ``ROOT/.use`` exclusively: LockTimeout at once while a ``--local`` command holds it shared.
+        """Hold ``ROOT/.use`` exclusively: LockTimeout at once while another process holds it shared (a
+        ``--local`` command, a connection of ``dbp.connect(local=True)``, a start with ``hold``).
         Take it under :meth:`_locked` (a start holding ``.lock`` takes ``.use`` shared: never a deadlock)."""
         fd = open_private(self.root / USE, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "a+") as handle:

@@ -86,8 +86,9 @@ def top() -> Iterator[Path]:
         shutil.rmtree(made, ignore_errors=True)
 
 
-def run(folder: Path, top: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dbp", *args], cwd=folder,
+def run(folder: Path, top: Path, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),
+        **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "dbp", *args], cwd=folder,
                           env=clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"), **env),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -346,3 +347,209 @@ def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
     deleted = run(project, top, "local", "delete", "--yes")
     assert deleted.returncode == 0, deleted.stderr
     assert not (project / ".dbp").exists()
+
+
+# -- issue 21, round 2: a moved project's running Mongo server; local stop during a --local command -------------
+
+
+def mongo_project(top: Path, name: str) -> Path:
+    made = run(top, top, "init-project", "--engine", "mongo", name)
+    assert made.returncode == 0, made.stderr
+    return top / name
+
+
+def secantus_of(storage: Path) -> list[int]:
+    """Every secantusd-py process whose storage folder is ``storage`` (the same folder, whatever its name now:
+    dbp starts it with that folder as its working directory)."""
+    wanted = os.stat(storage)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            here = os.stat(entry / "cwd")
+        except OSError:
+            continue
+        if any(Path(os.fsdecode(a)).name == "secantusd-py" for a in args[:2]) and \
+                (here.st_dev, here.st_ino) == (wanted.st_dev, wanted.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+@local_servers
+def test_a_moved_project_never_runs_two_mongo_servers_on_its_data(top: Path) -> None:
+    project = mongo_project(top, "m1")
+    first = run(project, top, "--local", "initdb")
+    assert first.returncode == 0, first.stderr
+    [old_pid] = secantus_of(project / ".dbp" / "mongo")
+    moved = top / "m1moved"
+    project.rename(moved)
+    storage = moved / ".dbp" / "mongo"
+    assert secantus_of(storage) == [old_pid]  # still running, on the moved files
+    shown = run(moved, top, "local", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert (f"\nmongo  running  {storage} (started as {project / '.dbp' / 'mongo'}, before the project moved; local "
+            "stop, local delete or the next start stops it)\n") in shown.stdout, shown.stdout  # status sees it
+    again = run(moved, top, "--local", "status", "--exit-code")
+    assert again.returncode in (0, 3), again.stderr  # initialized: the same database
+    servers = secantus_of(storage)
+    assert len(servers) == 1 and old_pid not in servers, servers  # the old one stopped, one new one
+    assert run(moved, top, "local", "start").returncode == 0
+    assert secantus_of(storage) == servers
+    # moved again: local stop stops the server that still runs from the old place
+    moved.rename(top / "m1again")
+    moved = top / "m1again"
+    stopped = run(moved, top, "local", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "stopped: mongo\n"
+    assert not any(alive_pid(pid) for pid in servers)
+    # and again, then deleted: delete stops it too
+    assert run(moved, top, "local", "start").returncode == 0
+    servers = secantus_of(moved / ".dbp" / "mongo")
+    moved.rename(top / "m1last")
+    moved = top / "m1last"
+    deleted = run(moved, top, "local", "delete", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (moved / ".dbp").exists()
+    assert not any(alive_pid(pid) for pid in servers)
+
+
+def alive_pid(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+BUSY = ("dbp: error: another dbp command is using the local servers in {root} (it holds .use); nothing was changed: "
+        "run this again once it is done")
+
+
+@local_servers
+def test_local_stop_refuses_while_a_local_command_runs(top: Path) -> None:
+    project = sql_project(top, "p1")
+    assert run(project, top, "--local", "initdb").returncode == 0
+    migrations = project / "sql" / "migrations"
+    (migrations / "0002_slow.sql").write_text("-- slow\nCREATE TABLE slow1 (x int);\nSELECT pg_sleep(4);\n")
+    (migrations / "0002_slow.rollback.sql").write_text("DROP TABLE slow1;\n")
+    env = clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"))
+    slow = subprocess.Popen([sys.executable, "-m", "dbp", "--local", "migrate"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert slow.stderr is not None
+        for line in slow.stderr:  # it has started the servers and holds the folder
+            if line.startswith("dbp: local data in"):
+                break
+        server = postgres_of(top / "pgroot")
+        busy = run(project, top, "local", "stop")
+        assert busy.returncode == 75, busy.stderr
+        assert busy.stderr.strip() == BUSY.format(root=project / ".dbp") and busy.stdout == ""
+        assert postgres_of(top / "pgroot") == server
+        out, err = slow.communicate(timeout=120)
+        assert slow.returncode == 0, err
+        assert "sql: applied 0002_slow" in out
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    stopped = run(project, top, "local", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "stopped: sql\n" and not postgres_of(top / "pgroot")
+
+
+HOLDER = """
+import sys
+import dbp
+with dbp.connect(engine="sql", local=True) as conn:
+    conn.ping()
+    print("open", flush=True)
+    sys.stdin.readline()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
+@local_servers
+def test_a_local_connection_keeps_stop_and_delete_away_until_it_is_closed(top: Path) -> None:
+    project = sql_project(top, "p1")
+    env = clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=project, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline() == "open\n"
+        for command in (["local", "stop"], ["local", "delete", "--yes"]):
+            busy = run(project, top, *command)
+            assert busy.returncode == 75, (command, busy.stderr)
+            assert busy.stderr.strip() == BUSY.format(root=project / ".dbp"), busy.stderr
+        assert postgres_of(top / "pgroot")
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "closed\n"  # closed: the process still runs, the servers are free
+        stopped = run(project, top, "local", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout == "stopped: sql\n"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(60) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    deleted = run(project, top, "local", "delete", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[str, ...]]:
+    """A command prefix that runs as uid 1000 (files of this root appear as its own), every command in one user
+    namespace (a server started by one is seen by the next): PostgreSQL's data is then in the project, and
+    moves with it."""
+    unshare, nsenter = shutil.which("unshare"), shutil.which("nsenter")
+    if unshare is None or nsenter is None or os.geteuid() != 0:
+        pytest.skip("needs root, unshare(1) and nsenter(1)")
+    holder = subprocess.Popen([unshare, "--user", "--map-user=1000", "--map-group=1000", "sleep", "infinity"])
+    try:
+        prefix = (nsenter, "--user", f"--target={holder.pid}", "--preserve-credentials")
+        deadline = time.monotonic() + 10
+        while subprocess.run([*prefix, "id", "-u"], capture_output=True, text=True).stdout.strip() != "1000":
+            if holder.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("user namespaces are not available")
+            time.sleep(0.05)
+        yield prefix
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@local_servers
+def test_a_moved_project_restarts_its_running_postgresql_as_a_normal_user(top: Path,
+                                                                         unprivileged: tuple[str, ...]) -> None:
+    me = unprivileged
+    assert run(top, top, "init-project", "--engine", "sql", "p1", prefix=me).returncode == 0
+    project = top / "p1"
+    first = run(project, top, "--local", "initdb", prefix=me)
+    assert first.returncode == 0, first.stderr
+    old = postgres_of(project / ".dbp")
+    assert old
+    moved = top / "p1moved"
+    project.rename(moved)
+    data = moved / ".dbp" / "pg"
+    shown = run(moved, top, "local", "status", prefix=me)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(
+        f"sql    running  {data} (started as {project / '.dbp' / 'pg'}, before the project moved; local stop, local "
+        "delete or the next start stops it)\n"), shown.stdout
+    # the server still runs on the moved data (its pid file keeps a second one away), but its socket's path
+    # is gone: it is restarted, on the same database
+    again = run(moved, top, "--local", "status", "--exit-code", prefix=me)
+    assert again.returncode in (0, 3), again.stderr
+    assert f"dbp: local sql server: postgresql://postgres@/dbp?host={data}&port=5432\n" in again.stderr, again.stderr
+    assert "it was started as" in again.stderr  # (a warning says why it restarted)
+    assert postgres_of(project / ".dbp") == [] and postgres_of(moved / ".dbp")
+    assert not any(alive_pid(int(pid)) for pid in old)
+    deleted = run(moved, top, "local", "delete", "--yes", prefix=me)
+    assert deleted.returncode == 0, deleted.stderr
+    assert postgres_of(moved / ".dbp") == [] and not (moved / ".dbp").exists()

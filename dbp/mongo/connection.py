@@ -115,6 +115,7 @@ class MongoConnection(Connection[MongoSettings]):
             self._client = None
         self._queries.clear()
         self._resolved.clear()
+        self._let_go()
 
     @property
     def client(self) -> MongoClient[Document]:

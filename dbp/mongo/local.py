@@ -130,14 +130,40 @@ def _process(root: Path) -> Optional[tuple[int, int]]:
     return pid, port
 
 
+def _serves(pid: int, data: Path) -> bool:
+    """True if ``pid`` runs ``secantusd-py`` on the folder ``data`` under whatever name it had when it started:
+    dbp starts it in its storage folder, whose device and inode a move keeps."""
+    args = argv(pid)
+    if not any(Path(a).name == "secantusd-py" for a in args[:2]):
+        return False
+    try:
+        here, wanted = os.stat(f"/proc/{pid}/cwd"), os.stat(data)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (wanted.st_dev, wanted.st_ino)
+
+
 def _orphans(root: Path) -> list[int]:
-    """secantusd-py processes on this storage path that dbp no longer knows (its mongo.json was deleted)."""
+    """secantusd-py processes on this folder's data that dbp no longer knows: its mongo.json was deleted, or
+    the project was moved while it ran (it was started with the old path, which it keeps using: never reused)."""
     data = _data(root)
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid() and _runs_our_storage(int(entry.name), data):
-            found.append(int(entry.name))
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            pid = int(entry.name)
+            if _runs_our_storage(pid, data) or _serves(pid, data):
+                found.append(pid)
     return found
+
+
+def _still_orphan(root: Path, pid: int) -> bool:
+    return _runs_our_storage(pid, _data(root)) or _serves(pid, _data(root))
+
+
+def _moved_from(pid: int) -> Optional[str]:
+    """The storage path ``pid`` was started with."""
+    args = argv(pid)
+    return next((b for a, b in zip(args, args[1:]) if a == "--storage-path"), None)
 
 
 def _url(port: int, password: str) -> str:
@@ -248,8 +274,12 @@ def start(root: Path) -> str:
     if found is not None:
         return _url(found[1], password)
     for orphan in _orphans(root):  # a server of this folder that dbp lost track of: stop it, start ours
-        log.warning("stopping the local MongoDB server pid %s, left running without its state file", orphan)
-        _terminate(orphan, lambda pid=orphan: _runs_our_storage(pid, _data(root)))
+        if _runs_our_storage(orphan, _data(root)):
+            log.warning("stopping the local MongoDB server pid %s, left running without its state file", orphan)
+        else:
+            log.warning("stopping the local MongoDB server pid %s, left running on this data from %s (the project "
+                        "moved)", orphan, _moved_from(orphan))
+        _terminate(orphan, lambda pid=orphan: _still_orphan(root, pid))
     _secantusd()  # missing: the install hint, before anything else
     data = _data(root)
     if not check_path(data):
@@ -312,7 +342,7 @@ def stop(root: Path) -> bool:
         _terminate(pid, lambda: _is_ours(root, pid, state.get("started"), state.get("port")))
         stopped = True
     for orphan in _orphans(root):
-        _terminate(orphan, lambda pid=orphan: _runs_our_storage(pid, _data(root)))
+        _terminate(orphan, lambda pid=orphan: _still_orphan(root, pid))
         stopped = True
     if state:
         state.pop("pid", None)
@@ -328,8 +358,12 @@ def status(root: Path) -> ServerState:
     if found is None:
         lost = _orphans(root)
         if lost:
-            return ServerState("mongo", True, f"{shown_path(_data(root))} (its state file is gone; local delete or "
-                                              "the next start stops it)", lost[0])
+            if _runs_our_storage(lost[0], _data(root)):
+                why = "its state file is gone"
+            else:
+                why = f"started as {shown_path(_moved_from(lost[0]) or '?')}, before the project moved"
+            return ServerState("mongo", True, f"{shown_path(_data(root))} ({why}; local stop, local delete or the "
+                                              "next start stops it)", lost[0])
         return ServerState("mongo", False, str(_data(root)))
     return ServerState("mongo", True, _url(found[1], "").replace(f"{USER}:@", f"{USER}:***@"), found[0])
 

@@ -288,6 +288,7 @@ class SQLConnection(Connection[SQLSettings]):
         for _, conn in sessions:
             conn.close()
         self._local = threading.local()
+        self._let_go()
 
     # -- sessions ---------------------------------------------------------------------------------
 

@@ -573,7 +573,8 @@ def _postmaster_of(data: Path) -> Optional[list[str]]:
 
 
 def _clear_stale(root: Path) -> None:
-    """Before a start: drop a stale pid file, and wait for a killed server's orphaned processes to exit."""
+    """Before a start: drop a stale pid file and socket lock files, and wait for a killed server's orphaned
+    processes to exit."""
     data = _data(root)
     pid_file = data / "postmaster.pid"
     if pid_file.exists() and _postmaster(root) is None:
@@ -586,12 +587,31 @@ def _clear_stale(root: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
-        # The socket's lock file names the killed postmaster too; PostgreSQL refuses to start while that
-        # pid exists, and a killed process stays a zombie until its parent reaps it.
-        for lock in [*data.glob(".s.PGSQL.*.lock"), *_socket_dir(data).glob(".s.PGSQL.*.lock")]:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if not is_ours(int((_read_server_file(lock) or "").splitlines()[0]), data):
-                    lock.unlink()
+    # The socket's lock file may name a killed postmaster, or one stopped after the project moved (it removes
+    # its files by their old path); PostgreSQL refuses to start while that pid exists, and a stopped process
+    # stays a zombie until its parent reaps it.
+    for lock in [*data.glob(".s.PGSQL.*.lock"), *_socket_dir(data).glob(".s.PGSQL.*.lock")]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if not is_ours(int((_read_server_file(lock) or "").splitlines()[0]), data):
+                lock.unlink()
+
+
+def _started_as(lines: list[str], data: Path) -> Optional[str]:
+    """The data directory a running server was started with (``postmaster.pid``'s second line) if it is not
+    ``data``'s path now: the project was moved while it ran. Its data moved with it, and its pid file keeps a
+    second server away, but it still names its socket by the old path, where no client finds it."""
+    started = lines[1].strip() if len(lines) > 1 else ""
+    return started if started and started != str(data.resolve()) else None
+
+
+def _stop_postmaster(pid: int, data: Path) -> None:
+    """A fast shutdown of the postmaster ``pid`` of ``data``, immediate if that is too slow."""
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+    if not wait_gone(pid, STOP_TIMEOUT):
+        if is_ours(pid, data):
+            os.kill(pid, signal.SIGQUIT)  # "immediate" shutdown
+        if not wait_gone(pid, STOP_TIMEOUT):
+            raise OperationError(f"the local PostgreSQL (pid {pid}) did not stop in {2 * STOP_TIMEOUT:g} s")
 
 
 def start(root: Path) -> str:
@@ -599,6 +619,12 @@ def start(root: Path) -> str:
     _bin("postgres")  # missing: the install hint, before anything else
     data = _prepare_data(root)  # (as root, it relinks ROOT/pg to a data folder that may be running)
     running = _postmaster(root)
+    moved = _started_as(running, data) if running is not None else None
+    if running is not None and moved is not None:
+        log.warning("restarting the local PostgreSQL (pid %s): it was started as %s, before the project moved",
+                    running[0], moved)
+        _stop_postmaster(int(running[0]), data)
+        running = None
     if running is not None and len(running) > 4 and running[4].strip():
         return _url(running[4].strip(), int(running[3] or 5432), "postgres")
     _stop_deleted(root)
@@ -618,13 +644,7 @@ def stop(root: Path) -> bool:
     lines = _postmaster(root)
     if lines is None:
         return False
-    pid = int(lines[0])
-    os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
-    if not wait_gone(pid, STOP_TIMEOUT):
-        if is_ours(pid, _data(root)):
-            os.kill(pid, signal.SIGQUIT)  # "immediate" shutdown
-        if not wait_gone(pid, STOP_TIMEOUT):
-            raise OperationError(f"the local PostgreSQL (pid {pid}) did not stop in {2 * STOP_TIMEOUT:g} s")
+    _stop_postmaster(int(lines[0]), _data(root))
     return True
 
 
@@ -656,6 +676,10 @@ def status(root: Path) -> ServerState:
                 return ServerState("sql", True, f"{shown_path(link)} (deleted while it ran; local delete or the "
                                                 "next start stops it)", lost[0])
         return ServerState("sql", False, str(data))
+    moved = _started_as(lines, data)
+    if moved is not None:
+        note = f"started as {shown_path(moved)}, before the project moved; local stop, local delete or the next start"
+        return ServerState("sql", True, f"{shown_path(data)} ({note} stops it)", int(lines[0]))
     return ServerState("sql", True, _url(lines[4].strip(), int(lines[3] or 5432), "postgres"), int(lines[0]))
 
 
