@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -332,9 +333,9 @@ def test_mongodb_sorts_an_embedded_field_by_its_placement(engines: Engines) -> N
     assert [r["_id"] for r in q.find_all({}, sort=[("e.m", 1, "nulls_last")], paginate=False)] == [4, 1, 2, 3, 5]
     assert [r["_id"] for r in q.paginate({}, sort=[("e.m", -1, "nulls_first")], page=2, per_page=2).items] == [5, 1]
     for sort in ([("e.m", 1)], [("e.m", 1, "nulls_last")], ["_id", "e.m"]):  # a token could not hold the path's value
-        with pytest.raises(FilterError, match="keyset pagination sorts by top-level fields, not the path 'e.m'"):
+        with pytest.raises(FilterError, match=re.escape("sorts by top-level fields, not the path 'e.m'")):
             q.paginate({}, sort=sort, per_page=2, keyset=True)
-    with pytest.raises(FilterError, match="'e.m'"):  # SQL has no dotted sort at all
+    with pytest.raises(FilterError, match=re.escape("'e.m'")):  # SQL has no dotted sort at all
         engines.q["sql"].paginate({}, sort=[("e.m", 1)], per_page=2, keyset=True)
 
 
