@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import settings
+from psycopg import sql
 
 from dbp.config import resolve_config
 from dbp.local import LocalServers
@@ -90,7 +92,14 @@ def sql_server_url(request: pytest.FixtureRequest) -> str:
     if url:
         return url
     servers: LocalServers = request.getfixturevalue("local_servers")
-    return servers.start(["sql"])["sql"]
+    url = servers.start(["sql"])["sql"]
+    # A throwaway server: no flush to disk (each test creates and drops a database). The fault
+    # tests, which kill servers, start servers of their own with dbp's settings.
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 @pytest.fixture(scope="session")
