@@ -201,6 +201,8 @@ def test_unknown_keys_in_positions_toml_are_refused_before_anything_runs(
 
 HOOK = """
 import os, signal
+# Python keeps SIGINT ignored when it starts ignored (under a shell's background job): act as on a terminal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 _link = os.link
 _calls = [0]
 

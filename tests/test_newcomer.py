@@ -256,7 +256,7 @@ def test_each_test_server_variable_alone(
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
     env.update({variable: given, PROBE_ENV: str(out), "PYTHONPATH": str(ROOT)})
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:randomly", "-p", "no:cacheprovider",
          f"{Path(__file__).relative_to(ROOT)}::test_probe_the_session_servers"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
