@@ -9,6 +9,7 @@ one :class:`~dbp.errors.ConfigError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -134,6 +135,10 @@ def find_project(cwd: Union[str, os.PathLike[str], None] = None) -> Optional[Pat
             info = None
         if info is not None:
             if first or me is None or info.st_uid in (me, 0):
+                with contextlib.suppress(OSError):  # (a link to nothing: reading it says so)
+                    if stat.S_ISDIR(os.stat(candidate).st_mode):
+                        raise ConfigError(f"{candidate} is a folder, not dbp's settings file: rename it, "
+                                          "or name the settings with --settings")
                 return folder
             log.warning("ignoring %s: it belongs to uid %s, not to you (uid %s)", candidate, info.st_uid, me)
             return None
@@ -412,11 +417,13 @@ def _normalize(raw: Any, where: str, problems: dict[str, ConfigError]) -> dict[s
     out: dict[str, Section] = {}
     for key, value in raw.items():
         name = str(key).upper()
-        if name in out:
-            raise ConfigError(f"{where}: section {name} is given twice (keys are case-insensitive)")
         if engine_for_section(name) is None:
             valid = ", ".join(spec.section for spec in ENGINES.values())
             raise ConfigError(f"{where}: unknown section DB_CONFIG.{shown_name(key)}; expected {valid}")
+        if name in out:  # that engine's mistake: a command on the other engine goes on
+            out[name] = Section()
+            problems[name] = ConfigError(f"{where}: section {name} is given twice (keys are case-insensitive)")
+            continue
         section = Section()
         out[name] = section
         if isinstance(value, _Invalid):
@@ -429,9 +436,11 @@ def _normalize(raw: Any, where: str, problems: dict[str, ConfigError]) -> dict[s
         for k, v in value.items():
             upper = str(k).upper()
             if upper in section:
-                raise ConfigError(
+                section.clear()
+                problems[name] = ConfigError(
                     f"{where}: DB_CONFIG.{name}.{shown_name(upper)} is given twice (keys are case-insensitive)"
                 )
+                break
             if upper in _VERBATIM_KEYS and isinstance(v, Mapping):
                 v = {str(ik).lower(): iv for ik, iv in v.items()}
             section[upper] = v

@@ -126,6 +126,28 @@ def test_duplicate_keys_differing_in_case_are_refused(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+@pytest.mark.parametrize("mongo", ['[DB_CONFIG.mongo]\nDATABASE = "d"\n[DB_CONFIG.MONGO]\nDATABASE = "e"\n',
+                                   '[DB_CONFIG.MONGO]\nDATABASE = "d"\ndatabase = "e"\n'])
+def test_a_section_or_key_given_twice_is_that_engines_mistake_alone(tmp_path: Path, mongo: str) -> None:
+    path = write(tmp_path / "dbp.toml", '[DB_CONFIG.SQL]\nURL = "postgresql://u@h/d"\n' + mongo)
+    with pytest.raises(ConfigError, match="is given twice"):
+        load_config(path, environ={})  # every engine: the mistake is the error
+    config = load_config(path, environ={}, engines=["sql"])  # the SQL side alone goes on
+    assert config.settings("sql").address == "h:5432/d"
+    with pytest.raises(ConfigError, match=r"DB_CONFIG\.MONGO.*is given twice|section MONGO is given twice"):
+        config.settings("mongo")
+
+
+def test_a_folder_named_dbp_toml_is_named_as_such(tmp_path: Path) -> None:
+    from dbp.config import find_project
+
+    (tmp_path / "dbp.toml").mkdir()
+    below = tmp_path / "sub"
+    below.mkdir()
+    with pytest.raises(ConfigError, match=r"dbp\.toml is a folder, not dbp's settings file"):
+        find_project(below)
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
