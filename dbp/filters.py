@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import math
+import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -434,13 +435,12 @@ def parse_sort(sort: Any, key: Sequence[str] = ()) -> list[SortKey]:
     for item in sort:
         if isinstance(item, str):
             item = (item, 1)
-        if (not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) not in (2, 3)
-                or isinstance(item[1], bool) or item[1] not in (1, -1)
+        direction = _direction(item[1]) if isinstance(item, Sequence) and len(item) in (2, 3) else None
+        if (not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or direction is None
                 or (len(item) == 3 and not (isinstance(item[2], str) and item[2] in NULLS))):
             raise FilterError("sort entries are (field, 1 | -1) pairs or (field, 1 | -1, 'nulls_first' | "
                               f"'nulls_last'), not {shown(item, 80)}")
-        field = DISTANCE if item[0] == DISTANCE else _field(item[0])
-        direction = int(item[1])
+        field = DISTANCE if isinstance(item[0], str) and item[0] == DISTANCE else _field(item[0])
         nulls_last = direction == -1
         if len(item) == 3:
             if field == DISTANCE:
@@ -452,6 +452,17 @@ def parse_sort(sort: Any, key: Sequence[str] = ()) -> list[SortKey]:
             raise FilterError(f"sort names {field!r} twice")
         out.append(SortKey(field, direction, nulls_last))
     return out
+
+
+def _direction(value: Any) -> Optional[int]:
+    """1 or -1 from an int (numpy's too) or a float equal to one of them; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = int(value) if isinstance(value, float) and value in (1.0, -1.0) else 0
+    return number if number in (1, -1) else None
 
 
 def parse_projection(projection: Any) -> Optional[list[str]]:

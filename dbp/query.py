@@ -238,8 +238,9 @@ class ReadQuery(ABC):
 
     def find_one(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
                  ) -> Optional[Row]:
-        """The first matching row, or None."""
-        rows = self._select(parse(filter_by), self._sort(sort), parse_projection(projection), limit=1)
+        """The first matching row, or None; rows whose sort values tie come in key order, as in find_all."""
+        order = self._full_sort(sort) if sort else []  # (no sort: any matching row, as fast as the server finds one)
+        rows = self._select(parse(filter_by), order, parse_projection(projection), limit=1)
         return rows[0] if rows else None
 
     def count(self, filter_by: Filter = None, limit: Optional[int] = None) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -417,3 +418,29 @@ def test_cone_searches_follow_the_placement(sky: Sky) -> None:
         with pytest.raises(FilterError, match=r"^sort: \$distance takes no NULL placement"):
             q.find_all(cone, sort=[("$distance", 1, "nulls_last")], paginate=False)
     assert firsts[0] == firsts[1] and len(firsts[0]) == 20
+
+
+# -- what an adversary found ---------------------------------------------------------------------------------
+
+
+def test_find_one_breaks_ties_by_the_key_as_find_all_does(engines: Engines) -> None:
+    engines.load([{"id": i, "a": 1, "b": None, "c": None, "d": 0} for i in range(1, 5)])
+    for engine in ENGINES:
+        q = engines.q[engine]
+        q.update({engines.key(engine): 1}, {"d": 7})  # PostgreSQL moves the updated row to the end of its heap
+        for sort in ([("a", 1)], [("a", 1, "nulls_last")], [("a", -1, "nulls_first"), ("b", 1)]):
+            first = next(iter(q.find_all(sort=sort, paginate=False)))
+            found = q.find_one(sort=sort)
+            assert found is not None and found[engines.key(engine)] == first[engines.key(engine)] == 1, (engine, sort)
+
+
+@pytest.mark.parametrize("direction", [np.array([1]), np.array([1, 1]), np.array([]), "1", [1], None, 2, 0.5])
+def test_a_direction_that_is_not_one_or_minus_one_is_a_filter_error(engines: Engines, direction: Any) -> None:
+    for engine in ENGINES:
+        with pytest.raises(FilterError, match="sort entries are"):
+            engines.q[engine].find_one(sort=[("a", direction)])
+        with pytest.raises(FilterError):
+            engines.q[engine].find_one(sort=[(np.array(["a"]), 1)])
+    for direction_ok in (np.int64(-1), np.int8(1), 1.0, -1.0):  # numbers equal to 1 or -1 are fine
+        assert engines.q["sql"].find_one(sort=[("a", direction_ok)]) is None
+        assert engines.q["mongo"].find_one(sort=[("a", direction_ok)]) is None
