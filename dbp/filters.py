@@ -20,7 +20,7 @@ match NULLs; ``$exists: true`` means "present and not null". On a dotted path
 (or a field inside ``$elemMatch``) "null" means "no non-null value is reached"
 on both engines (see README, Filters). NaN is refused. Each engine compiles the
 tree (:class:`Cmp`, :class:`And`, :class:`Or`, :class:`Not`,
-:class:`ElemMatch`, :class:`After`) into its own query, values always as
+:class:`ElemMatch`, :class:`After`, :class:`TypeBeyond`) into its own query, values always as
 parameters.
 """
 
@@ -52,6 +52,7 @@ __all__ = [
     "Not",
     "Or",
     "SortKey",
+    "TypeBeyond",
     "parse",
     "parse_projection",
     "parse_sort",
@@ -149,6 +150,21 @@ class SortKey(NamedTuple):
 
 
 @dataclass(frozen=True)
+class TypeBeyond:
+    """The non-null values of ``field`` whose type sorts after ``value``'s (``direction`` -1: before it).
+
+    ``$gt``/``$lt`` match values of ``value``'s own type only, while a sort orders
+    across types, each engine its own way (BSON's order on MongoDB, jsonb's on
+    PostgreSQL; a typed SQL column holds one type, so nothing). Only for keyset
+    conditions: on an array-valued field it matches by element, as ``$type`` does.
+    """
+
+    field: str
+    value: Any
+    direction: int
+
+
+@dataclass(frozen=True)
 class After:
     """Rows after a keyset position: ``keys`` are the full sort, ``values`` the last row's."""
 
@@ -187,9 +203,10 @@ def _beyond(key: SortKey, value: Any, nan_below: bool) -> Optional[Node]:
         after = [Cmp(field, "lt", value), Cmp(field, "eq", math.nan)]
     else:
         after = [Cmp(field, "lt", value)]
+    after.append(TypeBeyond(field, value, key.direction))  # the comparisons above stay within value's type
     if key.nulls_last:
         after.append(Cmp(field, "eq", None))
-    return None if not after else after[0] if len(after) == 1 else Or(tuple(after))
+    return Or(tuple(after))
 
 
 def _is_nan(value: Any) -> bool:
@@ -200,7 +217,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-Node = Union[Cmp, And, Or, Not, ElemMatch, After, Cone]
+Node = Union[Cmp, And, Or, Not, ElemMatch, After, TypeBeyond, Cone]
 
 
 def _check_value(value: Any, where: str, *, allow_none: bool = True, allow_list: bool = False,
@@ -408,7 +425,8 @@ def _not_a_filter(key: str, item: Any) -> Node:
 
 def equalities(filter_by: Union[Node, Mapping[str, Any], None]) -> dict[str, Any]:
     """A filter of plain field equalities as a dict (for get_or_create, upsert); else FilterError."""
-    node = filter_by if isinstance(filter_by, (Cmp, And, Or, Not, ElemMatch, After, Cone)) else parse(filter_by)
+    nodes = (Cmp, And, Or, Not, ElemMatch, After, TypeBeyond, Cone)
+    node = filter_by if isinstance(filter_by, nodes) else parse(filter_by)
     items = node.items if isinstance(node, And) else (node,)
     out: dict[str, Any] = {}
     for item in items:

@@ -10,13 +10,16 @@ encoded documents; updates are encoded twice, ~2-5 us a small one).
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import itertools
+import re
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from bson import ObjectId, encode
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp, encode
 from bson.codec_options import TypeRegistry
 from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
@@ -27,7 +30,20 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from dbp._values import convert_row, find_overflow, overflow_message, plain, plan
 from dbp.errors import BulkWriteError, FilterError, OperationError
-from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, SortKey, equalities, parse, register_scalar
+from dbp.filters import (
+    After,
+    And,
+    Cmp,
+    ElemMatch,
+    Node,
+    Not,
+    Or,
+    SortKey,
+    TypeBeyond,
+    equalities,
+    parse,
+    register_scalar,
+)
 from dbp.mongo import cone as cones
 from dbp.mongo import order
 from dbp.mongo.errors import translate
@@ -60,6 +76,23 @@ def _path(field: str) -> str:
 #: Every BSON type but null: ``{path: {"$type": NON_NULL}}`` is "some non-null value is reached".
 NON_NULL = ["double", "string", "object", "array", "binData", "objectId", "bool", "date", "regex", "javascript",
             "int", "timestamp", "long", "decimal", "minKey", "maxKey"]
+#: BSON's sort order of types (null, below every other, left out), as ``$type`` aliases: the values of one
+#: entry compare with each other. Arrays sort by an element, and ``$type`` matches their elements, so
+#: "array" is not named (keyset pages over array values are not supported).
+TYPE_ORDER: list[tuple[tuple[type, ...], list[str]]] = [
+    ((MinKey,), ["minKey"]),
+    ((int, float, decimal.Decimal, Decimal128, Int64), ["int", "long", "double", "decimal"]),
+    ((str,), ["string", "symbol"]),
+    ((Mapping,), ["object"]),
+    ((list, tuple), []),
+    ((bytes, uuid.UUID, Binary), ["binData"]),
+    ((ObjectId,), ["objectId"]),
+    ((bool,), ["bool"]),
+    ((dt.datetime, dt.date), ["date"]),
+    ((Timestamp,), ["timestamp"]),
+    ((Regex, re.Pattern), ["regex"]),
+    ((MaxKey,), ["maxKey"]),
+]
 #: At most this many key orders of a document value (equality ignores key order, as jsonb's does).
 MAX_ORDERS = 120
 
@@ -166,8 +199,22 @@ def compile_filter(node: Node, *, nested: bool = False, position: Optional[Posit
             # a field-level $not, which servers without $nor inside $elemMatch accept
             return {_path(node.item.field): {"$not": _condition(node.item, True)}}
         return {"$nor": [compile_filter(node.item, nested=nested, position=position, name=name)]}
+    if isinstance(node, TypeBeyond):
+        return _type_beyond(node)
     assert isinstance(node, After)
     return compile_filter(node.expand(nan_below=True))
+
+
+def _type_beyond(node: TypeBeyond) -> dict[str, Any]:
+    """``{path: {"$type": [...]}}``: the types BSON sorts after (before) the value's; nothing for an unknown type."""
+    value = node.value
+    rank = next((i for i, (kinds, _) in enumerate(TYPE_ORDER)
+                 if isinstance(value, kinds) and (kinds == (bool,) or not isinstance(value, bool))), None)
+    if rank is None:
+        return dict(_NOTHING)
+    beyond = TYPE_ORDER[rank + 1:] if node.direction == 1 else TYPE_ORDER[:rank]
+    aliases = [alias for _, names in beyond for alias in names]
+    return {_path(node.field): {"$type": aliases}} if aliases else dict(_NOTHING)
 
 
 def _fallback(value: Any) -> Any:

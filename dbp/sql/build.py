@@ -17,7 +17,7 @@ from psycopg import sql
 
 from dbp._values import converter
 from dbp.errors import FilterError
-from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, SortKey
+from dbp.filters import After, And, Cmp, ElemMatch, Node, Not, Or, SortKey, TypeBeyond
 from dbp.sky import Cone
 from dbp.sql import cone as cones
 from dbp.sql import operators
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["SQLBuilder"]
 
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+#: jsonb's sort order of types (``jsonb_typeof``), JSON null left out: PostgreSQL's documented
+#: "Object > Array > Boolean > Number > String > Null".
+_JSONB_ORDER = ("string", "number", "boolean", "array", "object")
 
 
 class SQLBuilder:
@@ -116,7 +119,28 @@ class SQLBuilder:
             shape.append("not")
             inner = self._compile(node.item, params, shape, build=build, scope=scope)
             return sql.Composed([sql.SQL("(("), inner, sql.SQL(") IS NOT TRUE)")]) if build and inner else None
+        if isinstance(node, TypeBeyond):
+            return self._type_beyond(node, params, shape, build)
         return self._after(node, params, shape, build)
+
+    def _type_beyond(self, node: TypeBeyond, params: list[Any], shape: list[Any], build: bool
+                     ) -> Optional[sql.Composable]:
+        """``jsonb_typeof(col) = ANY(types)`` on jsonb: the types sorting after (before) the value's; else FALSE."""
+        column = self._column(node.field)
+        json = self.rules[column.name].category == "json"
+        shape.append(("types", node.field, json))
+        if json:
+            value = node.value
+            kind = _json_type(value)
+            if kind is None:
+                raise FilterError(f"{self.name}.{column.name} is jsonb; {type(value).__name__} is not a JSON value")
+            rank = _JSONB_ORDER.index(kind)
+            params.append(list(_JSONB_ORDER[rank + 1:] if node.direction == 1 else _JSONB_ORDER[:rank]))
+        if not build:
+            return None
+        if not json:  # a typed column holds one type
+            return sql.SQL("FALSE")
+        return sql.Composed([sql.SQL("jsonb_typeof("), self._q(node.field), sql.SQL(") = ANY(%s::text[])")])
 
     def _compare(self, node: Cmp, params: list[Any], shape: list[Any], build: bool) -> Optional[sql.Composable]:
         column = self._column(node.field)
@@ -275,6 +299,19 @@ class SQLBuilder:
 
 #: The integer columns' ranges, checked before sending so that an error can name the row.
 _INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+
+
+def _json_type(value: Any) -> Optional[str]:
+    """What ``jsonb_typeof`` says of ``value`` stored as jsonb (None: not a JSON value)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    return "array" if isinstance(value, (list, tuple)) else None
 
 
 def _adapted(rule: ColumnRule, values: list[Any], where: str = "") -> list[Any]:
