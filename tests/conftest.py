@@ -1,6 +1,6 @@
 """Real servers for the suite.
 
-One PostgreSQL and one MongoDB-compatible server per test session, from
+One PostgreSQL and one MongoDB-compatible server per test session (per pytest-xdist worker), from
 :mod:`dbp.local` under a temporary folder. ``DBP_TEST_SQL_URL`` and
 ``DBP_TEST_MONGO_URL`` each, independently, replace one engine's server (another
 PostgreSQL, a real mongod); the other engine keeps its embedded server. Each
