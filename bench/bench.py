@@ -15,6 +15,7 @@ Targets are printed beside the ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import random
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import dbp  # noqa: E402
 from dbp.admin import initdb  # noqa: E402
+from dbp.errors import DbpError  # noqa: E402
 from dbp.local import LocalServers  # noqa: E402
 from dbp.mongo.connection import MongoConnection  # noqa: E402
 from dbp.mongo.documents import detection_document  # noqa: E402
@@ -362,6 +364,8 @@ def cleanup(servers: LocalServers, root: Path, owned: bool) -> None:
             _terminate(pid)
     finally:
         if owned:
+            with contextlib.suppress(DbpError):
+                servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
             shutil.rmtree(root, ignore_errors=True)
     removed = f"; removed {root}" if owned else f"; kept {root} (it existed before)"
     print(f"bench: stopped {', '.join(stopped) or 'no'} server(s){removed}", file=sys.stderr, flush=True)

@@ -247,6 +247,7 @@ def main() -> None:
         servers.stop()
         shutil.rmtree(sql_dir.parent, ignore_errors=True)
         if owned:
+            servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
             shutil.rmtree(root, ignore_errors=True)
         print("bench: done; servers stopped", flush=True)
 

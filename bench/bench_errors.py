@@ -139,7 +139,7 @@ def main() -> None:
                           dbp.ConfigError))
     finally:
         if not args.local_dir:
-            servers.stop()
+            servers.delete()  # this run's folder, and the data kept outside it (as root, PostgreSQL's)
 
 
 if __name__ == "__main__":

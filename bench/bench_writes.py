@@ -229,7 +229,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; stopping the servers", file=sys.stderr)
     finally:
-        servers.stop()
+        servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -164,7 +164,7 @@ def leg() -> Iterator[Leg]:
                 (Path(keep) / f"command-{i:02d}.txt").write_text(text)
             shutil.copytree(root / "airflow", Path(keep) / "airflow_home", dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("airflow.db*"))
-        servers.stop()
+        servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
         shutil.rmtree(root, ignore_errors=True)
 
 

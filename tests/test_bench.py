@@ -99,6 +99,8 @@ def bench_root() -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
     import shutil
 
+    if (parent / "data").exists():  # kept by the bench (it existed before): its data outside it too, as root
+        LocalServers(parent / "data").delete()
     shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -154,6 +156,7 @@ def test_the_queries_bench_measures_every_figure_at_a_tiny_size(tmp_path: Path) 
     assert "target <= 1.1x" in done.stdout and "target <= 3x" in done.stdout
     assert "bench: stopped sql, mongo server(s)" in done.stdout
     assert processes_naming(root) == []  # its servers are stopped
+    LocalServers(root).delete()  # the folder was given: kept, with its data outside it (as root, PostgreSQL's)
 
 
 def test_the_cone_bench_runs_tiny(bench_root: Path) -> None:

@@ -409,7 +409,7 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
         final = dbp("--local", "status", "--exit-code", cwd=project)
         assert final.returncode == 0, final.stdout + final.stderr
     finally:
-        dbp("local", "stop")
+        dbp("local", "delete", "--yes")  # also the data kept outside the folder (as root, PostgreSQL's)
         shutil.rmtree(local_dir.parent, ignore_errors=True)
     after = site_listing(site_packages)
     shutil.rmtree(venv.parent, ignore_errors=True)

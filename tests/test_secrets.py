@@ -102,7 +102,7 @@ def sql_target() -> Iterator[Target]:
 
         yield Target("sql", str(params["host"]), int(params.get("port") or 5432), SQL_ROLE, set_password)
     finally:
-        servers.stop()
+        servers.delete()  # also the data kept outside root (as root, PostgreSQL's)
         shutil.rmtree(root, ignore_errors=True)
 
 
