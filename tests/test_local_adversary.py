@@ -8,6 +8,7 @@ outside the project, in ``$DBP_LOCAL_PG_ROOT`` (a folder of the test's, never ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -312,11 +313,10 @@ def test_status_shows_servers_left_running_after_dbp_was_removed_by_hand(top: Pa
     assert states == [["sql", "stopped"], ["mongo", "stopped"]], after.stdout
 
 
-# -- finding 8: delete during a running --local command ----------------------------------------------------
-
-
-@local_servers
-def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
+@contextlib.contextmanager
+def slow_local_migrate(top: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """A project whose ``--local migrate`` runs a 4-second migration: yields once it holds the servers,
+    and checks on the way out that the migration was applied."""
     project = sql_project(top, "p1")
     assert run(project, top, "--local", "initdb").returncode == 0
     migrations = project / "sql" / "migrations"
@@ -330,13 +330,7 @@ def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
         for line in slow.stderr:  # it has started the servers and holds the folder
             if line.startswith("dbp: local data in"):
                 break
-        before = tree(project)
-        busy = run(project, top, "local", "delete", "--yes")
-        assert busy.returncode == 75, busy.stderr
-        assert busy.stderr.strip() == (f"dbp: error: another dbp command is using the local servers in "
-                                       f"{project / '.dbp'} (it holds .use); nothing was changed: run this "
-                                       "again once it is done")
-        assert tree(project) == before
+        yield project, slow
         out, err = slow.communicate(timeout=120)
         assert slow.returncode == 0, err
         assert "sql: applied 0002_slow" in out
@@ -344,6 +338,21 @@ def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
         if slow.poll() is None:
             slow.kill()
             slow.wait()
+
+
+# -- finding 8: delete during a running --local command ----------------------------------------------------
+
+
+@local_servers
+def test_local_delete_refuses_while_a_local_command_runs(top: Path) -> None:
+    with slow_local_migrate(top) as (project, _slow):
+        before = tree(project)
+        busy = run(project, top, "local", "delete", "--yes")
+        assert busy.returncode == 75, busy.stderr
+        assert busy.stderr.strip() == (f"dbp: error: another dbp command is using the local servers in "
+                                       f"{project / '.dbp'} (it holds .use); nothing was changed: run this "
+                                       "again once it is done")
+        assert tree(project) == before
     deleted = run(project, top, "local", "delete", "--yes")
     assert deleted.returncode == 0, deleted.stderr
     assert not (project / ".dbp").exists()
@@ -429,31 +438,12 @@ BUSY = ("dbp: error: another dbp command is using the local servers in {root} (i
 
 @local_servers
 def test_local_stop_refuses_while_a_local_command_runs(top: Path) -> None:
-    project = sql_project(top, "p1")
-    assert run(project, top, "--local", "initdb").returncode == 0
-    migrations = project / "sql" / "migrations"
-    (migrations / "0002_slow.sql").write_text("-- slow\nCREATE TABLE slow1 (x int);\nSELECT pg_sleep(4);\n")
-    (migrations / "0002_slow.rollback.sql").write_text("DROP TABLE slow1;\n")
-    env = clean_env(DBP_LOCAL_PG_ROOT=str(top / "pgroot"))
-    slow = subprocess.Popen([sys.executable, "-m", "dbp", "--local", "migrate"], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert slow.stderr is not None
-        for line in slow.stderr:  # it has started the servers and holds the folder
-            if line.startswith("dbp: local data in"):
-                break
+    with slow_local_migrate(top) as (project, _slow):
         server = postgres_of(top / "pgroot")
         busy = run(project, top, "local", "stop")
         assert busy.returncode == 75, busy.stderr
         assert busy.stderr.strip() == BUSY.format(root=project / ".dbp") and busy.stdout == ""
         assert postgres_of(top / "pgroot") == server
-        out, err = slow.communicate(timeout=120)
-        assert slow.returncode == 0, err
-        assert "sql: applied 0002_slow" in out
-    finally:
-        if slow.poll() is None:
-            slow.kill()
-            slow.wait()
     stopped = run(project, top, "local", "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout == "stopped: sql\n" and not postgres_of(top / "pgroot")
