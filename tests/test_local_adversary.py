@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from dbp.config import load_config
 from dbp.local import LocalServers
 
 from .conftest import ROOT, server_root
+from .test_newcomer2_project import tree
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL's data is outside the project only as root")
 needs_local = pytest.mark.skipif(not (Path(sys.executable).parent / "secantusd-py").exists(), reason="needs dbp[local]")
@@ -41,16 +41,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
-
-
-def tree(*folders: Path) -> dict[str, tuple[str, int]]:
-    found = {}
-    for folder in folders:
-        for path in [folder, *folder.rglob("*")]:
-            info = os.lstat(path)
-            kind = "link" if stat.S_ISLNK(info.st_mode) else "dir" if stat.S_ISDIR(info.st_mode) else "file"
-            found[str(path)] = (kind, stat.S_IMODE(info.st_mode))
-    return found
 
 
 def digest(root: Path) -> str:
