@@ -2,7 +2,11 @@
 
 A :class:`Catalog` holds what dbp promises to reproduce exactly: tables,
 columns (order, type, nullability, default), primary keys, foreign keys,
-unique and check constraints, and indexes (method, columns, predicate).
+unique and check constraints, indexes (method, columns, predicate), and for a
+partitioned table its partition key and every partition with its bounds.
+Partitions are never tables of their own: their columns, constraints and
+indexes are the parent's, and the names PostgreSQL gives the index copies on
+them are not compared.
 Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
 ``search_path`` set to the schema itself, so two schemas compare equal when
 their DDL was the same.
@@ -17,7 +21,7 @@ from typing import Any, Optional
 import psycopg
 from psycopg.rows import dict_row
 
-__all__ = ["Catalog", "Column", "Constraint", "Index", "Table", "diff", "read_catalog"]
+__all__ = ["Catalog", "Column", "Constraint", "Index", "Partition", "Table", "diff", "read_catalog"]
 
 #: Tables that belong to dbp's and yoyo's bookkeeping, never to a user's schema.
 LEDGER_TABLES = frozenset(
@@ -58,6 +62,15 @@ class Index:
         return self.definition.split(" ", 1)[0]
 
 
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    #: As ``pg_get_expr(relpartbound)`` prints it: ``FOR VALUES WITH (modulus 8, remainder 0)``.
+    bound: str
+    #: ``HASH (oid)`` if this partition is partitioned in turn, else None.
+    partitioned_by: Optional[str] = None
+
+
 @dataclass
 class Table:
     name: str
@@ -65,6 +78,10 @@ class Table:
     constraints: dict[str, Constraint] = field(default_factory=dict)
     #: Indexes that no constraint owns (a primary key's or unique constraint's index is the constraint's).
     indexes: dict[str, Index] = field(default_factory=dict)
+    #: ``HASH (oid)``, ``RANGE (mjd)``, as ``pg_get_partkeydef`` prints it; None: not partitioned.
+    partitioned_by: Optional[str] = None
+    #: The partitions by name, at every level below this table (a sub-partition's own key is on it).
+    partitions: dict[str, Partition] = field(default_factory=dict)
 
     def column(self, name: str) -> Optional[Column]:
         return next((c for c in self.columns if c.name == name), None)
@@ -104,8 +121,24 @@ JOIN pg_type ty ON ty.oid = a.atttypid
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY c.relname, a.attnum
+"""
+
+#: Partitioned tables' keys, and every partition (at any depth) under its top-level table.
+_PARTITIONS = """
+SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind = 'p' AND NOT c.relispartition
+UNION ALL
+SELECT root.relname, CASE WHEN p.relkind = 'p' THEN pg_get_partkeydef(p.oid) END, p.relname,
+       pg_get_expr(p.relpartbound, p.oid)
+FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class p ON p.oid = t.relid
+WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
+ORDER BY 1, 3
 """
 
 _CONSTRAINTS = """
@@ -154,6 +187,14 @@ def read_catalog(
             table = catalog.tables.setdefault(row["table"], Table(row["table"]))
             table.columns.append(Column(row["name"], row["type"], row["not_null"], row["default"],
                                         row["base"]))
+        for row in cur.execute(_PARTITIONS, args).fetchall():
+            if row["table"] not in catalog.tables:
+                continue
+            table = catalog.tables[row["table"]]
+            if row["partition"] is None:
+                table.partitioned_by = row["key"]
+            else:
+                table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"])
         for row in cur.execute(_CONSTRAINTS, args).fetchall():
             if row["table"] in catalog.tables:
                 catalog.tables[row["table"]].constraints[row["name"]] = Constraint(
@@ -161,7 +202,8 @@ def read_catalog(
                 )
         for row in cur.execute(_INDEXES, args).fetchall():
             if row["table"] in catalog.tables:
-                create = row["create"].replace(prefix, "ON ", 1)
+                # a partitioned table's index reads ON ONLY: an index made on it reaches every partition
+                create = row["create"].replace(f"ON ONLY {prefix[3:]}", "ON ", 1).replace(prefix, "ON ", 1)
                 definition = create.split(" USING ", 1)[1]
                 catalog.tables[row["table"]].indexes[row["name"]] = Index(
                     row["name"], definition, row["unique"], create
@@ -214,4 +256,26 @@ def _diff_table(live: Table, wanted: Table) -> list[str]:
             want_def = items_wanted[name].definition
             if have_def != want_def:
                 out.append(f"{kind} {name} on {t} is {have_def}, the schema files say {want_def}")
+    out.extend(_diff_partitions(live, wanted))
     return sorted(out)
+
+
+def _diff_partitions(live: Table, wanted: Table) -> list[str]:
+    t = live.name
+    if live.partitioned_by != wanted.partitioned_by:
+        have = f"partitioned by {live.partitioned_by}" if live.partitioned_by else "not partitioned"
+        want = f"partitioned by {wanted.partitioned_by}" if wanted.partitioned_by else "not partitioned"
+        return [f"table {t} is {have}, the schema files say {want}"]
+    out = []
+    for name in sorted(wanted.partitions.keys() - live.partitions.keys()):
+        out.append(f"partition {name} of {t} is missing")
+    for name in sorted(live.partitions.keys() - wanted.partitions.keys()):
+        out.append(f"partition {name} of {t} is not in the schema files")
+    for name in sorted(live.partitions.keys() & wanted.partitions.keys()):
+        have, want = live.partitions[name], wanted.partitions[name]
+        if have.bound != want.bound:
+            out.append(f"partition {name} of {t} is {have.bound}, the schema files say {want.bound}")
+        if have.partitioned_by != want.partitioned_by:
+            out.append(f"partition {name} of {t} is partitioned by {have.partitioned_by or 'nothing'}, "
+                       f"the schema files say {want.partitioned_by or 'nothing'}")
+    return out

@@ -572,7 +572,8 @@ class SQLConnection(Connection[SQLSettings]):
         schema = self.catalog().schema
         row = self.execute_raw(  # the tables read_catalog reads
             "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p') "
+            "AND NOT c.relispartition",
             (schema, name),
         ).fetchone()
         return row is not None

@@ -135,8 +135,11 @@ def read_state(conn: psycopg.Connection[Any]) -> LedgerState:
         names = [
             r["table_name"]
             for r in cur.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public' ORDER BY table_name"
+                # information_schema.tables' relations, less partitions: they belong to their table
+                "SELECT c.relname AS table_name FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'f', 'p') AND NOT c.relispartition "
+                "ORDER BY c.relname"
             )
         ]
         applied: list[str] = []
