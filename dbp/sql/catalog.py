@@ -263,9 +263,9 @@ def _diff_table(live: Table, wanted: Table) -> list[str]:
 def _diff_partitions(live: Table, wanted: Table) -> list[str]:
     t = live.name
     if live.partitioned_by != wanted.partitioned_by:
-        have = f"partitioned by {live.partitioned_by}" if live.partitioned_by else "not partitioned"
-        want = f"partitioned by {wanted.partitioned_by}" if wanted.partitioned_by else "not partitioned"
-        return [f"table {t} is {have}, the schema files say {want}"]
+        is_ = f"partitioned by {live.partitioned_by}" if live.partitioned_by else "not partitioned"
+        should = f"partitioned by {wanted.partitioned_by}" if wanted.partitioned_by else "not partitioned"
+        return [f"table {t} is {is_}, the schema files say {should}"]
     out = []
     for name in sorted(wanted.partitions.keys() - live.partitions.keys()):
         out.append(f"partition {name} of {t} is missing")
