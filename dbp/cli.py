@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from dbp._redact import ScrubFormatter, scrub, shorten
 from dbp._version import __version__
-from dbp.engines import ENGINES
+from dbp.engines import ENGINES, schema_set_names
 from dbp.errors import MAX_MESSAGE, DbpError
 
 __all__ = ["get_parser", "main"]
@@ -201,6 +201,11 @@ def get_parser() -> argparse.ArgumentParser:
         "DIR/.gitignore. Overwrites nothing. Needs no settings; --local commands run there then use the copies.",
     )
     project.add_argument("directory", nargs="?", default=".", metavar="DIR", help="the project folder (default: .)")
+    project.add_argument(
+        "--schema-set", default=None, metavar="NAME", choices=schema_set_names(),
+        help=f"which bundled schema set to copy: {', '.join(schema_set_names())} (default: ztf); multisurvey, "
+        "ALeRCE's ZTF+LSST schema, is PostgreSQL-only, so without --engine it copies sql/ alone",
+    )
     project.set_defaults(handler=_init_project)
 
     local = commands.add_parser(
@@ -434,8 +439,10 @@ def _make_migrations(args: argparse.Namespace) -> int:
 def _init_project(args: argparse.Namespace) -> int:
     from dbp.project import init_project
 
-    engines = list(ENGINES) if args.engine == "all" else [args.engine]
-    for path in init_project(args.directory, engines):
+    wanted = list(ENGINES) if args.engine == "all" else [args.engine]
+    if args.engine == "all" and args.schema_set is not None:  # only the engines that have the set
+        wanted = [e for e in wanted if args.schema_set in ENGINES[e].schema_sets]
+    for path in init_project(args.directory, wanted, schema_set=args.schema_set):
         print(f"wrote {path}{'/' if path.is_dir() else ''}")
     where = "" if Path(args.directory).resolve() == Path.cwd() else f"cd {args.directory} && "
     print(f"next: {where}dbp --local initdb (project-local servers), or give dbp.toml your servers' addresses")

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from dbp._bundled import schema_set
 from dbp._redact import mask_mapping, register_secret
 from dbp._types import MAX_DEPTH, too_deep
 from dbp.engines import ENGINES, EngineSettings, engine_for_section
@@ -39,7 +40,7 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_SETTINGS_BYTES = 1 << 20
 #: Keys that say where a project's files are, not where a server is: a section holding only these
 #: (``dbp init-project`` writes such sections) does not configure its engine.
-PROJECT_KEYS = ("SCHEMA_DIR", "QUERIES_DIR")
+PROJECT_KEYS = ("SCHEMA_SET", "SCHEMA_DIR", "QUERIES_DIR")
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -480,7 +481,7 @@ def _finish(
                 section = Section(kept, URL=url)
                 log.debug("DB_CONFIG.%s address taken from $%s", spec.section, spec.url_env)
             if section is not None:
-                sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}")
+                sections[spec.section] = _resolve_paths(section, source, f"DB_CONFIG.{spec.section}", spec.name)
                 if set(section) <= set(PROJECT_KEYS):
                     held = [k for k in PROJECT_KEYS if k in section]
                     unconfigured[spec.section] = (
@@ -514,8 +515,14 @@ def _finish(
     return config
 
 
-def _resolve_paths(section: Section, source: Optional[Path], where: str) -> Section:
-    """Make ``SCHEMA_DIR`` and ``QUERIES_DIR`` absolute, relative to the settings file (or the working directory)."""
+def _resolve_paths(section: Section, source: Optional[Path], where: str, engine: str) -> Section:
+    """Make ``SCHEMA_DIR`` and ``QUERIES_DIR`` absolute, relative to the settings file (or the working directory).
+
+    ``SCHEMA_SET`` is checked here, so that a set that the engine lacks is refused even in a section that
+    names no server.
+    """
+    if "SCHEMA_SET" in section:
+        schema_set(engine, section["SCHEMA_SET"], f"{where}.SCHEMA_SET")
     for key in ("SCHEMA_DIR", "QUERIES_DIR"):
         value = section.get(key)
         if value is None:

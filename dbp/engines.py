@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 if TYPE_CHECKING:
     from dbp.connection import Connection
 
-__all__ = ["ENGINES", "EngineSettings", "EngineSpec", "engine_for_section"]
+__all__ = ["ENGINES", "EngineSettings", "EngineSpec", "engine_for_section", "project_paths", "schema_set_names"]
 
 S = TypeVar("S", bound="EngineSettings")
 
@@ -31,6 +31,8 @@ class EngineSettings(ABC):
     database: str
     #: The engine's schema folder (SCHEMA_DIR); None: the one bundled with dbp.
     schema_dir: Optional[Path]
+    #: The bundled schema set the section names (SCHEMA_SET), or None; its named queries are offered.
+    schema_set: Optional[str]
 
     @classmethod
     @abstractmethod
@@ -69,8 +71,17 @@ class EngineSpec:
     connection_name: str
     #: What the engine's schema folder (``SCHEMA_DIR``, ``--NAME-dir``) holds.
     schema_folder: str = ""
-    #: The schema folder shipped with dbp (``dbp._bundled``), and its name in a project (init-project).
+    #: The engine's schema folder's name in a project (init-project), and its root in ``dbp._bundled``.
     bundled_folder: str = ""
+    #: The schema sets shipped with dbp for this engine (``SCHEMA_SET``): name -> folder in ``dbp._bundled``.
+    #: The first is the default, used when a section names neither ``SCHEMA_SET`` nor ``SCHEMA_DIR``.
+    schema_sets: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Why a set that another engine offers is missing here, for the ConfigError.
+    missing_set_reason: str = ""
+
+    @property
+    def default_set(self) -> str:
+        return next(iter(self.schema_sets))
 
     def module(self, name: str) -> Any:
         return importlib.import_module(f"{self.package}.{name}")
@@ -97,6 +108,7 @@ ENGINES: dict[str, EngineSpec] = {
         connection_name="SQLConnection",
         schema_folder="the SQL folder: schema/*.sql and migrations/",
         bundled_folder="sql",
+        schema_sets={"ztf": "sql/ztf", "multisurvey": "sql/multisurvey"},
     ),
     "mongo": EngineSpec(
         name="mongo",
@@ -110,8 +122,29 @@ ENGINES: dict[str, EngineSpec] = {
         connection_name="MongoConnection",
         schema_folder="the Mongo migrations folder: collections.toml and NNNN_name.py",
         bundled_folder="mongo_migrations",
+        schema_sets={"ztf": "mongo_migrations"},
+        missing_set_reason="ALeRCE's multi-survey library dropped MongoDB",
     ),
 }
+
+
+def project_paths(section: Mapping[str, Any], engine: str, where: str
+                  ) -> tuple[Optional[Path], Optional[Path], Optional[str]]:
+    """A section's ``SCHEMA_DIR``, ``QUERIES_DIR`` and ``SCHEMA_SET``; the set's folder if it has no SCHEMA_DIR."""
+    from dbp._bundled import schema_set
+
+    name = section.get("SCHEMA_SET")
+    schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
+    if name is not None:
+        folder = schema_set(engine, name, f"{where}.SCHEMA_SET")
+        schema_dir = schema_dir or folder
+    queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
+    return schema_dir, queries_dir, name
+
+
+def schema_set_names() -> list[str]:
+    """Every bundled schema set, in the registry's order."""
+    return list(dict.fromkeys(name for spec in ENGINES.values() for name in spec.schema_sets))
 
 
 def engine_for_section(section: str) -> Optional[str]:

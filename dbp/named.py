@@ -92,7 +92,11 @@ def check_types(name: str, types: Mapping[str, str], given: Mapping[str, Any]) -
 def editable(where: str) -> str:
     """The file a user edits to change the named query read from ``where``: for a bundled query, a copy in
     their own QUERIES_DIR (the project's file replaces dbp's), never the installed package's file."""
-    if Path(where).parent == BUNDLED:
+    from dbp._bundled import set_queries
+    from dbp.engines import schema_set_names
+
+    parent = Path(where).parent
+    if parent == BUNDLED or parent in {set_queries(name) for name in schema_set_names()}:
         return f"a copy of {where} in your QUERIES_DIR (a project query of that name replaces dbp's)"
     return where
 
@@ -492,8 +496,10 @@ Parsed = Union[NamedSQL, NamedPipeline]
 class Queries:
     """The named queries of a project folder and dbp's bundled ones; the project's win on a name."""
 
-    def __init__(self, folder: Optional[Path], *, explicit: bool = False) -> None:
+    def __init__(self, folder: Optional[Path], *, explicit: bool = False, base: Path = BUNDLED) -> None:
         self.folder = folder
+        #: dbp's bundled named queries: ``dbp/queries`` (ztf's), or a schema set's own ``queries/``.
+        self.base = base
         self.explicit = explicit
         self._index: Optional[dict[tuple[str, str], tuple[Path, bool]]] = None
         self._parsed: dict[tuple[str, str], Parsed] = {}
@@ -502,7 +508,7 @@ class Queries:
     def _files(self) -> dict[tuple[str, str], tuple[Path, bool]]:
         if self._index is None:
             index: dict[tuple[str, str], tuple[Path, bool]] = {}
-            folders: list[tuple[Path, bool]] = [(BUNDLED, True)]
+            folders: list[tuple[Path, bool]] = [(self.base, True)]
             if self.folder is not None:
                 if self.folder.is_dir():
                     folders.append((self.folder, False))
@@ -544,8 +550,12 @@ class Queries:
             return parsed
 
 
-def queries_for(folder: Optional[Path]) -> Queries:
-    """The queries of ``folder`` (QUERIES_DIR), or of ``./queries`` if it exists."""
+def queries_for(folder: Optional[Path], schema_set: Optional[str] = None) -> Queries:
+    """The queries of ``folder`` (QUERIES_DIR), or of ``./queries`` if it exists, over the bundled ones of
+    ``schema_set`` (its own ``queries/`` folder if it has one, else dbp's)."""
+    from dbp._bundled import set_queries
+
+    base = set_queries(schema_set) or BUNDLED
     if folder is not None:
-        return Queries(folder, explicit=True)
-    return Queries(Path.cwd() / "queries")
+        return Queries(folder, explicit=True, base=base)
+    return Queries(Path.cwd() / "queries", base=base)

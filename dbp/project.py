@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from dbp._bundled import bundled
+from dbp._bundled import schema_set as bundled_set
 from dbp.config import Config, find_settings
 from dbp.engines import ENGINES
 from dbp.errors import ConfigError, OperationError
@@ -31,13 +31,14 @@ GITIGNORE = ".gitignore"
 IGNORED = ".dbp/"
 #: Lines that already ignore it.
 _IGNORING = frozenset({".dbp", ".dbp/", "/.dbp", "/.dbp/", ".dbp/*", "/.dbp/*", ".dbp/**", "/.dbp/**"})
-_SKIP = shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc")
+#: Not copied: package files, and a set's named queries (dbp offers them; a project's own replace them by name).
+_SKIP = shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc", "queries")
 
 _HEADER = """\
 # dbp settings, written by `dbp init-project`.
 #
 # `dbp --local COMMAND` runs on the project-local servers (under ./.dbp) and takes only
-# SCHEMA_DIR from this file. For other servers, give each section their address
+# SCHEMA_SET and SCHEMA_DIR from this file. For other servers, give each section their address
 # (URL, or HOST / PORT / ...: see dbp's README) or set {urls}.
 """
 
@@ -47,8 +48,10 @@ def project_folder(engine: str) -> str:
     return ENGINES[engine].bundled_folder
 
 
-def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterable[str] = tuple(ENGINES)) -> list[Path]:
-    """Copy the bundled schema folders into ``directory`` and write its ``dbp.toml``; return what was written.
+def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterable[str] = tuple(ENGINES),
+                 schema_set: Optional[str] = None) -> list[Path]:
+    """Copy a bundled schema set (default: each engine's default, ``ztf``) into ``directory`` and write its
+    ``dbp.toml``; return what was written. An engine that lacks the set is a ConfigError.
 
     Nothing is overwritten: if any target exists, nothing is written at all. ``.dbp/`` is added to the
     folder's ``.gitignore`` (made if missing) unless a line there names it already.
@@ -58,6 +61,8 @@ def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterabl
     unknown = [e for e in chosen if e not in ENGINES]
     if unknown:
         raise ConfigError(f"unknown engine {unknown[0]!r}; expected one of {', '.join(ENGINES)}")
+    sources = {e: bundled_set(e, schema_set, f"--schema-set for {ENGINES[e].section}") for e in chosen}
+    name = schema_set if schema_set is not None else next((ENGINES[e].default_set for e in chosen), "ztf")
     targets = [root / project_folder(e) for e in chosen] + [root / SETTINGS_FILE]
     existing = [p for p in targets if p.exists() or p.is_symlink()]
     if existing:
@@ -69,20 +74,19 @@ def init_project(directory: Union[str, os.PathLike[str]] = ".", engines: Iterabl
         raise OperationError(f"{root} is not a folder")
     _gitignore_lines(root / GITIGNORE)  # refused before anything is written
     try:
-        return _write(root, chosen)
+        return _write(root, chosen, sources, name)
     except FileExistsError as exc:  # another init-project got there first, between the check and the copy
         raise OperationError(f"{exc.filename} appeared while init-project ran; it stopped there") from None
     except OSError as exc:
         raise OperationError(f"init-project cannot write {exc.filename or root}: {exc.strerror or exc}") from None
 
 
-def _write(root: Path, chosen: list[str]) -> list[Path]:
+def _write(root: Path, chosen: list[str], sources: Mapping[str, Path], name: str) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     written = []
     for engine in chosen:
-        spec = ENGINES[engine]
         target = root / project_folder(engine)
-        shutil.copytree(bundled(spec.bundled_folder), target, ignore=_SKIP)
+        shutil.copytree(sources[engine], target, ignore=_SKIP)
         for path in [target, *target.rglob("*")]:  # an installed package's files may be read-only
             path.chmod(path.stat().st_mode | 0o200)
         written.append(target)
@@ -90,6 +94,7 @@ def _write(root: Path, chosen: list[str]) -> list[Path]:
     for engine in chosen:
         spec = ENGINES[engine]
         text += (f"\n[DB_CONFIG.{spec.section}]\n"
+                 f'SCHEMA_SET = "{name}"    # the bundled set it was copied from: its named queries\n'
                  f'SCHEMA_DIR = "{project_folder(engine)}"    # {spec.schema_folder}\n')
     settings = root / SETTINGS_FILE
     with open(settings, "x", encoding="utf-8") as handle:  # never over a file that appeared meanwhile
@@ -131,9 +136,14 @@ def _ignore(path: Path) -> bool:
 
 def schema_dirs(settings: Path) -> dict[str, str]:
     """``SCHEMA_DIR`` of each section of a settings file, absolute; nothing else is read or checked."""
+    return {name: keys["SCHEMA_DIR"] for name, keys in _project_keys(settings).items() if "SCHEMA_DIR" in keys}
+
+
+def _project_keys(settings: Path) -> dict[str, dict[str, str]]:
+    """``SCHEMA_DIR`` (absolute) and ``SCHEMA_SET`` of each section of a settings file; nothing else is read."""
     from dbp.config import _expand_env
 
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {}
     for name, section in _sections(settings).items():
         if not isinstance(section, Mapping):
             continue
@@ -141,7 +151,9 @@ def schema_dirs(settings: Path) -> dict[str, str]:
             if str(key).upper() == "SCHEMA_DIR" and isinstance(value, str) and value:
                 value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_DIR")
                 folder = settings.absolute().resolve().parent  # the real file's folder, as dbp.config reads it
-                out[str(name).upper()] = str((folder / Path(value).expanduser()).resolve())
+                out.setdefault(str(name).upper(), {})["SCHEMA_DIR"] = str((folder / Path(value).expanduser()).resolve())
+            elif str(key).upper() == "SCHEMA_SET":
+                out.setdefault(str(name).upper(), {})["SCHEMA_SET"] = value
     return out
 
 
@@ -179,11 +191,12 @@ def _sections(settings: Path) -> Mapping[Any, Any]:
 
 
 def apply_schema_dirs(config: Config, settings: Union[str, os.PathLike[str], None] = None) -> None:
-    """Give ``config`` (the local servers') the ``SCHEMA_DIR`` of ``settings``, or of the settings file found
-    the usual way (see :func:`dbp.config.find_settings`)."""
+    """Give ``config`` (the local servers') the ``SCHEMA_DIR`` and ``SCHEMA_SET`` of ``settings``, or of the
+    settings file found the usual way (see :func:`dbp.config.find_settings`)."""
     found = find_settings(settings)
     if found is None:
         return
-    for section, folder in schema_dirs(found).items():
-        if section in config and "SCHEMA_DIR" not in config[section]:
-            config[section]["SCHEMA_DIR"] = folder
+    for section, keys in _project_keys(found).items():
+        if section in config:
+            for key, value in keys.items():
+                config[section].setdefault(key, value)

@@ -621,7 +621,7 @@ def test_the_bundled_declarations() -> None:
     from dbp._bundled import bundled
     from dbp.sql.cone import declarations as _declarations
 
-    found = _declarations(bundled("sql"))
+    found = _declarations(bundled("sql/ztf"))
     assert (found["object"].ra, found["object"].dec) == ("meanra", "meandec")
     assert (found["detection"].ra, found["detection"].dec) == ("ra", "dec")
 

@@ -291,7 +291,7 @@ def test_make_migrations_round_trip(
 
     project = make_project(tmp_path, sql_settings, mongo_settings)
     shutil.rmtree(project.sql_schema)
-    shutil.copytree(bundled("sql") / "schema", project.sql_schema)
+    shutil.copytree(bundled("sql/ztf") / "schema", project.sql_schema)
     assert run_dbp("initdb").returncode == 0
     before = _catalog_ignoring_order(sql_settings)
     nothing = run_dbp("make_migrations", "nothing yet")

@@ -82,7 +82,7 @@ def test_init_project_copies_the_schema_and_refuses_to_overwrite(run_dbp: Any, t
     made = run_dbp("init-project", "proj")
     assert made.returncode == 0, made.stderr
     project = tmp_path / "proj"
-    shipped = sorted(p.name for p in (bundled("sql") / "schema").glob("*.sql"))
+    shipped = sorted(p.name for p in (bundled("sql/ztf") / "schema").glob("*.sql"))
     assert sorted(p.name for p in (project / "sql" / "schema").glob("*.sql")) == shipped
     assert len(shipped) == 17
     assert (project / "mongo_migrations" / "collections.toml").read_bytes() == (

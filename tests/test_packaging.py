@@ -204,12 +204,12 @@ def test_wheel_is_alerce_dbp_with_package_and_command_dbp(built_wheel: Path) -> 
     assert "dbp/__init__.py" in names
     assert not any(n.startswith("alerce") and not n.startswith("alerce_dbp-") for n in names)
     assert re.search(r"^dbp = dbp\.cli:main$", entry_points, re.M), entry_points
-    assert "dbp/_bundled/sql/schema/001_object.sql" in names
+    assert "dbp/_bundled/sql/ztf/schema/001_object.sql" in names
     assert "dbp/_bundled/mongo_migrations/collections.toml" in names
     for query in ("object_list", "light_curve", "limit_values"):  # ALeRCE's named queries, SQL and pipeline
         assert f"dbp/queries/{query}.sql" in names and f"dbp/queries/{query}.json" in names
-    assert "dbp/_bundled/sql/positions.toml" in names
-    assert "dbp/_bundled/sql/migrations/0001_cone_search_indexes.sql" in names
+    assert "dbp/_bundled/sql/ztf/positions.toml" in names
+    assert "dbp/_bundled/sql/ztf/migrations/0001_cone_search_indexes.sql" in names
     urls = cfg_pairs(setup_cfg()["metadata"]["project_urls"])
     for key in URL_KEYS:
         assert f"Project-URL: {key}, {urls[key]}\n" in meta, meta[:1500]
@@ -374,7 +374,7 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
 
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     before = site_listing(site_packages)
-    assert "dbp/_bundled/sql/schema/001_object.sql" in before
+    assert "dbp/_bundled/sql/ztf/schema/001_object.sql" in before
     try:
         # the bundled schema is read-only: make_migrations refuses and points at init-project
         bundled = dbp("--local", "make_migrations", "mine", "--empty", cwd=work)
@@ -390,7 +390,7 @@ def test_a_newcomers_path_from_the_wheel(built_wheel: Path, tmp_path: Path) -> N
         assert "created 5 collections, 13 indexes" in first.stdout
         cone_indexes = dbp("--local", "migrate", cwd=project)  # dbp's cone search indexes: after initdb
         assert cone_indexes.returncode == 0 and "sql: 1 migration(s) applied" in cone_indexes.stdout, cone_indexes
-        assert "dbp/_bundled/sql/positions.toml" in before
+        assert "dbp/_bundled/sql/ztf/positions.toml" in before
 
         step = project / "sql" / "schema" / "002_step.sql"
         step.write_text(step.read_text().replace("CREATE TABLE step (", "CREATE TABLE step (\n    owner varchar,", 1))

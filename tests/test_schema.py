@@ -164,7 +164,7 @@ def test_initdb_cli_twice_exits_0(
 
 def broken_sql_dir(tmp_path: Path) -> Path:
     root = tmp_path / "broken_sql"
-    shutil.copytree(bundled("sql"), root)
+    shutil.copytree(bundled("sql/ztf"), root)
     target = root / "schema" / "009_probability.sql"
     broken = "CREATE INDEX ix_probabilities_oid ON nowhere (oid);\nCREATE INDEX x"
     target.write_text(target.read_text().replace("CREATE INDEX ix_probabilities_oid", broken))
@@ -210,7 +210,7 @@ def test_mongo_failure_midway_drops_what_it_created(mongo_settings: MongoSetting
 def create_by_other_means(settings: SQLSettings) -> None:
     """What db-plugins would leave: the same tables, no dbp or yoyo ledger."""
     with SQLConnection(settings=settings) as db, db.transaction() as conn:
-        for path in sorted((bundled("sql") / "schema").glob("*.sql")):
+        for path in sorted((bundled("sql/ztf") / "schema").glob("*.sql")):
             conn.execute(path.read_text())
 
 

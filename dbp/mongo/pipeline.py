@@ -176,7 +176,7 @@ def _ra_dec(row: Row, where: Position) -> Optional[tuple[float, float]]:
 def queries(db: MongoConnection) -> Queries:
     found = db._named_queries
     if found is None:
-        found = queries_for(db.settings.queries_dir)
+        found = queries_for(db.settings.queries_dir, db.settings.schema_set)
         db._named_queries = found
     return found
 

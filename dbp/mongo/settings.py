@@ -21,13 +21,13 @@ from dbp._redact import (
     userinfo_end,
 )
 from dbp._types import check_number, check_port, check_str
-from dbp.engines import EngineSettings
+from dbp.engines import EngineSettings, project_paths
 from dbp.errors import ConfigError
 
 __all__ = ["MongoSettings"]
 
-KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_DIR", "QUERIES_DIR",
-        "MAX_TIME_MS")
+KEYS = ("HOST", "PORT", "USERNAME", "PASSWORD", "DATABASE", "AUTH_SOURCE", "URL", "SCHEMA_SET", "SCHEMA_DIR",
+        "QUERIES_DIR", "MAX_TIME_MS")
 #: The server-side time limit of every dbp read (``maxTimeMS``) unless MAX_TIME_MS says otherwise.
 DEFAULT_MAX_TIME_MS = 60_000
 DEFAULT_PORT = 27017
@@ -55,6 +55,8 @@ class MongoSettings(EngineSettings):
     schema_dir: Optional[Path] = None
     #: The named queries' folder (QUERIES_DIR); None: ``./queries`` if it exists, and dbp's bundled ones.
     queries_dir: Optional[Path] = None
+    #: The bundled schema set named by SCHEMA_SET (only ``ztf`` has a MongoDB schema).
+    schema_set: Optional[str] = None
     #: ``maxTimeMS`` of every dbp read (find, count, aggregate, named pipelines); None: no limit.
     max_time_ms: Optional[int] = DEFAULT_MAX_TIME_MS
     address: str = field(init=False)
@@ -120,10 +122,9 @@ class MongoSettings(EngineSettings):
             register_public(address.rpartition(":")[0] if address.rpartition(":")[2].isdigit() else address)
         if options.get("username"):
             register_public(options["username"])
-        schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
-        queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
+        schema_dir, queries_dir, schema_set = project_paths(section, "mongo", where)
         return cls(host=host, database=database, options=options, schema_dir=schema_dir,
-                   queries_dir=queries_dir, max_time_ms=_max_time_ms(section, where))
+                   queries_dir=queries_dir, schema_set=schema_set, max_time_ms=_max_time_ms(section, where))
 
     def secrets(self) -> Iterable[str]:
         found = [str(v) for k, v in self.options.items() if is_secret_key(k) and v]

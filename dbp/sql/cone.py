@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from dbp._bundled import bundled
+from dbp._bundled import schema_set
 from dbp.errors import ConfigError, FilterError
 from dbp.filters import Node, SortKey
 from dbp.sky import (
@@ -107,7 +107,7 @@ def position(q: SQLBuilder) -> Position:
                               f"'-- position: <ra column>, <dec column>' to the comments that open {where}")
         found = Position(ra=declared[0], dec=declared[1])
     else:
-        root = q.db.settings.schema_dir or bundled("sql")
+        root = q.db.settings.schema_dir or schema_set("sql")
         table = declarations(root).get(q.name)
         if table is None:
             raise FilterError(

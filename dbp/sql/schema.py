@@ -13,7 +13,7 @@ from typing import Any, Optional
 import psycopg
 from psycopg import sql
 
-from dbp._bundled import bundled
+from dbp._bundled import schema_set
 from dbp.errors import ConfigError, OperationError
 from dbp.sql.catalog import Catalog, read_catalog
 from dbp.sql.script import Statement, read_script, transaction_control
@@ -43,7 +43,7 @@ class SchemaFiles:
 
     @classmethod
     def for_settings(cls, schema_dir: Optional[Path]) -> SchemaFiles:
-        return cls(schema_dir if schema_dir is not None else bundled("sql"))
+        return cls(schema_dir if schema_dir is not None else schema_set("sql"))
 
     @property
     def schema_dir(self) -> Path:

@@ -23,14 +23,15 @@ from dbp._redact import (
     userinfo_end,
 )
 from dbp._types import check_port, check_str
-from dbp.engines import EngineSettings
+from dbp.engines import EngineSettings, project_paths
 from dbp.errors import ConfigError
 
 __all__ = ["SQLSettings"]
 
 log = logging.getLogger("dbp.sql")
 
-KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL", "SCHEMA_DIR", "QUERIES_DIR")
+KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "DB_NAME", "URL", "OPTIONS", "POOL", "SCHEMA_SET", "SCHEMA_DIR",
+        "QUERIES_DIR")
 ENGINE_NAMES = ("postgresql", "postgres")
 URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "psql")
 DEFAULT_PORT = 5432
@@ -72,6 +73,8 @@ class SQLSettings(EngineSettings):
     schema_dir: Optional[Path] = None
     #: The named queries' folder (QUERIES_DIR); None: ``./queries`` if it exists, and dbp's bundled ones.
     queries_dir: Optional[Path] = None
+    #: The bundled schema set named by SCHEMA_SET (None: not named; the bundled named queries are ztf's).
+    schema_set: Optional[str] = None
     address: str = field(init=False)
     database: str = field(init=False)
 
@@ -123,10 +126,9 @@ class SQLSettings(EngineSettings):
         for key, value in params.items():
             if is_secret_key(key):
                 register_secret(str(value))
-        schema_dir = Path(section["SCHEMA_DIR"]) if section.get("SCHEMA_DIR") else None
-        queries_dir = Path(section["QUERIES_DIR"]) if section.get("QUERIES_DIR") else None
+        schema_dir, queries_dir, schema_set = project_paths(section, "sql", where)
         return cls(params=params, pool=_pool(section.get("POOL"), f"{where}.POOL"), schema_dir=schema_dir,
-                   queries_dir=queries_dir)
+                   queries_dir=queries_dir, schema_set=schema_set)
 
     def secrets(self) -> Iterable[str]:
         return [str(v) for k, v in self.params.items() if is_secret_key(k) and v]

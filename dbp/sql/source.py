@@ -209,7 +209,7 @@ def queries(db: SQLConnection) -> Queries:
     """The connection's named queries (files are read when first used)."""
     found = db.named_queries
     if found is None:
-        found = db.named_queries = queries_for(db.settings.queries_dir)
+        found = db.named_queries = queries_for(db.settings.queries_dir, db.settings.schema_set)
     return found
 
 
