@@ -6,7 +6,9 @@ unique and check constraints, indexes (method, columns, predicate), and for a
 partitioned table its partition key and every partition with its bounds.
 Partitions are never tables of their own: their columns, constraints and
 indexes are the parent's, and the names PostgreSQL gives the index copies on
-them are not compared.
+them are not compared; which of the table's indexes each partition has a copy
+of is (an index made ``ON ONLY`` the table and never attached leaves some out),
+and so are the indexes a partition has of its own.
 Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
 ``search_path`` set to the schema itself, so two schemas compare equal when
 their DDL was the same.
@@ -15,7 +17,7 @@ their DDL was the same.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import psycopg
@@ -69,6 +71,11 @@ class Partition:
     bound: str
     #: ``HASH (oid)`` if this partition is partitioned in turn, else None.
     partitioned_by: Optional[str] = None
+    #: The table's indexes this partition has an attached copy of, by the table's index name (a primary
+    #: key's or unique constraint's: the constraint's), sorted. The copies' own names are not kept.
+    copies: tuple[str, ...] = ()
+    #: Indexes made on this partition alone (a copy of none of the table's), by name, sorted.
+    own_indexes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -141,6 +148,21 @@ WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition 
 ORDER BY 1, 3
 """
 
+#: Every index on a partition: the index of the top-level table it is a copy of, or (not a copy) its own name.
+_PARTITION_INDEXES = """
+SELECT root.relname AS table, p.relname AS partition, top.relname AS copy_of,
+       CASE WHEN top.oid IS NULL AND NOT i.relispartition THEN i.relname END AS own
+FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class p ON p.oid = t.relid
+JOIN pg_index x ON x.indrelid = p.oid
+JOIN pg_class i ON i.oid = x.indexrelid
+LEFT JOIN pg_index tx ON tx.indexrelid = pg_partition_root(x.indexrelid) AND tx.indrelid = root.oid
+LEFT JOIN pg_class top ON top.oid = tx.indexrelid
+WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
+ORDER BY 1, 2, 3, 4
+"""
+
 _CONSTRAINTS = """
 SELECT c.relname AS table, k.conname AS name, k.contype AS kind,
        pg_get_constraintdef(k.oid) AS definition,
@@ -195,6 +217,18 @@ def read_catalog(
                 table.partitioned_by = row["key"]
             else:
                 table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"])
+        found: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        for row in cur.execute(_PARTITION_INDEXES, args).fetchall():
+            lists = found.setdefault((row["table"], row["partition"]), ([], []))
+            if row["copy_of"] is not None:
+                lists[0].append(row["copy_of"])
+            elif row["own"] is not None:
+                lists[1].append(row["own"])
+        for (name, part), (copies, own) in found.items():
+            partitions = catalog.tables[name].partitions if name in catalog.tables else {}
+            if part in partitions:
+                partitions[part] = replace(partitions[part], copies=tuple(sorted(copies)),
+                                           own_indexes=tuple(sorted(own)))
         for row in cur.execute(_CONSTRAINTS, args).fetchall():
             if row["table"] in catalog.tables:
                 catalog.tables[row["table"]].constraints[row["name"]] = Constraint(
@@ -278,4 +312,14 @@ def _diff_partitions(live: Table, wanted: Table) -> list[str]:
         if have.partitioned_by != want.partitioned_by:
             out.append(f"partition {name} of {t} is partitioned by {have.partitioned_by or 'nothing'}, "
                        f"the schema files say {want.partitioned_by or 'nothing'}")
+        # copies of an index that only one side's table has: the table's own difference says so
+        both = (live.indexes.keys() | live.constraints.keys()) & (wanted.indexes.keys() | wanted.constraints.keys())
+        for index in sorted((set(want.copies) - set(have.copies)) & both):
+            out.append(f"partition {name} of {t} has no copy of index {index}")
+        for index in sorted((set(have.copies) - set(want.copies)) & both):
+            out.append(f"partition {name} of {t} has a copy of index {index}; in the schema files it has none")
+        for index in sorted(set(want.own_indexes) - set(have.own_indexes)):
+            out.append(f"index {index} on partition {name} of {t} is missing")
+        for index in sorted(set(have.own_indexes) - set(want.own_indexes)):
+            out.append(f"index {index} on partition {name} of {t} is not in the schema files")
     return out
