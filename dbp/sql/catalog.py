@@ -10,8 +10,8 @@ them are not compared; which of the table's indexes each partition has a copy
 of is (an index made ``ON ONLY`` the table and never attached leaves some out),
 and so are the indexes a partition has of its own.
 Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
-``search_path`` set to the schema itself, so two schemas compare equal when
-their DDL was the same.
+``search_path`` set to the schema itself (and the extensions' schemas), so two
+schemas compare equal when their DDL was the same.
 """
 
 from __future__ import annotations
@@ -189,6 +189,21 @@ ORDER BY t.relname, i.relname
 """
 
 
+def visible_path(cur: Any, schema: str) -> str:
+    """A ``search_path`` of ``schema`` and the schemas that hold extensions (q3c's functions, say).
+
+    Schema files and their catalog are built and read with it: an index on ``q3c_ang2ipix(...)`` is
+    then created in a scratch schema, and printed unqualified there as in ``public``.
+    """
+    rows = cur.execute(
+        "SELECT quote_ident(%s) AS q UNION ALL "
+        "(SELECT DISTINCT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', %s) ORDER BY 1)",
+        (schema, schema),
+    ).fetchall()
+    return ", ".join(r["q"] if isinstance(r, dict) else r[0] for r in rows)
+
+
 def read_catalog(
     conn: psycopg.Connection[Any], schema: str = "public", *, exclude: Iterable[str] = LEDGER_TABLES
 ) -> Catalog:
@@ -202,7 +217,7 @@ def read_catalog(
         prefix = f"ON {quoted['q']}."  # as pg_get_indexdef writes it
         # definitions print unqualified only for the schema on the search path
         saved = cur.execute("SELECT current_setting('search_path') AS path").fetchone()
-        cur.execute("SELECT set_config('search_path', %s, true)", (quoted["q"],))
+        cur.execute("SELECT set_config('search_path', %s, true)", (visible_path(cur, schema),))
         for row in cur.execute(_COLUMNS, args).fetchall():
             if row["table"] in excluded:
                 continue
