@@ -71,6 +71,8 @@ class Partition:
     bound: str
     #: ``HASH (oid)`` if this partition is partitioned in turn, else None.
     partitioned_by: Optional[str] = None
+    #: The table or partition it is a partition of (None: not read).
+    parent: Optional[str] = None
     #: The table's indexes this partition has an attached copy of, by the table's index name (a primary
     #: key's or unique constraint's: the constraint's), sorted. The copies' own names are not kept.
     copies: tuple[str, ...] = ()
@@ -135,15 +137,17 @@ ORDER BY c.relname, a.attnum
 
 #: Partitioned tables' keys, and every partition (at any depth) under its top-level table.
 _PARTITIONS = """
-SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound
+SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound,
+       NULL AS parent
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind = 'p' AND NOT c.relispartition
 UNION ALL
 SELECT root.relname, CASE WHEN p.relkind = 'p' THEN pg_get_partkeydef(p.oid) END, p.relname,
-       pg_get_expr(p.relpartbound, p.oid)
+       pg_get_expr(p.relpartbound, p.oid), up.relname
 FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class p ON p.oid = t.relid
+JOIN pg_class up ON up.oid = t.parentrelid
 WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
 ORDER BY 1, 3
 """
@@ -231,7 +235,8 @@ def read_catalog(
             if row["partition"] is None:
                 table.partitioned_by = row["key"]
             else:
-                table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"])
+                table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"],
+                                                                  row["parent"])
         found: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         for row in cur.execute(_PARTITION_INDEXES, args).fetchall():
             lists = found.setdefault((row["table"], row["partition"]), ([], []))
@@ -312,9 +317,7 @@ def _diff_table(live: Table, wanted: Table) -> list[str]:
 def _diff_partitions(live: Table, wanted: Table) -> list[str]:
     t = live.name
     if live.partitioned_by != wanted.partitioned_by:
-        is_ = f"partitioned by {live.partitioned_by}" if live.partitioned_by else "not partitioned"
-        should = f"partitioned by {wanted.partitioned_by}" if wanted.partitioned_by else "not partitioned"
-        return [f"table {t} is {is_}, the schema files say {should}"]
+        return [f"table {t} is {_keyed(live.partitioned_by)}, the schema files say {_keyed(wanted.partitioned_by)}"]
     out = []
     for name in sorted(wanted.partitions.keys() - live.partitions.keys()):
         out.append(f"partition {name} of {t} is missing")
@@ -325,8 +328,11 @@ def _diff_partitions(live: Table, wanted: Table) -> list[str]:
         if have.bound != want.bound:
             out.append(f"partition {name} of {t} is {have.bound}, the schema files say {want.bound}")
         if have.partitioned_by != want.partitioned_by:
-            out.append(f"partition {name} of {t} is partitioned by {have.partitioned_by or 'nothing'}, "
-                       f"the schema files say {want.partitioned_by or 'nothing'}")
+            out.append(f"partition {name} of {t} is {_keyed(have.partitioned_by)}, "
+                       f"the schema files say {_keyed(want.partitioned_by)}")
+        if have.parent != want.parent:
+            out.append(f"partition {name} of {t} is a partition of {have.parent}, "
+                       f"the schema files say of {want.parent}")
         # copies of an index that only one side's table has: the table's own difference says so
         both = (live.indexes.keys() | live.constraints.keys()) & (wanted.indexes.keys() | wanted.constraints.keys())
         for index in sorted((set(want.copies) - set(have.copies)) & both):
@@ -338,3 +344,7 @@ def _diff_partitions(live: Table, wanted: Table) -> list[str]:
         for index in sorted(set(have.own_indexes) - set(want.own_indexes)):
             out.append(f"index {index} on partition {name} of {t} is not in the schema files")
     return out
+
+
+def _keyed(key: Optional[str]) -> str:
+    return f"partitioned by {key}" if key else "not partitioned"

@@ -49,7 +49,7 @@ from dbp.migrations import (
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.cone import declarations
 from dbp.sql.connection import SQLConnection, open_connection
-from dbp.sql.ddl import migration_ddl
+from dbp.sql.ddl import migration_ddl, refused
 from dbp.sql.errors import cause, elide_literals
 from dbp.sql.ledger import (
     LEDGER_DDL,
@@ -514,7 +514,9 @@ def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list
 def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:
     """The next numbered migration and its rollback, from the schema files' difference; nothing is written.
 
-    ``writing``: refuse a folder inside an installed package (make_migrations would write there).
+    ``writing``: refuse a folder inside an installed package (make_migrations would write there), and a
+    change that needs a hand-written data migration (a partition key or bound); without it, such a change
+    is in ``changes`` with no files.
     """
     files = SchemaFiles.for_settings(db.settings.schema_dir)
     if writing:
@@ -540,6 +542,11 @@ def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writin
         summary = diff(live, wanted)
         if not summary:
             return Draft("sql", [], [])
+        error = refused(live, wanted)
+        if error is not None:
+            if writing:
+                raise error
+            return Draft("sql", summary, [])  # dbp check: the drift, which make_migrations would refuse
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
     header = f"-- {description(name)}\n" + "".join(f"-- {description(line, 500)}\n" for line in summary)
