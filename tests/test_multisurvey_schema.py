@@ -676,9 +676,14 @@ def test_the_cone_migration_after_initdb(ref: Reference, ms_settings: SQLSetting
         assert index_names(db) == before
 
 
-def test_check_after_migrate_is_clean(ms_settings: SQLSettings) -> None:
-    """make_migrations' comparison (files + after-initdb migrations vs the database) finds nothing."""
+@pytest.mark.parametrize("with_q3c", [False, True])
+def test_check_after_migrate_is_clean(ms_settings: SQLSettings, with_q3c: bool) -> None:
+    """make_migrations' comparison (files + after-initdb migrations vs the database) finds nothing, also where
+    q3c is installed: the scratch schema sees q3c's functions, and prints them as public does."""
     with SQLConnection(settings=ms_settings) as db:
+        if with_q3c:
+            skip_without_q3c(db)
+            db.execute("CREATE EXTENSION q3c")
         sql_admin.initdb(db)
         migrate(db)
         assert draft_migration(db, "nothing", writing=False).changes == []
