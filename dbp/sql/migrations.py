@@ -36,6 +36,7 @@ from dbp.migrations import (
     MigrationFile,
     Progress,
     description,
+    folders_locked,
     interrupted,
     next_number,
     order_key,
@@ -62,6 +63,7 @@ from dbp.sql.ledger import (
 )
 from dbp.sql.schema import SchemaFiles, not_utf8
 from dbp.sql.script import read_script, transaction_control
+from dbp.sql.settings import SQLSettings
 
 __all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 
@@ -508,7 +510,13 @@ def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
 
 def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list[Path]:
     """Write the next numbered migration and its rollback from the schema files' difference."""
-    return write_files(draft_migration(db, name, empty=empty).files)
+    with folders_locked([migrations_folder(db.settings)]):
+        return write_files(draft_migration(db, name, empty=empty).files)
+
+
+def migrations_folder(settings: SQLSettings) -> Path:
+    """The folder make_migrations writes into."""
+    return SchemaFiles.for_settings(settings.schema_dir).migrations_dir
 
 
 def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:
