@@ -249,7 +249,6 @@ def multisurvey_project(tmp_path: Path, settings: SQLSettings, run_dbp: Any) -> 
 # `dbp migrate` then applies 0002_a and fails on 0002_b ("relation ... already exists"), leaving a failed
 # migration in the ledger. Cause: dbp/sql/migrations.py:draft_migration chooses the number and diffs without a
 # lock (migration_lock is only for migrate/rollback); write_files' journal lock only guards half-written files.
-@pytest.mark.xfail(strict=True, reason="concurrent make_migrations write the same change under one number")
 def test_concurrent_make_migrations_write_one_migration(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
@@ -259,12 +258,16 @@ def test_concurrent_make_migrations_write_one_migration(
     with open(root / "sql" / "schema" / "010_object.sql", "a") as f:
         f.write("CREATE INDEX ix_object_sigmara ON object USING btree (sigmara);\n")
     procs = [dbp_process(root, "make_migrations", name) for name in ("a", "b", "c")]
-    for proc in procs:
-        proc.communicate(timeout=120)
+    outs = [proc.communicate(timeout=120) for proc in procs]
     written = sorted(p.name for p in (root / "sql" / "migrations").glob("0002_*.sql")
                      if not p.name.endswith(".rollback.sql"))
     migrate = run_dbp("migrate", cwd=root)
     assert (len(written), migrate.returncode) == (1, 0), (written, migrate.stderr)
+    # the two that came second waited for the first, found its migration pending, and refused in one line
+    assert sorted(p.returncode for p in procs) == [0, 1, 1], outs
+    for proc, (_, err) in zip(procs, outs):
+        if proc.returncode:
+            assert "apply or resolve 0002_" in err and len(err.strip().splitlines()) == 1, err
 
 
 # Guard (held up): two initdb and a migrate at once on the multisurvey set: one creates, the other finds it
@@ -293,7 +296,6 @@ def test_concurrent_initdb_and_migrate_of_the_multisurvey_set(
 # --local command fails with "unknown schema set '${DBP_ADV_SET}'". Cause: dbp/project.py:_project_keys expands
 # ${VAR} in SCHEMA_DIR only, not in SCHEMA_SET. (apply_schema_dirs is what cli._config runs for --local, after
 # starting the local servers; here it is given the test server's section instead.)
-@pytest.mark.xfail(strict=True, reason="--local does not expand ${VAR} in SCHEMA_SET, as the file does elsewhere")
 def test_local_expands_an_env_ref_in_schema_set(
     tmp_path: Path, sql_settings: SQLSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,7 +315,6 @@ def test_local_expands_an_env_ref_in_schema_set(
 # "no table 't_0' in ...; its tables are t", though t_0 exists (a partition of t). Refusing is reasonable; the
 # message misleads a user who sees t_0 in psql. Cause: dbp/sql/connection.py:_table_exists treats a partition
 # as no relation at all.
-@pytest.mark.xfail(strict=True, reason="a partition's name is 'no table', without saying it is a partition of t")
 def test_querying_a_partition_says_which_table_it_belongs_to(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
