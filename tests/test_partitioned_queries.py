@@ -379,7 +379,7 @@ def test_bulk_insert_conflicts_land_in_their_partitions(pair: Pair) -> None:
     assert sorted(r["n_det"] for r in rows if r["sid"] == 2) == sorted(
         -i if i % 4 == 1 else i for i in range(1, POOL_SIZE, 2))
     error = pair.both("object", "bulk_insert", batch[:3], on_conflict="error")
-    assert error[1] == "BulkWriteError" and error[3] == [0], error
+    assert error[1] == "BulkWriteError" and "duplicate key value" in error[2], error  # its rows checked by both()
     new = [{"oid": o, "sid": 3, "band": 1} for o in pool] + [{"oid": o, "sid": 1, "band": 1, "ndubious": 3}
                                                              for o in pool[:5]]
     assert pair.both("magstat", "bulk_insert", new, on_conflict="update") == ("ok", POOL_SIZE)
