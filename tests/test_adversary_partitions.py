@@ -61,17 +61,20 @@ def migration_files(project: Project) -> list[str]:
 # statement, migrate applies it, and check still reports the same drift (make_migrations again writes 0002, the
 # same empty one). Cause: dbp/sql/ddl.py:migration_ddl reads neither Partition.own_indexes nor Partition.copies,
 # which dbp/sql/catalog.py:_diff_partitions compares.
-@pytest.mark.xfail(strict=True, reason="make_migrations writes an empty migration for an index on one partition")
 def test_an_index_on_one_partition_alone_is_migrated(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
     project = initialized(tmp_path, sql_settings, run_dbp)
+    before = live_catalog(sql_settings)
     edit(project, RANGE + "CREATE INDEX t_0_v ON t_0 (v);\n")
     assert run_dbp("check").returncode == 3
     ok(run_dbp("make_migrations", "own_index"))
     ok(run_dbp("migrate"))
     assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) == []
     assert run_dbp("check").returncode == 0
+    assert live_catalog(sql_settings).tables["t"].partitions["t_0"].own_indexes == ("t_0_v",)
+    ok(run_dbp("rollback", "--engine", "sql"))
+    assert diff(live_catalog(sql_settings), before) == []
 
 
 # Found by `CREATE INDEX ix_v ON ONLY t (v)` on the live database (as ALeRCE-style tooling does before attaching
@@ -79,22 +82,23 @@ def test_an_index_on_one_partition_alone_is_migrated(
 # t has no copy of index ix_v" (and t_1), make_migrations writes a migration with no statement (the index exists
 # by name with the same definition), so the invalid parent index is never completed. Cause as above:
 # dbp/sql/ddl.py:migration_ddl ignores Partition.copies.
-@pytest.mark.xfail(strict=True, reason="an index made ON ONLY the parent is drift that make_migrations never fixes")
 def test_an_index_made_on_only_the_parent_is_completed_by_make_migrations(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
     project = initialized(tmp_path, sql_settings, run_dbp)
     execute(sql_settings, "CREATE INDEX ix_v ON ONLY t (v)")
+    before = live_catalog(sql_settings)
     edit(project, RANGE + "CREATE INDEX ix_v ON t (v);\n")
     assert run_dbp("check").returncode == 3
-    result = run_dbp("make_migrations", "complete")
-    if result.returncode != 0:  # a one-line refusal that writes nothing would do too
-        assert len(result.stderr.strip().splitlines()) == 1 and migration_files(project) == []
-        return
+    ok(run_dbp("make_migrations", "complete"))
     ok(run_dbp("migrate"))
     assert run_dbp("check").returncode == 0
     valid = execute(sql_settings, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_v'::regclass")
     assert valid == [{"indisvalid": True}]
+    ok(run_dbp("rollback", "--engine", "sql"))  # the index made ON ONLY again, with no copy
+    assert diff(live_catalog(sql_settings), before) == []
+    valid = execute(sql_settings, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_v'::regclass")
+    assert valid == [{"indisvalid": False}]
 
 
 # -- dbp check passes where the database differs (false pass) ----------------------------------------------
@@ -103,21 +107,28 @@ def test_an_index_made_on_only_the_parent_is_completed_by_make_migrations(
 # `dbp check` says "no drift". Cause: dbp/sql/catalog.py:read_catalog keeps constraints only of tables
 # (_CONSTRAINTS rows of a partition are dropped: `if row["table"] in catalog.tables`), and Partition has no
 # constraints to compare. --adopt compares the same catalog, so it would accept such a database too.
-@pytest.mark.xfail(strict=True, reason="a CHECK constraint on one partition alone is invisible to check")
 def test_check_sees_a_check_constraint_on_one_partition(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
     project = initialized(tmp_path, sql_settings, run_dbp)
+    before = live_catalog(sql_settings)
     execute(sql_settings, "ALTER TABLE t_1 ADD CONSTRAINT t_1_positive CHECK (id > 0)")
-    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) != []
+    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) == [
+        "constraint t_1_positive on partition t_1 of t is not in the schema files"]
     assert run_dbp("check").returncode == 3
+    # the schema files' way: make_migrations drops it (and its rollback makes it again)
+    ok(run_dbp("make_migrations", "drop_check"))
+    ok(run_dbp("migrate"))
+    assert diff(live_catalog(sql_settings), before) == []
+    ok(run_dbp("rollback", "--engine", "sql"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (-1, 15, 'x')")
 
 
 # Found by `ALTER TABLE t_0 ALTER COLUMN v SET DEFAULT 'y'` and `SET NOT NULL` on one partition: rows inserted
 # through t then differ by partition (and NULLs are refused in t_0 alone), but `dbp check` says "no drift".
 # Cause: dbp/sql/catalog.py:_COLUMNS reads columns only of tables (NOT c.relispartition); a partition's own
 # defaults and NOT NULL are never read.
-@pytest.mark.xfail(strict=True, reason="a partition's own column default and NOT NULL are invisible to check")
 def test_check_sees_a_partitions_own_default_and_not_null(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
@@ -126,15 +137,28 @@ def test_check_sees_a_partitions_own_default_and_not_null(
             "ALTER TABLE t_0 ALTER COLUMN v SET NOT NULL")
     with pytest.raises(psycopg.errors.NotNullViolation):  # the database really behaves differently
         execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (1, 1, NULL)")
-    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) != []
+    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) == [
+        "column v of partition t_0 of t has a default of its own ('y'::text); in the schema files it has its "
+        "parent's",
+        "column v of partition t_0 of t is NOT NULL, the schema files say nullable as in its parent"]
     assert run_dbp("check").returncode == 3
+    ok(run_dbp("make_migrations", "as_the_parent"))
+    ok(run_dbp("migrate"))
+    assert run_dbp("check").returncode == 0
+    execute(sql_settings, "INSERT INTO t_0 (id, k) VALUES (1, 1)")  # the partition's own default, if any
+    assert execute(sql_settings, "SELECT v FROM t") == [{"v": None}]
+    execute(sql_settings, "DELETE FROM t")
+    ok(run_dbp("rollback", "--engine", "sql"))
+    execute(sql_settings, "INSERT INTO t_0 (id, k) VALUES (1, 1)")
+    assert execute(sql_settings, "SELECT v FROM t") == [{"v": "y"}]
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (2, 2, NULL)")
 
 
 # Found by replacing partition t_1 (a table in the schema files) with a foreign table attached as the partition
 # of the same bounds (file_fdw): `dbp check` says "no drift", though t_1's rows now live in a file and writes to
 # them fail. Cause: dbp/sql/catalog.py:_PARTITIONS reads a partition's name, bound, key and parent, not its kind
 # (pg_class.relkind 'f'); dbp/sql/ddl.py:_create_partition would also make it a plain table.
-@pytest.mark.xfail(strict=True, reason="a foreign table as a partition compares equal to a plain partition")
 def test_check_sees_a_foreign_table_partition(tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any) -> None:
     project = initialized(tmp_path, sql_settings, run_dbp)
     try:
@@ -150,8 +174,13 @@ def test_check_sees_a_foreign_table_partition(tmp_path: Path, sql_settings: SQLS
     )
     with pytest.raises(psycopg.Error):  # t_1 is not a table any more: writes to its range fail
         execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (1, 15, 'x')")
-    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) != []
+    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) == [
+        "partition t_1 of t is a foreign table, the schema files say a table"]
     assert run_dbp("check").returncode == 3
+    result = run_dbp("make_migrations", "unforeign")  # refused: make_migrations makes no foreign table
+    assert result.returncode == 1 and migration_files(project) == []
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and "foreign table t_1" in message[0], result.stderr
 
 
 # -- data loss -----------------------------------------------------------------------------------------------
@@ -161,17 +190,20 @@ def test_check_sees_a_foreign_table_partition(tmp_path: Path, sql_settings: SQLS
 # OF "t" ...`, and migrate deletes the rows, where `ALTER TABLE t ATTACH PARTITION t_1 FOR VALUES ...` keeps
 # them (or a refusal would). Cause: dbp/sql/ddl.py:migration_ddl treats a table that the schema files have as a
 # partition as one to drop, then creates the partition anew.
-@pytest.mark.xfail(strict=True, reason="make_migrations drops a detached partition's rows instead of re-attaching")
 def test_a_detached_partition_keeps_its_rows(tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any) -> None:
     project = initialized(tmp_path, sql_settings, run_dbp)
     execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (1, 1, 'a'), (2, 15, 'kept')",
             "ALTER TABLE t DETACH PARTITION t_1")
-    result = run_dbp("make_migrations", "reattach")
-    if result.returncode != 0:  # refusing, with nothing written, keeps the rows too
-        assert len(result.stderr.strip().splitlines()) == 1 and migration_files(project) == []
-        return
+    detached = live_catalog(sql_settings)
+    ok(run_dbp("make_migrations", "reattach"))
+    up = (project.sql_migrations / "0001_reattach.sql").read_text()
+    assert 'ATTACH PARTITION "t_1" FOR VALUES FROM (10) TO (20);' in up and "DROP TABLE" not in up, up
     ok(run_dbp("migrate"))
     assert execute(sql_settings, "SELECT id, v FROM t ORDER BY id") == [{"id": 1, "v": "a"}, {"id": 2, "v": "kept"}]
+    assert run_dbp("check").returncode == 0
+    ok(run_dbp("rollback", "--engine", "sql"))  # detached again, its rows still in it
+    assert diff(live_catalog(sql_settings), detached) == []
+    assert execute(sql_settings, "SELECT id, v FROM t_1") == [{"id": 2, "v": "kept"}]
 
 
 # -- odd names -----------------------------------------------------------------------------------------------
@@ -181,7 +213,6 @@ def test_a_detached_partition_keeps_its_rows(tmp_path: Path, sql_settings: SQLSe
 # first match). Dropping the index from the schema files, make_migrations, migrate, rollback: the rollback
 # recreates it as "ix ON t", and check then reports drift. Cause: dbp/sql/catalog.py:read_catalog's
 # `.replace(prefix, "ON ", 1)` on the whole statement, not on the table reference after the quoted name.
-@pytest.mark.xfail(strict=True, reason="an index name holding 'ON public.' is renamed by the rollback")
 def test_an_index_name_holding_the_schema_prefix_round_trips(
     tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
 ) -> None:
@@ -323,3 +354,105 @@ def test_querying_a_partition_says_which_table_it_belongs_to(
         db.query("t_0")
     message = str(caught.value)
     assert "\n" not in message and "partition" in message and "of t" in message, message
+
+
+# -- fixes of the findings above: the other ways a table could be dropped and made again under its name -------
+
+# Guard: a partition that the schema files now declare as a plain table of the same columns is detached (its
+# rows kept), and the rollback attaches it again with its old bounds.
+def test_a_partition_made_a_plain_table_is_detached_with_its_rows(
+    tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
+) -> None:
+    project = initialized(tmp_path, sql_settings, run_dbp)
+    before = live_catalog(sql_settings)
+    execute(sql_settings, "INSERT INTO t (id, k, v) VALUES (1, 1, 'a'), (2, 15, 'kept')")
+    edit(project, RANGE.split("CREATE TABLE t_1")[0]
+         + "CREATE TABLE t_1 (id bigint NOT NULL, k integer NOT NULL, v text);\n")
+    ok(run_dbp("make_migrations", "detach"))
+    up = (project.sql_migrations / "0001_detach.sql").read_text()
+    assert 'ALTER TABLE "t" DETACH PARTITION "t_1";' in up and "DROP TABLE" not in up, up
+    ok(run_dbp("migrate"))
+    assert execute(sql_settings, "SELECT id, v FROM t_1") == [{"id": 2, "v": "kept"}]
+    assert execute(sql_settings, "SELECT id FROM t") == [{"id": 1}]
+    assert run_dbp("check").returncode == 0
+    ok(run_dbp("rollback", "--engine", "sql"))
+    assert diff(live_catalog(sql_settings), before) == []
+    assert execute(sql_settings, "SELECT id, v FROM t ORDER BY id") == [{"id": 1, "v": "a"}, {"id": 2, "v": "kept"}]
+
+
+# Found while fixing the detached partition: a partition moved to another partitioned table (same name, same
+# bounds) was dropped from the first with its rows and made anew, empty, in the second; a partition or a table
+# whose columns differ from what it becomes was dropped and made again too. Now each is refused, in one line.
+@pytest.mark.parametrize("case", ["moved to another table", "partition to a table of other columns",
+                                  "table to a partition of other columns"])
+def test_a_table_is_never_dropped_to_be_made_again_under_its_name(
+    tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any, case: str
+) -> None:
+    other = "CREATE TABLE u (id bigint NOT NULL, k integer NOT NULL, v text) PARTITION BY RANGE (k);\n"
+    if case == "moved to another table":
+        start, then = other + RANGE, other + RANGE.replace("t_1 PARTITION OF t", "t_1 PARTITION OF u")
+    elif case == "partition to a table of other columns":
+        start = RANGE
+        then = RANGE.split("CREATE TABLE t_1")[0] + "CREATE TABLE t_1 (id bigint NOT NULL, k integer NOT NULL);\n"
+    else:
+        start = RANGE.split("CREATE TABLE t_1")[0] + "CREATE TABLE t_1 (id bigint NOT NULL, w text);\n"
+        then = RANGE
+    project = initialized(tmp_path, sql_settings, run_dbp, start)
+    execute(sql_settings, "INSERT INTO t_1 (id) VALUES (15)" if "table to" in case
+            else "INSERT INTO t (id, k) VALUES (15, 15)")
+    edit(project, then)
+    assert run_dbp("check").returncode == 3
+    result = run_dbp("make_migrations", "move")
+    assert result.returncode == 1, result.stdout
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and "t_1" in message[0] and "nothing was written" in message[0], result.stderr
+    assert migration_files(project) == []
+    assert execute(sql_settings, "SELECT id FROM t_1") == [{"id": 15}]
+
+
+# Guard: a sub-partitioned table whose index was made ON ONLY the table and ON ONLY one sub-partitioned partition:
+# make_migrations makes each missing copy at every level and attaches it; the rollback makes it ON ONLY again.
+def test_missing_index_copies_at_every_level_are_made(
+    tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any
+) -> None:
+    schema = RANGE.replace("FOR VALUES FROM (0) TO (10);", "FOR VALUES FROM (0) TO (10) PARTITION BY HASH (id);") \
+        + "CREATE TABLE t_0_a PARTITION OF t_0 FOR VALUES WITH (modulus 2, remainder 0);\n" \
+        + "CREATE TABLE t_0_b PARTITION OF t_0 FOR VALUES WITH (modulus 2, remainder 1);\n"
+    project = initialized(tmp_path, sql_settings, run_dbp, schema)
+    execute(sql_settings, "CREATE INDEX ix_v ON ONLY t (v)", "CREATE INDEX t0_v ON ONLY t_0 (v)",
+            "CREATE INDEX t0a_v ON t_0_a (v)", "ALTER INDEX t0_v ATTACH PARTITION t0a_v",
+            "ALTER INDEX ix_v ATTACH PARTITION t0_v")
+    before = live_catalog(sql_settings)
+    assert before.tables["t"].partitions["t_0_b"].copies == () == before.tables["t"].partitions["t_1"].copies
+    edit(project, schema + "CREATE INDEX ix_v ON t (v);\n")
+    ok(run_dbp("make_migrations", "complete"))
+    ok(run_dbp("migrate"))
+    assert run_dbp("check").returncode == 0
+    assert execute(sql_settings, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_v'::regclass") == [
+        {"indisvalid": True}]
+    ok(run_dbp("rollback", "--engine", "sql"))
+    assert diff(live_catalog(sql_settings), before) == []
+
+
+# Guard: a new partition with a CHECK constraint, an index, a default and a NOT NULL of its own: made by
+# make_migrations as the schema files say, check clean, and the rollback drops it.
+def test_a_new_partition_with_extras_of_its_own(tmp_path: Path, sql_settings: SQLSettings, run_dbp: Any) -> None:
+    project = initialized(tmp_path, sql_settings, run_dbp)
+    before = live_catalog(sql_settings)
+    edit(project, RANGE + """\
+CREATE TABLE t_2 PARTITION OF t (v DEFAULT 'two' NOT NULL, CONSTRAINT t_2_small CHECK (id < 100))
+    FOR VALUES FROM (20) TO (30);
+CREATE INDEX t_2_v ON t_2 (v);
+ALTER TABLE t_1 ALTER COLUMN v SET DEFAULT 'one';
+ALTER TABLE t_1 ADD CONSTRAINT t_1_id CHECK (id > 0);
+CREATE UNIQUE INDEX t_1_id ON t_1 (id);
+""")
+    ok(run_dbp("make_migrations", "extras"))
+    ok(run_dbp("migrate"))
+    assert diff(live_catalog(sql_settings), files_catalog(sql_settings, project)) == []
+    assert run_dbp("check").returncode == 0
+    execute(sql_settings, "INSERT INTO t_2 (id, k) VALUES (1, 25)", "INSERT INTO t_1 (id, k) VALUES (1, 15)")
+    assert execute(sql_settings, "SELECT v FROM t ORDER BY k") == [{"v": "one"}, {"v": "two"}]
+    execute(sql_settings, "DELETE FROM t")
+    ok(run_dbp("rollback", "--engine", "sql"))
+    assert diff(live_catalog(sql_settings), before) == []

@@ -324,12 +324,17 @@ def states(draw: Any, design: dict[str, Any]) -> dict[str, Any]:
     cols = {}
     for col in draw(st.lists(st.sampled_from(sorted(EDITABLE)), max_size=4, unique=True)):
         cols[col] = (draw(st.sampled_from(EDITABLE[col])), draw(st.booleans()), draw(st.booleans()))
-    return {
-        "columns": cols,
-        "index": draw(st.sampled_from([None, *sorted(KEYS), *sorted(cols)])),
-        "check": draw(st.booleans()),
-        "partitions": draw(st.lists(st.sampled_from(design["slots"]), max_size=len(design["slots"]), unique=True)),
-    }
+    partitions = draw(st.lists(st.sampled_from(design["slots"]), max_size=len(design["slots"]), unique=True))
+    own = {}  # a partition's own index, CHECK constraint, default and NOT NULL (on one of the columns)
+    for slot in draw(st.lists(st.sampled_from(partitions), max_size=2, unique=True)) if partitions else []:
+        own[slot] = (draw(st.booleans()), draw(st.booleans()), draw(st.sampled_from([None, *sorted(cols)])),
+                     draw(st.booleans()))
+    index = draw(st.sampled_from([None, *sorted(KEYS), *sorted(cols)]))
+    leaves = [slot for slot in partitions if slot not in design["subs"]]
+    # the index made ON ONLY the table, with copies attached on some leaf partitions only
+    only = draw(st.lists(st.sampled_from(leaves), unique=True)) if index and leaves and draw(st.booleans()) else None
+    return {"columns": cols, "index": index, "check": draw(st.booleans()), "partitions": partitions, "own": own,
+            "only": only}
 
 
 def bound(design: dict[str, Any], slot: Any) -> str:
@@ -366,8 +371,24 @@ def create_partitioned(name: str, design: dict[str, Any], state: dict[str, Any])
                      else f"FOR VALUES FROM ({n * 5}) TO ({n * 5 + 5})")
             statements.append(f"CREATE TABLE {q(f'{partition}_{n}')} PARTITION OF {q(partition)} {inner}")
     if state["index"]:
-        statements.append(f"CREATE INDEX {q(name + '_' + state['index'] + '_idx')} ON {q(name)} "
-                          f"({q(state['index'])})")
+        index = name + "_" + state["index"] + "_idx"
+        only = "ONLY " if state.get("only") is not None else ""
+        statements.append(f"CREATE INDEX {q(index)} ON {only}{q(name)} ({q(state['index'])})")
+        for slot in state.get("only") or []:
+            statements += [f"CREATE INDEX {q(f'{name}_{slot}_c')} ON {q(f'{name}_{slot}')} ({q(state['index'])})",
+                           f"ALTER INDEX {q(index)} ATTACH PARTITION {q(f'{name}_{slot}_c')}"]
+    for slot, (own_index, check, column, not_null) in state.get("own", {}).items():
+        partition = q(f"{name}_{slot}")
+        if own_index:
+            statements.append(f"CREATE INDEX {q(f'{name}_{slot}_own')} ON {partition} (id)")
+        if check:
+            statements.append(f"ALTER TABLE {partition} ADD CONSTRAINT {q(f'{name}_{slot}_check')} CHECK (id > 0)")
+        if column:
+            kind, _, default = state["columns"][column]
+            alter = f"ALTER TABLE {partition} ALTER COLUMN {q(column)}"
+            statements.append(f"{alter} DROP DEFAULT" if default else f"{alter} SET DEFAULT {DEFAULTS[kind]}")
+            if not_null:
+                statements.append(f"{alter} SET NOT NULL")
     return statements
 
 

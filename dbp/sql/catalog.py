@@ -8,7 +8,10 @@ Partitions are never tables of their own: their columns, constraints and
 indexes are the parent's, and the names PostgreSQL gives the index copies on
 them are not compared; which of the table's indexes each partition has a copy
 of is (an index made ``ON ONLY`` the table and never attached leaves some out),
-and so are the indexes a partition has of its own.
+and so is what a partition has of its own: indexes, constraints (not NOT NULL
+ones), column defaults and NOT NULL that differ from its parent's, and whether
+it is a foreign table. A partition's own trigger, policy, storage parameter or
+privilege is not read.
 Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
 ``search_path`` set to the schema itself (and the extensions' schemas), so two
 schemas compare equal when their DDL was the same.
@@ -76,8 +79,21 @@ class Partition:
     #: The table's indexes this partition has an attached copy of, by the table's index name (a primary
     #: key's or unique constraint's: the constraint's), sorted. The copies' own names are not kept.
     copies: tuple[str, ...] = ()
-    #: Indexes made on this partition alone (a copy of none of the table's), by name, sorted.
+    #: Indexes made on this partition alone (a copy of none of the table's, owned by no constraint), by name,
+    #: sorted: the names of :attr:`indexes`.
     own_indexes: tuple[str, ...] = ()
+    #: Those indexes, each with its statement (on this partition), sorted by name.
+    indexes: tuple[Index, ...] = ()
+    #: Constraints of this partition's own (inherited from no parent), sorted by name; never NOT NULL ones.
+    constraints: tuple[Constraint, ...] = ()
+    #: ``(column, default)`` for each column whose default here differs from the parent's (None: none), sorted.
+    defaults: tuple[tuple[str, Optional[str]], ...] = ()
+    #: The columns NOT NULL here but nullable in the parent, sorted.
+    not_null: tuple[str, ...] = ()
+    #: A foreign table (``CREATE FOREIGN TABLE ... PARTITION OF``), not a table.
+    foreign: bool = False
+    #: ``(table's index, this partition's copy of it)`` names, sorted; the copies' names are not compared.
+    copy_names: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass
@@ -138,12 +154,12 @@ ORDER BY c.relname, a.attnum
 #: Partitioned tables' keys, and every partition (at any depth) under its top-level table.
 _PARTITIONS = """
 SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound,
-       NULL AS parent
+       NULL AS parent, false AS foreign
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind = 'p' AND NOT c.relispartition
 UNION ALL
 SELECT root.relname, CASE WHEN p.relkind = 'p' THEN pg_get_partkeydef(p.oid) END, p.relname,
-       pg_get_expr(p.relpartbound, p.oid), up.relname
+       pg_get_expr(p.relpartbound, p.oid), up.relname, p.relkind = 'f'
 FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class p ON p.oid = t.relid
@@ -152,10 +168,14 @@ WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition 
 ORDER BY 1, 3
 """
 
-#: Every index on a partition: the index of the top-level table it is a copy of, or (not a copy) its own name.
+#: Every index on a partition: the index of the top-level table it is a copy of, or (not a copy, owned by no
+#: constraint) its own name and statement.
 _PARTITION_INDEXES = """
-SELECT root.relname AS table, p.relname AS partition, top.relname AS copy_of,
-       CASE WHEN top.oid IS NULL AND NOT i.relispartition THEN i.relname END AS own
+SELECT root.relname AS table, p.relname AS partition, top.relname AS copy_of, i.relname AS name,
+       CASE WHEN top.oid IS NULL AND NOT i.relispartition AND NOT EXISTS (
+           SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = p.oid
+           AND k.contype IN ('p', 'u', 'x')) THEN i.relname END AS own,
+       quote_ident(i.relname) AS quoted, x.indisunique AS unique, pg_get_indexdef(i.oid) AS create
 FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class p ON p.oid = t.relid
@@ -165,6 +185,38 @@ LEFT JOIN pg_index tx ON tx.indexrelid = pg_partition_root(x.indexrelid) AND tx.
 LEFT JOIN pg_class top ON top.oid = tx.indexrelid
 WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
 ORDER BY 1, 2, 3, 4
+"""
+
+#: Constraints of a partition's own: inherited from no parent (NOT NULL ones are read as columns).
+_PARTITION_CONSTRAINTS = """
+SELECT root.relname AS table, p.relname AS partition, k.conname AS name, k.contype AS kind,
+       pg_get_constraintdef(k.oid) AS definition,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
+             ORDER BY u.ord)::text[] AS columns
+FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class p ON p.oid = t.relid
+JOIN pg_constraint k ON k.conrelid = p.oid
+WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
+  AND k.contype IN ('p', 'f', 'u', 'c', 'x') AND k.conislocal AND k.coninhcount = 0 AND k.conparentid = 0
+ORDER BY 1, 2, 3
+"""
+
+#: A partition's columns whose default or NOT NULL differs from its parent's.
+_PARTITION_COLUMNS = """
+SELECT root.relname AS table, p.relname AS partition, a.attname AS name,
+       a.attnotnull AS not_null, pa.attnotnull AS parent_not_null,
+       pg_get_expr(d.adbin, d.adrelid) AS default, pg_get_expr(pd.adbin, pd.adrelid) AS parent_default
+FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class p ON p.oid = t.relid
+JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_attribute pa ON pa.attrelid = t.parentrelid AND pa.attname = a.attname AND NOT pa.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
+WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
+ORDER BY 1, 2, 3
 """
 
 _CONSTRAINTS = """
@@ -182,7 +234,7 @@ ORDER BY c.relname, k.conname
 
 _INDEXES = """
 SELECT t.relname AS table, i.relname AS name, x.indisunique AS unique,
-       pg_get_indexdef(i.oid) AS create
+       pg_get_indexdef(i.oid) AS create, quote_ident(i.relname) AS quoted
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
@@ -208,6 +260,21 @@ def visible_path(cur: Any, schema: str) -> str:
     return ", ".join(r["q"] if isinstance(r, dict) else r[0] for r in rows)
 
 
+def _unqualified(create: str, name: str, unique: bool, schema: str) -> str:
+    """``pg_get_indexdef``'s statement without ``ONLY`` and the schema before the table's name.
+
+    ``name`` and ``schema`` are quoted as ``quote_ident`` quotes them. A partitioned table's index reads
+    ``ON ONLY``; made without it, as here, it reaches every partition.
+    """
+    head = f"CREATE {'UNIQUE ' if unique else ''}INDEX {name} ON "
+    if not create.startswith(head):  # not a form pg_get_indexdef writes
+        return create
+    rest = create[len(head):]
+    rest = rest[len("ONLY "):] if rest.startswith("ONLY ") else rest
+    rest = rest[len(schema) + 1:] if rest.startswith(f"{schema}.") else rest
+    return head + rest
+
+
 def read_catalog(
     conn: psycopg.Connection[Any], schema: str = "public", *, exclude: Iterable[str] = LEDGER_TABLES
 ) -> Catalog:
@@ -218,7 +285,6 @@ def read_catalog(
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         quoted = cur.execute("SELECT quote_ident(%s) AS q", (schema,)).fetchone()
         assert quoted is not None
-        prefix = f"ON {quoted['q']}."  # as pg_get_indexdef writes it
         # definitions print unqualified only for the schema on the search path
         saved = cur.execute("SELECT current_setting('search_path') AS path").fetchone()
         cur.execute("SELECT set_config('search_path', %s, true)", (visible_path(cur, schema),))
@@ -236,19 +302,41 @@ def read_catalog(
                 table.partitioned_by = row["key"]
             else:
                 table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"],
-                                                                  row["parent"])
-        found: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+                                                                  row["parent"], foreign=row["foreign"])
+        extras: dict[tuple[str, str], dict[str, list[Any]]] = {}
+
+        def extra(row: dict[str, Any], kind: str) -> list[Any]:
+            lists = extras.setdefault((row["table"], row["partition"]), {})
+            return lists.setdefault(kind, [])
+
         for row in cur.execute(_PARTITION_INDEXES, args).fetchall():
-            lists = found.setdefault((row["table"], row["partition"]), ([], []))
             if row["copy_of"] is not None:
-                lists[0].append(row["copy_of"])
+                extra(row, "copies").append(row["copy_of"])
+                extra(row, "copy_names").append((row["copy_of"], row["name"]))
             elif row["own"] is not None:
-                lists[1].append(row["own"])
-        for (name, part), (copies, own) in found.items():
+                create = _unqualified(row["create"], row["quoted"], row["unique"], quoted["q"])
+                extra(row, "indexes").append(Index(row["own"], create.split(" USING ", 1)[1], row["unique"],
+                                                   create))
+        for row in cur.execute(_PARTITION_CONSTRAINTS, args).fetchall():
+            extra(row, "constraints").append(
+                Constraint(row["name"], row["kind"], row["definition"], tuple(row["columns"] or ())))
+        for row in cur.execute(_PARTITION_COLUMNS, args).fetchall():
+            if row["default"] != row["parent_default"]:
+                extra(row, "defaults").append((row["name"], row["default"]))
+            if row["not_null"] and not row["parent_not_null"]:
+                extra(row, "not_null").append(row["name"])
+        for (name, part), lists in extras.items():
             partitions = catalog.tables[name].partitions if name in catalog.tables else {}
             if part in partitions:
-                partitions[part] = replace(partitions[part], copies=tuple(sorted(copies)),
-                                           own_indexes=tuple(sorted(own)))
+                own = sorted(lists.get("indexes", []), key=lambda i: i.name)
+                partitions[part] = replace(
+                    partitions[part], copies=tuple(sorted(lists.get("copies", []))),
+                    own_indexes=tuple(i.name for i in own), indexes=tuple(own),
+                    constraints=tuple(sorted(lists.get("constraints", []), key=lambda c: c.name)),
+                    defaults=tuple(sorted(lists.get("defaults", []))),
+                    not_null=tuple(sorted(lists.get("not_null", []))),
+                    copy_names=tuple(sorted(lists.get("copy_names", []))),
+                )
         for row in cur.execute(_CONSTRAINTS, args).fetchall():
             if row["table"] in catalog.tables:
                 catalog.tables[row["table"]].constraints[row["name"]] = Constraint(
@@ -256,8 +344,7 @@ def read_catalog(
                 )
         for row in cur.execute(_INDEXES, args).fetchall():
             if row["table"] in catalog.tables:
-                # a partitioned table's index reads ON ONLY: an index made on it reaches every partition
-                create = row["create"].replace(f"ON ONLY {prefix[3:]}", "ON ", 1).replace(prefix, "ON ", 1)
+                create = _unqualified(row["create"], row["quoted"], row["unique"], quoted["q"])
                 definition = create.split(" USING ", 1)[1]
                 catalog.tables[row["table"]].indexes[row["name"]] = Index(
                     row["name"], definition, row["unique"], create
@@ -339,11 +426,48 @@ def _diff_partitions(live: Table, wanted: Table) -> list[str]:
             out.append(f"partition {name} of {t} has no copy of index {index}")
         for index in sorted((set(have.copies) - set(want.copies)) & both):
             out.append(f"partition {name} of {t} has a copy of index {index}; in the schema files it has none")
-        for index in sorted(set(want.own_indexes) - set(have.own_indexes)):
+        if have.foreign != want.foreign:
+            out.append(f"partition {name} of {t} is {_kind(have.foreign)}, the schema files say {_kind(want.foreign)}")
+        for kind, items_live, items_wanted in (
+            ("constraint", {c.name: c for c in have.constraints}, {c.name: c for c in want.constraints}),
+            ("index", {i.name: i for i in have.indexes}, {i.name: i for i in want.indexes}),
+        ):
+            where = f"{kind} {{}} on partition {name} of {t}"
+            for item in sorted(items_wanted.keys() - items_live.keys()):
+                out.append(f"{where.format(item)} is missing")
+            for item in sorted(items_live.keys() - items_wanted.keys()):
+                out.append(f"{where.format(item)} is not in the schema files")
+            for item in sorted(items_live.keys() & items_wanted.keys()):
+                have_def, want_def = items_live[item].definition, items_wanted[item].definition
+                if have_def != want_def:
+                    out.append(f"{where.format(item)} is {have_def}, the schema files say {want_def}")
+        # indexes only in the names (a Partition made without its statements)
+        for index in sorted(set(want.own_indexes) - set(have.own_indexes) - {i.name for i in want.indexes}):
             out.append(f"index {index} on partition {name} of {t} is missing")
-        for index in sorted(set(have.own_indexes) - set(want.own_indexes)):
+        for index in sorted(set(have.own_indexes) - set(want.own_indexes) - {i.name for i in have.indexes}):
             out.append(f"index {index} on partition {name} of {t} is not in the schema files")
+        have_defaults, want_defaults = dict(have.defaults), dict(want.defaults)
+        for column in sorted(have_defaults.keys() | want_defaults.keys()):
+            if column not in want_defaults:
+                out.append(f"column {column} of partition {name} of {t} has a default of its own "
+                           f"({have_defaults[column]}); in the schema files it has its parent's")
+            elif column not in have_defaults:
+                out.append(f"column {column} of partition {name} of {t} has its parent's default; the schema "
+                           f"files give it one of its own ({want_defaults[column]})")
+            elif have_defaults[column] != want_defaults[column]:
+                out.append(f"column {column} of partition {name} of {t} defaults to {have_defaults[column]}, "
+                           f"the schema files say {want_defaults[column]}")
+        for column in sorted(set(have.not_null) - set(want.not_null)):
+            out.append(f"column {column} of partition {name} of {t} is NOT NULL, the schema files say nullable "
+                       "as in its parent")
+        for column in sorted(set(want.not_null) - set(have.not_null)):
+            out.append(f"column {column} of partition {name} of {t} is nullable as in its parent, the schema "
+                       "files say NOT NULL")
     return out
+
+
+def _kind(foreign: bool) -> str:
+    return "a foreign table" if foreign else "a table"
 
 
 def _keyed(key: Optional[str]) -> str:

@@ -557,6 +557,9 @@ def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writin
             return Draft("sql", summary, [])  # dbp check: the drift, which make_migrations would refuse
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
+        if not up.strip():  # a difference no statement makes: never a migration that changes nothing
+            raise OperationError(f"sql: make_migrations has no statement for: {summary[0]}; write that migration "
+                                 "by hand (dbp make_migrations NAME --empty); nothing was written", details=summary)
     header = f"-- {description(name)}\n" + "".join(f"-- {description(line, 500)}\n" for line in summary)
     apply_path = files.migrations_dir / f"{stem}.sql"
     rollback_path = files.migrations_dir / f"{stem}.rollback.sql"
