@@ -1,7 +1,7 @@
 """Adversary tests of partitioned tables (catalog, check, make_migrations, migrate, rollback) and schema sets.
 
-Each xfail(strict=True) test is a finding: it asserts what should happen and fails today. The tests without
-xfail are attacks that held up, kept as guards. Real servers only (``sql_settings``: embedded PostgreSQL 18, or
+Each test is an adversary's attack: the findings (a comment above each says how it was found) are fixed, and
+the attacks that held up are kept as guards. Real servers only (``sql_settings``: embedded PostgreSQL 18, or
 the server of ``$DBP_TEST_SQL_URL``); concurrency with real processes.
 """
 
