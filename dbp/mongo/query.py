@@ -709,6 +709,9 @@ class MongoQuery(BaseQuery):
         except UNENCODABLE as exc:
             raise _unencodable(what, exc, rows) from None
         except _UpsertError as exc:
+            upserts = exc.error.details.get("writeErrors", [])
+            if on_conflict == "ignore" and all(e.get("code") == DUPLICATE_KEY for e in upserts):
+                return int(exc.error.details.get("nUpserted", 0))  # a taken _id (or unique key): skipped, as in SQL
             origin, error = exc.origin, exc.error
         except PyMongoBulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from dbp._values import Converter, convert_row, plan
 from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
@@ -117,6 +118,14 @@ def _conflict(q: SQLQuery, on_conflict: str, key: Optional[list[str]], rows: Seq
     if primary:
         return primary, False
     unique = list(dict.fromkeys(q.table.unique_keys()))
+    partly = q.table.partly_unique()
+    if not unique and partly:
+        if on_conflict == "ignore":
+            return [], False  # ON CONFLICT DO NOTHING: skipped where a partial or expression unique index says so
+        raise FilterError(
+            f"bulk_insert(on_conflict='update') on {q.name}: its only unique index {partly[0].name} "
+            f"({partly[0].definition}) covers part of the table or an expression, so nothing says which stored "
+            "row a new one updates; use on_conflict='ignore' or 'error', or update by filter")
     if not unique:
         raise FilterError(
             f"bulk_insert(on_conflict={on_conflict!r}) on {q.name}: the table has no primary key or unique "
@@ -353,6 +362,16 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     tags = {names: n for n, names in enumerate(shapes)} if len({tuple(s) for s in sets.values()}) > 1 else None
     conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS{}) ON COMMIT DROP").format(
         temp, q._ident, sql.SQL(", _dbp_group integer") if tags else sql.SQL("")))
+    partial = [c for c in union if any(c not in names for names in shapes)]  # some rows lack them
+    if partial:  # LIKE copies no identity: a row lacking one takes the next value of the table's own sequence
+        with conn.cursor(row_factory=tuple_row) as cur:
+            identities = cur.execute(
+                "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attidentity <> '' "
+                "AND a.attname = ANY(%s)", (q._ident.as_string(conn), partial)).fetchall()
+        for (name,) in identities:
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT nextval(pg_get_serial_sequence({}, {}))"
+                                 ).format(temp, sql.Identifier(name), sql.Literal(q._ident.as_string(conn)),
+                                          sql.Literal(name)))
     required = [c for c, column in q.columns.items() if column.not_null]
     if required:
         conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(

@@ -61,6 +61,10 @@ class Index:
     unique: bool
     #: The full ``CREATE INDEX`` statement, schema qualification removed.
     create: str
+    #: Its key columns, in order; None where one is an expression (``lower(k)``), or when not read.
+    columns: Optional[tuple[str, ...]] = None
+    #: Whether it has a predicate (``WHERE ...``): unique only over part of the table.
+    partial: bool = False
 
     @property
     def method(self) -> str:
@@ -118,13 +122,12 @@ class Table:
     def unique_keys(self) -> list[tuple[str, ...]]:
         """Column sets that a primary key, unique constraint or unique index covers."""
         keys = [c.columns for c in self.constraints.values() if c.kind in ("p", "u")]
-        keys += [_index_columns(i) for i in self.indexes.values() if i.unique and " WHERE " not in i.definition]
+        keys += [i.columns for i in self.indexes.values() if i.unique and not i.partial and i.columns]
         return [k for k in keys if k]
 
-
-def _index_columns(index: Index) -> tuple[str, ...]:
-    inside = index.definition.partition("(")[2].rpartition(")")[0]
-    return tuple(part.strip().strip('"') for part in inside.split(","))
+    def partly_unique(self) -> list[Index]:
+        """Unique indexes that are no conflict key: partial ones (``WHERE``), and those on an expression."""
+        return [i for i in self.indexes.values() if i.unique and (i.partial or not i.columns)]
 
 
 @dataclass
@@ -234,7 +237,12 @@ ORDER BY c.relname, k.conname
 
 _INDEXES = """
 SELECT t.relname AS table, i.relname AS name, x.indisunique AS unique,
-       pg_get_indexdef(i.oid) AS create, quote_ident(i.relname) AS quoted
+       pg_get_indexdef(i.oid) AS create, quote_ident(i.relname) AS quoted,
+       CASE WHEN x.indexprs IS NULL THEN
+           ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS u(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.attnum
+                 WHERE u.ord <= x.indnkeyatts ORDER BY u.ord)::text[] END AS columns,
+       x.indpred IS NOT NULL AS partial
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
@@ -347,7 +355,8 @@ def read_catalog(
                 create = _unqualified(row["create"], row["quoted"], row["unique"], quoted["q"])
                 definition = create.split(" USING ", 1)[1]
                 catalog.tables[row["table"]].indexes[row["name"]] = Index(
-                    row["name"], definition, row["unique"], create
+                    row["name"], definition, row["unique"], create,
+                    tuple(row["columns"]) if row["columns"] is not None else None, row["partial"],
                 )
         assert saved is not None
         cur.execute("SELECT set_config('search_path', %s, true)", (saved["path"],))

@@ -430,6 +430,12 @@ class SQLQuery(SQLBuilder, BaseQuery):
                 raise FilterError(f"bulk_insert: key names {k!r}, which is not a column of {self.name}; "
                                   f"its columns are {', '.join(self.columns)}")
         unique = self.table.unique_keys()
+        partly = [i for i in self.table.partly_unique() if not i.columns or set(i.columns) <= set(key)]
+        if partly and not any(set(u) == set(key) for u in unique):  # ON CONFLICT cannot name them; a merge by
+            raise FilterError(  # key would write rows the index leaves out (an archived row, say)
+                f"bulk_insert: {self.name}'s unique index {partly[0].name} ({partly[0].definition}) covers part of "
+                f"the table or an expression, so key=[{', '.join(key)}] cannot say which stored row a new one "
+                "meets; use on_conflict='error', or update by filter")
         if unique and not any(set(u) == set(key) for u in unique):
             raise FilterError(
                 f"bulk_insert: key=[{', '.join(key)}] is not a unique key of {self.name}, so rows cannot conflict on "
