@@ -326,20 +326,31 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
     order = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key)
     keys = sql.SQL(", ").join(map(sql.Identifier, key))
-    if on_conflict == "update":
-        # the existing rows, locked in key order, take the fields each row carries
-        conn.execute(sql.SQL("SELECT 1 FROM {} AS t JOIN {} AS s ON {} ORDER BY {} FOR UPDATE OF t").format(
-            q._ident, temp, match, order))
+
+    def update_existing() -> int:
+        """The existing rows, locked in key order, take the fields each row carries; how many there are."""
+        found = conn.execute(sql.SQL("SELECT 1 FROM {} AS t JOIN {} AS s ON {} ORDER BY {} FOR UPDATE OF t").format(
+            q._ident, temp, match, order)).rowcount
         for names, columns in sets.items():
             if columns:
                 only = sql.SQL(" AND s._dbp_group = {}").format(sql.Literal(tags[names])) if tags else sql.SQL("")
                 conn.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE {}{}").format(
                     q._ident, sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns),
                     temp, match, only))
+        return found
+
+    existing = update_existing() if on_conflict == "update" else 0
     insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {}) "
                      "ORDER BY {} ON CONFLICT").format(q._ident, columns_sql, names_sql, temp, q._ident, match, order)
     if on_conflict == "ignore":
         return conn.execute(sql.SQL("{} DO NOTHING").format(insert)).rowcount
+    if q.table.partitioned_by is not None:
+        # RETURNING xmax (below) is refused on a partitioned table: the rows another writer inserted since this
+        # statement's snapshot are left alone here, then take the batch's fields as the existing rows did
+        inserted = conn.execute(sql.SQL("{} ({}) DO NOTHING").format(insert, keys)).rowcount
+        if existing + inserted < len(merged):
+            update_existing()
+        return inserted
     # a row another writer inserted since: the fields all shapes share (its own, where there is one shape)
     common = [c for c in union if all(c in s for s in sets.values())]
     action: sql.Composable
