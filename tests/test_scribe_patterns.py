@@ -33,10 +33,10 @@ from .multisurvey_data import SHARED, multisurvey_database
 
 TODAY = datetime.date.today()
 OLD = datetime.date(2025, 1, 1)
-TABLES = ("object", "lsst_dia_object", "magstat", "probability", "feature", "ztf_object")
+TABLES = ("object", "lsst_dia_object", "magstat", "probability", "feature", "ztf_object", "xmatch")
 ORDER = {"object": ("oid", "sid"), "lsst_dia_object": ("oid",), "ztf_object": ("oid",),
          "magstat": ("oid", "sid", "band"), "probability": ("oid", "sid", "classifier_id", "class_id"),
-         "feature": ("oid", "sid", "feature_id", "band", "version", "value")}
+         "feature": ("oid", "sid", "feature_id", "band", "version", "value"), "xmatch": ("oid", "sid", "catid")}
 #: The object statistics the scribe's magstat commands write (parse_obj_stats), by UPDATE ... WHERE oid = ...
 OBJECT_STATS = ("meanra", "meandec", "sigmara", "sigmadec", "firstmjd", "lastmjd", "deltamjd", "n_det", "n_forced",
                 "n_non_det")
@@ -302,6 +302,22 @@ def test_classifier_steps_insert_probabilities_once(pair: Pair) -> None:
     alerce_insert(pair.theirs, "probability", batch)
     assert pair.ours.query("probability").bulk_insert(batch) == 15
     assert_same(pair, "probability")
+
+
+def test_crossmatches_upsert_catalogue_id_and_distance(pair: Pair) -> None:
+    """The xmatch command: the last row of a key, ON CONFLICT (oid, sid, catid) DO UPDATE SET oid_catalog, dist."""
+    start(pair, xmatch=[{"oid": 1, "sid": 1, "catid": 0, "dist": 1.5, "oid_catalog": "J1", "updated_date": OLD},
+                        {"oid": SHARED, "sid": 0, "catid": 0, "dist": 0.25, "oid_catalog": "J2"}])
+    batch = [{"oid": oid, "sid": sid, "catid": 0, "oid_catalog": name, "dist": dist}
+             for oid, sid, name, dist in ((1, 1, "J9", 0.5), (SHARED, 1, "J3", 2.0), (2, 1, "J4", 0.75),
+                                          (SHARED, 1, "J5", 0.125))]
+    kept = {(r["oid"], r["sid"], r["catid"]): r for r in batch}
+    alerce_insert(pair.theirs, "xmatch", list(kept.values()), constraint="pk_xmatch_oid_sid_catid",
+                  set_columns=["oid_catalog", "dist"])
+    assert pair.ours.query("xmatch").bulk_insert(batch, on_conflict="update") == 2
+    assert_same(pair, "xmatch")
+    rows = {(r["oid"], r["sid"]): r for r in table(pair.raw, "xmatch")}
+    assert rows[(1, 1)]["updated_date"] == OLD and rows[(SHARED, 1)]["oid_catalog"] == "J5"
 
 
 # -- what the page says differs ---------------------------------------------------------------------
