@@ -23,7 +23,7 @@ from dbp.errors import (
     OperationError,
     ServerUnavailable,
 )
-from dbp.migrations import Draft, EngineStatus, Progress, write_files
+from dbp.migrations import Draft, EngineStatus, Progress, folders_locked, write_files
 
 __all__ = [
     "Drift",
@@ -342,11 +342,13 @@ def make_migrations(config: ConfigSource, engines: Sequence[str], name: str, *, 
     config = _resolve(config, engines)
     settings = _checked(config, engines, writing=True)
     drafts: list[Draft] = []
-    for engine in engines:
-        spec = ENGINES[engine]
-        with spec.connection_class()(settings=settings[engine]) as db:
-            drafts.append(spec.module("migrations").draft_migration(db, name, empty=empty))
-    return write_files([file for draft in drafts for file in draft.files])
+    folders = [ENGINES[e].module("migrations").migrations_folder(settings[e]) for e in engines]
+    with folders_locked(folders):  # a concurrent run waits, then finds this run's files pending
+        for engine in engines:
+            spec = ENGINES[engine]
+            with spec.connection_class()(settings=settings[engine]) as db:
+                drafts.append(spec.module("migrations").draft_migration(db, name, empty=empty))
+        return write_files([file for draft in drafts for file in draft.files])
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ __all__ = [
     "interrupted",
     "slug",
     "user_code_error",
+    "folders_locked",
     "write_files",
 ]
 
@@ -269,6 +270,48 @@ class Draft:
 
 #: Each folder a ``write_files`` run writes into holds its journal while the run lasts (see :func:`interrupted`).
 JOURNAL_PREFIX = ".dbp-writing-"
+
+
+#: How long make_migrations waits for another run on the same migrations folder.
+FOLDER_LOCK_TIMEOUT = 60.0
+
+
+@contextmanager
+def folders_locked(folders: Sequence[Path], timeout: float = FOLDER_LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on each folder (its nearest existing one) for the block.
+
+    make_migrations numbers, drafts and writes inside it: a second run then finds the first one's file
+    pending and refuses, instead of writing the same change under the next number. The lock is on the
+    folder itself, so nothing is left behind; it ends with the process.
+    """
+    import time
+
+    handles: list[int] = []
+    try:
+        for folder in sorted({_existing(Path(f)) for f in folders}):
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            handles.append(fd)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise OperationError(f"another make_migrations run has been writing in {folder} for "
+                                             f"{timeout:g} s; try again when it ends") from None
+                    time.sleep(0.05)
+        yield
+    finally:
+        for fd in handles:
+            os.close(fd)  # the lock goes with it
+
+
+def _existing(folder: Path) -> Path:
+    folder = folder.absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def write_files(files: Sequence[tuple[Path, str]]) -> list[Path]:

@@ -153,6 +153,8 @@ def _project_keys(settings: Path) -> dict[str, dict[str, str]]:
                 folder = settings.absolute().resolve().parent  # the real file's folder, as dbp.config reads it
                 out.setdefault(str(name).upper(), {})["SCHEMA_DIR"] = str((folder / Path(value).expanduser()).resolve())
             elif str(key).upper() == "SCHEMA_SET":
+                if isinstance(value, str):  # as dbp.config reads the file: ${VAR} expanded
+                    value = _expand_env(value, os.environ, f"{settings}: DB_CONFIG.{name}.SCHEMA_SET")
                 out.setdefault(str(name).upper(), {})["SCHEMA_SET"] = value
     return out
 

@@ -138,6 +138,20 @@ def collapse(rows: Sequence[Mapping[str, Any]], key: Sequence[str], *, last_wins
     return out, origin
 
 
+def refuse_null_keys(rows: Sequence[Any], key: Sequence[str]) -> None:
+    """FilterError naming the first row that lacks a value for a field of ``key`` (or holds None there).
+
+    A NULL never equals anything, so such a row could never be found again: it would be inserted every time.
+    """
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            continue  # the engine names it
+        for k in key:
+            if row.get(k) is None:
+                raise FilterError(f"bulk_insert: row {i} has no value for key field {k!r} (the key fields "
+                                  "identify a row: each row needs a non-null value for every one of them)")
+
+
 _FILTER_FIELDS = ("bulk_update: filter_fields is a list of field names, or one {field: value} dict per instance "
                   "(db-plugins' form)")
 
@@ -224,14 +238,19 @@ class ReadQuery(ABC):
         """The parsed sort; a NULL placement on a key field is refused."""
         return parse_sort(sort, self._key())
 
-    def _full_sort(self, sort: Sort) -> list[SortKey]:
+    def _full_sort(self, sort: Sort, *, stream: bool = False) -> list[SortKey]:
         order = self._sort(sort)
         named = {k.field for k in order}
-        return order + [SortKey.default(k) for k in self._tie_break() if k not in named]
+        tie = self._stream_tie_break() if stream else self._tie_break()
+        return order + [SortKey.default(k) for k in tie if k not in named]
 
     def _tie_break(self) -> list[str]:
         """The fields that order rows whose sort values tie: the key (a keyless named query overrides it)."""
         return self._key()
+
+    def _stream_tie_break(self) -> list[str]:
+        """:meth:`_tie_break` for a streamed find_all (a keyless table's stream leaves ties unordered)."""
+        return self._tie_break()
 
     def check_exists(self, filter_by: Filter = None) -> bool:
         return bool(self._select(parse(filter_by), [], None, limit=1))
@@ -263,7 +282,8 @@ class ReadQuery(ABC):
         batch = _positive_int("batch_size", kwargs.pop("batch_size", STREAM_BATCH), minimum=1, maximum=MAX_BATCH)
         if kwargs:
             raise FilterError(f"unexpected argument(s) {', '.join(kwargs)} for a streamed find_all")
-        return self._stream(parse(filter_by), self._full_sort(sort), parse_projection(projection), batch)
+        return self._stream(parse(filter_by), self._full_sort(sort, stream=True), parse_projection(projection),
+                            batch)
 
     def frame(self, filter_by: Filter = None, sort: Sort = None, projection: Optional[Sequence[str]] = None
               ) -> Any:
@@ -351,8 +371,9 @@ class ReadQuery(ABC):
         order = self._full_sort(sort)
         key = self._key()
         if not key:
-            raise FilterError(f"keyset pagination of {self.name} needs a key: a primary key, or a named query's "
-                              "declared key (-- key: in a .sql file, \"key\" in a pipeline)")
+            raise FilterError(f"keyset pagination of {self.name} needs a key that identifies rows, and it has none "
+                              "(no primary key, no declared key): use page numbers (page=, per_page=), or a named "
+                              "query that declares one (-- key: in a .sql file, \"key\" in a pipeline)")
         # the sort as written, a placement only where it is not the default: tokens of pairs stay valid
         owner = fingerprint(self._token_scope(), repr(node), [k.entry() for k in order])
         fields = parse_projection(projection)
@@ -543,7 +564,7 @@ class BaseQuery(ReadQuery):
         return list(filter_fields), None
 
     def bulk_insert(self, rows: Any, on_conflict: ConflictMode = "ignore",
-                    update_fields: Optional[Sequence[str]] = None) -> int:
+                    update_fields: Optional[Sequence[str]] = None, key: Optional[Sequence[str]] = None) -> int:
         """Insert many rows; return how many were inserted.
 
         ``ignore`` skips rows whose key exists (within the batch, the first row
@@ -552,6 +573,11 @@ class BaseQuery(ReadQuery):
         them further; key fields are never updated). Within the batch, each
         field's last value for a key wins. ``rows`` may be a pandas DataFrame
         (NaN, NaT and NA stored as NULL).
+
+        The key is the primary key (MongoDB: ``_id``); ``key=[...]`` names the
+        fields that identify a row instead: a unique key of the table, or any
+        fields of a table with none (see each engine). Every row must then carry
+        a non-null value for each of them.
         """
         if on_conflict not in ("ignore", "error", "update"):
             raise FilterError(f"on_conflict is 'ignore', 'error' or 'update', not {shown(on_conflict, 40)}")
@@ -563,9 +589,39 @@ class BaseQuery(ReadQuery):
             if isinstance(update_fields, (str, bytes)) or not isinstance(update_fields, Sequence):
                 raise FilterError("update_fields is a list of field names")
             self._check_fields(dict.fromkeys(update_fields), "bulk_insert: update_fields")
+        names = None if key is None else self._conflict_key(key, on_conflict)
         if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
             raise FilterError(f"bulk_insert takes a list of dicts, not {type(rows).__name__}")
-        return self._bulk_insert(rows, on_conflict, update_fields) if rows else 0
+        if names is not None:
+            refuse_null_keys(rows, names)
+        return self._bulk_insert(rows, on_conflict, update_fields, names) if rows else 0
+
+    def _conflict_key(self, key: Any, on_conflict: str) -> list[str]:
+        """bulk_insert's ``key=`` as a list of field names; FilterError for one that cannot identify rows here.
+
+        Engines add their own checks (:meth:`_check_conflict_key`): known columns, a unique key.
+        """
+        if on_conflict == "error":
+            raise FilterError("bulk_insert: key= goes with on_conflict='ignore' or 'update' "
+                              "(with 'error' every row is inserted)")
+        if isinstance(key, (str, bytes, Mapping)) or not isinstance(key, Sequence):
+            raise FilterError(f"bulk_insert: key is a list of field names, not {type(key).__name__}"
+                              + (f" (key=[{key!r}] names one field)" if isinstance(key, str) else ""))
+        names = list(key)
+        if not names:
+            raise FilterError("bulk_insert: key is an empty list; name the fields that identify a row")
+        if not all(isinstance(k, str) for k in names):
+            bad = next(k for k in names if not isinstance(k, str))
+            raise FilterError(f"bulk_insert: key is a list of field names, not of {type(bad).__name__}")
+        self._check_fields(dict.fromkeys(names), "bulk_insert: key")
+        repeated = next((k for i, k in enumerate(names) if k in names[:i]), None)
+        if repeated is not None:
+            raise FilterError(f"bulk_insert: key names {shown(repeated, 60)} twice")
+        self._check_conflict_key(names)
+        return names
+
+    def _check_conflict_key(self, key: list[str]) -> None:
+        """Refuse a ``key=`` this table or collection cannot take (FilterError, before anything is written)."""
 
     @abstractmethod
     def _update(self, node: Node, changes: Sequence[Change]) -> int: ...
@@ -622,7 +678,8 @@ class BaseQuery(ReadQuery):
 
     @abstractmethod
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
-                     update_fields: Optional[Sequence[str]]) -> int: ...
+                     update_fields: Optional[Sequence[str]], key: Optional[list[str]] = None) -> int:
+        """Write ``rows``; ``key``: bulk_insert's ``key=``, checked (None: the engine's own key)."""
 
     @abstractmethod
     def upsert(self, filter_by: Mapping[str, Any], attrs: Mapping[str, Any]) -> Row:

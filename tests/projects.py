@@ -66,6 +66,16 @@ def make_project(root: Path, sql: SQLSettings, mongo: MongoSettings) -> Project:
     return project
 
 
+def make_sql_project(root: Path, sql: SQLSettings, schema: str) -> Project:
+    """A project with only an SQL engine, whose one schema file holds ``schema``, in ``root/dbp.toml``."""
+    project = Project(root)
+    project.sql_schema.mkdir(parents=True)
+    project.sql_migrations.mkdir()
+    (project.sql_schema / "01_schema.sql").write_text(schema)
+    (root / "dbp.toml").write_text(f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql)["URL"]}"\nSCHEMA_DIR = "sql"\n')
+    return project
+
+
 def add_logging_migrations(
     project: Project, count: int, sleep: float = 0.0, start: int = 1, mongo_sleep: float | None = None
 ) -> None:

@@ -44,12 +44,15 @@ class Lease:
 
     def __init__(
         self, db: Database[Any], *, timeout: float = 60.0, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        name: str = LOCK_ID,
+        name: str = LOCK_ID, what: str = "the Mongo migration lock",
+        advice: str = "use --break-lock if that run is dead",
     ) -> None:
         self.collection: Collection[Any] = db[LOCKS]
         self.timeout = timeout
         self.lease_seconds = lease_seconds
         self.name = name
+        #: For messages: what the lock is, and what to do when waiting for it timed out.
+        self.what, self.advice = what, advice
         self.owner = uuid.uuid4().hex
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -78,22 +81,22 @@ class Lease:
                     waited = True
                     held = self.collection.find_one({"_id": self.name}) or {}
                     log.warning(
-                        "another dbp run (host %s, pid %s) holds the Mongo migration lock until %s; waiting up "
-                        "to %g s", held.get("host", "?"), held.get("pid", "?"), _stamp(held.get("expires_at")),
+                        "another dbp run (host %s, pid %s) holds %s until %s; waiting up to %g s",
+                        held.get("host", "?"), held.get("pid", "?"), self.what, _stamp(held.get("expires_at")),
                         self.timeout)
             if time.monotonic() >= deadline:
                 holder = self.collection.find_one({"_id": self.name}) or {}
                 raise LockTimeout(
-                    f"another dbp run (host {holder.get('host', '?')}, pid {holder.get('pid', '?')}) holds the "
-                    f"Mongo migration lock until {_stamp(holder.get('expires_at'))}; waited {self.timeout:g} s "
-                    "(use --break-lock if that run is dead)"
+                    f"another dbp run (host {holder.get('host', '?')}, pid {holder.get('pid', '?')}) holds "
+                    f"{self.what} until {_stamp(holder.get('expires_at'))}; waited {self.timeout:g} s "
+                    f"({self.advice})"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
         self._stop.clear()
         self._thread = threading.Thread(target=self._heartbeat, name="dbp-lease", daemon=True)
         self._thread.start()
-        log.debug("took the Mongo migration lease %s", self.owner)
+        log.debug("took %s (lease %s)", self.what, self.owner)
 
     def _heartbeat(self) -> None:
         interval = self.lease_seconds / 3
@@ -104,10 +107,10 @@ class Lease:
                     {"$set": {"expires_at": _now() + timedelta(seconds=self.lease_seconds)}},
                 )
             except Exception:  # noqa: BLE001 - a failed renewal is retried, then the lease may lapse
-                log.warning("could not renew the Mongo migration lease; retrying")
+                log.warning("could not renew the lease on %s; retrying", self.what)
                 continue
             if result.matched_count == 0:
-                log.error("the Mongo migration lease was taken over (expired or broken)")
+                log.error("the lease on %s was taken over (expired or broken)", self.what)
                 self.lost.set()
                 return
 

@@ -37,6 +37,7 @@ from dbp.migrations import (
     MigrationFile,
     Progress,
     description,
+    folders_locked,
     interrupted,
     next_number,
     order_key,
@@ -51,6 +52,7 @@ from dbp.mongo.connection import MongoConnection
 from dbp.mongo.ledger import LEDGER, migration_files, read_marker
 from dbp.mongo.lock import DEFAULT_LEASE_SECONDS, Lease, break_lock, held_by_live_process, holder
 from dbp.mongo.schema import CollectionSpec, IndexSpec, MongoSchema, index_differences
+from dbp.mongo.settings import MongoSettings
 
 __all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 
@@ -377,7 +379,13 @@ def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
 
 def make_migration(conn: MongoConnection, name: str, *, empty: bool = False) -> list[Path]:
     """Write the next numbered migration from the difference of ``collections.toml`` and the live indexes."""
-    return write_files(draft_migration(conn, name, empty=empty).files)
+    with folders_locked([migrations_folder(conn.settings)]):
+        return write_files(draft_migration(conn, name, empty=empty).files)
+
+
+def migrations_folder(settings: MongoSettings) -> Path:
+    """The folder make_migrations writes into."""
+    return settings.schema_dir or bundled("mongo_migrations")
 
 
 def draft_migration(conn: MongoConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:

@@ -48,6 +48,7 @@ from dbp.mongo import cone as cones
 from dbp.mongo import order
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check, declared
+from dbp.mongo.lock import Lease
 from dbp.pagination import TokenTypes
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row, collapse
 from dbp.sky import DISTANCE, Cone, Match, Position, cone_for
@@ -62,6 +63,8 @@ register_scalar(ObjectId)
 
 DUPLICATE_KEY = 11000
 _UPSERT_RETRIES = 5
+#: How long a bulk_insert by key= fields without a unique index waits for another one's lease (seconds).
+_LEASE_WAIT = 120.0
 #: Matches no document (an empty $or is not allowed).
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
 
@@ -660,8 +663,28 @@ class MongoQuery(BaseQuery):
             raise translate(exc, "bulk_update", self.name) from None
         return matched
 
+    def _check_conflict_key(self, key: list[str]) -> None:
+        """Top-level fields (declared ones, on a declared collection); ``_id``, or a unique index's fields
+        exactly if the collection has a unique index besides ``_id``.
+
+        ``_id``, which every document has, does not make a collection keyed: on one without other unique
+        indexes any fields may be the key, and bulk_insert serializes its writers with a lease instead.
+        """
+        dotted = next((k for k in key if "." in k), None)
+        if dotted is not None:
+            raise FilterError(f"bulk_insert: key names top-level fields, not the path {dotted!r}")
+        check(self.fields, "bulk_insert: key", names=key)
+        if key == ["_id"]:
+            return
+        unique = [u for u in self._unique_keys(refresh=True) if u != ("_id",)]
+        if unique and not any(set(u) == set(key) for u in unique):
+            shown = "; ".join(", ".join(u) for u in [("_id",), *unique])
+            raise FilterError(
+                f"bulk_insert: key=[{', '.join(key)}] is not a unique key of {self.name}, so documents cannot "
+                f"conflict on it; its unique keys: {shown} (name one of them, or leave key out)")
+
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
-                     update_fields: Optional[Sequence[str]]) -> int:
+                     update_fields: Optional[Sequence[str]], key: Optional[list[str]] = None) -> int:
         seen: set[tuple[Any, ...]] = set()
         for i, row in enumerate(rows):  # field names are checked once per distinct set of them
             if not isinstance(row, Mapping):
@@ -674,6 +697,8 @@ class MongoQuery(BaseQuery):
         what = f"bulk_insert into {self.name}"
         origin: Optional[list[int]] = None
         try:
+            if key is not None and key != ["_id"]:
+                return self._upsert_by(rows, on_conflict, update_fields, key)
             if on_conflict == "update":
                 return self._upsert_many(rows, update_fields)
             # pymongo adds _id to what it inserts: keep the caller's dicts intact; None means missing
@@ -705,35 +730,67 @@ class MongoQuery(BaseQuery):
                 raise _unencodable(what, exc, [doc], indexes=[i]) from None
         return out
 
-    def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]]) -> int:
-        """Upserting ``UpdateOne``s: ``$set`` for the fields to update, ``$setOnInsert`` for the rest."""
-        missing = next((i for i, row in enumerate(rows) if row.get("_id") is None), None)
-        if missing is not None:
-            raise FilterError(f"bulk_insert(on_conflict='update') needs a non-null _id in every document; "
-                              f"row {missing} has none")
-        merged, origin = collapse([_document(r, keep_none=True) for r in rows], ["_id"], last_wins=True,
-                                  normalize=lambda value: self._key_form(["_id"], value))
+    def _upsert_many(self, rows: Sequence[Mapping[str, Any]], update_fields: Optional[Sequence[str]],
+                     key: Sequence[str] = ("_id",), *, ignore: bool = False) -> int:
+        """Upserts: ``$set`` for the fields to update (none with ``ignore``), ``$setOnInsert`` for the rest.
+
+        By ``_id``, ``UpdateOne``s; by other ``key`` fields, ``UpdateMany``s, which, as SQL's UPDATE,
+        change every document with those values (a collection without a unique index on them may hold several).
+        """
+        key = list(key)
+        if key == ["_id"]:
+            missing = next((i for i, row in enumerate(rows) if row.get("_id") is None), None)
+            if missing is not None:
+                raise FilterError(f"bulk_insert(on_conflict='update') needs a non-null _id in every document; "
+                                  f"row {missing} has none")
+        merged, origin = collapse([_document(r, keep_none=True) for r in rows], key, last_wins=not ignore,
+                                  normalize=lambda value: self._key_form(key, value))
         wanted = None if update_fields is None else set(update_fields)
         if wanted is not None and self.fields is not None:
             check(self.fields, "bulk_insert: update_fields", names=wanted)
+        fixed = {*key, "_id"}  # never updated: the key, and _id (which MongoDB keeps)
         updates = []
         for doc in merged:
-            changes = {k: v for k, v in doc.items() if k != "_id" and (wanted is None or k in wanted)}
-            rest = {k: v for k, v in doc.items() if k != "_id" and k not in changes and v is not None}
+            changes = {} if ignore else {k: v for k, v in doc.items()
+                                         if k not in fixed and (wanted is None or k in wanted)}
+            rest = {k: v for k, v in doc.items() if k not in key and k not in changes and v is not None}
             update: dict[str, Any] = {}
             if any(v is not None for v in changes.values()):
                 update["$set"] = {k: v for k, v in changes.items() if v is not None}
             if any(v is None for v in changes.values()):
                 update["$unset"] = {k: "" for k, v in changes.items() if v is None}
+            where = {k: doc[k] for k in key}
             if rest or not update:
-                update["$setOnInsert"] = rest or {"_id": doc["_id"]}
-            updates.append(({"_id": doc["_id"]}, update))
+                update["$setOnInsert"] = rest or dict(where)
+            updates.append((where, update))
         self._encodable(f"bulk_insert into {self.name}", [{"w": w, "u": u} for w, u in updates], origin)
+        write: Any = UpdateOne if key == ["_id"] else UpdateMany
         try:
-            return self.collection.bulk_write([UpdateOne(w, u, upsert=True) for w, u in updates],
+            return self.collection.bulk_write([write(w, u, upsert=True) for w, u in updates],
                                               ordered=False).upserted_count
         except PyMongoBulkWriteError as exc:
             raise _UpsertError(exc, origin) from None
+
+    def _upsert_by(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
+                   update_fields: Optional[Sequence[str]], key: list[str]) -> int:
+        """bulk_insert by ``key=`` fields: upserts filtered on them (``ignore``: ``$setOnInsert`` only).
+
+        Without a unique index on the key, two writers could each find a key missing and both insert it,
+        so writers by key hold a lease on the collection (dbp.mongo.lock) while they write: they run one at
+        a time, against each other (not against other writers). With one, the server keeps keys unique.
+        """
+        for i, row in enumerate(rows):
+            bad = next((k for k in key if isinstance(row.get(k), (Mapping, list, tuple))), None)
+            if bad is not None:  # MongoDB's equality on them is not SQL's (an array matches its elements)
+                raise FilterError(f"bulk_insert: row {i}: the key field {bad!r} holds a "
+                                  f"{type(row[bad]).__name__}; key values are plain values")
+        ignore = on_conflict == "ignore"
+        if any(set(u) == set(key) for u in self._unique_keys()):
+            return self._upsert_many(rows, update_fields, key, ignore=ignore)
+        with Lease(self.db.database, timeout=_LEASE_WAIT, name=f"bulk_insert:{self.name}",
+                   what=f"the bulk_insert lock of {self.name}",
+                   advice="a dbp bulk_insert with key= writes there; try again"):
+            return self._upsert_many(rows, update_fields, key, ignore=ignore)
 
 
 class _UpsertError(Exception):

@@ -9,11 +9,16 @@
   as the server does (a GROUP BY, bulk_update's, unless they are ints or text
   of a deterministic collation; aware datetimes by their instant), COPYs
   the rows into a temporary table and writes them with one
-  ``INSERT ... SELECT ... ORDER BY key ON CONFLICT``: every writer takes its row
+  ``INSERT ... SELECT ... ORDER BY key ON CONFLICT DO NOTHING``: every writer takes its row
   locks in key order, so concurrent merges cannot deadlock one another.
 - ``update`` overwrites only the fields each row carries (narrowed further by
-  ``update_fields``); rows with different field sets lock every row in the first
-  statement, then set their own fields.
+  ``update_fields``): it locks the existing rows in key order, sets each row's
+  fields (``UPDATE ... FROM``), inserts the others, and updates those another
+  writer inserted meanwhile. (No ``RETURNING xmax`` to tell inserts from updates:
+  a partitioned table refuses it.)
+- The key is the primary key, or ``key=``: a unique key of the table, or, on a
+  table with none, any columns; then no ``ON CONFLICT`` can see another writer's
+  new rows, and the merge locks the table against writers (``_merge``).
 - Deadlocks and serialization failures (from other kinds of writers) are retried
   a few times; what still fails raises :class:`dbp.ConcurrencyError`.
 """
@@ -33,7 +38,7 @@ from psycopg import sql
 
 from dbp._values import Converter, convert_row, plan
 from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
-from dbp.query import ConflictMode, collapse, key_identity
+from dbp.query import ConflictMode, collapse, key_identity, refuse_null_keys
 
 if TYPE_CHECKING:
     from dbp.sql.query import SQLQuery
@@ -59,11 +64,12 @@ _FK_DETAIL = re.compile(r"Key \((.*)\)=\((.*)\) is not present", re.DOTALL)
 _counter = itertools.count()
 
 def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
-                update_fields: Optional[Sequence[str]]) -> int:
-    """Insert ``rows`` into ``q``'s table; the number of rows inserted."""
-    key = q._key()
-    if on_conflict == "update" and not key:
-        raise FilterError(f"bulk_insert(on_conflict='update') on {q.name} needs a primary key")
+                update_fields: Optional[Sequence[str]], key: Optional[list[str]] = None) -> int:
+    """Insert ``rows`` into ``q``'s table; the number of rows inserted.
+
+    ``key``: bulk_insert's ``key=``, already checked against the table (SQLQuery._check_conflict_key).
+    """
+    key, locked = _conflict(q, on_conflict, key, rows)
     fields = None if update_fields is None else {q._column(f).name for f in update_fields}
 
     def attempt() -> int:
@@ -71,9 +77,9 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
             if on_conflict == "error":
                 _copy_rows(q, conn, q._ident, rows)
                 return len(rows)
-            if _fast_path(q, conn, rows):
+            if not locked and _fast_path(q, conn, rows):
                 return len(rows)
-            return _merge(q, conn, rows, on_conflict, key, fields)
+            return _merge(q, conn, rows, on_conflict, key, fields, locked=locked)
 
     failure: Optional[BulkWriteError] = None
     try:
@@ -92,6 +98,38 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
                                      [failing])
             failure.sqlstate = NOT_NULL_VIOLATION
     raise failure
+
+
+def _conflict(q: SQLQuery, on_conflict: str, key: Optional[list[str]], rows: Sequence[Mapping[str, Any]]
+              ) -> tuple[list[str], bool]:
+    """The columns rows conflict on, and whether no unique index covers them (the merge then locks the table).
+
+    Without ``key=``: the primary key; without one, the table's one unique key (with several, ``ignore``
+    skips a conflict on any of them, and ``update`` needs ``key=``); with none, ``ignore`` and ``update``
+    are refused: nothing says which rows are the same. A key other than the primary key must have a
+    value in every row (NULLs never conflict).
+    """
+    if on_conflict == "error":
+        return [], False
+    if key is not None:  # checked: a unique key of the table, or any columns of a table with none
+        return key, not q.table.unique_keys()
+    primary = q._key()
+    if primary:
+        return primary, False
+    unique = list(dict.fromkeys(q.table.unique_keys()))
+    if not unique:
+        raise FilterError(
+            f"bulk_insert(on_conflict={on_conflict!r}) on {q.name}: the table has no primary key or unique "
+            "constraint, so nothing says which rows are the same; pass key=[...] (the columns that identify a "
+            "row) or on_conflict='error' (append every row)")
+    if len(unique) > 1:
+        if on_conflict == "ignore":
+            return [], False  # ON CONFLICT DO NOTHING: a row that conflicts on any unique key is skipped
+        raise FilterError(
+            f"bulk_insert(on_conflict='update') on {q.name}: the table has no primary key and several unique "
+            f"keys ({'; '.join(', '.join(u) for u in unique)}); pass key=[...] naming the one rows conflict on")
+    refuse_null_keys(rows, unique[0])
+    return list(unique[0]), False
 
 
 def _new_row_without(q: SQLQuery, column: Optional[str], rows: Sequence[Mapping[str, Any]], key: list[str]
@@ -287,13 +325,15 @@ def _caller(index: int, origin: Optional[list[int]]) -> int:
 
 
 def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], on_conflict: str,
-           key: list[str], fields: Optional[set[str]]) -> int:
+           key: list[str], fields: Optional[set[str]], *, locked: bool = False) -> int:
     """Write the batch through a temporary table: existing rows updated (or left), new rows inserted.
 
     Rows are locked and inserted in key order. The temporary table has the
     target's defaults but none of its NOT NULL constraints, so that a row which
     carries only some fields may update an existing row; a new row still meets
-    the target's constraints when it is inserted.
+    the target's constraints when it is inserted. ``locked``: no unique index
+    covers ``key``, so no ``ON CONFLICT`` can find the rows another writer adds
+    meanwhile; the table is locked against other writers instead (below).
     """
     rules = [q.rules[k] for k in key]
 
@@ -325,12 +365,23 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
             q._ident, columns_sql, names_sql, temp)).rowcount
     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
     order = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key)
-    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    if locked:
+        # No unique index covers the key, so two writers could each find a key missing and both insert it.
+        # SHARE ROW EXCLUSIVE conflicts with itself and with every writer's ROW EXCLUSIVE (dbp's or anyone's
+        # INSERT, UPDATE, DELETE, COPY), never with readers: the check and the insert below see every row that
+        # can exist. Advisory locks would guard only against writers that take the same ones, and one per key
+        # would exhaust the lock table for a large batch. Taken after the COPY into the temporary table, so
+        # the table is held only while the batch is checked and written; on a partitioned table it locks
+        # every partition.
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(q._ident))
 
     def update_existing() -> int:
-        """The existing rows, locked in key order, take the fields each row carries; how many there are."""
-        found = conn.execute(sql.SQL("SELECT 1 FROM {} AS t JOIN {} AS s ON {} ORDER BY {} FOR UPDATE OF t").format(
-            q._ident, temp, match, order)).rowcount
+        """Lock the rows the batch names (in key order) and set the fields each row carries; how many exist."""
+        found = 0
+        if not locked:  # (a locked table has no other writer)
+            found = conn.execute(sql.SQL(
+                "SELECT 1 FROM {} AS t JOIN {} AS s ON {} ORDER BY {} FOR UPDATE OF t").format(
+                    q._ident, temp, match, order)).rowcount
         for names, columns in sets.items():
             if columns:
                 only = sql.SQL(" AND s._dbp_group = {}").format(sql.Literal(tags[names])) if tags else sql.SQL("")
@@ -341,30 +392,19 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
 
     existing = update_existing() if on_conflict == "update" else 0
     insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {}) "
-                     "ORDER BY {} ON CONFLICT").format(q._ident, columns_sql, names_sql, temp, q._ident, match, order)
-    if on_conflict == "ignore":
-        return conn.execute(sql.SQL("{} DO NOTHING").format(insert)).rowcount
-    if q.table.partitioned_by is not None:
-        # RETURNING xmax (below) is refused on a partitioned table: the rows another writer inserted since this
-        # statement's snapshot are left alone here, then take the batch's fields as the existing rows did
-        inserted = conn.execute(sql.SQL("{} ({}) DO NOTHING").format(insert, keys)).rowcount
-        if existing + inserted < len(merged):
-            update_existing()
-        return inserted
-    # a row another writer inserted since: the fields all shapes share (its own, where there is one shape)
-    common = [c for c in union if all(c in s for s in sets.values())]
-    action: sql.Composable
-    if common:
-        action = sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in common))
-    else:
-        action = sql.SQL("DO NOTHING")
-    found = conn.execute(sql.SQL(
-        "WITH written AS ({} ({}) {} RETURNING (xmax = 0) AS fresh) "
-        "SELECT count(*) FILTER (WHERE fresh) AS n FROM written").format(
-            insert, keys, action) if common else sql.SQL(
-        "WITH written AS ({} {} RETURNING 1) SELECT count(*) AS n FROM written").format(insert, action)).fetchone()
-    return int(found["n"]) if found else 0
+                     "ORDER BY {}").format(q._ident, columns_sql, names_sql, temp, q._ident, match, order)
+    if locked:
+        return conn.execute(insert).rowcount
+    # ON CONFLICT: a key another writer inserted since this statement's snapshot (waiting for it to commit).
+    # On a partitioned table the target is a unique index holding the partition key, as PostgreSQL requires
+    # of every unique index there; DO NOTHING, then the update below, because RETURNING xmax (which told an
+    # insert from an update) is refused there.
+    target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, key))) \
+        if on_conflict == "update" else sql.SQL("")
+    inserted = conn.execute(sql.SQL("{} ON CONFLICT{} DO NOTHING").format(insert, target)).rowcount
+    if on_conflict == "update" and existing + inserted < len(merged):
+        update_existing()  # keys other writers inserted meanwhile: committed now, and this snapshot sees them
+    return inserted
 
 
 #: Key values as one form for values that find one row.

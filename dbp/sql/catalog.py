@@ -6,16 +6,18 @@ unique and check constraints, indexes (method, columns, predicate), and for a
 partitioned table its partition key and every partition with its bounds.
 Partitions are never tables of their own: their columns, constraints and
 indexes are the parent's, and the names PostgreSQL gives the index copies on
-them are not compared.
+them are not compared; which of the table's indexes each partition has a copy
+of is (an index made ``ON ONLY`` the table and never attached leaves some out),
+and so are the indexes a partition has of its own.
 Definitions come from ``pg_get_constraintdef`` / ``pg_get_indexdef`` read with
-``search_path`` set to the schema itself, so two schemas compare equal when
-their DDL was the same.
+``search_path`` set to the schema itself (and the extensions' schemas), so two
+schemas compare equal when their DDL was the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import psycopg
@@ -69,6 +71,13 @@ class Partition:
     bound: str
     #: ``HASH (oid)`` if this partition is partitioned in turn, else None.
     partitioned_by: Optional[str] = None
+    #: The table or partition it is a partition of (None: not read).
+    parent: Optional[str] = None
+    #: The table's indexes this partition has an attached copy of, by the table's index name (a primary
+    #: key's or unique constraint's: the constraint's), sorted. The copies' own names are not kept.
+    copies: tuple[str, ...] = ()
+    #: Indexes made on this partition alone (a copy of none of the table's), by name, sorted.
+    own_indexes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,17 +137,34 @@ ORDER BY c.relname, a.attnum
 
 #: Partitioned tables' keys, and every partition (at any depth) under its top-level table.
 _PARTITIONS = """
-SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound
+SELECT c.relname AS table, pg_get_partkeydef(c.oid) AS key, NULL AS partition, NULL AS bound,
+       NULL AS parent
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind = 'p' AND NOT c.relispartition
 UNION ALL
 SELECT root.relname, CASE WHEN p.relkind = 'p' THEN pg_get_partkeydef(p.oid) END, p.relname,
-       pg_get_expr(p.relpartbound, p.oid)
+       pg_get_expr(p.relpartbound, p.oid), up.relname
 FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class p ON p.oid = t.relid
+JOIN pg_class up ON up.oid = t.parentrelid
 WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
 ORDER BY 1, 3
+"""
+
+#: Every index on a partition: the index of the top-level table it is a copy of, or (not a copy) its own name.
+_PARTITION_INDEXES = """
+SELECT root.relname AS table, p.relname AS partition, top.relname AS copy_of,
+       CASE WHEN top.oid IS NULL AND NOT i.relispartition THEN i.relname END AS own
+FROM pg_class root JOIN pg_namespace n ON n.oid = root.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class p ON p.oid = t.relid
+JOIN pg_index x ON x.indrelid = p.oid
+JOIN pg_class i ON i.oid = x.indexrelid
+LEFT JOIN pg_index tx ON tx.indexrelid = pg_partition_root(x.indexrelid) AND tx.indrelid = root.oid
+LEFT JOIN pg_class top ON top.oid = tx.indexrelid
+WHERE n.nspname = %(schema)s AND root.relkind = 'p' AND NOT root.relispartition AND t.level > 0
+ORDER BY 1, 2, 3, 4
 """
 
 _CONSTRAINTS = """
@@ -167,6 +193,21 @@ ORDER BY t.relname, i.relname
 """
 
 
+def visible_path(cur: Any, schema: str) -> str:
+    """A ``search_path`` of ``schema`` and the schemas that hold extensions (q3c's functions, say).
+
+    Schema files and their catalog are built and read with it: an index on ``q3c_ang2ipix(...)`` is
+    then created in a scratch schema, and printed unqualified there as in ``public``.
+    """
+    rows = cur.execute(
+        "SELECT quote_ident(%s) AS q UNION ALL "
+        "(SELECT DISTINCT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', %s) ORDER BY 1)",
+        (schema, schema),
+    ).fetchall()
+    return ", ".join(r["q"] if isinstance(r, dict) else r[0] for r in rows)
+
+
 def read_catalog(
     conn: psycopg.Connection[Any], schema: str = "public", *, exclude: Iterable[str] = LEDGER_TABLES
 ) -> Catalog:
@@ -180,7 +221,7 @@ def read_catalog(
         prefix = f"ON {quoted['q']}."  # as pg_get_indexdef writes it
         # definitions print unqualified only for the schema on the search path
         saved = cur.execute("SELECT current_setting('search_path') AS path").fetchone()
-        cur.execute("SELECT set_config('search_path', %s, true)", (quoted["q"],))
+        cur.execute("SELECT set_config('search_path', %s, true)", (visible_path(cur, schema),))
         for row in cur.execute(_COLUMNS, args).fetchall():
             if row["table"] in excluded:
                 continue
@@ -194,7 +235,20 @@ def read_catalog(
             if row["partition"] is None:
                 table.partitioned_by = row["key"]
             else:
-                table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"])
+                table.partitions[row["partition"]] = Partition(row["partition"], row["bound"], row["key"],
+                                                                  row["parent"])
+        found: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        for row in cur.execute(_PARTITION_INDEXES, args).fetchall():
+            lists = found.setdefault((row["table"], row["partition"]), ([], []))
+            if row["copy_of"] is not None:
+                lists[0].append(row["copy_of"])
+            elif row["own"] is not None:
+                lists[1].append(row["own"])
+        for (name, part), (copies, own) in found.items():
+            partitions = catalog.tables[name].partitions if name in catalog.tables else {}
+            if part in partitions:
+                partitions[part] = replace(partitions[part], copies=tuple(sorted(copies)),
+                                           own_indexes=tuple(sorted(own)))
         for row in cur.execute(_CONSTRAINTS, args).fetchall():
             if row["table"] in catalog.tables:
                 catalog.tables[row["table"]].constraints[row["name"]] = Constraint(
@@ -263,9 +317,7 @@ def _diff_table(live: Table, wanted: Table) -> list[str]:
 def _diff_partitions(live: Table, wanted: Table) -> list[str]:
     t = live.name
     if live.partitioned_by != wanted.partitioned_by:
-        is_ = f"partitioned by {live.partitioned_by}" if live.partitioned_by else "not partitioned"
-        should = f"partitioned by {wanted.partitioned_by}" if wanted.partitioned_by else "not partitioned"
-        return [f"table {t} is {is_}, the schema files say {should}"]
+        return [f"table {t} is {_keyed(live.partitioned_by)}, the schema files say {_keyed(wanted.partitioned_by)}"]
     out = []
     for name in sorted(wanted.partitions.keys() - live.partitions.keys()):
         out.append(f"partition {name} of {t} is missing")
@@ -276,6 +328,23 @@ def _diff_partitions(live: Table, wanted: Table) -> list[str]:
         if have.bound != want.bound:
             out.append(f"partition {name} of {t} is {have.bound}, the schema files say {want.bound}")
         if have.partitioned_by != want.partitioned_by:
-            out.append(f"partition {name} of {t} is partitioned by {have.partitioned_by or 'nothing'}, "
-                       f"the schema files say {want.partitioned_by or 'nothing'}")
+            out.append(f"partition {name} of {t} is {_keyed(have.partitioned_by)}, "
+                       f"the schema files say {_keyed(want.partitioned_by)}")
+        if have.parent != want.parent:
+            out.append(f"partition {name} of {t} is a partition of {have.parent}, "
+                       f"the schema files say of {want.parent}")
+        # copies of an index that only one side's table has: the table's own difference says so
+        both = (live.indexes.keys() | live.constraints.keys()) & (wanted.indexes.keys() | wanted.constraints.keys())
+        for index in sorted((set(want.copies) - set(have.copies)) & both):
+            out.append(f"partition {name} of {t} has no copy of index {index}")
+        for index in sorted((set(have.copies) - set(want.copies)) & both):
+            out.append(f"partition {name} of {t} has a copy of index {index}; in the schema files it has none")
+        for index in sorted(set(want.own_indexes) - set(have.own_indexes)):
+            out.append(f"index {index} on partition {name} of {t} is missing")
+        for index in sorted(set(have.own_indexes) - set(want.own_indexes)):
+            out.append(f"index {index} on partition {name} of {t} is not in the schema files")
     return out
+
+
+def _keyed(key: Optional[str]) -> str:
+    return f"partitioned by {key}" if key else "not partitioned"

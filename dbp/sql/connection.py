@@ -558,6 +558,10 @@ class SQLConnection(Connection[SQLSettings]):
         if table is None and self._table_exists(name):
             table = self.catalog(refresh=True).tables.get(name)  # created since we last looked
         if table is None:
+            parent = self._partition_of(name)
+            if parent is not None:
+                raise FilterError(f"{shown(name, 100)} is a partition of table {parent} in {self.address}: query "
+                                  f"{parent} (a filter on its partition key reads this partition alone)")
             names = sorted(self.catalog().tables)
             known = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
             raise FilterError(f"no table {shown(name, 100)} in {self.address}; its tables are {known or 'none'}")
@@ -577,6 +581,18 @@ class SQLConnection(Connection[SQLSettings]):
             (schema, name),
         ).fetchone()
         return row is not None
+
+    def _partition_of(self, name: str) -> Optional[str]:
+        """The top-level table that ``name`` is a partition of (at any depth), or None."""
+        if len(name.encode()) > 63 or "\x00" in name:
+            return None
+        row = self.execute_raw(
+            "SELECT r.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_class r ON r.oid = pg_partition_root(c.oid) "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relispartition",
+            (self.catalog().schema, name),
+        ).fetchone()
+        return str(row["relname"]) if row is not None else None
 
     def code_point_collation(self) -> bool:
         """True if the database sorts text by code point (C, POSIX, C.UTF-8), as MongoDB does."""

@@ -36,6 +36,7 @@ from dbp.migrations import (
     MigrationFile,
     Progress,
     description,
+    folders_locked,
     interrupted,
     next_number,
     order_key,
@@ -49,7 +50,7 @@ from dbp.migrations import (
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.cone import declarations
 from dbp.sql.connection import SQLConnection, open_connection
-from dbp.sql.ddl import migration_ddl
+from dbp.sql.ddl import migration_ddl, refused
 from dbp.sql.errors import cause, elide_literals
 from dbp.sql.ledger import (
     LEDGER_DDL,
@@ -62,6 +63,7 @@ from dbp.sql.ledger import (
 )
 from dbp.sql.schema import SchemaFiles, not_utf8
 from dbp.sql.script import read_script, transaction_control
+from dbp.sql.settings import SQLSettings
 
 __all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 
@@ -508,13 +510,21 @@ def check_files(schema_dir: Optional[Path], *, writing: bool = False) -> None:
 
 def make_migration(db: SQLConnection, name: str, *, empty: bool = False) -> list[Path]:
     """Write the next numbered migration and its rollback from the schema files' difference."""
-    return write_files(draft_migration(db, name, empty=empty).files)
+    with folders_locked([migrations_folder(db.settings)]):
+        return write_files(draft_migration(db, name, empty=empty).files)
+
+
+def migrations_folder(settings: SQLSettings) -> Path:
+    """The folder make_migrations writes into."""
+    return SchemaFiles.for_settings(settings.schema_dir).migrations_dir
 
 
 def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writing: bool = True) -> Draft:
     """The next numbered migration and its rollback, from the schema files' difference; nothing is written.
 
-    ``writing``: refuse a folder inside an installed package (make_migrations would write there).
+    ``writing``: refuse a folder inside an installed package (make_migrations would write there), and a
+    change that needs a hand-written data migration (a partition key or bound); without it, such a change
+    is in ``changes`` with no files.
     """
     files = SchemaFiles.for_settings(db.settings.schema_dir)
     if writing:
@@ -540,6 +550,11 @@ def draft_migration(db: SQLConnection, name: str, *, empty: bool = False, writin
         summary = diff(live, wanted)
         if not summary:
             return Draft("sql", [], [])
+        error = refused(live, wanted)
+        if error is not None:
+            if writing:
+                raise error
+            return Draft("sql", summary, [])  # dbp check: the drift, which make_migrations would refuse
         up = migration_ddl(live, wanted)
         down = migration_ddl(wanted, live)
     header = f"-- {description(name)}\n" + "".join(f"-- {description(line, 500)}\n" for line in summary)

@@ -417,8 +417,31 @@ class SQLQuery(SQLBuilder, BaseQuery):
         return matched
 
     def _bulk_insert(self, rows: Sequence[Mapping[str, Any]], on_conflict: ConflictMode,
-                     update_fields: Optional[Sequence[str]]) -> int:
-        return bulk_insert(self, rows, on_conflict, update_fields)
+                     update_fields: Optional[Sequence[str]], key: Optional[list[str]] = None) -> int:
+        return bulk_insert(self, rows, on_conflict, update_fields, key)
+
+    def _check_conflict_key(self, key: list[str]) -> None:
+        """Columns of the table, and, if it has a primary key or unique constraint or index, exactly one of them.
+
+        A table with no unique key at all takes any columns (the merge locks the table instead: dbp.sql.bulk).
+        """
+        for k in key:
+            if k not in self.columns:
+                raise FilterError(f"bulk_insert: key names {k!r}, which is not a column of {self.name}; "
+                                  f"its columns are {', '.join(self.columns)}")
+        unique = self.table.unique_keys()
+        if unique and not any(set(u) == set(key) for u in unique):
+            raise FilterError(
+                f"bulk_insert: key=[{', '.join(key)}] is not a unique key of {self.name}, so rows cannot conflict on "
+                f"it; its unique keys: {'; '.join(', '.join(u) for u in unique)} (name one of them, or leave key out)")
+
+    def _tie_break(self) -> list[str]:
+        """The primary key; without one, every column whose type sorts, so that offset pages stay stable."""
+        return self._key() or [c for c, rule in self.rules.items() if _sortable(rule)]
+
+    def _stream_tie_break(self) -> list[str]:
+        """The primary key: a keyless table streams without sorting every row first (ties come in any order)."""
+        return self._key()
 
 
 class _KeyInfo(NamedTuple):
@@ -455,6 +478,13 @@ LEFT JOIN pg_collation co ON co.oid = a.attcollation
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
 WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
+
+
+def _sortable(rule: ColumnRule) -> bool:
+    """Whether a column's values sort (its type has an ordering), by its kind: unknown types are left out."""
+    if rule.category == "array":
+        return rule.element not in ("other", "json")
+    return rule.category != "other" and rule.cast != "json"
 
 
 def _driver_error(exc: psycopg.Error, what: str) -> DbpError:

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from dbp._bundled import schema_set
 from dbp.errors import ConfigError, OperationError
-from dbp.sql.catalog import Catalog, read_catalog
+from dbp.sql.catalog import Catalog, read_catalog, visible_path
 from dbp.sql.script import Statement, read_script, transaction_control
 
 __all__ = ["SchemaFiles", "StatementError"]
@@ -100,7 +100,8 @@ class SchemaFiles:
         scratch = f"dbp_scratch_{uuid.uuid4().hex[:12]}"  # unique: a leftover or a concurrent one never collides
         with conn.transaction(force_rollback=True):  # the rollback drops it, whatever happens inside
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
-            conn.execute("SELECT set_config('search_path', %s, true)", (scratch,))
+            with conn.cursor() as cur:  # the extensions' functions (q3c) stay callable, as in public
+                cur.execute("SELECT set_config('search_path', %s, true)", (visible_path(cur, scratch),))
             self.apply(conn)
             for path in then:
                 for statement in read_script(path):

@@ -158,6 +158,9 @@ class SQLSource(ReadOnly, SQLQuery):
         still need a declared key: rows equal in every column would be one position."""
         return list(self.statement.key) or [c for c in self.columns if c not in self._unsortable]
 
+    def _stream_tie_break(self) -> list[str]:
+        return self._tie_break()  # a named query's stream sorts as its pages do
+
     def _token_scope(self) -> Any:
         return [self.name, self.statement.text, repr(self._bound)]
 

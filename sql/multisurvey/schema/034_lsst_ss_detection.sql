@@ -1,0 +1,48 @@
+-- lsst_ss_detection: Rubin's SSSource, each detection of a solar-system object: ecliptic and
+-- galactic coordinates, ephemeris, heliocentric and topocentric state vectors.
+
+CREATE TABLE lsst_ss_detection (
+    measurement_id         BIGINT NOT NULL,
+    "ssObjectId"           BIGINT NOT NULL,
+    designation            VARCHAR,
+    "eclLambda"            DOUBLE PRECISION NOT NULL,
+    "eclBeta"              DOUBLE PRECISION NOT NULL,
+    "galLon"               DOUBLE PRECISION NOT NULL,
+    "galLat"               DOUBLE PRECISION NOT NULL,
+    elongation             REAL,
+    "phaseAngle"           REAL,
+    "topoRange"            REAL,
+    "topoRangeRate"        REAL,
+    "helioRange"           REAL,
+    "helioRangeRate"       REAL,
+    "ephRa"                DOUBLE PRECISION,
+    "ephDec"               DOUBLE PRECISION,
+    "ephVmag"              REAL,
+    "ephRate"              REAL,
+    "ephRateRa"            REAL,
+    "ephRateDec"           REAL,
+    "ephOffset"            REAL,
+    "ephOffsetRa"          DOUBLE PRECISION,
+    "ephOffsetDec"         DOUBLE PRECISION,
+    "ephOffsetAlongTrack"  REAL,
+    "ephOffsetCrossTrack"  REAL,
+    helio_x                REAL,
+    helio_y                REAL,
+    helio_z                REAL,
+    helio_vx               REAL,
+    helio_vy               REAL,
+    helio_vz               REAL,
+    helio_vtot             REAL,
+    topo_x                 REAL,
+    topo_y                 REAL,
+    topo_z                 REAL,
+    topo_vx                REAL,
+    topo_vy                REAL,
+    topo_vz                REAL,
+    topo_vtot              REAL,
+    "diaDistanceRank"      INTEGER,
+    created_date           DATE DEFAULT now(),
+    CONSTRAINT pk_lsstssdetection_ssobjectid_measurementid PRIMARY KEY ("ssObjectId", measurement_id)
+);
+
+CREATE INDEX ix_lsstssdetection_ssobjectid ON lsst_ss_detection USING hash ("ssObjectId");
