@@ -10,7 +10,6 @@ then hold the same rows. The differences the page lists are asserted too.
 from __future__ import annotations
 
 import datetime
-import inspect
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -24,7 +23,6 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 import dbp
-from dbp.query import BaseQuery
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
@@ -358,10 +356,6 @@ def test_two_rows_of_one_key_in_one_statement_fail_for_alerce_and_merge_in_dbp(p
 # -- features ---------------------------------------------------------------------------------------
 
 
-def _has_key_argument() -> bool:
-    return "key" in inspect.signature(BaseQuery.bulk_insert).parameters
-
-
 def feature_rows(oids: Sequence[int], rng: random.Random, version: int) -> list[tuple[Any, ...]]:
     return [(oid, 1, f, band, rng.randrange(-64, 64) / 8, version)
             for oid in oids for f in (64, 72, 82) for band in (1, 2)]
@@ -369,8 +363,6 @@ def feature_rows(oids: Sequence[int], rng: random.Random, version: int) -> list[
 
 def test_features_staging_pattern_is_one_bulk_insert_with_key(pair: Pair) -> None:
     """The LSST feature command (COPY to staging, UPDATE ... FROM, INSERT the missing) is bulk_insert(key=...)."""
-    if not _has_key_argument():
-        pytest.skip("needs bulk_insert(..., key=[...]) for tables without a primary key (feature); not in this dbp")
     rng = random.Random(8)
     names = ("oid", "sid", "feature_id", "band", "value", "version")
     seeds = [dict(zip(names, r)) | {"updated_date": OLD} for r in feature_rows([1, SHARED], rng, 1)]
@@ -378,7 +370,7 @@ def test_features_staging_pattern_is_one_bulk_insert_with_key(pair: Pair) -> Non
     batch = feature_rows([1, 2, 3], rng, 2)
     alerce_features(pair.theirs, batch)
     rows = [dict(zip(names, r)) | {"updated_date": TODAY} for r in batch]
-    inserted = pair.ours.query("feature").bulk_insert(  # type: ignore[call-arg,unused-ignore]
-        rows, on_conflict="update", key=["oid", "sid", "feature_id", "band"])
+    inserted = pair.ours.query("feature").bulk_insert(rows, on_conflict="update",
+                                                      key=["oid", "sid", "feature_id", "band"])
     assert inserted == 12
     assert_same(pair, "feature")
