@@ -172,3 +172,44 @@ def test_the_cone_bench_runs_tiny(bench_root: Path) -> None:
         assert what in done.stdout, (what, done.stdout)
     assert not bench_root.exists()
     assert processes_naming(bench_root) == []
+
+
+NIGHT = ["--rows", "3000", "--per-object", "10", "--batch", "1000", "--repeat", "2", "--lookups", "20"]
+
+
+def test_the_night_bench_runs_tiny(bench_root: Path) -> None:
+    """bench/bench_night.py at a tiny size: every ratio and the lookup's plan printed, its servers deleted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_night.py"), *NIGHT, "--local-dir",
+                           str(bench_root)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for what in ("bulk_insert(on_conflict='error'), detections", "bulk_insert(on_conflict='update'), objects",
+                 "the whole night", "INSERT ... VALUES (1,000 rows) ON CONFLICT", "prepared (psycopg default)",
+                 "never prepared", "partitions of object read for one oid: 1 of 8", "the bundled detections query"):
+        assert what in done.stdout, (what, done.stdout)
+    assert done.stdout.count("target >= 0.9") == 3
+    assert f"bench: servers deleted; removed {bench_root}" in done.stdout
+    assert not bench_root.exists()
+    assert processes_naming(bench_root) == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])
+def test_the_night_bench_stopped_mid_run_deletes_its_servers(bench_root: Path, signum: int, code: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench_night.py"), "--rows", "200000",
+                             "--local-dir", str(bench_root)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the night's first round has begun: its servers run
+        lines.append(line)
+        if line.startswith("one night:"):
+            break
+    pid = int((bench_root / "servers" / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + out
+    assert proc.returncode == code, output
+    assert "round 1:" not in output and "bench: servers deleted" in output  # it stopped half-way, then cleaned up
+    assert not alive(pid) and not bench_root.exists() and processes_naming(bench_root) == []

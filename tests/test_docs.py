@@ -6,7 +6,9 @@ ALeRCE schema); each block is one test, named by page and line. A block that say
 ``or engine="mongo"`` runs once more with ``engine="sql"`` replaced by ``engine="mongo"``.
 An expression followed by comment lines that show a value (``# {'a': 1}``) must print as
 that value. A block that cannot run here opts out with ``<!-- readme-test: skip: REASON -->``
-on the line before it, or opens with ```python no-run.
+on the line before it, or opens with ```python no-run. A page holding
+``<!-- readme-test: schema-set: NAME -->`` runs its blocks on a SQL database built from that
+bundled schema set (its ``dbp.toml`` says ``SCHEMA_SET = "NAME"``).
 
 Also: ``mkdocs.yml`` lists every page of ``docs/`` (and only pages that exist), the README
 stays short, and the README's Quick start, run in a fresh folder, prints the README's
@@ -39,6 +41,7 @@ DOCS = ROOT / "docs"
 #: Every page whose Python blocks run: the README, then the documentation site's pages.
 PAGES = [README, *sorted(DOCS.rglob("*.md"))]
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip:\s*(\S.*?)\s*-->")
+SCHEMA_SET = re.compile(r"^<!--\s*readme-test:\s*schema-set:\s*(\w+)\s*-->$", re.MULTILINE)
 FENCE = re.compile(r"^```\s*(python|py)(\s+no-run)?\s*$", re.IGNORECASE)
 BOTH = 'or engine="mongo"'
 #: Comment lines that show a value, as the document-shape examples do.
@@ -55,6 +58,8 @@ class Block:
     line: int
     code: str
     skip: str
+    #: The bundled schema set the page's blocks run on (None: the default, ztf).
+    schema_set: str | None = None
 
     @property
     def name(self) -> str:
@@ -64,6 +69,7 @@ class Block:
 def python_blocks(text: str, page: str = "README.md") -> list[Block]:
     """Every ```python block, with the line it starts on and its opt-out reason, if any."""
     blocks = []
+    named = SCHEMA_SET.search(text)
     lines = text.splitlines()
     i = 0
     while i < len(lines):
@@ -74,7 +80,8 @@ def python_blocks(text: str, page: str = "README.md") -> list[Block]:
             before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
             found = SKIP.search(before)
             skip = found.group(1) if found else ("marked no-run" if opening.group(2) else "")
-            blocks.append(Block(page, start + 1, "\n".join(lines[start:end]) + "\n", skip))
+            blocks.append(Block(page, start + 1, "\n".join(lines[start:end]) + "\n", skip,
+                                named.group(1) if named else None))
             i = end
         i += 1
     return blocks
@@ -95,16 +102,21 @@ def test_the_extraction_finds_the_examples() -> None:
     assert {b.page for b in BLOCKS} >= {"docs/queries.md", "docs/updates.md", "docs/db-plugins.md"}
     assert sum(1 for b in BLOCKS if b.skip) <= max(4, len(BLOCKS) // 5), "only blocks that cannot run here may opt out"
     assert sum(1 for b in BLOCKS if BOTH in b.code) >= 2
+    marked = python_blocks("# p\n<!-- readme-test: schema-set: multisurvey -->\n```python\na = 1\n```\n", "p.md")
+    assert [b.schema_set for b in marked] == ["multisurvey"] and found[0].schema_set is None
 
 
 @pytest.fixture
 def example_project(
-    tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sql_settings: SQLSettings, mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> Path:
     """A folder with a dbp.toml naming fresh, initialized databases; the working directory during the test."""
     settings = tmp_path / "dbp.toml"
+    block = getattr(request.node, "callspec", None) and request.node.callspec.params.get("block")
+    schema_set = f'SCHEMA_SET = "{block.schema_set}"\n' if isinstance(block, Block) and block.schema_set else ""
     settings.write_text(
-        f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql_settings)["URL"]}"\n'
+        f'[DB_CONFIG.SQL]\nURL = "{sql_section(sql_settings)["URL"]}"\n{schema_set}'
         f'[DB_CONFIG.MONGO]\nURL = "{mongo_settings.host}"\nDATABASE = "{mongo_settings.database}"\n'
     )
     initdb(resolve_config(settings, environ={}), ["sql", "mongo"])
