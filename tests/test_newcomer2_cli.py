@@ -212,7 +212,8 @@ def test_no_engine_configured_names_every_section(run_dbp: Any, tmp_path: Path) 
     assert result.returncode == 78
     line = one_error_line(result)
     assert "no engine is configured" in line
-    assert "DB_CONFIG.SQL holds only SCHEMA_DIR" in line and "DB_CONFIG.MONGO holds only SCHEMA_DIR" in line
+    assert "DB_CONFIG.SQL holds only SCHEMA_SET and SCHEMA_DIR" in line  # what init-project writes
+    assert "DB_CONFIG.MONGO holds only SCHEMA_SET and SCHEMA_DIR" in line
     assert "$DBP_SQL_URL" in line and "--local" in line
     assert "notice" not in result.stderr  # the error says it all, once
 
