@@ -232,6 +232,34 @@ def test_bulk_update_with_duplicate_keys(both: Both) -> None:
     assert [(r["i"], r["s"]) for r in both.same_state()] == [(3, "a"), (2, None)]
 
 
+def test_batches_alternating_new_and_stored_keys_count_and_store_the_same(both: Both) -> None:
+    """SQL sends a table's batches straight to the merge once one met stored keys, and back to a plain COPY
+    after an all-new one: each count, and what is stored, stays what MongoDB gives for the same calls."""
+    plan = [(range(0, 20), "update"), (range(10, 40), "update"), (range(40, 60), "update"),
+            (range(60, 70), "ignore"), (range(65, 80), "ignore"), (range(80, 90), "update"),
+            (range(85, 95), "update")]
+    seen: set[int] = set()
+    for number, (keys, mode) in enumerate(plan):
+        rows = [{"id": k, "i": number, "s": f"{number}:{k}", "n": k} for k in keys]
+        rows.append(dict(rows[-1], i=-number))  # a duplicate key in the batch: its last value wins on update
+        expected = len(set(keys) - seen)
+        before = {r["id"]: r for r in both.same_state()}
+        assert both.call("bulk_insert", rows, on_conflict=mode) == {"sql": expected, "mongo": expected}, number
+        stored = {r["id"]: r for r in both.same_state()}
+        for k in keys:
+            if k in seen and mode == "ignore":
+                assert stored[k] == before[k], (number, k)
+            else:
+                assert stored[k]["i"] == (-number if k == keys[-1] and mode == "update" else number), (number, k)
+        seen |= set(keys)
+    assert len(both.same_state()) == len(seen) == 95
+    # a key of the wrong type is refused in the merge path too (MongoDB takes any _id), and nothing is written
+    for mode in ("update", "ignore"):
+        with pytest.raises(FilterError, match="row 1"):
+            both.q["sql"].bulk_insert([{"id": 200, "i": 1}, {"id": "201", "i": 1}], on_conflict=mode)
+    assert len(both.rows("sql")) == 95
+
+
 # -- 8 and 9. operators and odd names never reach the database ----------------------------------------
 
 

@@ -3,7 +3,9 @@
 - The fast path is a plain COPY of the caller's rows. With ``ignore`` or
   ``update`` it may wait for a concurrent writer's row lock for at most
   ``FAST_LOCK_WAIT``; a duplicate key, or that wait, sends the batch to the
-  merge path instead.
+  merge path instead. A table whose last merged batch met stored keys goes
+  straight to the merge (a COPY that fails on the first stored key costs a
+  whole batch's encoding); one whose last batch was all new tries COPY again.
 - The merge path collapses duplicates within the batch (the first row wins
   with ``ignore``; with ``update`` each field's last value wins), grouping keys
   as the server does (a GROUP BY, bulk_update's, unless they are ints or text
@@ -72,15 +74,18 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
     """
     key, locked = _conflict(q, on_conflict, key, rows)
     fields = None if update_fields is None else {q._column(f).name for f in update_fields}
+    hint = ("dbp.bulk.met_stored_keys", q.name)
 
     def attempt() -> int:
         with q.db.transaction() as conn:
             if on_conflict == "error":
                 _copy_rows(q, conn, q._ident, rows)
                 return len(rows)
-            if not locked and _fast_path(q, conn, rows):
+            if not locked and not q.db.statement_cache.get(hint) and _fast_path(q, conn, rows):
                 return len(rows)
-            return _merge(q, conn, rows, on_conflict, key, fields, locked=locked)
+            inserted, merged = _merge(q, conn, rows, on_conflict, key, fields, locked=locked)
+            q.db.statement_cache[hint] = inserted < merged  # stored keys met: the next batch merges at once
+            return inserted
 
     failure: Optional[BulkWriteError] = None
     try:
@@ -334,8 +339,10 @@ def _caller(index: int, origin: Optional[list[int]]) -> int:
 
 
 def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], on_conflict: str,
-           key: list[str], fields: Optional[set[str]], *, locked: bool = False) -> int:
+           key: list[str], fields: Optional[set[str]], *, locked: bool = False) -> tuple[int, int]:
     """Write the batch through a temporary table: existing rows updated (or left), new rows inserted.
+
+    Returns the rows inserted and the rows of the batch once collapsed by key.
 
     Rows are locked and inserted in key order. The temporary table has the
     target's defaults but none of its NOT NULL constraints, so that a row which
@@ -352,9 +359,13 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
         except FilterError:
             return value
 
-    merged, origin = collapse(rows, key, last_wins=on_conflict == "update",
-                              normalize=_server_keys(q, rows, key, normalize))
-    shapes = list(dict.fromkeys(frozenset(row) for row in merged))
+    if _distinct_exact_keys(q, rows, key):  # nothing to collapse: the common case, checked in one pass
+        merged: Sequence[Mapping[str, Any]] = rows
+        origin: Optional[list[int]] = None
+    else:
+        merged, origin = collapse(rows, key, last_wins=on_conflict == "update",
+                                  normalize=_server_keys(q, rows, key, normalize))
+    shapes = list(dict.fromkeys(map(frozenset, dict.fromkeys(map(tuple, merged)))))  # names in any order
     temp = sql.Identifier(f"_dbp_bulk_{next(_counter)}")
     union = [c for c in q.columns if any(c in names for names in shapes)]
     sets = {names: [c for c in union if c in names and c not in key and (fields is None or c in fields)]
@@ -381,7 +392,7 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     columns_sql = sql.SQL(", ").join(map(sql.Identifier, union))
     if not key:
         return conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s ON CONFLICT DO NOTHING").format(
-            q._ident, columns_sql, names_sql, temp)).rowcount
+            q._ident, columns_sql, names_sql, temp)).rowcount, len(merged)
     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
     order = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key)
     if locked:
@@ -413,7 +424,7 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {}) "
                      "ORDER BY {}").format(q._ident, columns_sql, names_sql, temp, q._ident, match, order)
     if locked:
-        return conn.execute(insert).rowcount
+        return conn.execute(insert).rowcount, len(merged)
     # ON CONFLICT: a key another writer inserted since this statement's snapshot (waiting for it to commit).
     # On a partitioned table the target is a unique index holding the partition key, as PostgreSQL requires
     # of every unique index there; DO NOTHING, then the update below, because RETURNING xmax (which told an
@@ -423,7 +434,26 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     inserted = conn.execute(sql.SQL("{} ON CONFLICT{} DO NOTHING").format(insert, target)).rowcount
     if on_conflict == "update" and existing + inserted < len(merged):
         update_existing()  # keys other writers inserted meanwhile: committed now, and this snapshot sees them
-    return inserted
+    return inserted, len(merged)
+
+
+#: Key value types whose Python equality is the server's on an exact key column (``SQLQuery._exact_keys``).
+_PLAIN_KEYS = frozenset({int, str})
+
+
+def _distinct_exact_keys(q: SQLQuery, rows: Sequence[Mapping[str, Any]], key: list[str]) -> bool:
+    """Whether every row carries ``key`` as ints and strs, on exact key columns, and no two rows share it:
+    then ``collapse`` would keep every row as it is. (A str in an int column, or an int in a text one, is
+    still refused by the COPY's checks.)"""
+    if not key or not q._exact_keys(key):
+        return False
+    get = operator.itemgetter(*key)
+    try:
+        values = list(map(get, rows))
+    except (KeyError, TypeError, IndexError):
+        return False
+    kinds = set(map(type, itertools.chain.from_iterable(values) if len(key) > 1 else values))
+    return kinds <= _PLAIN_KEYS and len(set(values)) == len(values)
 
 
 #: Key values as one form for values that find one row.
