@@ -31,6 +31,7 @@ import itertools
 import operator
 import random
 import re
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
@@ -76,20 +77,23 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
     fields = None if update_fields is None else {q._column(f).name for f in update_fields}
     hint = ("dbp.bulk.met_stored_keys", q.name)
 
-    def attempt() -> int:
+    def attempt(binary: bool) -> int:
         with q.db.transaction() as conn:
             if on_conflict == "error":
-                _copy_rows(q, conn, q._ident, rows)
+                _copy_rows(q, conn, q._ident, rows, binary=binary)
                 return len(rows)
-            if not locked and not q.db.statement_cache.get(hint) and _fast_path(q, conn, rows):
+            if not locked and not q.db.statement_cache.get(hint) and _fast_path(q, conn, rows, binary):
                 return len(rows)
-            inserted, merged = _merge(q, conn, rows, on_conflict, key, fields, locked=locked)
+            inserted, merged = _merge(q, conn, rows, on_conflict, key, fields, locked=locked, binary=binary)
             q.db.statement_cache[hint] = inserted < merged  # stored keys met: the next batch merges at once
             return inserted
 
     failure: Optional[BulkWriteError] = None
     try:
-        return retrying(q.name, "bulk_insert into", attempt)
+        try:
+            return retrying(q.name, "bulk_insert into", lambda: attempt(True))
+        except _NeedsText:  # rolled back: again as text, where the server judges each value as before
+            return retrying(q.name, "bulk_insert into", lambda: attempt(False))
     except psycopg.Error as exc:
         failure = _bulk_error(q, exc, _foreign_key_row(q, exc, rows))
     except BulkWriteError as exc:
@@ -201,7 +205,8 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]]) -> bool:
+def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], binary: bool
+               ) -> bool:
     """A plain COPY, waiting briefly for other writers' locks; False if the batch needs the merge."""
     try:
         with conn.transaction():
@@ -209,7 +214,7 @@ def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mappin
                 "SELECT old, set_config('lock_timeout', CASE WHEN old = '0' THEN %s ELSE old END, true) "
                 "FROM (SELECT current_setting('lock_timeout') AS old) AS s", (FAST_LOCK_WAIT,)).fetchone()
             old = found["old"] if found else "0"
-            _copy_rows(q, conn, q._ident, rows)
+            _copy_rows(q, conn, q._ident, rows, binary=binary)
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
         return True
     except BulkWriteError as exc:
@@ -220,7 +225,8 @@ def _fast_path(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mappin
 
 def _copy_rows(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable,
                rows: Sequence[Mapping[str, Any]], indexes: Optional[Sequence[int]] = None,
-               tags: Optional[dict[frozenset[str], int]] = None, origin: Optional[list[int]] = None) -> None:
+               tags: Optional[dict[frozenset[str], int]] = None, origin: Optional[list[int]] = None,
+               binary: bool = False) -> None:
     """COPY ``rows`` (those at ``indexes``), one COPY per set of field names; errors name the caller's row.
 
     One pass: the first row's names give an ``itemgetter``, and a row of the
@@ -229,6 +235,7 @@ def _copy_rows(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composabl
     against the columns once per distinct combination of types, so the check
     costs little more than building the tuple. ``tags`` adds each row's
     ``_dbp_group`` (by its set of names); ``origin`` maps ``rows`` to the caller's.
+    ``binary``: in COPY's binary format where every column's type allows it (``_binary_types``).
     """
     pending: Sequence[int] = range(len(rows)) if indexes is None else indexes
     while pending:
@@ -244,28 +251,34 @@ def _copy_rows(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composabl
                 f"has unknown column(s) {shown}; {q.name}'s columns are {', '.join(q.columns)}" if unknown
                 else "is empty"))
         tag = None if tags is None else tags[frozenset(names)]
-        pending = _copy(q, conn, target, names, rows, pending, tag, origin)
+        pending = _copy(q, conn, target, names, rows, pending, tag, origin, binary)
 
 
 def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, names: tuple[str, ...],
           rows: Sequence[Mapping[str, Any]], indexes: Sequence[int], tag: Optional[int],
-          origin: Optional[list[int]]) -> list[int]:
+          origin: Optional[list[int]], binary: bool) -> list[int]:
     """COPY the rows at ``indexes`` that have exactly ``names``; the indexes of the others."""
     rules = [q.rules[n] for n in names]
     convert = [i for i, rule in enumerate(rules) if rule.per_value]
     width = len(names)
     get = operator.itemgetter(*names) if width > 1 else lambda row, name=names[0]: (row[name],)
     columns = [*names, "_dbp_group"] if tag is not None else list(names)
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    seen: dict[tuple[type, ...], Optional[tuple[Optional[Converter], ...]]] = {}
+    types = _binary_types(rules, tag is not None) if binary else None
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL("") if types is None else sql.SQL(" (FORMAT BINARY)"))
+    seen: dict[tuple[type, ...], tuple[Optional[tuple[Optional[Converter], ...]], Optional[Guard]]] = {}
     others: list[int] = []
     current = -1
     last: tuple[type, ...] = ()  # the previous row's value types: most rows repeat them
     steps: Optional[tuple[Optional[Converter], ...]] = None
+    guard: Optional[Guard] = None
     plain_row = tag is None and not convert
     kind_of, tuple_, map_, len_ = type, tuple, map, len  # locals: the loop runs once per row
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            if types is not None:
+                copy.set_types(types)
             write = copy.write_row
             for current in indexes:
                 row = rows[current]
@@ -280,11 +293,15 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
                 kinds = tuple_(map_(kind_of, values))
                 if kinds != last:
                     try:
-                        steps = seen[kinds]
+                        steps, guard = seen[kinds]
                     except KeyError:
                         where = f"bulk_insert: row {_caller(current, origin)}: "
-                        steps = seen[kinds] = _check_kinds(rules, kinds, values, where)
+                        steps = _check_kinds(rules, kinds, values, where)
+                        guard = None if types is None else _binary_guard(types, kinds, steps)
+                        seen[kinds] = steps, guard
                     last = kinds
+                if guard is not None:
+                    guard(values)
                 if plain_row and steps is None:
                     write(values)
                     continue
@@ -305,6 +322,8 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
                 write(values)
             current = -1  # from here on the server reports the line
     except psycopg.Error as exc:
+        if types is not None and exc.sqlstate in AS_TEXT:
+            raise _NeedsText from None  # as text, psycopg names the cause (a NUL) or the format fits
         match = _COPY_LINE.search(exc.diag.context or "")
         if match:
             skipped = set(others)
@@ -314,12 +333,95 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
         failing = [_caller(current, origin)] if current >= 0 else [
             _caller(i, origin) for i in _foreign_key_row(q, exc, rows, indexes)][:1]
         raise _bulk_error(q, exc, failing) from None
-    except (TypeError, ValueError, OverflowError) as exc:  # a value psycopg cannot dump (e.g. a lone surrogate)
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:  # a value psycopg cannot dump
         if isinstance(exc, FilterError):
             raise
+        if types is not None:
+            raise _NeedsText from None  # out of range for the binary form, or not dumpable: text names the row
         raise FilterError(f"bulk_insert: row {_caller(current, origin)}: {type(exc).__name__}: "
                           f"{str(exc)[:200]}") from None
     return others
+
+
+class _NeedsText(Exception):
+    """A batch the binary COPY cannot write as the text COPY would: rolled back, and written as text."""
+
+
+#: Checks a row's values before binary COPY writes them; raises what ``_copy`` turns into :class:`_NeedsText`.
+Guard = Callable[[Sequence[Any]], None]
+#: A binary COPY the server could not read as the column's type, and a NUL in text (which psycopg's text
+#: COPY refuses in a message of its own, naming the row).
+AS_TEXT = frozenset({"22P03", "22021"})
+#: Column types binary COPY writes as text COPY would: psycopg's type name, and the value types it takes so.
+#: (No date, time, numeric, json or array: their Python values need the text path's conversions.) An int in
+#: a ``real`` column goes as text: through a double it could round twice.
+_BINARY: dict[str, tuple[str, frozenset[type]]] = {
+    "bigint": ("int8", frozenset({int})),
+    "integer": ("int4", frozenset({int})),
+    "smallint": ("int2", frozenset({int})),
+    "double precision": ("float8", frozenset({float, int})),
+    "real": ("float4", frozenset({float})),
+    "boolean": ("bool", frozenset({bool})),
+    "text": ("text", frozenset({str})),
+    "character varying": ("varchar", frozenset({str})),
+}
+_TAKES = {name: kinds for name, kinds in _BINARY.values()}
+#: struct codes that refuse what these columns cannot hold: psycopg's binary int2/int4 dumpers wrap
+#: (40000 becomes -25536) and its float4 dumper makes 1e39 infinite, where text COPY is refused.
+_RANGE = {"int2": "h", "int4": "i"}
+_NONE = type(None)
+
+
+def _binary_types(rules: list[ColumnRule], tagged: bool) -> Optional[list[str]]:
+    """The psycopg type names of the columns, if binary COPY can write every one; else None."""
+    found = [_BINARY.get(rule.cast, ("", frozenset()))[0] for rule in rules]
+    if not all(found):
+        return None
+    return [*found, "int4"] if tagged else found
+
+
+def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    if len(positions) != 1:
+        return operator.itemgetter(*positions)
+    at = positions[0]
+
+    def one(values: Sequence[Any]) -> tuple[Any, ...]:
+        return (values[at],)
+    return one
+
+
+def _binary_guard(types: list[str], kinds: tuple[type, ...], steps: Optional[tuple[Optional[Converter], ...]]
+                  ) -> Optional[Guard]:
+    """What rows of these value types need checked before binary COPY writes them (None: nothing);
+    :class:`_NeedsText` if a value type goes only as text (numpy's, Decimal, an int in a ``real`` column)."""
+    if steps is not None:
+        raise _NeedsText
+    ints: list[int] = []
+    reals: list[int] = []
+    for at, (name, kind) in enumerate(zip(types, kinds)):
+        if kind is _NONE:
+            continue
+        if kind not in _TAKES[name]:
+            raise _NeedsText
+        if name in _RANGE:
+            ints.append(at)
+        elif name == "float4":
+            reals.append(at)
+    if not ints and not reals:
+        return None
+    get_ints, get_reals = _getter(ints or [0]), _getter(reals or [0])  # (an unused getter when empty)
+    pack_ints = struct.Struct("!" + "".join(_RANGE[types[at]] for at in ints)).pack
+    as_reals = struct.Struct(f"!{len(reals)}f")
+
+    def guard(values: Sequence[Any]) -> None:
+        if ints:
+            pack_ints(*get_ints(values))  # struct.error: out of the column's range
+        if reals:
+            found = get_reals(values)
+            stored = as_reals.unpack(as_reals.pack(*found))  # OverflowError: beyond a real's range
+            if stored.count(0.0) != found.count(0.0):
+                raise OverflowError("a value too small for a real")  # text COPY refuses it: not made 0
+    return guard
 
 
 def _check_kinds(rules: list[ColumnRule], kinds: tuple[type, ...], values: Sequence[Any], where: str
@@ -339,7 +441,8 @@ def _caller(index: int, origin: Optional[list[int]]) -> int:
 
 
 def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]], on_conflict: str,
-           key: list[str], fields: Optional[set[str]], *, locked: bool = False) -> tuple[int, int]:
+           key: list[str], fields: Optional[set[str]], *, locked: bool = False, binary: bool = False
+           ) -> tuple[int, int]:
     """Write the batch through a temporary table: existing rows updated (or left), new rows inserted.
 
     Returns the rows inserted and the rows of the batch once collapsed by key.
@@ -387,7 +490,7 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
     if required:
         conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
             sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
-    _copy_rows(q, conn, temp, merged, tags=tags, origin=origin)
+    _copy_rows(q, conn, temp, merged, tags=tags, origin=origin, binary=binary)
     names_sql = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in union)
     columns_sql = sql.SQL(", ").join(map(sql.Identifier, union))
     if not key:
