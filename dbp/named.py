@@ -32,7 +32,7 @@ from dbp._redact import shown
 from dbp._types import MAX_DEPTH, too_deep
 from dbp._values import find_overflow, overflow_message, plain
 from dbp.errors import ConfigError, FilterError
-from dbp.sql.script import _DOLLAR_TAG, _block_comment_end, _ident_char, _quote_end, split_statements
+from dbp.sqltext import _DOLLAR_TAG, _block_comment_end, _ident_char, _quote_end, split_statements
 
 __all__ = ["BUNDLED", "NamedPipeline", "NamedSQL", "Queries", "bind", "parse_pipeline", "parse_sql"]
 

@@ -14,7 +14,7 @@ from psycopg import sql
 from dbp.sql.catalog import Catalog, diff, read_catalog
 from dbp.sql.connection import SQLConnection
 from dbp.sql.ddl import migration_ddl
-from dbp.sql.script import split_statements
+from dbp.sqltext import split_statements
 from tests.hyp import examples
 
 COLUMNS = {

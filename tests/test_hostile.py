@@ -24,8 +24,8 @@ from dbp.mongo.migrations import make_migration as mongo_make_migration
 from dbp.mongo.settings import MongoSettings
 from dbp.sql.connection import SQLConnection
 from dbp.sql.migrations import make_migration as sql_make_migration
-from dbp.sql.script import split_statements
 from dbp.sql.settings import SQLSettings
+from dbp.sqltext import split_statements
 from tests.hyp import examples
 
 from .conftest import sql_section, with_userinfo

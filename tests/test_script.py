@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dbp.config import resolve_config
 from dbp.sql.connection import SQLConnection
-from dbp.sql.script import split_statements
+from dbp.sqltext import split_statements
 from tests.hyp import examples
 
 

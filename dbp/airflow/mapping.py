@@ -223,7 +223,7 @@ def _extras(conn: AirflowConnection) -> dict[str, Any]:
 
 
 def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: str) -> dict[str, Any]:
-    from dbp.sql.settings import libpq_keywords
+    from dbp.engines import ENGINES
 
     if not conn.login:
         raise ConfigError(f"{where} has no login (the PostgreSQL user)")
@@ -237,7 +237,9 @@ def _sql(conn: AirflowConnection, dbname: str, extras: dict[str, Any], where: st
     clash = sorted(k for k in address & set(extras) if k not in fields or str(extras[k]) != str(fields[k]))
     if clash:
         raise ConfigError(f"{where}: extra(s) {', '.join(clash)} would change the address; set the fields instead")
-    known = libpq_keywords() - address
+    # The SQL engine through the registry: a shared module imports no engine (import-linter's contracts).
+    libpq_keywords: frozenset[str] = ENGINES["sql"].module("settings").libpq_keywords()
+    known = libpq_keywords - address
     options = {k: v for k, v in extras.items() if k in known and isinstance(v, (str, int, float, bool))}
     ignored = sorted(set(extras) - set(options))
     if ignored:

@@ -62,8 +62,8 @@ from dbp.sql.ledger import (
     yoyo_backend,
 )
 from dbp.sql.schema import SchemaFiles, not_utf8
-from dbp.sql.script import read_script, transaction_control
 from dbp.sql.settings import SQLSettings
+from dbp.sqltext import read_script, transaction_control
 
 __all__ = ["check_files", "draft_migration", "make_migration", "migrate", "rollback", "status"]
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from dbp._bundled import schema_set
 from dbp.errors import ConfigError, OperationError
 from dbp.sql.catalog import Catalog, read_catalog, visible_path
-from dbp.sql.script import Statement, read_script, transaction_control
+from dbp.sqltext import Statement, read_script, transaction_control
 
 __all__ = ["SchemaFiles", "StatementError"]
 

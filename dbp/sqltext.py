@@ -1,4 +1,8 @@
-"""Splitting SQL scripts into statements, keeping each one's line for error messages."""
+"""Splitting SQL scripts into statements, keeping each one's line for error messages.
+
+A shared module, not part of :mod:`dbp.sql`: named queries (:mod:`dbp.named`) lex
+SQL files with it without loading the SQL engine. It imports nothing from dbp.
+"""
 
 from __future__ import annotations
 
