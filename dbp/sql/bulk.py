@@ -18,6 +18,9 @@
   fields (``UPDATE ... FROM``), inserts the others, and updates those another
   writer inserted meanwhile. (No ``RETURNING xmax`` to tell inserts from updates:
   a partitioned table refuses it.)
+- COPY is binary where every column's type allows it (``_BINARY``), checked first
+  where psycopg's binary dumpers would not refuse what text COPY refuses; a batch
+  it cannot write as text COPY would goes as text (``_NeedsText``).
 - The key is the primary key, or ``key=``: a unique key of the table, or, on a
   table with none, any columns; then no ``ON CONFLICT`` can see another writer's
   new rows, and the merge locks the table against writers (``_merge``).
