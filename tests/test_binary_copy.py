@@ -203,3 +203,21 @@ def test_every_mode_stores_the_same_rows_and_update_overwrites_them(db: SQLConne
     before, after = stored(db, "bin_error"), stored(db, "bin_update")
     assert [r["r"] for r in after[::2]] == [-r["r"] for r in before[::2]]
     assert all(r["t"] is None for r in after[::2]) and after[1::2] == stored(db, "bin_error")[1::2]
+
+
+def test_after_a_batch_needed_text_the_next_ones_go_as_text_then_binary_again(db: SQLConnection) -> None:
+    """A table fed Decimals would pay for a failed binary attempt on every batch: after one, the next 16 batches
+    go as text at once (a halfway real shows which: text rounds its decimal up), then binary is tried again."""
+    from dbp.sql.bulk import TEXT_BATCHES
+
+    q = db.query("bin")
+    halfway = 1 + 2**-24
+    q.bulk_insert([{"id": 0, "d": decimal.Decimal("0.5")}])  # needs text
+    for n in range(1, TEXT_BATCHES + 2):
+        q.bulk_insert([{"id": n, "r": halfway}])
+    got = {r["id"]: r["r"] for r in stored(db, "bin")}
+    assert [got[n] for n in range(1, TEXT_BATCHES + 1)] == [1 + 2**-23] * TEXT_BATCHES  # as text
+    assert got[TEXT_BATCHES + 1] == 1.0  # binary again
+    other = db.query("bin_error")  # another table keeps its own count
+    other.bulk_insert([{"id": 1, "r": halfway}])
+    assert stored(db, "bin_error")[0]["r"] == 1.0

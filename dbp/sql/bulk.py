@@ -63,6 +63,10 @@ UNIQUE_VIOLATION = "23505"
 #: A row that carries only some fields: fine for an existing row, which the merge path updates.
 NOT_NULL_VIOLATION = "23502"
 FOREIGN_KEY_VIOLATION = "23503"
+CHECK_VIOLATION = "23514"
+#: Batches of a table written as text at once after one needed text (a Decimal, numpy values), before
+#: binary COPY is tried again.
+TEXT_BATCHES = 16
 LOCK_NOT_AVAILABLE = "55P03"
 #: Failures that another attempt can cure.
 TRANSIENT = frozenset({"40P01", "40001"})
@@ -92,24 +96,32 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
             return inserted
 
     failure: Optional[BulkWriteError] = None
+    as_text = ("dbp.bulk.as_text", q.name)
     try:
         try:
+            left = q.db.statement_cache.get(as_text) or 0
+            if left:  # the table's last batches needed text: this one goes as text at once
+                q.db.statement_cache[as_text] = left - 1
+                return retrying(q.name, "bulk_insert into", lambda: attempt(False))
             return retrying(q.name, "bulk_insert into", lambda: attempt(True))
         except _NeedsText:  # rolled back: again as text, where the server judges each value as before
+            q.db.statement_cache[as_text] = TEXT_BATCHES
             return retrying(q.name, "bulk_insert into", lambda: attempt(False))
     except psycopg.Error as exc:
         failure = _bulk_error(q, exc, _foreign_key_row(q, exc, rows))
     except BulkWriteError as exc:
-        if exc.sqlstate != NOT_NULL_VIOLATION or exc.rows:
+        if exc.sqlstate not in (NOT_NULL_VIOLATION, CHECK_VIOLATION) or exc.rows:
             raise
         failure = exc
-    if failure.sqlstate == NOT_NULL_VIOLATION and not failure.rows:  # from the merge: find the new row
-        failing = _new_row_without(q, failure.column, rows, key)
+    if not failure.rows:  # from the merge's INSERT ... SELECT, which names no line: find the row
+        failing = _new_row_without(q, failure.column, rows, key) if failure.sqlstate == NOT_NULL_VIOLATION \
+            else _checked_row(q, rows) if failure.sqlstate == CHECK_VIOLATION else None
         if failing is not None:
+            sqlstate = failure.sqlstate
             failure = BulkWriteError(failure.message.replace(f"bulk_insert into {q.name}: ",
                                                              f"bulk_insert into {q.name}: row {failing}: ", 1),
                                      [failing])
-            failure.sqlstate = NOT_NULL_VIOLATION
+            failure.sqlstate = sqlstate
     raise failure
 
 
@@ -151,6 +163,32 @@ def _conflict(q: SQLQuery, on_conflict: str, key: Optional[list[str]], rows: Seq
             f"keys ({'; '.join(', '.join(u) for u in unique)}); pass key=[...] naming the one rows conflict on")
     refuse_null_keys(rows, unique[0])
     return list(unique[0]), False
+
+
+def _checked_row(q: SQLQuery, rows: Sequence[Mapping[str, Any]]) -> Optional[int]:
+    """The first row the table's CHECK constraints refuse on its own (a CHECK error of the merge's statement).
+
+    The rows are COPYed, as text, into a temporary copy of the table with its
+    CHECK constraints and no NOT NULL, then rolled back. A row that carries only
+    some fields is checked with NULL for the others, so a constraint that the
+    merge failed on a stored row's other values names no row.
+    """
+    try:
+        with q.db.transaction() as conn, conn.transaction(force_rollback=True):
+            temp = sql.Identifier(f"_dbp_check_{next(_counter)}")
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING CONSTRAINTS) ON COMMIT DROP").format(
+                temp, q._ident))
+            required = [c for c, column in q.columns.items() if column.not_null]
+            if required:
+                conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
+                    sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
+            _copy_rows(q, conn, temp, rows)
+    except BulkWriteError as exc:
+        if exc.sqlstate == CHECK_VIOLATION and exc.rows:
+            return exc.rows[0]
+    except (psycopg.Error, FilterError):  # only to name the row: if this fails too, the error names none
+        pass
+    return None
 
 
 def _new_row_without(q: SQLQuery, column: Optional[str], rows: Sequence[Mapping[str, Any]], key: list[str]
@@ -278,6 +316,9 @@ def _copy(q: SQLQuery, conn: psycopg.Connection[Any], target: sql.Composable, na
     guard: Optional[Guard] = None
     plain_row = tag is None and not convert
     kind_of, tuple_, map_, len_ = type, tuple, map, len  # locals: the loop runs once per row
+    if types is not None and not _types_hold(conn, target, columns, types):
+        types = None  # the table changed since dbp read it: text COPY, where the server reads each value
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
             if types is not None:
@@ -381,6 +422,25 @@ def _binary_types(rules: list[ColumnRule], tagged: bool) -> Optional[list[str]]:
     if not all(found):
         return None
     return [*found, "int4"] if tagged else found
+
+
+def _types_hold(conn: psycopg.Connection[Any], target: sql.Composable, columns: list[str], types: list[str]
+                ) -> bool:
+    """Whether ``target``'s columns have the types binary COPY would send, as the server sees them now.
+
+    Binary COPY sends each value in its column's binary form, which the server
+    reads by the column's type as it is when the COPY runs: after another
+    session's ``ALTER TABLE ... TYPE``, an int8 sent to a now ``double precision``
+    column would be stored as 2.5e-323. The columns' types are read from the
+    server's description of a query that returns no row; the query takes the
+    table's ACCESS SHARE lock, which holds off any ALTER until the transaction ends.
+    """
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT {} FROM {} WHERE false").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), target))
+        found = [column.type_code for column in cur.description or ()]
+    expected = [conn.adapters.types[name].oid for name in types]
+    return found == expected
 
 
 def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
@@ -611,9 +671,14 @@ def _foreign_key_row(q: SQLQuery, exc: psycopg.Error, rows: Sequence[Mapping[str
 
 def _bulk_error(q: SQLQuery, exc: psycopg.Error, failing: list[int]) -> BulkWriteError:
     where = f"row {failing[0]}: " if failing else ""
-    cause = exc.diag.message_primary or str(exc).splitlines()[0]
-    detail = f" ({exc.diag.message_detail[:200]})" if exc.diag.message_detail else ""
+    cause = _one_line(exc.diag.message_primary or str(exc).splitlines()[0])
+    detail = f" ({_one_line(exc.diag.message_detail[:200])})" if exc.diag.message_detail else ""
     error = BulkWriteError(f"bulk_insert into {q.name}: {where}{cause[:300]}{detail}; nothing was written", failing)
     error.sqlstate = exc.sqlstate
     error.column = exc.diag.column_name
     return error
+
+
+def _one_line(text: str) -> str:
+    """The server's text with its line breaks shown as ``\\n`` (it quotes the row's values, newlines too)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
