@@ -42,6 +42,7 @@ from dbp.mongo import cone as mongo_cone  # noqa: E402
 from dbp.mongo.connection import MongoConnection  # noqa: E402
 from dbp.sky import Cone  # noqa: E402
 from dbp.sql import cone as sql_cone  # noqa: E402
+from dbp.sql import cone_run as sql_cone_run  # noqa: E402
 from dbp.sql.connection import SQLConnection  # noqa: E402
 from dbp.sql.query import SQLQuery  # noqa: E402
 
@@ -164,10 +165,10 @@ def bench_sql(db: SQLConnection, objects: int, positions: int, cones: int) -> No
         report("q3c cone", "the portable path's cone (slowdown)", cone_time["portable"] / cone_time["q3c"], "<= 3x")
         report("q3c crossmatch", "the portable path's crossmatch (slowdown)",
                match_time["portable"] / match_time["q3c"], "<= 3x")
-        plan = sql_cone.explain(paths["q3c"], *paths["q3c"]._statement(
+        plan = sql_cone_run.explain(paths["q3c"], *paths["q3c"]._statement(
             "select", parse({"$cone": {"ra": 10.0, "dec": 10.0, "radius": RADIUS}})))
         print("  q3c plan:", scans(plan))
-    plan = sql_cone.explain(portable, *portable._statement(
+    plan = sql_cone_run.explain(portable, *portable._statement(
         "select", parse({"$cone": {"ra": 10.0, "dec": 10.0, "radius": RADIUS}})))
     print("  portable plan:", scans(plan))
 

@@ -20,7 +20,7 @@ import pytest
 
 from dbp.config import resolve_config
 from dbp.filters import parse
-from dbp.sql import cone as sql_cone
+from dbp.sql import cone_run
 from dbp.sql.connection import SQLConnection
 from dbp.sql.query import SQLQuery
 from dbp.sql.settings import SQLSettings
@@ -105,7 +105,7 @@ def test_wide_q3c_cone_at_a_cube_vertex_misses_a_row_one_arcsec_from_its_centre(
     adv.q3c()
     adv.load([{"id": 1, "ra": 45.0, "dec": VERTEX_DEC + 1 / 3600}])
     q = adv.sql.query("src")
-    assert sql_cone.path(q) == "q3c"
+    assert cone_run.path(q) == "q3c"
     f = cone(45.0, VERTEX_DEC, radius)
     assert ids(adv.portable(), f) == [1]
     assert ids(q, f) == [1]  # q3c path: []
@@ -132,7 +132,7 @@ def test_wide_q3c_cones_near_every_cube_vertex_equal_the_oracle(adv: Db) -> None
     rows = [(i, ra % 360.0, dec) for i, (ra, dec) in enumerate(points)]
     adv.load([{"id": i, "ra": ra, "dec": dec} for i, ra, dec in rows])
     q, portable = adv.sql.query("src"), adv.portable()
-    assert sql_cone.path(q) == "q3c"
+    assert cone_run.path(q) == "q3c"
     wrong = []
     for ra, dec in centres:
         want = sorted(i for i, pra, pdec in rows if oracle_distance(ra, dec, pra, pdec) <= 600.0)
@@ -234,5 +234,5 @@ def test_a_partial_q3c_index_does_not_turn_cones_into_seq_scans(adv: Db) -> None
               for i in range(20000)])
     q = adv.sql.query("src")
     text, params = q._statement("select", parse(cone(10.0, 20.0, 2.0)))
-    plan = sql_cone.explain(q, text, params)
-    assert "Seq Scan" not in plan, (sql_cone.path(q), plan)
+    plan = cone_run.explain(q, text, params)
+    assert "Seq Scan" not in plan, (cone_run.path(q), plan)

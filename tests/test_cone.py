@@ -394,10 +394,10 @@ def skip_without_q3c(db: SQLConnection) -> None:
 
 
 def explain_cone(q: Any, filter_by: dict[str, Any]) -> str:
-    from dbp.sql import cone as sql_cone
+    from dbp.sql import cone_run
 
     text, params = q._statement("select", parse(filter_by))
-    return sql_cone.explain(q, text, params)
+    return cone_run.explain(q, text, params)
 
 
 def test_portable_path_uses_an_index(loaded: Sky) -> None:
@@ -407,10 +407,10 @@ def test_portable_path_uses_an_index(loaded: Sky) -> None:
     for ra, dec in CENTRES:
         plan = explain_cone(q, cone(ra, dec, 2.0))
         assert "src_dec_ra" in plan and "Seq Scan" not in plan, plan
-    from dbp.sql import cone as sql_cone
+    from dbp.sql import cone_run
 
-    text, params = sql_cone.crossmatch_statement(q, [(1, 10.0, 10.0), (2, 359.9999, 0.0)], 2.0, True, parse(None))
-    plan = sql_cone.explain(q, text, params)
+    text, params = cone_run.statement(q, [(1, 10.0, 10.0), (2, 359.9999, 0.0)], 2.0, True, parse(None))
+    plan = cone_run.explain(q, text, params)
     assert "src_dec_ra" in plan and "Seq Scan on src" not in plan, plan
 
 
@@ -426,13 +426,13 @@ def test_q3c_and_portable_paths_equal_the_oracle(q3c: Sky, points: list[tuple[in
     q3c.load(points)
     q3c.sql.execute("ANALYZE src")
     q = q3c.sql.query("src")
-    from dbp.sql import cone as sql_cone
+    from dbp.sql import cone_run
 
-    assert sql_cone.path(q) == "q3c"
+    assert cone_run.path(q) == "q3c"
     for radius in (2.0, 60.0, 3600.0):  # q3c_join for every cone (q3c 2.0's q3c_radial_query misses rows)
         text, params = q._statement("select", parse(cone(10.68, 41.27, radius)))
         assert "q3c_join(" in text and "q3c_radial_query" not in text, text
-        plan = sql_cone.explain(q, text, params)
+        plan = cone_run.explain(q, text, params)
         assert "q3c_ang2ipix" in plan and "src_q3c" in plan and "Seq Scan" not in plan, plan
     check_all_cones(q, "id", points)
     from dbp.sql.query import SQLQuery
@@ -449,8 +449,8 @@ def test_q3c_and_portable_paths_equal_the_oracle(q3c: Sky, points: list[tuple[in
     both = [[(m.id, m.row["id"], m.distance) for m in query.crossmatch(positions, 2.0)] for query in (q, portable)]
     assert both[0] == both[1]
     assert {p: i for p, i, _ in both[0]} == {p: i for p, (i, _) in want.items()}
-    text, params = sql_cone.crossmatch_statement(q, positions[:5], 2.0, True, parse(None))
-    plan = sql_cone.explain(q, text, params)
+    text, params = cone_run.statement(q, positions[:5], 2.0, True, parse(None))
+    plan = cone_run.explain(q, text, params)
     assert "src_q3c" in plan and "Seq Scan on src" not in plan, plan
 
 
@@ -486,10 +486,10 @@ def test_the_index_migration_comes_after_initdb(sql_db: SQLConnection, with_q3c:
 
 
 def sql_cone_path(db: SQLConnection, table: str) -> str:
-    from dbp.sql import cone as sql_cone
+    from dbp.sql import cone_run
     from dbp.sql.query import SQLQuery
 
-    return sql_cone.path(SQLQuery(db, table))
+    return cone_run.path(SQLQuery(db, table))
 
 
 @pytest.mark.slow
@@ -619,7 +619,7 @@ def test_the_bundled_declarations() -> None:
     spec = MongoSchema.load().collection("object")
     assert spec is not None and spec.position == ("loc", -180.0)
     from dbp._bundled import bundled
-    from dbp.sql.cone import declarations as _declarations
+    from dbp.sql.cone_run import declarations as _declarations
 
     found = _declarations(bundled("sql/ztf"))
     assert (found["object"].ra, found["object"].dec) == ("meanra", "meandec")
@@ -630,9 +630,9 @@ def test_mongo_cone_reads_use_the_2dsphere_index(loaded: Sky) -> None:
     """The aggregation's first $match is on the 2dsphere index (SecantusDB and mongod both say IXSCAN)."""
     import json
 
-    from dbp.mongo import cone as mongo_cone
+    from dbp.mongo import cone_run as mongo_cone_run
 
     q = loaded.q["mongo"]
     for filter_by in (cone(10.68, 41.27, 2.0), {**cone(0.0, 0.0, 60.0), "mag": {"$lt": 3}}):
-        plan = json.dumps(mongo_cone.explain(q, parse(filter_by)), default=str)
+        plan = json.dumps(mongo_cone_run.explain(q, parse(filter_by)), default=str)
         assert "IXSCAN" in plan and "2dsphere" in plan and "COLLSCAN" not in plan, plan[:2000]

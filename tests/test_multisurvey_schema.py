@@ -30,7 +30,7 @@ from dbp import OperationError
 from dbp.sql import admin as sql_admin
 from dbp.sql.catalog import LEDGER_TABLES as LEDGER
 from dbp.sql.catalog import Catalog, read_catalog
-from dbp.sql.cone import declarations
+from dbp.sql.cone_run import declarations
 from dbp.sql.connection import SQLConnection
 from dbp.sql.ledger import read_state
 from dbp.sql.migrations import draft_migration, migrate, rollback, status
@@ -668,10 +668,10 @@ def test_the_cone_migration_after_initdb(ref: Reference, ms_settings: SQLSetting
         db.query("object").bulk_insert(rows)
         found = db.query("object").find_all({"$cone": {"ra": 10.0, "dec": 20.0, "radius": 2.0}}, paginate=False)
         assert sorted(r["oid"] for r in found) == [1, 2]
-        from dbp.sql import cone as sql_cone
+        from dbp.sql import cone_run
         from dbp.sql.query import SQLQuery
 
-        assert sql_cone.path(SQLQuery(db, "object")) == ("q3c" if with_q3c else "portable")
+        assert cone_run.path(SQLQuery(db, "object")) == ("q3c" if with_q3c else "portable")
         assert rollback(db, steps=1) == [CONE_MIGRATION]
         assert index_names(db) == before
 

@@ -19,7 +19,7 @@ from dbp.mongo import admin as mongo_admin
 from dbp.mongo import cone as mongo_cone
 from dbp.mongo.connection import MongoConnection
 from dbp.mongo.settings import MongoSettings
-from dbp.sql import cone as sql_cone
+from dbp.sql import cone_run
 from dbp.sql.connection import SQLConnection
 from dbp.sql.settings import SQLSettings
 
@@ -30,7 +30,7 @@ INSTALLED = str(Path(dbp.__file__).parent)
 
 def test_inline_sql_without_a_position_names_a_change_that_can_be_made(sql_db: SQLConnection) -> None:
     with pytest.raises(FilterError) as info:
-        sql_cone.position(sql_db.sql("SELECT 1.0 AS ra, 2.0 AS dec"))
+        cone_run.position(sql_db.sql("SELECT 1.0 AS ra, 2.0 AS dec"))
     message = str(info.value)
     assert "[inline SQL]" not in message and "positions.toml" not in message
     assert "add a line '-- position: <ra column>, <dec column>' to the comments that open the statement" in message
@@ -40,7 +40,7 @@ def test_named_sql_without_a_position_names_its_header(sql_settings: SQLSettings
     (tmp_path / "spots.sql").write_text("SELECT 1.0 AS ra, 2.0 AS dec")
     with SQLConnection(settings=dataclasses.replace(sql_settings, queries_dir=tmp_path)) as db, \
             pytest.raises(FilterError) as info:
-        sql_cone.position(db.query("spots"))
+        cone_run.position(db.query("spots"))
     message = str(info.value)
     assert "add a line '-- position: <ra column>, <dec column>' to the comments that open" in message
     assert "spots.sql" in message
@@ -51,7 +51,7 @@ def test_a_table_without_schema_dir_is_not_sent_into_dbps_files(sql_db: SQLConne
     sql_db.execute("CREATE TABLE spots (id integer PRIMARY KEY, ra float8, dec float8)")
     assert sql_db.settings.schema_dir is None
     with pytest.raises(FilterError) as info:
-        sql_cone.position(sql_db.query("spots"))
+        cone_run.position(sql_db.query("spots"))
     message = str(info.value)
     assert INSTALLED not in message
     assert "add [spots] with ra and dec columns to positions.toml in your SQL schema folder and set SCHEMA_DIR" \

@@ -10,13 +10,16 @@ The point's longitude is ra + ``ra_offset`` (ALeRCE: ra - 180), declared in
 ``$expr`` beside it SecantusDB scans the collection), then the whole filter;
 ``$distance`` is a field it adds (``$near`` is not used: some servers do not
 sort by it).
+
+The query documents and pipelines are built here and nothing is run: the
+collection's reads and crossmatch are :mod:`dbp.mongo.cone_run`'s.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 from dbp.errors import FilterError
 from dbp.filters import And, Node, SortKey
@@ -35,11 +38,8 @@ from dbp.sky import (
     separation,
 )
 
-if TYPE_CHECKING:
-    from dbp.mongo.query import MongoQuery
-
-__all__ = ["box_candidates", "candidates", "compile_cone", "crossmatch", "distance_expression", "nearest_matches",
-           "pipeline"]
+__all__ = ["box_candidates", "candidates", "compile_cone", "crossmatch_query", "distance_expression", "lon_lat",
+           "nearest_matches", "pipeline", "shape", "top_cones"]
 
 
 def _require(position: Optional[Position], name: str) -> Position:
@@ -122,25 +122,27 @@ def top_cones(node: Node) -> list[Cone]:
     return []
 
 
-def pipeline(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[SortKey],
-             limit: Optional[int], offset: int) -> list[dict[str, Any]]:
+def pipeline(node: Node, match: Callable[[Node], dict[str, Any]], position: Optional[Position], name: str,
+             centre: Optional[Cone], sort: list[SortKey], limit: Optional[int], offset: int) -> list[dict[str, Any]]:
     """An aggregation for a filter with cones: index-backed candidates first, then the whole filter.
 
     (A find whose filter holds ``$expr`` is not index-backed on every server;
-    a leading ``$match`` of plain ``$geoWithin`` is.) ``centre``: the cone
-    ``$distance`` measures from, added as a field to sort or project. Also
-    reads without a cone whose sort places NULLs high (:mod:`dbp.mongo.order`).
+    a leading ``$match`` of plain ``$geoWithin`` is.) ``match``: the query
+    document of a filter (the runner's ``compile_filter``); ``position``: where
+    collection ``name`` keeps positions; ``centre``: the cone ``$distance``
+    measures from, added as a field to sort or project. Also reads without a
+    cone whose sort places NULLs high (:mod:`dbp.mongo.order`).
     """
     found = top_cones(node)
     stages: list[dict[str, Any]] = []
     if found:
-        where = _require(q.position, q.name)
+        where = _require(position, name)
         first = [candidates(where, c.ra, c.dec, c.radius) for c in found]
         stages.append({"$match": first[0] if len(first) == 1 else {"$and": first}})
-    stages.append({"$match": q._filter(node)})
+    stages.append({"$match": match(node)})
     wrapped = order.wraps(sort, centre is not None)
     if wrapped:
-        distance = None if centre is None else distance_expression(centre, _require(q.position, q.name))
+        distance = None if centre is None else distance_expression(centre, _require(position, name))
         stages.append(order.wrap(sort, distance))
     if sort:
         stages.append({"$sort": order.sort_keys(sort, wrapped)})
@@ -158,27 +160,6 @@ def shape(doc: dict[str, Any], wrapped: bool, projection: Optional[list[str]]) -
     return {(DISTANCE_FIELD if f == DISTANCE else f): (distance if f == DISTANCE else doc.get(f)) for f in projection}
 
 
-def rows(q: MongoQuery, node: Node, centre: Optional[Cone], sort: list[SortKey],
-         projection: Optional[list[str]], limit: Optional[int], offset: int, batch: int = 0
-         ) -> Iterator[dict[str, Any]]:
-    stages = pipeline(q, node, centre, sort, limit, offset)
-    wrapped = order.wraps(sort, centre is not None)
-    limit_ms = q.db.time_limit
-    cursor = q.collection.aggregate(stages, batchSize=batch, **limit_ms) if batch else q.collection.aggregate(
-        stages, **limit_ms)
-    try:
-        for doc in cursor:
-            yield shape(doc, wrapped, projection)
-    finally:
-        cursor.close()
-
-
-def count(q: MongoQuery, node: Node, limit: Optional[int]) -> int:
-    stages = [*pipeline(q, node, None, [], limit, 0), {"$count": "n"}]
-    found = list(q.collection.aggregate(stages, **q.db.time_limit))
-    return int(found[0]["n"]) if found else 0
-
-
 def _point(doc: dict[str, Any], path: str) -> Optional[tuple[float, float]]:
     value: Any = doc
     for part in path.split("."):
@@ -189,20 +170,17 @@ def _point(doc: dict[str, Any], path: str) -> Optional[tuple[float, float]]:
     return None
 
 
-def crossmatch(q: MongoQuery, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
-               match: dict[str, Any]) -> list[Match]:
-    """One query per batch: the filter and an ``$or`` of the cones' candidates; exact distances here."""
-    where = _require(q.position, q.name)
-    cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
-    query = {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
-    # ties go to the lowest _id, as in SQL
-    docs = q.collection.find(query, max_time_ms=q.db.settings.max_time_ms).sort("_id", 1)
-    return nearest_matches(docs, lambda doc: _lon_lat(doc, where), positions, radius, nearest)
-
-
-def _lon_lat(doc: dict[str, Any], where: Position) -> Optional[tuple[float, float]]:
+def lon_lat(doc: dict[str, Any], where: Position) -> Optional[tuple[float, float]]:
+    """The ra and dec of ``doc``'s point (None: it has none)."""
     point = _point(doc, where.point)
     return None if point is None else ((point[0] - where.ra_offset) % 360.0, point[1])
+
+
+def crossmatch_query(where: Position, positions: list[tuple[Any, float, float]], radius: float,
+                     match: dict[str, Any]) -> dict[str, Any]:
+    """Crossmatch's query: the filter's document ``match`` and an ``$or`` of the cones' candidates."""
+    cones = [candidates(where, ra, dec, radius) for _, ra, dec in positions]
+    return {"$and": [match, {"$or": cones}]} if match else {"$or": cones}
 
 
 def nearest_matches(docs: Iterable[dict[str, Any]], position: Callable[[dict[str, Any]], Optional[tuple[float, float]]],
@@ -221,10 +199,3 @@ def nearest_matches(docs: Iterable[dict[str, Any]], position: Callable[[dict[str
             if distance <= radius:
                 found.setdefault(i, []).append((distance, n, doc))
     return nearest_first(found, [p[0] for p in positions], nearest)
-
-
-def explain(q: MongoQuery, node: Node) -> dict[str, Any]:
-    """The server's explain of the aggregation a read with ``node`` runs (for tests and benchmarks)."""
-    found: dict[str, Any] = q.collection.database.command(
-        "aggregate", q.collection.name, pipeline=pipeline(q, node, None, [], None, 0), explain=True)
-    return found

@@ -45,7 +45,7 @@ from dbp.filters import (
     register_scalar,
 )
 from dbp.mongo import cone as cones
-from dbp.mongo import order
+from dbp.mongo import cone_run, order
 from dbp.mongo.errors import translate
 from dbp.mongo.fields import DeclaredFields, check, declared
 from dbp.mongo.lock import Lease
@@ -380,7 +380,7 @@ class MongoQuery(BaseQuery):
                     node: Node) -> list[Match]:
         check(self.fields, "crossmatch", node=node)
         try:
-            return cones.crossmatch(self, positions, radius, nearest, self._filter(node))
+            return cone_run.crossmatch(self, positions, radius, nearest, self._filter(node))
         except UNENCODABLE as exc:
             raise _unencodable(f"crossmatch on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -396,7 +396,7 @@ class MongoQuery(BaseQuery):
         for name in [k.field for k in plain_sort] + [f for f in projection or () if f != DISTANCE]:
             _path(name)
         try:
-            yield from cones.rows(self, node, centre, sort, projection, limit, offset, batch)
+            yield from cone_run.rows(self, node, centre, sort, projection, limit, offset, batch)
         except UNENCODABLE as exc:
             raise _unencodable(f"find on {self.name}", exc) from None
         except PyMongoError as exc:
@@ -463,7 +463,7 @@ class MongoQuery(BaseQuery):
             return 0
         try:
             if cones.top_cones(node):
-                return cones.count(self, node, limit)
+                return cone_run.count(self, node, limit)
             if limit is None:
                 return self.collection.count_documents(self._filter(node), **self.db.time_limit)
             return self.collection.count_documents(self._filter(node), limit=limit, **self.db.time_limit)

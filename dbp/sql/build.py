@@ -3,15 +3,17 @@
 :class:`SQLBuilder` turns filters, sorts, projections and updates into
 statement texts and their parameters; :class:`dbp.sql.query.SQLQuery` runs
 them. Identifiers are checked against the table's catalog and always quoted
-with :class:`psycopg.sql.Identifier`; values are always parameters.
+with :class:`psycopg.sql.Identifier`; values are always parameters. Building
+does no I/O: what it needs from the server or the files (the catalog, the
+statement cache, where cones are searched) the runner hands it.
 """
 
 from __future__ import annotations
 
 import decimal
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any, Optional
 
 from psycopg import sql
 
@@ -26,9 +28,6 @@ from dbp.sql.types import ColumnRule, integral
 from dbp.sql.updates import compile_changes
 from dbp.updates import Change
 
-if TYPE_CHECKING:
-    from dbp.sql.connection import SQLConnection
-
 __all__ = ["SQLBuilder"]
 
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -41,11 +40,12 @@ class SQLBuilder:
     """The statement-building half of a table's queries (set up by :class:`dbp.sql.query.SQLQuery`).
 
     Statements are composed once per shape (the filter's structure, sort and
-    projection, values aside) and their texts kept on the connection.
+    projection, values aside) and their texts kept in ``statement_cache``.
     """
 
-    db: SQLConnection
     name: str
+    #: Where statement texts are kept (the connection's cache, shared by its queries).
+    statement_cache: MutableMapping[Any, Any]
     #: What cached statement texts are filed under (a named query's differs from a table's).
     cache_id: Any
     table: Table
@@ -56,8 +56,9 @@ class SQLBuilder:
     _names: dict[str, sql.SQL]
     _collate: bool
     _text: set[str]
-    #: "q3c" or "portable" forces a $cone path; None picks q3c where the extension and its index exist.
-    cone_path: Optional[str]
+    #: Where $cone is searched (position columns, path): set by the runner before it builds a statement
+    #: whose filter has a cone.
+    _cone_site: Optional[cones.Site] = None
 
     def _column(self, name: str) -> Column:
         column = self.columns.get(name)
@@ -236,7 +237,7 @@ class SQLBuilder:
         for k in sort:
             self._column(k.field)
         key = (self.cache_id, kind, tuple(shape), tuple(sort), tuple(projection) if projection else None, limit, offset)
-        cache = self.db.statement_cache
+        cache = self.statement_cache
         text = cache.get(key)
         if text is None:
             condition = self._compile(node, [], [], build=True)
@@ -251,10 +252,14 @@ class SQLBuilder:
                     else "SELECT count(*) AS n FROM {} WHERE {}").format(self._table, condition)
             else:
                 query = sql.SQL("DELETE FROM {} WHERE {}").format(self._table, condition)
-            with self.db.connection() as conn:
-                text = query.as_string(conn)
+            text = query.as_string(None)
             cache[key] = text
         return text, params
+
+    def _from_item(self) -> tuple[sql.Composable, str, str, list[Any]]:
+        """The FROM item of the rows (the table as ``t``), the prefix of its columns' references, its alias
+        and its parameters."""
+        return sql.SQL("{} AS t").format(self._table), "t.", "t", []
 
     def _key(self) -> list[str]:
         pk = self.table.primary_key

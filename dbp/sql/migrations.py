@@ -48,7 +48,7 @@ from dbp.migrations import (
     write_files,
 )
 from dbp.sql.catalog import Catalog, diff, read_catalog
-from dbp.sql.cone import declarations
+from dbp.sql.cone_run import declarations
 from dbp.sql.connection import SQLConnection, open_connection
 from dbp.sql.ddl import migration_ddl, refused
 from dbp.sql.errors import cause, elide_literals

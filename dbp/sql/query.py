@@ -16,11 +16,12 @@ from psycopg import sql
 from dbp.errors import ConcurrencyError, DbpError, FilterError, OperationError
 from dbp.filters import Node, SortKey, equalities, parse
 from dbp.query import BaseQuery, ConflictMode, Filter, Round, Row
-from dbp.sky import Match, cone_for
-from dbp.sql import cone as cones
+from dbp.sky import Match, cone_for, cones
+from dbp.sql import cone_run
 from dbp.sql.build import SQLBuilder, _adapted, _sources
 from dbp.sql.bulk import LOCK_NOT_AVAILABLE, TRANSIENT, bulk_insert, retrying
 from dbp.sql.catalog import Column
+from dbp.sql.cone import select_statement
 from dbp.sql.errors import query_error
 from dbp.sql.types import ColumnRule
 from dbp.sql.updates import compile_changes, operand_getter, operand_value, refusal, shape
@@ -43,8 +44,13 @@ class SQLQuery(SQLBuilder, BaseQuery):
     more than the driver's round trip.
     """
 
+    db: SQLConnection
+    #: "q3c" or "portable" forces a $cone path; None picks q3c where the extension and its index exist.
+    cone_path: Optional[str]
+
     def __init__(self, db: SQLConnection, name: str) -> None:
         self.db = db
+        self.statement_cache = db.statement_cache
         self.name = name
         self.cache_id = name
         self.table = db.table(name)
@@ -87,6 +93,26 @@ class SQLQuery(SQLBuilder, BaseQuery):
         except psycopg.Error as exc:
             raise _driver_error(exc, f"query on {self.name}") from None
 
+    # -- building --------------------------------------------------------------------------------
+
+    def _sited(self, node: Node) -> None:
+        """Where this table's cones are searched, read now if ``node`` has one: the builder reads no file and
+        asks the server nothing (dbp.sql.cone_run)."""
+        if next(cones(node), None) is not None:
+            self._cone_site = cone_run.resolve(self)
+
+    def _statement(
+        self, kind: str, node: Node, sort: Sequence[SortKey] = (), projection: Optional[list[str]] = None,
+        limit: bool = False, offset: bool = False,
+    ) -> tuple[str, list[Any]]:
+        self._sited(node)
+        return super()._statement(kind, node, sort, projection, limit, offset)
+
+    def _update_sql(self, node: Node, changes: Sequence[Change], *, returning: bool = False
+                    ) -> tuple[sql.Composable, list[Any]]:
+        self._sited(node)
+        return super()._update_sql(node, changes, returning=returning)
+
     # -- primitives ----------------------------------------------------------------------------
 
     def _select(
@@ -96,8 +122,8 @@ class SQLQuery(SQLBuilder, BaseQuery):
         centre = cone_for(node, sort, projection)
         text: Any
         if centre is not None:
-            text, params = cones.select_statement(self, node, centre, sort, projection, limit is not None,
-                                                  bool(offset))
+            self._sited(node)
+            text, params = select_statement(self, node, centre, sort, projection, limit is not None, bool(offset))
         else:
             text, params = self._statement("select", node, sort, projection, limit is not None, bool(offset))
         params += [limit] if limit is not None else []
@@ -110,7 +136,8 @@ class SQLQuery(SQLBuilder, BaseQuery):
         """The statement that reads every matching row, and its parameters (with ``$distance`` if named)."""
         centre = cone_for(node, sort, projection)
         if centre is not None:
-            return cones.select_statement(self, node, centre, sort, projection, False, False)
+            self._sited(node)
+            return select_statement(self, node, centre, sort, projection, False, False)
         return self._statement("select", node, sort, projection)
 
     def _stream(
@@ -127,7 +154,7 @@ class SQLQuery(SQLBuilder, BaseQuery):
 
     def _crossmatch(self, positions: list[tuple[Any, float, float]], radius: float, nearest: bool,
                     node: Node) -> list[Match]:
-        return cones.crossmatch(self, positions, radius, nearest, node)
+        return cone_run.crossmatch(self, positions, radius, nearest, node)
 
     def _count(self, node: Node, limit: Optional[int]) -> int:
         text, params = self._statement("count", node, limit=limit is not None)

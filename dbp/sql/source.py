@@ -133,6 +133,7 @@ class SQLSource(ReadOnly, SQLQuery):
             raise FilterError(f"{statement.name} is a named write ({statement.verb.upper()}): run it with "
                               "db.run(name, params); db.query reads")
         self.db = db
+        self.statement_cache = db.statement_cache
         self.name = statement.name
         self.statement = statement
         self._bound = statement.bind(params)
@@ -151,6 +152,10 @@ class SQLSource(ReadOnly, SQLQuery):
 
     def _key(self) -> list[str]:
         return list(self.statement.key)
+
+    def _from_item(self) -> tuple[sql.Composable, str, str, list[Any]]:
+        """The statement, already ``(...) AS q``: its columns are ``q."name"``, its parameters come first."""
+        return self._table, "", "q", list(self._bound)
 
     def _tie_break(self) -> list[str]:
         """Without a declared key, every output column whose type sorts (see _TYPES), so that ties sort one way
