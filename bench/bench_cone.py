@@ -219,6 +219,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # even if started with SIGINT ignored (a background job)
     sql_db = None
     try:
         config = servers.config(engines, database="bench") if engines else None

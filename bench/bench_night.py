@@ -381,6 +381,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # even if started with SIGINT ignored (a background job)
     try:
         url = servers.start(["sql"])["sql"]
         config = resolve_config({"SQL": {**section(url, "night"), "SCHEMA_SET": "multisurvey"}}, environ={})

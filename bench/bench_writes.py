@@ -204,6 +204,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # even if started with SIGINT ignored (a background job)
     engines = ["sql", "mongo"] if args.engine == "all" else [args.engine]
     try:
         config = servers.config(engines, database="bench")
