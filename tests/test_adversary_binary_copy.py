@@ -57,23 +57,25 @@ def test_a_column_altered_by_another_session_stores_the_value_not_its_bytes(sql_
         1.0 if mode == "error" else 7.0, 5.0]
 
 
-def test_a_string_in_a_column_altered_to_integer_is_refused_not_reinterpreted(sql_db: SQLConnection) -> None:
-    sql_db.execute("CREATE TABLE t (id bigint PRIMARY KEY, x text)")
-    q = sql_db.query("t")
+def text_altered_to_integer(db: SQLConnection) -> Any:
+    """Table t's text column x, read by dbp, then made integer by another session; t's query."""
+    db.execute("CREATE TABLE t (id bigint PRIMARY KEY, x text)")
+    q = db.query("t")
     q.bulk_insert([{"id": 1, "x": "a"}], on_conflict="error")
-    with other_session(sql_db) as conn:
+    with other_session(db) as conn:
         conn.execute("ALTER TABLE t ALTER COLUMN x TYPE integer USING NULL")
+    return q
+
+
+def test_a_string_in_a_column_altered_to_integer_is_refused_not_reinterpreted(sql_db: SQLConnection) -> None:
+    q = text_altered_to_integer(sql_db)
     with pytest.raises(BulkWriteError) as caught:
         q.bulk_insert([{"id": 2, "x": "abcd"}], on_conflict="error")
     assert caught.value.sqlstate == "22P02" and caught.value.rows == [0]
 
 
 def test_a_numeric_string_in_a_column_altered_to_integer_is_stored_as_text_copy_did(sql_db: SQLConnection) -> None:
-    sql_db.execute("CREATE TABLE t (id bigint PRIMARY KEY, x text)")
-    q = sql_db.query("t")
-    q.bulk_insert([{"id": 1, "x": "a"}], on_conflict="error")
-    with other_session(sql_db) as conn:
-        conn.execute("ALTER TABLE t ALTER COLUMN x TYPE integer USING NULL")
+    q = text_altered_to_integer(sql_db)
     q.bulk_insert([{"id": 2, "x": "12"}], on_conflict="error")
     assert sql_db.execute("SELECT x FROM t WHERE id = 2").fetchone() == {"x": 12}
 
