@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from dbp._values import Converter, convert_row, plan
-from dbp.errors import BulkWriteError, ConcurrencyError, FilterError
+from dbp.errors import BulkWriteError, ConcurrencyError, DbpError, FilterError
 from dbp.query import ConflictMode, collapse, key_identity, refuse_null_keys
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def _checked_row(q: SQLQuery, rows: Sequence[Mapping[str, Any]]) -> Optional[int
     except BulkWriteError as exc:
         if exc.sqlstate == CHECK_VIOLATION and exc.rows:
             return exc.rows[0]
-    except (psycopg.Error, FilterError):  # only to name the row: if this fails too, the error names none
+    except (psycopg.Error, DbpError):  # only to name the row: if this fails too (or the server is gone), none
         pass
     return None
 
