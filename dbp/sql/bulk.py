@@ -98,12 +98,11 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
     failure: Optional[BulkWriteError] = None
     as_text = ("dbp.bulk.as_text", q.name)
     try:
+        left = q.db.statement_cache.get(as_text) or 0
+        if left:  # the table's last batches needed text: this one goes as text at once
+            q.db.statement_cache[as_text] = left - 1
         try:
-            left = q.db.statement_cache.get(as_text) or 0
-            if left:  # the table's last batches needed text: this one goes as text at once
-                q.db.statement_cache[as_text] = left - 1
-                return retrying(q.name, "bulk_insert into", lambda: attempt(False))
-            return retrying(q.name, "bulk_insert into", lambda: attempt(True))
+            return retrying(q.name, "bulk_insert into", lambda: attempt(not left))
         except _NeedsText:  # rolled back: again as text, where the server judges each value as before
             q.db.statement_cache[as_text] = TEXT_BATCHES
             return retrying(q.name, "bulk_insert into", lambda: attempt(False))
@@ -114,8 +113,11 @@ def bulk_insert(q: SQLQuery, rows: Sequence[Mapping[str, Any]], on_conflict: Con
             raise
         failure = exc
     if not failure.rows:  # from the merge's INSERT ... SELECT, which names no line: find the row
-        failing = _new_row_without(q, failure.column, rows, key) if failure.sqlstate == NOT_NULL_VIOLATION \
-            else _checked_row(q, rows) if failure.sqlstate == CHECK_VIOLATION else None
+        failing = None
+        if failure.sqlstate == NOT_NULL_VIOLATION:
+            failing = _new_row_without(q, failure.column, rows, key)
+        elif failure.sqlstate == CHECK_VIOLATION:
+            failing = _checked_row(q, rows)
         if failing is not None:
             sqlstate = failure.sqlstate
             failure = BulkWriteError(failure.message.replace(f"bulk_insert into {q.name}: ",
@@ -165,6 +167,14 @@ def _conflict(q: SQLQuery, on_conflict: str, key: Optional[list[str]], rows: Seq
     return list(unique[0]), False
 
 
+def _drop_not_null(q: SQLQuery, conn: psycopg.Connection[Any], temp: sql.Identifier) -> None:
+    """Drop, on a temporary copy of ``q``'s table, the NOT NULL of every column that has one."""
+    required = [c for c, column in q.columns.items() if column.not_null]
+    if required:
+        conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
+            sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
+
+
 def _checked_row(q: SQLQuery, rows: Sequence[Mapping[str, Any]]) -> Optional[int]:
     """The first row the table's CHECK constraints refuse on its own (a CHECK error of the merge's statement).
 
@@ -178,10 +188,7 @@ def _checked_row(q: SQLQuery, rows: Sequence[Mapping[str, Any]]) -> Optional[int
             temp = sql.Identifier(f"_dbp_check_{next(_counter)}")
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING CONSTRAINTS) ON COMMIT DROP").format(
                 temp, q._ident))
-            required = [c for c, column in q.columns.items() if column.not_null]
-            if required:
-                conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
-                    sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
+            _drop_not_null(q, conn, temp)
             _copy_rows(q, conn, temp, rows)
     except BulkWriteError as exc:
         if exc.sqlstate == CHECK_VIOLATION and exc.rows:
@@ -549,10 +556,7 @@ def _merge(q: SQLQuery, conn: psycopg.Connection[Any], rows: Sequence[Mapping[st
             conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT nextval(pg_get_serial_sequence({}, {}))"
                                  ).format(temp, sql.Identifier(name), sql.Literal(q._ident.as_string(conn)),
                                           sql.Literal(name)))
-    required = [c for c, column in q.columns.items() if column.not_null]
-    if required:
-        conn.execute(sql.SQL("ALTER TABLE {} {}").format(temp, sql.SQL(", ").join(
-            sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(c)) for c in required)))
+    _drop_not_null(q, conn, temp)
     _copy_rows(q, conn, temp, merged, tags=tags, origin=origin, binary=binary)
     names_sql = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in union)
     columns_sql = sql.SQL(", ").join(map(sql.Identifier, union))

@@ -118,7 +118,9 @@ def path(q: SQLQuery) -> str:
             raise FilterError(f"{q.name}: cone_path is 'q3c' but this database has no q3c extension on its "
                               "search_path (CREATE EXTENSION q3c, or leave cone_path as None)")
         return q.cone_path
-    if q._from_item()[2] == "q":
+    from dbp.sql.source import SQLSource
+
+    if isinstance(q, SQLSource):
         return "portable"  # a named query's rows have no index of their own; q3c must be asked for
     key = ("dbp.cone.path", q.name)
     found: Optional[str] = q.db.statement_cache.get(key)
